@@ -1,0 +1,35 @@
+"""astro_galpost: calibrated posteriors of galaxy properties and emission lines from imaging and photometry.
+
+>>> from astro_galpost import GalaxyPosterior
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("astro_galpost")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+from .encoders import ENCODERS, Encoder, PhotometryEncoder, register_encoder
+from .estimator import GalaxyPosterior, NotFittedError, PosteriorSamples, UnusableRowsWarning
+from .flows import FLOWS, register_flow
+from .persistence import ModelFormatError
+from .targets import TARGETS, Target, register_target
+
+__all__ = [
+    "GalaxyPosterior",
+    "PosteriorSamples",
+    "NotFittedError",
+    "UnusableRowsWarning",
+    "ModelFormatError",
+    "TARGETS",
+    "Target",
+    "register_target",
+    "ENCODERS",
+    "Encoder",
+    "PhotometryEncoder",
+    "register_encoder",
+    "FLOWS",
+    "register_flow",
+    "__version__",
+]

@@ -1,0 +1,7 @@
+"""Catalogs for training and testing: a physically motivated mock, real SDSS samples, SDSS fetching."""
+
+from ._paths import shared_data_dir
+from .kcorrect_sample import kcorrect_sample_path, load_kcorrect_sample
+from .mock import make_mock_catalog
+
+__all__ = ["make_mock_catalog", "load_kcorrect_sample", "kcorrect_sample_path", "shared_data_dir"]

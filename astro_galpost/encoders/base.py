@@ -1,0 +1,71 @@
+"""The interface every encoder follows."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from astropy.table import Table
+
+__all__ = ["Encoder"]
+
+
+class Encoder(ABC):
+    """Turns catalog rows (and, for image encoders, cutouts) into feature vectors.
+
+    An encoder is fitted once on the training data (e.g. to learn feature
+    scalings, or to train a VAE), then frozen; the estimator concatenates the
+    features of all its encoders and feeds them to the shared MLP.
+
+    Subclasses set :attr:`name` (their registry name), implement :meth:`fit`,
+    :meth:`transform`, :meth:`get_config` and :meth:`get_arrays`, and can be
+    rebuilt with :meth:`from_config`. They hold no torch state that cannot be
+    expressed as named arrays, so models save without pickling code.
+    """
+
+    #: Registry name, written to saved models.
+    name: ClassVar[str] = ""
+    #: Whether :meth:`fit` and :meth:`transform` need ``images``.
+    requires_images: ClassVar[bool] = False
+
+    #: Number of features produced, set by :meth:`fit`.
+    n_features_: int
+
+    @abstractmethod
+    def fit(self, table: Table, images: Any = None) -> Encoder:
+        """Learn whatever the encoder needs from the training rows; returns self."""
+
+    @abstractmethod
+    def transform(self, table: Table, images: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Encode rows.
+
+        Returns
+        -------
+        features : `~numpy.ndarray`
+            float32 array of shape ``(len(table), n_features_)``, finite everywhere.
+        usable : `~numpy.ndarray`
+            bool array of shape ``(len(table),)``; False where the inputs are
+            too incomplete for a posterior (those rows get masked outputs).
+        """
+
+    @abstractmethod
+    def get_config(self) -> dict:
+        """JSON-serialisable constructor parameters and fitted scalars."""
+
+    @abstractmethod
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        """Fitted arrays (weights, scalings) by name, saved as safetensors."""
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: dict, arrays: dict[str, np.ndarray]) -> Encoder:
+        """Rebuild a fitted encoder from :meth:`get_config` and :meth:`get_arrays`."""
+
+    def feature_names(self) -> list[str]:
+        """Names of the features, for diagnostics; generic by default."""
+        return [f"{self.name}_{i}" for i in range(self.n_features_)]
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "n_features_")

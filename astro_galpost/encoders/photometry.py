@@ -1,0 +1,248 @@
+"""Magnitudes, colours and their errors as features, for any set of bands."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+from astropy.table import Table
+
+from .._columns import column_data
+from .base import Encoder
+
+__all__ = ["PhotometryEncoder", "find_error_column", "read_magnitudes"]
+
+# Magnitudes outside this range are "not measured": SDSS writes -9999/9999,
+# ECO and RESOLVE write 0.
+_MAG_RANGE = (0.0, 40.0)
+
+
+def find_error_column(column: str, colnames: Sequence[str]) -> str | None:
+    """Find the uncertainty column of magnitude column ``column``.
+
+    Tries ``err_<col>``, ``<col>_err``, ``e_<col>``, ``<col>Err`` and the SDSS CAS
+    convention ``<kind>MagErr_<band>`` for ``<kind>Mag_<band>`` (``modelMagErr_r``).
+
+    Examples
+    --------
+    >>> find_error_column("modelMag_r", ["modelMag_r", "modelMagErr_r"])
+    'modelMagErr_r'
+    >>> find_error_column("r", ["r", "err_r"])
+    'err_r'
+    >>> find_error_column("r", ["r"]) is None
+    True
+    """
+    candidates = [f"err_{column}", f"{column}_err", f"e_{column}", f"{column}Err", f"{column}_error"]
+    match = re.fullmatch(r"(.*)_([A-Za-z0-9]+)", column)
+    if match:
+        candidates.append(f"{match.group(1)}Err_{match.group(2)}")
+    return next((c for c in candidates if c in colnames), None)
+
+
+def read_magnitudes(table: Table, column: str) -> np.ndarray:
+    """Column ``column`` as float AB-like magnitudes, NaN where missing.
+
+    Plain numbers are taken as magnitudes. Quantity columns may be in a
+    magnitude unit, in maggies/nanomaggies (SDSS fluxes) or in a spectral flux
+    density (converted to AB); other units raise `~astropy.units.UnitConversionError`.
+    """
+    if column not in table.colnames:
+        raise KeyError(f"photometry column {column!r} is not in the table (columns: {', '.join(table.colnames)})")
+    try:
+        values, mask, unit = column_data(table[column])
+    except TypeError as err:
+        raise TypeError(f"photometry column {column!r} is not numeric") from err
+    if values.ndim != 1:
+        raise ValueError(f"photometry column {column!r} has shape {values.shape}; expected one value per row")
+    if unit is not None and unit != u.dimensionless_unscaled:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if isinstance(unit, u.MagUnit) or unit == u.mag:  # check first: ABmag "is equivalent" to Jy
+                pass
+            elif unit.is_equivalent(u.mgy):
+                values = -2.5 * np.log10(values * unit.to(u.mgy))
+            elif unit.is_equivalent(u.Jy):
+                values = -2.5 * np.log10(values * unit.to(u.Jy) / 3631.0)
+            else:
+                raise u.UnitConversionError(
+                    f"photometry column {column!r} has unit {unit}; expected magnitudes, "
+                    "maggies or a spectral flux density"
+                )
+    values = values.copy()
+    bad = mask | ~np.isfinite(values) | (values <= _MAG_RANGE[0]) | (values >= _MAG_RANGE[1])
+    values[bad] = np.nan
+    return values
+
+
+class PhotometryEncoder(Encoder):
+    """Features from magnitudes in any set of bands: magnitudes, adjacent colours,
+    log magnitude errors and a missing-band flag per band.
+
+    A missing or NaN band is not fatal: it is imputed from the nearest measured
+    band plus the training sample's median colour between the two, and flagged.
+    Rows with fewer than ``min_bands`` measured bands are reported unusable.
+
+    Parameters
+    ----------
+    columns : sequence of str
+        Magnitude columns in wavelength order (colours are taken between
+        neighbours), e.g. ``["u", "g", "r", "i", "z"]`` or LSST's ugrizy.
+    errors : "auto", None, sequence or mapping, optional
+        Error columns: found automatically (see `find_error_column`) with
+        ``"auto"``; none with `None`; or given explicitly.
+    min_bands : int, optional
+        Fewest measured bands for a usable row; default: half the bands, at least 1.
+    """
+
+    name = "photometry"
+
+    def __init__(
+        self,
+        columns: Sequence[str],
+        errors: str | Sequence[str] | Mapping[str, str] | None = "auto",
+        min_bands: int | None = None,
+    ) -> None:
+        self.columns = list(columns)
+        self.errors = errors
+        self.min_bands = min_bands
+
+    # -- reading ---------------------------------------------------------------
+    def _resolve_errors(self, table: Table) -> list[str | None]:
+        if self.errors is None:
+            return [None] * len(self.columns)
+        if self.errors == "auto":
+            return [find_error_column(c, table.colnames) for c in self.columns]
+        if isinstance(self.errors, Mapping):
+            return [self.errors.get(c) for c in self.columns]
+        errors = list(self.errors)
+        if len(errors) != len(self.columns):
+            raise ValueError(f"{len(errors)} error columns given for {len(self.columns)} photometry columns")
+        return errors
+
+    def _read(self, table: Table) -> tuple[np.ndarray, np.ndarray]:
+        mags = np.column_stack([read_magnitudes(table, c) for c in self.columns])
+        errs = np.full_like(mags, np.nan)
+        for j, name in enumerate(self.error_columns_):
+            if name is None:
+                continue
+            if name not in table.colnames:
+                raise KeyError(f"magnitude error column {name!r} (used in training) is not in the table")
+            values, mask, _ = column_data(table[name])
+            values[mask | ~(values > 0)] = np.nan
+            errs[:, j] = values
+        errs[np.isnan(mags)] = np.nan
+        return mags, errs
+
+    # -- fitting ---------------------------------------------------------------
+    def fit(self, table: Table, images: Any = None) -> PhotometryEncoder:
+        if not self.columns:
+            raise ValueError("the photometry encoder needs at least one magnitude column")
+        self.error_columns_ = self._resolve_errors(table)
+        mags, errs = self._read(table)
+        n_bands = len(self.columns)
+        self.min_bands_ = self.min_bands or max(1, (n_bands + 1) // 2)
+        measured = np.isfinite(mags)
+        if not measured.any(axis=0).all():
+            empty = [c for c, ok in zip(self.columns, measured.any(axis=0)) if not ok]
+            raise ValueError(f"photometry columns {empty} have no measured value in the training table")
+
+        # median colour between every pair of bands, for imputing a missing band
+        offsets = np.zeros((n_bands, n_bands))
+        for a in range(n_bands):
+            for b in range(n_bands):
+                both = measured[:, a] & measured[:, b]
+                if both.any():
+                    offsets[a, b] = np.median(mags[both, a] - mags[both, b])
+                else:
+                    offsets[a, b] = np.nanmedian(mags[:, a]) - np.nanmedian(mags[:, b])
+        self.colour_offsets_ = offsets
+        log_err = np.log10(errs)
+        self.error_fill_ = np.array([
+            np.nanpercentile(log_err[:, j], 95) if np.isfinite(log_err[:, j]).any() else 0.0
+            for j in range(n_bands)
+        ])
+        raw = self._raw_features(mags, errs)
+        self.feature_mean_ = raw.mean(axis=0)
+        std = raw.std(axis=0)
+        self.feature_scale_ = np.where(std > 0, std, 1.0)
+        self.n_features_ = raw.shape[1]
+        return self
+
+    def _impute(self, mags: np.ndarray) -> np.ndarray:
+        mags = mags.copy()
+        measured = np.isfinite(mags)
+        idx = np.arange(mags.shape[1])
+        for j in range(mags.shape[1]):
+            missing = ~measured[:, j]
+            if not missing.any():
+                continue
+            # nearest measured band in wavelength order
+            distance = np.abs(idx - j)[None, :] + np.where(measured[missing], 0, 10 * len(idx))
+            nearest = distance.argmin(axis=1)
+            rows = np.flatnonzero(missing)
+            ref = mags[rows, nearest]
+            mags[rows, j] = ref + self.colour_offsets_[j, nearest]
+        return mags
+
+    def _raw_features(self, mags: np.ndarray, errs: np.ndarray) -> np.ndarray:
+        missing = ~np.isfinite(mags)
+        filled = self._impute(mags)
+        colours = filled[:, :-1] - filled[:, 1:]
+        log_err = np.log10(errs)
+        log_err = np.where(np.isfinite(log_err), log_err, self.error_fill_)
+        has_errors = [c is not None for c in self.error_columns_]
+        parts = [filled, colours, log_err[:, has_errors], missing.astype(float)]
+        raw = np.concatenate(parts, axis=1)
+        return np.nan_to_num(raw, nan=0.0)
+
+    # -- encoding -------------------------------------------------------------
+    def transform(self, table: Table, images: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        if not self.is_fitted:
+            raise RuntimeError("the photometry encoder is not fitted")
+        mags, errs = self._read(table)
+        usable = np.isfinite(mags).sum(axis=1) >= self.min_bands_
+        if len(table) == 0:
+            return np.zeros((0, self.n_features_), np.float32), usable
+        raw = self._raw_features(mags, errs)
+        features = (raw - self.feature_mean_) / self.feature_scale_
+        return features.astype(np.float32), usable
+
+    def feature_names(self) -> list[str]:
+        bands = self.columns
+        names = list(bands) + [f"{a}-{b}" for a, b in zip(bands[:-1], bands[1:])]
+        names += [f"log_err_{c}" for c, e in zip(bands, self.error_columns_) if e is not None]
+        names += [f"missing_{c}" for c in bands]
+        return names
+
+    # -- persistence ----------------------------------------------------------
+    def get_config(self) -> dict:
+        return {
+            "columns": self.columns,
+            "errors": self.errors if isinstance(self.errors, (str, type(None))) else list(self.error_columns_),
+            "min_bands": self.min_bands,
+            "error_columns_": self.error_columns_,
+            "min_bands_": self.min_bands_,
+            "n_features_": self.n_features_,
+        }
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "colour_offsets": self.colour_offsets_,
+            "error_fill": self.error_fill_,
+            "feature_mean": self.feature_mean_,
+            "feature_scale": self.feature_scale_,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, arrays: dict[str, np.ndarray]) -> PhotometryEncoder:
+        enc = cls(config["columns"], config["errors"], config["min_bands"])
+        enc.error_columns_ = list(config["error_columns_"])
+        enc.min_bands_ = int(config["min_bands_"])
+        enc.n_features_ = int(config["n_features_"])
+        enc.colour_offsets_ = np.asarray(arrays["colour_offsets"], dtype=float)
+        enc.error_fill_ = np.asarray(arrays["error_fill"], dtype=float)
+        enc.feature_mean_ = np.asarray(arrays["feature_mean"], dtype=float)
+        enc.feature_scale_ = np.asarray(arrays["feature_scale"], dtype=float)
+        return enc

@@ -1,0 +1,520 @@
+"""`GalaxyPosterior`: calibrated posteriors of galaxy properties from photometry (and images)."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+import torch
+from astropy.table import QTable, Table
+from astropy.uncertainty import Distribution
+from astropy.utils.masked import Masked
+
+from .encoders import ENCODERS, Encoder, PhotometryEncoder
+from .network import GroupSpec, PosteriorNetwork
+from .targets import CORE, LINES, METALLICITY, TARGETS, Target
+from .training import TrainingHistory, split_indices, train_network
+
+__all__ = ["GalaxyPosterior", "PosteriorSamples", "NotFittedError", "UnusableRowsWarning"]
+
+#: The nine targets of the seed paper, in its order.
+ALL_TARGETS = (
+    "log_mstar", "log_sfr", "redshift", "log_mbh", "metallicity",
+    "halpha", "hbeta", "nii_6584", "oiii_5007",
+)
+SDSS_MODEL_MAGS = tuple(f"modelMag_{b}" for b in "ugriz")
+
+# How each built-in group is modelled: flow, the group whose targets condition
+# it (chain rule), and whether a "measurable" classifier is trained.
+_GROUP_DEFAULTS: dict[str, dict[str, Any]] = {
+    CORE: {"flow": "realnvp", "condition_on": None, "detect": False},
+    METALLICITY: {"flow": "affine1d", "condition_on": CORE, "detect": True},
+    LINES: {"flow": "realnvp", "condition_on": None, "detect": False},
+}
+_GROUP_ORDER = (CORE, METALLICITY, LINES)
+
+
+class NotFittedError(RuntimeError, AttributeError):
+    """Raised when a `GalaxyPosterior` is used before `~GalaxyPosterior.fit`."""
+
+
+class UnusableRowsWarning(UserWarning):
+    """Some rows had too little usable input for a posterior; their outputs are masked."""
+
+
+class PosteriorSamples(dict):
+    """Posterior samples by target name, each an `~astropy.uncertainty.Distribution` of shape (N,).
+
+    Attributes
+    ----------
+    usable : `~numpy.ndarray`
+        bool (N,): False for rows whose inputs were unusable (their samples are NaN).
+    probabilities : dict
+        For groups with a detection classifier (metallicity), the probability
+        that the galaxy's value is measurable, (N,) arrays.
+    """
+
+    def __init__(self, samples: Mapping[str, Distribution], usable: np.ndarray, probabilities: dict[str, np.ndarray]):
+        super().__init__(samples)
+        self.usable = usable
+        self.probabilities = probabilities
+
+    @property
+    def n_samples(self) -> int:
+        return next(iter(self.values())).n_samples if self else 0
+
+
+def _as_table(table: Any, what: str = "table") -> Table:
+    if isinstance(table, Table):
+        return table
+    try:
+        return Table(table)
+    except Exception as err:  # noqa: BLE001 - re-raised with context
+        raise TypeError(f"{what} must be an astropy Table (or convertible to one), got {type(table).__name__}") from err
+
+
+def _seed_sequence(random_state) -> np.random.SeedSequence:
+    if isinstance(random_state, np.random.SeedSequence):
+        return random_state
+    if isinstance(random_state, np.random.Generator):
+        return np.random.SeedSequence(int(random_state.integers(2**63)))
+    return np.random.SeedSequence(random_state)
+
+
+@contextlib.contextmanager
+def _torch_seed(seed: int):
+    """Seed torch's global generator (zuko samples from it) without disturbing the caller's."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class GalaxyPosterior:
+    """Calibrated posteriors of galaxy properties and emission-line fluxes.
+
+    The method of Siddiqua, Mahmud & Martinez-Galarza (seed paper): encoders turn
+    photometry (and gri images) into features; a shared MLP makes a 256-d
+    representation; per target group, an MLP predicts the means and a
+    conditional normalizing flow models the joint residuals. Metallicity is
+    chained on the core targets, with a classifier of whether it is measurable.
+
+    Parameters
+    ----------
+    targets : sequence of str or dict, optional
+        Registry names of the targets (their default catalog columns are used),
+        or a mapping ``{name: column}``. Default: all nine targets of the paper.
+    photometry : sequence of str or None, optional
+        Magnitude columns in wavelength order; error columns are found
+        automatically (``err_<col>``, ``<col>_err``, ``modelMagErr_<band>``).
+        Default: SDSS ``modelMag_u`` … ``modelMag_z``. `None` for images alone.
+    encoder : str, Encoder or sequence of them, optional
+        Registered encoder names or encoder objects (a fitted encoder is reused
+        as it is). Default ``"photometry"``.
+    flows : dict, optional
+        Per group, the registered flow name, or ``(name, options)``. Defaults:
+        ``realnvp`` (12 affine coupling layers) for the core and line groups,
+        ``affine1d`` for metallicity. A group of a single target cannot couple
+        and gets ``nsf`` (a spline flow) unless a flow is given for it.
+    representation : int, optional
+        Size of the shared representation.
+    hidden : int, optional
+        Width of the shared MLP's hidden layers.
+    dropout : float, optional
+        Dropout in the shared MLP.
+    n_ensemble : int, optional
+        Number of independently initialised networks (a deep ensemble); samples
+        are drawn from their equal-weight mixture.
+    validation_fraction : float, optional
+        Fraction of training rows held out for early stopping.
+    batch_size, max_epochs, learning_rate, weight_decay, patience : optional
+        Optimisation settings (AdamW; the learning rate halves on plateaus;
+        training stops after ``patience`` epochs without improvement).
+    device : str, optional
+        Torch device for training and sampling (``"cpu"`` or ``"cuda"``).
+    random_state : int, Generator or None, optional
+        Seed for the split, initialisation, batching and sampling.
+    progress : bool, optional
+        Show progress bars.
+
+    Examples
+    --------
+    >>> from astro_galpost import GalaxyPosterior
+    >>> from astro_galpost.datasets import make_mock_catalog
+    >>> table = make_mock_catalog(600, random_state=1)
+    >>> gp = GalaxyPosterior(targets=["redshift"], max_epochs=5, progress=False, random_state=0)
+    >>> gp = gp.fit(table[:500])
+    >>> post = gp.sample(table[500:], n_samples=100)
+    >>> post["redshift"].shape, post["redshift"].n_samples
+    ((100,), 100)
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[str] | Mapping[str, str] = ALL_TARGETS,
+        photometry: Sequence[str] | None = SDSS_MODEL_MAGS,
+        encoder: str | Encoder | Sequence[str | Encoder] = "photometry",
+        flows: Mapping[str, str | tuple[str, dict]] | None = None,
+        representation: int = 256,
+        hidden: int = 256,
+        dropout: float = 0.0,
+        n_ensemble: int = 1,
+        validation_fraction: float = 0.15,
+        batch_size: int = 256,
+        max_epochs: int = 300,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        patience: int = 25,
+        device: str = "cpu",
+        random_state: int | np.random.Generator | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.targets = targets
+        self.photometry = photometry
+        self.encoder = encoder
+        self.flows = flows
+        self.representation = representation
+        self.hidden = hidden
+        self.dropout = dropout
+        self.n_ensemble = n_ensemble
+        self.validation_fraction = validation_fraction
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.device = device
+        self.random_state = random_state
+        self.progress = progress
+
+    # ------------------------------------------------------------------ setup
+    def _resolve_targets(self) -> dict[str, str]:
+        spec = self.targets
+        if isinstance(spec, str):
+            spec = [spec]
+        if isinstance(spec, Mapping):
+            pairs = [(name, column) for name, column in spec.items()]
+        else:
+            pairs = [(name, None) for name in spec]
+        if not pairs:
+            raise ValueError("no targets given")
+        resolved = {}
+        for name, column in pairs:
+            target = TARGETS.get(name)
+            resolved[name] = column or target.column
+        return resolved
+
+    def _make_encoders(self) -> list[Encoder]:
+        specs = self.encoder if isinstance(self.encoder, (list, tuple)) else [self.encoder]
+        if not specs:
+            raise ValueError("at least one encoder is needed")
+        encoders = []
+        for spec in specs:
+            if isinstance(spec, Encoder):
+                encoders.append(spec)
+            elif spec == PhotometryEncoder.name:
+                if not self.photometry:
+                    raise ValueError("encoder 'photometry' needs magnitude columns, but photometry=None")
+                encoders.append(PhotometryEncoder(list(self.photometry)))
+            elif isinstance(spec, str):
+                encoders.append(ENCODERS.get(spec)())
+            else:
+                raise TypeError(f"encoder must be a registered name or an Encoder, got {spec!r}")
+        return encoders
+
+    def _group_specs(self, names: list[str]) -> tuple[list[GroupSpec], dict[str, str]]:
+        by_group: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            by_group.setdefault(TARGETS[name].group, []).append(i)
+        order = [g for g in _GROUP_ORDER if g in by_group] + [g for g in by_group if g not in _GROUP_ORDER]
+        user = dict(self.flows or {})
+        unknown = set(user) - set(by_group)
+        if unknown:
+            raise ValueError(f"flows given for groups {sorted(unknown)} that no target belongs to "
+                             f"(groups: {order})")
+        specs, chosen = [], {}
+        for g in order:
+            defaults = _GROUP_DEFAULTS.get(g, _GROUP_DEFAULTS[LINES])
+            flow, options = defaults["flow"], {}
+            if g in user:
+                flow, options = user[g] if isinstance(user[g], (tuple, list)) else (user[g], {})
+            elif len(by_group[g]) == 1 and flow == "realnvp":
+                flow = "nsf"  # coupling needs two dimensions
+            cond = by_group.get(defaults["condition_on"], []) if defaults["condition_on"] else []
+            specs.append(GroupSpec(g, by_group[g], flow, dict(options), list(cond), defaults["detect"]))
+            chosen[g] = flow
+        return specs, chosen
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "networks_"):
+            raise NotFittedError(
+                "this GalaxyPosterior is not fitted yet: call fit(table) before sample() or predict()"
+            )
+
+    # ---------------------------------------------------------------- inputs
+    def _encode(self, table: Table, images: Any) -> tuple[np.ndarray, np.ndarray]:
+        parts, usable = [], np.ones(len(table), bool)
+        for enc in self.encoders_:
+            if enc.requires_images and images is None:
+                raise ValueError(f"encoder {enc.name!r} needs images: pass images=... with one per table row")
+            features, ok = enc.transform(table, images)
+            parts.append(features)
+            usable &= ok
+        return np.concatenate(parts, axis=1).astype(np.float32), usable
+
+    def _read_labels(self, table: Table) -> tuple[np.ndarray, np.ndarray]:
+        values = np.full((len(table), len(self.targets_)), np.nan)
+        valid = np.zeros_like(values, dtype=bool)
+        for j, (name, column) in enumerate(self.targets_.items()):
+            target = TARGETS[name]
+            raw, ok = target.read(table, column)
+            values[:, j] = target.to_model(raw)
+            valid[:, j] = ok
+        return values, valid
+
+    def _check_input(self, table: Any, images: Any, what: str) -> Table:
+        table = _as_table(table, what)
+        if len(table) == 0:
+            raise ValueError(f"the {what} is empty: nothing to {'fit' if what == 'training table' else 'predict'}")
+        if images is not None and hasattr(images, "__len__") and len(images) != len(table):
+            raise ValueError(f"{len(images)} images given for a table of {len(table)} rows")
+        return table
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, table: Table, images: Any = None) -> GalaxyPosterior:
+        """Train on a labelled catalog.
+
+        Parameters
+        ----------
+        table : `~astropy.table.Table`
+            One row per galaxy with the photometry columns and target columns.
+            Missing labels (NaN, masked, SDSS sentinels) are allowed: a galaxy
+            missing a label in one group still trains the other groups.
+        images : array-like, optional
+            Cutouts, one per row, for image encoders.
+
+        Returns
+        -------
+        self : GalaxyPosterior
+        """
+        table = self._check_input(table, images, "training table")
+        targets = self._resolve_targets()
+        photometry = set(self.photometry or [])
+        for name, column in targets.items():
+            if column in photometry:
+                raise ValueError(
+                    f"column {column!r} is both the {name!r} target and a photometry column. In SDSS CAS "
+                    "exports 'z' is the redshift in SpecObj but the z-band magnitude in PhotoObj: rename "
+                    "one of them, e.g. targets={'redshift': 'zs'}"
+                )
+        self.targets_ = targets
+        y, valid = self._read_labels(table)
+        for j, name in enumerate(targets):
+            if not valid[:, j].any():
+                raise ValueError(
+                    f"target {name!r}: column {targets[name]!r} has no usable value in the training table"
+                )
+
+        encoders = self._make_encoders()
+        for enc in encoders:
+            if not enc.is_fitted:
+                enc.fit(table, images)
+        self.encoders_ = encoders
+        x, usable = self._encode(table, images)
+        if not usable.any():
+            raise ValueError("no training row has usable inputs (check the photometry columns)")
+        self.n_features_in_ = x.shape[1]
+        self.n_train_ = int(usable.sum())
+        x, y, valid = x[usable], y[usable], valid[usable]
+
+        self.label_mean_ = np.array([np.mean(y[valid[:, j], j]) for j in range(y.shape[1])])
+        std = np.array([np.std(y[valid[:, j], j]) for j in range(y.shape[1])])
+        self.label_scale_ = np.where(std > 0, std, 1.0)
+        y = (y - self.label_mean_) / self.label_scale_
+
+        self.groups_, self.flows_ = self._group_specs(list(targets))
+        seeds = _seed_sequence(self.random_state)
+        split_seed, *member_seeds = seeds.spawn(1 + self.n_ensemble)
+        train_index, val_index = split_indices(len(x), self.validation_fraction, np.random.default_rng(split_seed))
+        self.networks_, self.history_ = [], []
+        for k, member in enumerate(member_seeds):
+            seed = int(member.generate_state(1)[0])
+            with _torch_seed(seed):
+                net = self._build_network()
+                history = train_network(
+                    net, x, y, valid, train_index=train_index, val_index=val_index,
+                    batch_size=self.batch_size, max_epochs=self.max_epochs,
+                    learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+                    patience=self.patience, seed=seed, device=self.device, progress=self.progress,
+                    description=f"fit {k + 1}/{self.n_ensemble}" if self.n_ensemble > 1 else "fit",
+                )
+            self.networks_.append(net.to("cpu") if self.device == "cpu" else net)
+            self.history_.append(history)
+        return self
+
+    def _build_network(self) -> PosteriorNetwork:
+        return PosteriorNetwork(
+            self.n_features_in_, self.groups_, representation=self.representation,
+            hidden=self.hidden, dropout=self.dropout,
+        )
+
+    # ---------------------------------------------------------------- sample
+    def _sample_model(
+        self, table: Table, images: Any, n_samples: int, random_state, batch_size: int
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """Standardised-to-catalog samples (N, S, T), detection probabilities, usable mask."""
+        x, usable = self._encode(table, images)
+        n = len(table)
+        out = np.full((n, n_samples, len(self.targets_)), np.nan)
+        probs = {g.name: np.full(n, np.nan) for g in self.groups_ if g.detect}
+        seed = int(_seed_sequence(self.random_state if random_state is None else random_state).generate_state(1)[0])
+        rows = np.flatnonzero(usable)
+        k = len(self.networks_)
+        # equal-weight mixture of the ensemble: each member draws its share of samples
+        shares = [n_samples // k + (i < n_samples % k) for i in range(k)]
+        device = torch.device(self.device)
+        with _torch_seed(seed):
+            perm = torch.randperm(n_samples) if k > 1 else None
+            for start in range(0, len(rows), batch_size):
+                idx = rows[start:start + batch_size]
+                xt = torch.as_tensor(x[idx], device=device)
+                draws, member_probs = [], []
+                for net, share in zip(self.networks_, shares):
+                    if share == 0:
+                        continue
+                    s, p = net.sample(xt, share)
+                    draws.append(s)
+                    member_probs.append(p)
+                s = torch.cat(draws, dim=0)
+                if perm is not None:
+                    s = s[perm]
+                out[idx] = s.permute(1, 0, 2).cpu().numpy()
+                for g in probs:
+                    probs[g][idx] = torch.stack([p[g] for p in member_probs]).mean(0).cpu().numpy()
+        out = out * self.label_scale_ + self.label_mean_
+        for j, name in enumerate(self.targets_):
+            out[..., j] = TARGETS[name].from_model(out[..., j])
+        return out, probs, usable
+
+    def _warn_unusable(self, usable: np.ndarray) -> None:
+        bad = int((~usable).sum())
+        if bad:
+            warnings.warn(
+                f"{bad} of {len(usable)} rows have unusable inputs (too few measured bands); "
+                "their posteriors are masked",
+                UnusableRowsWarning, stacklevel=3,
+            )
+
+    def sample(
+        self,
+        table: Table,
+        images: Any = None,
+        n_samples: int = 1000,
+        random_state: int | None = None,
+        batch_size: int = 1024,
+    ) -> PosteriorSamples:
+        """Draw joint posterior samples for every row.
+
+        Parameters
+        ----------
+        table : `~astropy.table.Table`
+            Rows to infer; needs the photometry columns used in training.
+        images : array-like, optional
+            Cutouts for image encoders, one per row.
+        n_samples : int, optional
+            Samples per galaxy.
+        random_state : int, optional
+            Seed; default the estimator's ``random_state`` (the same seed gives
+            the same samples, also after `save`/`load`).
+        batch_size : int, optional
+            Galaxies per batch; bounds memory.
+
+        Returns
+        -------
+        PosteriorSamples
+            ``{target: Distribution}``, each of shape (N,) with ``n_samples``
+            samples in the target's unit (a `~astropy.units.Dex` distribution
+            for dex quantities). Rows with unusable inputs are NaN.
+        """
+        self._check_fitted()
+        if int(n_samples) < 1:
+            raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+        table = self._check_input(table, images, "table")
+        out, probs, usable = self._sample_model(table, images, int(n_samples), random_state, batch_size)
+        self._warn_unusable(usable)
+        samples = {name: TARGETS[name].distribution(out[..., j]) for j, name in enumerate(self.targets_)}
+        return PosteriorSamples(samples, usable, probs)
+
+    def predict(
+        self,
+        table: Table,
+        images: Any = None,
+        n_samples: int = 1000,
+        percentiles: Iterable[float] = (16, 50, 84),
+        random_state: int | None = None,
+        batch_size: int = 1024,
+    ) -> QTable:
+        """Posterior summaries as new columns of a copy of ``table``.
+
+        Adds ``<target>_p16``, ``<target>_p50``, ``<target>_p84`` (or the
+        requested ``percentiles``) with the target's unit, and for metallicity
+        ``metallicity_prob``, the probability that it is measurable. Rows with
+        unusable inputs are masked.
+
+        Returns
+        -------
+        `~astropy.table.QTable`
+        """
+        self._check_fitted()
+        table = self._check_input(table, images, "table")
+        out, probs, usable = self._sample_model(table, images, int(n_samples), random_state, batch_size)
+        self._warn_unusable(usable)
+        result = QTable(table, copy=True)
+        levels = list(percentiles)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows of unusable inputs
+            for j, name in enumerate(self.targets_):
+                target = TARGETS[name]
+                values = np.nanpercentile(out[..., j], levels, axis=1)
+                for level, v in zip(levels, values):
+                    label = f"{name}_p{level:g}".replace(".", "_")
+                    result[label] = Masked(target.quantity(np.where(usable, v, np.nan)), mask=~usable)
+                    result[label].info.description = f"{level:g}th percentile of the {target.description} posterior"
+        for g, p in probs.items():
+            label = f"{g}_prob"
+            result[label] = Masked(u.Quantity(p, u.dimensionless_unscaled), mask=~usable)
+            result[label].info.description = f"probability that the {g} is measurable"
+        return result
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path, overwrite: bool = False) -> None:
+        """Save the fitted model to the folder ``path`` (JSON config + safetensors weights).
+
+        See Also
+        --------
+        astro_galpost.persistence.save_model
+        """
+        from .persistence import save_model
+
+        self._check_fitted()
+        save_model(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path, device: str = "cpu") -> GalaxyPosterior:
+        """Load a model saved with `save`, on ``device`` (CPU by default, whatever trained it)."""
+        from .persistence import load_model
+
+        return load_model(path, device=device)
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters, as in scikit-learn."""
+        import inspect
+
+        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters if name != "self"}
+
+    def __repr__(self) -> str:
+        fitted = "fitted" if hasattr(self, "networks_") else "not fitted"
+        return f"<GalaxyPosterior targets={list(self._resolve_targets())} ({fitted})>"

@@ -1,0 +1,233 @@
+"""The quantities a `~astro_galpost.GalaxyPosterior` infers, and how catalogs spell them.
+
+Each :class:`Target` knows its unit, the catalog column it is read from by default,
+how SDSS/MPA-JHU catalogs spell a missing value, the space it is modelled in
+(emission-line fluxes are modelled in log10, as in the seed paper) and the group
+whose joint flow models it. The nine targets of the paper are registered here;
+other packages add targets through the ``astro_galpost.targets`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import astropy.units as u
+import numpy as np
+from astropy.table import Table
+from astropy.uncertainty import Distribution
+
+from ._columns import column_data
+from .registry import Registry
+
+__all__ = [
+    "Target",
+    "TARGETS",
+    "register_target",
+    "LINE_FLUX_UNIT",
+    "CORE",
+    "METALLICITY",
+    "LINES",
+]
+
+#: Unit of SDSS/MPA-JHU emission-line fluxes.
+LINE_FLUX_UNIT = u.Unit(1e-17 * u.erg / u.s / u.cm**2)
+
+#: Names of the built-in target groups, in the order they are sampled (the
+#: metallicity group is conditioned on samples of the core group).
+CORE, METALLICITY, LINES = "core", "metallicity", "lines"
+
+_SPACES = ("linear", "log10")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A quantity to infer.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, also the prefix of the output columns (``<name>_p50``).
+    unit : `~astropy.units.UnitBase`
+        Unit of catalog values and of the returned posterior. Logarithmic
+        quantities use `~astropy.units.dex` units, e.g. ``u.dex(u.Msun)``.
+    column : str
+        Default catalog column.
+    group : str
+        Group whose joint flow models this target (``"core"``, ``"metallicity"``,
+        ``"lines"`` or a new name, which becomes its own independent group).
+    space : {"linear", "log10"}
+        Space the model works in: ``"log10"`` takes log10 of the (positive)
+        catalog values, so a flux posterior is modelled in log flux.
+    missing : tuple of float
+        Values that mean "not measured" in catalogs, besides NaN and masks.
+    valid_range : (float, float)
+        Values outside this closed range (in catalog units) are treated as
+        missing too, e.g. non-positive fluxes, which have no log10.
+    description : str
+        One line for tables and plots.
+    derive : callable, optional
+        ``derive(table) -> column or None``: computes the label from other
+        columns when ``column`` is absent (black-hole mass from σ).
+    """
+
+    name: str
+    unit: u.UnitBase
+    column: str
+    group: str
+    space: str = "linear"
+    missing: tuple[float, ...] = (-9999.0, -999.0, -99.0)
+    valid_range: tuple[float, float] = (-np.inf, np.inf)
+    description: str = ""
+    derive: Callable[[Table], object] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.space not in _SPACES:
+            raise ValueError(f"target {self.name!r}: space must be one of {_SPACES}, got {self.space!r}")
+        object.__setattr__(self, "unit", u.Unit(self.unit))
+
+    @property
+    def is_logarithmic(self) -> bool:
+        """Whether catalog values are in a logarithmic (dex/mag) unit."""
+        return isinstance(self.unit, u.FunctionUnitBase)
+
+    # -- catalog values ------------------------------------------------------
+    def read(self, table: Table, column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Read the labels of this target from ``table``.
+
+        Returns
+        -------
+        values : `~numpy.ndarray`
+            float64 values in :attr:`unit` (NaN where missing).
+        valid : `~numpy.ndarray`
+            bool, True where the label is usable.
+
+        Raises
+        ------
+        KeyError
+            When the column is absent and cannot be derived.
+        astropy.units.UnitConversionError
+            When the column carries a unit not convertible to :attr:`unit`.
+        """
+        column = column or self.column
+        if column in table.colnames:
+            col = table[column]
+        elif self.derive is not None and column == self.column:
+            col = self.derive(table)
+            if col is None:
+                raise KeyError(
+                    f"target {self.name!r}: no column {column!r} in the table and nothing "
+                    "to derive it from"
+                )
+        else:
+            raise KeyError(
+                f"target {self.name!r}: no column {column!r} in the table "
+                f"(columns: {', '.join(table.colnames)})"
+            )
+        return self.values_from(col, column)
+
+    def values_from(self, col, name: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """Convert a column, Quantity or array to (values, valid); see :meth:`read`."""
+        where = f" column {name!r}" if name else ""
+        try:
+            values, mask, unit = column_data(col)
+        except TypeError as err:
+            raise TypeError(f"target {self.name!r}:{where} is not numeric") from err
+        # bare numbers are taken in the target's unit: catalogs store most quantities unitless
+        if unit is not None and unit != u.dimensionless_unscaled:
+            try:
+                values = _as_quantity(values, unit).to_value(self.unit)
+            except u.UnitsError as err:
+                raise u.UnitConversionError(
+                    f"target {self.name!r}:{where} has unit {unit}, which cannot be "
+                    f"converted to {self.unit}"
+                ) from err
+        values = np.array(values, dtype=float).reshape(-1)
+        mask = mask.reshape(-1)
+        valid = np.isfinite(values) & ~mask
+        for sentinel in self.missing:
+            valid &= values != sentinel
+        lo, hi = self.valid_range
+        valid &= (values >= lo) & (values <= hi)
+        if self.space == "log10":
+            valid &= values > 0
+        values[~valid] = np.nan
+        return values, valid
+
+    # -- model space ------------------------------------------------------------
+    def to_model(self, values: np.ndarray) -> np.ndarray:
+        """Catalog values → the space the model works in."""
+        if self.space == "log10":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.log10(values)
+        return np.asarray(values, dtype=float)
+
+    def from_model(self, values: np.ndarray) -> np.ndarray:
+        """Model-space values → catalog values (same unit as :attr:`unit`)."""
+        if self.space == "log10":
+            return np.power(10.0, values)
+        return values
+
+    def quantity(self, values: np.ndarray):
+        """Wrap catalog-space values as a Quantity (a `~astropy.units.Dex` for dex units)."""
+        return _as_quantity(values, self.unit)
+
+    def distribution(self, samples: np.ndarray) -> Distribution:
+        """Wrap samples of shape ``(N, n_samples)`` in catalog space as a Distribution."""
+        return Distribution(self.quantity(samples))
+
+
+def _as_quantity(values: np.ndarray, unit: u.UnitBase) -> u.Quantity:
+    """A Quantity of the class the unit needs: `~astropy.units.Dex` for dex(...) units."""
+    if isinstance(unit, u.FunctionUnitBase):
+        return unit._quantity_class(values, unit)
+    return u.Quantity(values, unit, copy=False)
+
+
+#: The registry of targets: ``TARGETS["log_mstar"]``.
+TARGETS: Registry[Target] = Registry("target", "astro_galpost.targets")
+
+
+def register_target(target: Target, *, overwrite: bool = False) -> Target:
+    """Add ``target`` to :data:`TARGETS` under its name."""
+    return TARGETS.register(target.name, target, overwrite=overwrite)
+
+
+def _derive_log_mbh(table: Table):
+    """Black-hole mass from a velocity-dispersion column, if the table has one."""
+    from .catalog import SIGMA_COLUMN_CANDIDATES, add_mbh_column
+
+    if not any(name in table.colnames for name in SIGMA_COLUMN_CANDIDATES):
+        return None
+    # work on a shallow copy: reading labels must never modify the user's table
+    return add_mbh_column(Table(table, copy=False))["log_mbh"]
+
+
+_LINE_MISSING = (-9999.0, -999.0, -99.0)
+_BUILTIN: Sequence[Target] = (
+    Target("log_mstar", u.dex(u.Msun), "lgm_tot_p50", CORE, valid_range=(0.0, 14.0),
+           description="stellar mass, log10 M*/M☉"),
+    # log SFR = -1 is a real value (0.1 M☉/yr), so -1 is not a sentinel here
+    Target("log_sfr", u.dex(u.Msun / u.yr), "sfr_tot_p50", CORE, valid_range=(-8.0, 5.0),
+           description="star formation rate, log10 SFR/(M☉/yr)"),
+    Target("redshift", u.dimensionless_unscaled, "z", CORE,
+           missing=(-9999.0, -999.0, -99.0, -1.0), valid_range=(-0.01, 10.0),
+           description="spectroscopic redshift"),
+    Target("log_mbh", u.dex(u.Msun), "log_mbh", CORE, valid_range=(0.0, 14.0),
+           description="central black-hole mass from M–σ, log10 M_BH/M☉",
+           derive=_derive_log_mbh),
+    Target("metallicity", u.dimensionless_unscaled, "oh_p50", METALLICITY,
+           missing=(-9999.0, -999.0, -99.9, -99.0, -1.0), valid_range=(6.0, 10.0),
+           description="gas-phase metallicity, 12 + log10(O/H)"),
+    Target("halpha", LINE_FLUX_UNIT, "h_alpha_flux", LINES, "log10", _LINE_MISSING,
+           description="Hα 6563 flux"),
+    Target("hbeta", LINE_FLUX_UNIT, "h_beta_flux", LINES, "log10", _LINE_MISSING,
+           description="Hβ 4861 flux"),
+    Target("nii_6584", LINE_FLUX_UNIT, "nii_6584_flux", LINES, "log10", _LINE_MISSING,
+           description="[N II] 6584 flux"),
+    Target("oiii_5007", LINE_FLUX_UNIT, "oiii_5007_flux", LINES, "log10", _LINE_MISSING,
+           description="[O III] 5007 flux"),
+)
+for _target in _BUILTIN:
+    register_target(_target)
+del _target

@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+
+from astro_galpost import GalaxyPosterior, ModelFormatError
+from astro_galpost.persistence import CONFIG, WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def fitted(mock_table):
+    from conftest import TINY
+
+    return GalaxyPosterior(targets=["log_mstar", "redshift", "metallicity", "halpha", "hbeta"],
+                           n_ensemble=2, random_state=3, **TINY).fit(mock_table[:500])
+
+
+def test_round_trip_gives_identical_samples(fitted, mock_table, tmp_path):
+    fitted.save(tmp_path / "model")
+    loaded = GalaxyPosterior.load(tmp_path / "model")
+    test = mock_table[500:540]
+    a = fitted.sample(test, n_samples=64, random_state=7)
+    b = loaded.sample(test, n_samples=64, random_state=7)
+    for name in a:
+        np.testing.assert_array_equal(a[name].distribution, b[name].distribution)
+    np.testing.assert_array_equal(a.probabilities["metallicity"], b.probabilities["metallicity"])
+    assert loaded.targets_ == fitted.targets_
+    assert loaded.flows_ == fitted.flows_
+    assert [h.val_loss for h in loaded.history_] == [h.val_loss for h in fitted.history_]
+
+
+def test_saved_files_are_json_and_safetensors(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / CONFIG).read_text())
+    assert config["package"] == "astro_galpost"
+    assert "package_version" in config and len(config["weights_sha256"]) == 64
+    assert config["encoders"][0]["name"] == "photometry"
+    assert (tmp_path / "m" / WEIGHTS).read_bytes()[:8]  # safetensors header length
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [CONFIG, WEIGHTS]
+
+
+def test_no_overwrite_without_asking(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    with pytest.raises(FileExistsError):
+        fitted.save(tmp_path / "m")
+    fitted.save(tmp_path / "m", overwrite=True)
+
+
+def test_corrupted_weights(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    weights = tmp_path / "m" / WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelFormatError, match="checksum"):
+        GalaxyPosterior.load(tmp_path / "m")
+
+
+def test_newer_format_rejected(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / CONFIG).read_text())
+    config["format_version"] = 99
+    (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="upgrade"):
+        GalaxyPosterior.load(tmp_path / "m")
+
+
+def test_broken_config(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    (tmp_path / "m" / CONFIG).write_text("{not json")
+    with pytest.raises(ModelFormatError, match="JSON"):
+        GalaxyPosterior.load(tmp_path / "m")
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        GalaxyPosterior.load(tmp_path / "nothing")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / CONFIG).write_text("{}")
+    with pytest.raises(FileNotFoundError, match=WEIGHTS):
+        GalaxyPosterior.load(tmp_path / "half")
+
+
+def test_save_before_fit(tmp_path):
+    from astro_galpost import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        GalaxyPosterior().save(tmp_path / "m")

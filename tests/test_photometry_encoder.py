@@ -1,0 +1,107 @@
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.table import MaskedColumn, QTable, Table
+
+from astro_galpost.encoders import ENCODERS, PhotometryEncoder
+from astro_galpost.encoders.photometry import find_error_column, read_magnitudes
+
+
+def _table(n=200, bands="ugriz", seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(15, 18, n)
+    t = Table()
+    for i, b in enumerate(bands):
+        t[b] = base - 0.3 * i + rng.normal(0, 0.05, n)
+        t[f"err_{b}"] = rng.uniform(0.01, 0.05, n)
+    return t
+
+
+def test_registered():
+    assert ENCODERS["photometry"] is PhotometryEncoder
+
+
+@pytest.mark.parametrize(
+    "column, names, expected",
+    [
+        ("modelMag_g", ["modelMag_g", "modelMagErr_g"], "modelMagErr_g"),
+        ("g", ["g", "err_g"], "err_g"),
+        ("gmag", ["gmag", "gmag_err"], "gmag_err"),
+        ("umag", ["umag", "e_umag"], "e_umag"),
+        ("g", ["g"], None),
+    ],
+)
+def test_error_columns_found(column, names, expected):
+    assert find_error_column(column, names) == expected
+
+
+def test_features_shape_and_standardisation():
+    t = _table()
+    enc = PhotometryEncoder(list("ugriz")).fit(t)
+    x, usable = enc.transform(t)
+    # 5 magnitudes + 4 colours + 5 log errors + 5 missing flags
+    assert x.shape == (len(t), 19) == (len(t), enc.n_features_)
+    assert usable.all()
+    assert np.allclose(x[:, :14].mean(0), 0, atol=1e-5)
+    assert len(enc.feature_names()) == 19
+
+
+def test_lsst_bands_work():
+    t = _table(bands="ugrizy")
+    x, _ = PhotometryEncoder(list("ugrizy")).fit(t).transform(t)
+    assert x.shape[1] == 6 + 5 + 6 + 6
+
+
+def test_missing_band_is_imputed_and_flagged():
+    t = _table()
+    enc = PhotometryEncoder(list("ugriz")).fit(t)
+    test = t[:3].copy()
+    test["u"] = MaskedColumn(test["u"], mask=[True, False, False])
+    test["g"][1] = np.nan
+    x, usable = enc.transform(test)
+    assert usable.all() and np.isfinite(x).all()
+    flags = x[:, -5:] * enc.feature_scale_[-5:] + enc.feature_mean_[-5:]
+    assert flags[0].tolist() == [1, 0, 0, 0, 0]
+    assert flags[1].tolist() == [0, 1, 0, 0, 0]
+    # the imputed u is g plus the training median u-g
+    raw_u = x[0, 0] * enc.feature_scale_[0] + enc.feature_mean_[0]
+    assert raw_u == pytest.approx(test["g"][0] + np.median(t["u"] - t["g"]), abs=1e-4)
+
+
+def test_rows_with_too_few_bands_are_unusable():
+    t = _table()
+    enc = PhotometryEncoder(list("ugriz")).fit(t)
+    test = t[:2].copy()
+    for b in "ugri":
+        test[b][0] = -9999.0
+    x, usable = enc.transform(test)
+    assert usable.tolist() == [False, True]
+    assert np.isfinite(x).all()
+
+
+def test_missing_column_is_named():
+    enc = PhotometryEncoder(["u", "g", "nope"])
+    with pytest.raises(KeyError, match="nope"):
+        enc.fit(_table())
+
+
+def test_magnitudes_from_quantities():
+    t = QTable({"r": [1.0, 10.0, -1.0] * u.nanomaggy, "g": [20.0, 21.0, 22.0] * u.ABmag,
+                "i": [3631e-9, 1.0, 1.0] * u.Jy})
+    assert read_magnitudes(t, "r")[:2] == pytest.approx([22.5, 20.0])
+    assert np.isnan(read_magnitudes(t, "r")[2])
+    assert read_magnitudes(t, "g") == pytest.approx([20.0, 21.0, 22.0])
+    assert read_magnitudes(t, "i")[0] == pytest.approx(22.5)
+
+
+def test_wrong_unit_named():
+    t = QTable({"r": [1.0] * u.km})
+    with pytest.raises(u.UnitConversionError, match="'r'"):
+        read_magnitudes(t, "r")
+
+
+def test_config_round_trip():
+    t = _table()
+    enc = PhotometryEncoder(list("ugriz")).fit(t)
+    again = PhotometryEncoder.from_config(enc.get_config(), enc.get_arrays())
+    np.testing.assert_array_equal(enc.transform(t)[0], again.transform(t)[0])

@@ -1,0 +1,81 @@
+"""Third-party targets, encoders and flows registered through entry points."""
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from astro_galpost import ENCODERS, FLOWS, TARGETS, GalaxyPosterior
+
+PLUGIN = '''
+import astropy.units as u
+import numpy as np
+from astro_galpost import Target, PhotometryEncoder
+from astro_galpost.flows import realnvp
+
+VELOCITY = Target("velocity_dispersion", u.km / u.s, "velDisp", "kinematics", space="log10",
+                  missing=(0.0, -9999.0), description="stellar velocity dispersion")
+
+
+class ColourEncoder(PhotometryEncoder):
+    name = "colours_plugin"
+
+    def __init__(self, columns=("modelMag_g", "modelMag_r", "modelMag_i"), errors=None, min_bands=None):
+        super().__init__(columns, errors, min_bands)
+
+
+def small_realnvp(features, context, **options):
+    return realnvp(features, context, transforms=2, hidden_features=(8,), **options)
+'''
+
+ENTRY_POINTS = '''
+[astro_galpost.targets]
+velocity_dispersion = galpost_test_plugin:VELOCITY
+
+[astro_galpost.encoders]
+colours_plugin = galpost_test_plugin:ColourEncoder
+
+[astro_galpost.flows]
+small_realnvp = galpost_test_plugin:small_realnvp
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    (tmp_path / "galpost_test_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    dist = tmp_path / "galpost_test_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: galpost-test-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(textwrap.dedent(ENTRY_POINTS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for registry in (TARGETS, ENCODERS, FLOWS):
+        registry.load_plugins(reload=True)
+    yield
+    for registry, name in ((TARGETS, "velocity_dispersion"), (ENCODERS, "colours_plugin"), (FLOWS, "small_realnvp")):
+        registry.unregister(name)
+    sys.modules.pop("galpost_test_plugin", None)
+
+
+def test_entry_points_register(plugin):
+    assert "velocity_dispersion" in TARGETS
+    assert TARGETS["velocity_dispersion"].group == "kinematics"
+    assert ENCODERS["colours_plugin"].name == "colours_plugin"
+    assert "small_realnvp" in FLOWS
+
+
+def test_plugins_work_in_the_estimator(plugin, mock_table, tiny, tmp_path):
+    tiny["flows"] = {"core": "small_realnvp"}
+    gp = GalaxyPosterior(targets=["log_mstar", "redshift", "velocity_dispersion"],
+                         encoder=["photometry", "colours_plugin"], random_state=0, **tiny)
+    gp.fit(mock_table[:400])
+    assert [g.name for g in gp.groups_] == ["core", "kinematics"]
+    assert gp.flows_["core"] == "small_realnvp"
+    post = gp.sample(mock_table[400:410], n_samples=10)
+    assert post["velocity_dispersion"].unit == "km / s"
+    gp.save(tmp_path / "m")
+    again = GalaxyPosterior.load(tmp_path / "m")
+    np.testing.assert_array_equal(
+        again.sample(mock_table[400:410], n_samples=10, random_state=1)["redshift"].distribution,
+        gp.sample(mock_table[400:410], n_samples=10, random_state=1)["redshift"].distribution,
+    )

@@ -1,0 +1,37 @@
+"""Short runs on the shared real SDSS files (skipped when they are absent)."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from astro_galpost import GalaxyPosterior
+
+
+def test_photoz_on_real_mgs_galaxies(shared_data):
+    table = Table.read(shared_data / "sdss_mgs_photoz_train.csv")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(table))
+    train, test = table[order[:2500]], table[order[2500:3500]]
+    gp = GalaxyPosterior(targets={"redshift": "zs"}, photometry=list("ugriz"), max_epochs=40,
+                         random_state=0, progress=False).fit(train)
+    out = gp.predict(test, n_samples=300)
+    z = np.asarray(test["zs"])
+    p16, p50, p84 = (np.asarray(out[f"redshift_p{p}"].unmasked.value) for p in (16, 50, 84))
+    r2 = 1 - np.sum((p50 - z) ** 2) / np.sum((z - z.mean()) ** 2)
+    dz = (p50 - z) / (1 + z)
+    nmad = 1.4826 * np.median(np.abs(dz - np.median(dz)))
+    coverage = np.mean((z >= p16) & (z <= p84))
+    # a short run on half the data: loose bounds that a broken model (R2 ~ 0) cannot pass
+    assert r2 > 0.7
+    assert nmad < 0.02
+    assert 0.55 < coverage < 0.8
+
+
+def test_kcorrect_sample_reads_as_sdss():
+    from astro_galpost.datasets import load_kcorrect_sample
+
+    t = load_kcorrect_sample()
+    assert len(t) == 10000
+    r = np.asarray(t["modelMag_r"])
+    assert 12 < np.median(r) < 18  # MGS galaxies are brighter than r = 17.77
+    assert 0.05 < np.median(t["z"]) < 0.15
