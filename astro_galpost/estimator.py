@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import astropy.units as u
@@ -13,10 +13,12 @@ import torch
 from astropy.table import QTable, Table
 from astropy.uncertainty import Distribution
 from astropy.utils.masked import Masked
+from tqdm.auto import tqdm
 
 from .encoders import ENCODERS, Encoder, PhotometryEncoder
 from .network import GroupSpec, PosteriorNetwork
-from .targets import CORE, LINES, METALLICITY, TARGETS, Target
+from .ood import NeighbourDistance
+from .targets import CORE, LINES, METALLICITY, TARGETS
 from .training import TrainingHistory, split_indices, train_network
 
 __all__ = ["GalaxyPosterior", "PosteriorSamples", "NotFittedError", "UnusableRowsWarning"]
@@ -56,12 +58,22 @@ class PosteriorSamples(dict):
     probabilities : dict
         For groups with a detection classifier (metallicity), the probability
         that the galaxy's value is measurable, (N,) arrays.
+    ood_score : `~numpy.ndarray`
+        Out-of-distribution score (N,); above 1 the galaxy lies farther from
+        the training set than 99% of training galaxies (see `~astro_galpost.ood`).
     """
 
-    def __init__(self, samples: Mapping[str, Distribution], usable: np.ndarray, probabilities: dict[str, np.ndarray]):
+    def __init__(
+        self,
+        samples: Mapping[str, Distribution],
+        usable: np.ndarray,
+        probabilities: dict[str, np.ndarray],
+        ood_score: np.ndarray | None = None,
+    ):
         super().__init__(samples)
         self.usable = usable
         self.probabilities = probabilities
+        self.ood_score = ood_score
 
     @property
     def n_samples(self) -> int:
@@ -329,6 +341,9 @@ class GalaxyPosterior:
         self.n_features_in_ = x.shape[1]
         self.n_train_ = int(usable.sum())
         x, y, valid = x[usable], y[usable], valid[usable]
+        seeds = _seed_sequence(self.random_state)
+        split_seed, ood_seed, *member_seeds = seeds.spawn(2 + self.n_ensemble)
+        self.ood_ = NeighbourDistance(random_state=ood_seed).fit(x)
 
         self.label_mean_ = np.array([np.mean(y[valid[:, j], j]) for j in range(y.shape[1])])
         std = np.array([np.std(y[valid[:, j], j]) for j in range(y.shape[1])])
@@ -336,8 +351,6 @@ class GalaxyPosterior:
         y = (y - self.label_mean_) / self.label_scale_
 
         self.groups_, self.flows_ = self._group_specs(list(targets))
-        seeds = _seed_sequence(self.random_state)
-        split_seed, *member_seeds = seeds.spawn(1 + self.n_ensemble)
         train_index, val_index = split_indices(len(x), self.validation_fraction, np.random.default_rng(split_seed))
         self.networks_, self.history_ = [], []
         for k, member in enumerate(member_seeds):
@@ -362,42 +375,54 @@ class GalaxyPosterior:
         )
 
     # ---------------------------------------------------------------- sample
-    def _sample_model(
+    def _iter_samples(
         self, table: Table, images: Any, n_samples: int, random_state, batch_size: int
-    ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-        """Standardised-to-catalog samples (N, S, T), detection probabilities, usable mask."""
-        x, usable = self._encode(table, images)
-        n = len(table)
-        out = np.full((n, n_samples, len(self.targets_)), np.nan)
-        probs = {g.name: np.full(n, np.nan) for g in self.groups_ if g.detect}
-        seed = int(_seed_sequence(self.random_state if random_state is None else random_state).generate_state(1)[0])
-        rows = np.flatnonzero(usable)
+    ) -> Iterator[tuple[slice, np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+        """Yield ``(rows, samples, probabilities, usable, ood_score)`` batch by batch.
+
+        ``samples`` is (rows, n_samples, n_targets) in catalog space (NaN for
+        unusable rows). Each batch is encoded and sampled on its own, with a
+        seed derived from the estimator's seed and the batch's first row, so
+        memory does not grow with the table and a batch's result does not
+        depend on the batches before it.
+        """
+        if int(n_samples) < 1:
+            raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+        base_seed = int(_seed_sequence(self.random_state if random_state is None else random_state).generate_state(1)[0])
         k = len(self.networks_)
         # equal-weight mixture of the ensemble: each member draws its share of samples
         shares = [n_samples // k + (i < n_samples % k) for i in range(k)]
         device = torch.device(self.device)
-        with _torch_seed(seed):
-            perm = torch.randperm(n_samples) if k > 1 else None
-            for start in range(0, len(rows), batch_size):
-                idx = rows[start:start + batch_size]
-                xt = torch.as_tensor(x[idx], device=device)
-                draws, member_probs = [], []
-                for net, share in zip(self.networks_, shares):
-                    if share == 0:
-                        continue
-                    s, p = net.sample(xt, share)
-                    draws.append(s)
-                    member_probs.append(p)
-                s = torch.cat(draws, dim=0)
-                if perm is not None:
-                    s = s[perm]
-                out[idx] = s.permute(1, 0, 2).cpu().numpy()
+        n = len(table)
+        bar = tqdm(total=n, desc="sample", unit="galaxy", disable=not self.progress or n <= batch_size, leave=False)
+        for start in range(0, n, batch_size):
+            rows = slice(start, min(start + batch_size, n))
+            x, usable = self._encode(table[rows], None if images is None else images[rows])
+            out = np.full((len(x), n_samples, len(self.targets_)), np.nan)
+            probs = {g.name: np.full(len(x), np.nan) for g in self.groups_ if g.detect}
+            seed = int(np.random.SeedSequence([base_seed, start]).generate_state(1)[0])
+            if usable.any():
+                xt = torch.as_tensor(x[usable], device=device)
+                with _torch_seed(seed):
+                    draws, member_probs = [], []
+                    for net, share in zip(self.networks_, shares):
+                        if share:
+                            s, p = net.sample(xt, share)
+                            draws.append(s)
+                            member_probs.append(p)
+                    s = torch.cat(draws, dim=0)
+                    if k > 1:
+                        s = s[torch.randperm(n_samples, device=device)]
+                out[usable] = s.permute(1, 0, 2).cpu().numpy()
                 for g in probs:
-                    probs[g][idx] = torch.stack([p[g] for p in member_probs]).mean(0).cpu().numpy()
-        out = out * self.label_scale_ + self.label_mean_
-        for j, name in enumerate(self.targets_):
-            out[..., j] = TARGETS[name].from_model(out[..., j])
-        return out, probs, usable
+                    probs[g][usable] = torch.stack([p[g] for p in member_probs]).mean(0).cpu().numpy()
+            out = out * self.label_scale_ + self.label_mean_
+            for j, name in enumerate(self.targets_):
+                out[..., j] = TARGETS[name].from_model(out[..., j])
+            ood = np.where(usable, self.ood_.score(x), np.nan)
+            bar.update(len(x))
+            yield rows, out, probs, usable, ood
+        bar.close()
 
     def _warn_unusable(self, usable: np.ndarray) -> None:
         bad = int((~usable).sum())
@@ -440,13 +465,14 @@ class GalaxyPosterior:
             for dex quantities). Rows with unusable inputs are NaN.
         """
         self._check_fitted()
-        if int(n_samples) < 1:
-            raise ValueError(f"n_samples must be at least 1, got {n_samples}")
         table = self._check_input(table, images, "table")
-        out, probs, usable = self._sample_model(table, images, int(n_samples), random_state, batch_size)
+        batches = list(self._iter_samples(table, images, int(n_samples), random_state, batch_size))
+        out = np.concatenate([b[1] for b in batches])
+        usable = np.concatenate([b[3] for b in batches])
+        probs = {g: np.concatenate([b[2][g] for b in batches]) for g in batches[0][2]}
         self._warn_unusable(usable)
         samples = {name: TARGETS[name].distribution(out[..., j]) for j, name in enumerate(self.targets_)}
-        return PosteriorSamples(samples, usable, probs)
+        return PosteriorSamples(samples, usable, probs, np.concatenate([b[4] for b in batches]))
 
     def predict(
         self,
@@ -470,23 +496,40 @@ class GalaxyPosterior:
         """
         self._check_fitted()
         table = self._check_input(table, images, "table")
-        out, probs, usable = self._sample_model(table, images, int(n_samples), random_state, batch_size)
-        self._warn_unusable(usable)
-        result = QTable(table, copy=True)
         levels = list(percentiles)
+        names = [f"{name}_p{level:g}".replace(".", "_") for name in self.targets_ for level in levels]
+        values = np.full((len(table), len(names)), np.nan)
+        usable = np.zeros(len(table), bool)
+        probs = {g.name: np.full(len(table), np.nan) for g in self.groups_ if g.detect}
+        ood = np.full(len(table), np.nan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows of unusable inputs
-            for j, name in enumerate(self.targets_):
-                target = TARGETS[name]
-                values = np.nanpercentile(out[..., j], levels, axis=1)
-                for level, v in zip(levels, values):
-                    label = f"{name}_p{level:g}".replace(".", "_")
-                    result[label] = Masked(target.quantity(np.where(usable, v, np.nan)), mask=~usable)
-                    result[label].info.description = f"{level:g}th percentile of the {target.description} posterior"
+            for rows, out, batch_probs, ok, batch_ood in self._iter_samples(
+                table, images, int(n_samples), random_state, batch_size
+            ):
+                # (levels, rows, targets) -> rows x (targets, levels), matching `names`
+                q = np.nanpercentile(out, levels, axis=1)
+                values[rows] = q.transpose(1, 2, 0).reshape(len(ok), -1)
+                usable[rows] = ok
+                ood[rows] = batch_ood
+                for g in probs:
+                    probs[g][rows] = batch_probs[g]
+        self._warn_unusable(usable)
+        result = QTable(table, copy=True)
+        for i, label in enumerate(names):
+            name, level = label.rsplit("_p", 1)
+            target = TARGETS[name]
+            result[label] = Masked(target.quantity(values[:, i]), mask=~usable)
+            result[label].info.description = f"{level.replace('_', '.')}th percentile of the {target.description} posterior"
         for g, p in probs.items():
             label = f"{g}_prob"
             result[label] = Masked(u.Quantity(p, u.dimensionless_unscaled), mask=~usable)
             result[label].info.description = f"probability that the {g} is measurable"
+        result["ood_score"] = Masked(u.Quantity(ood, u.dimensionless_unscaled), mask=~usable)
+        result["ood_score"].info.description = (
+            "distance to the training set in feature space; 1 = the 99th percentile of training galaxies")
+        result["ood_flag"] = np.where(usable, ood > 1.0, False)
+        result["ood_flag"].info.description = "True where the galaxy lies outside the training distribution"
         return result
 
     # ------------------------------------------------------------ persistence

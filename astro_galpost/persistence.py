@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from .encoders import ENCODERS
 from .network import GroupSpec
+from .ood import NeighbourDistance
 
 __all__ = ["save_model", "load_model", "ModelFormatError", "FORMAT_VERSION"]
 
@@ -75,6 +76,9 @@ def save_model(model, path, overwrite: bool = False) -> Path:
             tensors[f"encoder{i}.{name}"] = torch.as_tensor(np.ascontiguousarray(value))
         encoders.append({"name": enc.name, "config": _jsonable(enc.get_config())})
 
+    for name, value in model.ood_.get_arrays().items():
+        tensors[f"ood.{name}"] = torch.as_tensor(np.ascontiguousarray(value))
+
     params = model.get_params()
     params["encoder"] = [e["name"] for e in encoders]
     params = {k: _jsonable(v) for k, v in params.items()}
@@ -88,6 +92,7 @@ def save_model(model, path, overwrite: bool = False) -> Path:
         "groups": [g.to_dict() for g in model.groups_],
         "flows": model.flows_,
         "encoders": encoders,
+        "ood": model.ood_.get_config(),
         "n_features_in": model.n_features_in_,
         "n_train": model.n_train_,
         "label_mean": model.label_mean_.tolist(),
@@ -163,6 +168,10 @@ def load_model(path, device: str = "cpu"):
         prefix = f"encoder{i}."
         arrays = {k[len(prefix):]: v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
         model.encoders_.append(ENCODERS.get(spec["name"]).from_config(spec["config"], arrays))
+
+    model.ood_ = NeighbourDistance.from_config(
+        config["ood"], {k[len("ood."):]: v.numpy() for k, v in tensors.items() if k.startswith("ood.")}
+    )
 
     model.networks_ = []
     for k in range(len(config["history"])):

@@ -188,3 +188,16 @@ def test_n_samples_must_be_positive(mock_table, tiny):
     gp = GalaxyPosterior(targets=["redshift"], **tiny).fit(mock_table[:100])
     with pytest.raises(ValueError, match="n_samples"):
         gp.sample(mock_table[:5], n_samples=0)
+
+
+def test_out_of_distribution_flag(mock_table, tiny):
+    """Galaxies far outside the training photometry get flagged; training-like ones mostly not."""
+    low_z = mock_table[np.asarray(mock_table["z"]) < 0.12]
+    gp = GalaxyPosterior(targets=["redshift"], random_state=0, **tiny).fit(low_z[:300])
+    inside = gp.predict(low_z[300:], n_samples=20)
+    assert np.mean(inside["ood_flag"]) < 0.1
+    far = mock_table[300:320].copy()
+    for b in "ugriz":  # 4 mag fainter and much redder than anything in training
+        far[f"modelMag_{b}"] = np.asarray(far[f"modelMag_{b}"]) + 4 + 0.5 * "ugriz".index(b)
+    out = gp.predict(far, n_samples=20)
+    assert np.all(out["ood_flag"]) and np.all(np.asarray(out["ood_score"].unmasked) > 1)

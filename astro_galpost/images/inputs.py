@@ -1,0 +1,490 @@
+"""Turn the many forms galaxy images come in into one ``(N, 3, H, W)`` array.
+
+Users hold cutouts as numpy arrays (channel-first or channel-last), as lists of
+`~astropy.nddata.NDData` / `~astropy.nddata.CCDData` (one cube per galaxy, or one
+2-D image per band), as FITS cubes, or as SkyServer-style JPEG/PNG colour
+composites. :func:`as_image_array` and :func:`load_images` reduce all of these to
+a float32 array in ``g, r, i`` order plus a mask of bad pixels, which is what
+the preprocessing and the image encoders read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import NDData
+
+__all__ = ["DEFAULT_BANDS", "as_image_array", "load_images"]
+
+#: Band order of every image array in this package (the seed paper's gri).
+DEFAULT_BANDS: tuple[str, str, str] = ("g", "r", "i")
+
+# FITS is recognised by name; anything else is handed to Pillow.
+_FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.bz2", ".fits.fz", ".fz")
+
+# AB zero point: lets Jy-like inputs join nanomaggies (1 nmgy = 3.631 µJy).
+_AB_EQUIV = u.zero_point_flux(3631 * u.Jy)
+
+PathLike = str | os.PathLike
+
+
+# --------------------------------------------------------------------------------------
+# units
+# --------------------------------------------------------------------------------------
+
+
+def _common_unit(units: Sequence[u.UnitBase | None]) -> tuple[u.UnitBase | None, list[float]]:
+    """Pick one unit for all images and the factor that converts each to it.
+
+    Nanomaggies win whenever every unit converts to them (maggies, nanomaggies,
+    or spectral flux densities through the AB zero point); otherwise all units
+    must convert to the first one (e.g. all counts). Unitless inputs may only be
+    mixed with other unitless inputs, since their scale is unknown.
+    """
+    if all(unit is None for unit in units):
+        return None, [1.0] * len(units)
+    if any(unit is None for unit in units):
+        named = sorted({str(unit) for unit in units if unit is not None})
+        raise u.UnitConversionError(
+            f"mixed units: some images have a unit ({', '.join(named)}) and others have none; "
+            "give every image a unit, or none"
+        )
+    try:
+        return u.nmgy, [float(unit.to(u.nmgy, equivalencies=_AB_EQUIV)) for unit in units]
+    except u.UnitsError:
+        pass
+    target = units[0]
+    try:
+        return target, [float(unit.to(target)) for unit in units]
+    except u.UnitsError:
+        found = sorted({unit.to_string() for unit in units})
+        raise u.UnitConversionError(
+            f"images have incompatible units ({', '.join(found)}): cannot put them on one scale; "
+            "calibrate them to one unit (e.g. nanomaggies) first"
+        ) from None
+
+
+def _parse_bunit(header: fits.Header) -> u.UnitBase | None:
+    """The unit named by a FITS ``BUNIT`` keyword, None when absent or unparseable."""
+    bunit = header.get("BUNIT")
+    if not bunit or not str(bunit).strip():
+        return None
+    unit = u.Unit(str(bunit).strip(), format="fits", parse_strict="silent")
+    if isinstance(unit, u.UnrecognizedUnit):
+        unit = u.Unit(str(bunit).strip(), parse_strict="silent")
+    return None if isinstance(unit, u.UnrecognizedUnit) else unit
+
+
+# --------------------------------------------------------------------------------------
+# one galaxy at a time
+# --------------------------------------------------------------------------------------
+
+
+class _Image:
+    """One galaxy: (3, H, W) float64 data, bool mask and unit (internal)."""
+
+    __slots__ = ("data", "mask", "unit")
+
+    def __init__(self, data: np.ndarray, mask: np.ndarray, unit: u.UnitBase | None):
+        self.data, self.mask, self.unit = data, mask, unit
+
+
+def _split(obj: Any) -> tuple[np.ndarray, np.ndarray | None, u.UnitBase | None]:
+    """Data, mask and unit of an NDData, Quantity, masked array or plain array."""
+    if isinstance(obj, NDData):
+        data = obj.data
+        mask = None if obj.mask is None else np.asarray(obj.mask, dtype=bool)
+        unit = None if obj.unit is None else u.Unit(obj.unit)
+    else:
+        mask = np.ma.getmaskarray(obj) if isinstance(obj, np.ma.MaskedArray) else None
+        unit = getattr(obj, "unit", None)
+        data = getattr(np.ma.getdata(obj), "value", np.ma.getdata(obj))
+    unit = None if unit is None or unit == u.dimensionless_unscaled else unit
+    try:
+        data = np.array(data, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"image data of type {type(obj).__name__} is not numeric") from err
+    if mask is not None:
+        if mask.shape != data.shape:
+            try:
+                mask = np.broadcast_to(mask, data.shape).copy()
+            except ValueError:
+                raise ValueError(f"mask of shape {mask.shape} does not match image of shape {data.shape}") from None
+    return data, mask, unit
+
+
+def _band_axis_error(shape: tuple[int, ...], what: str) -> ValueError:
+    """A 'wrong number of bands' error naming the count along the likelier band axis."""
+    # The band axis is whichever end axis is shorter (images are much wider than 3-5 bands).
+    first, last = shape[-3], shape[-1]
+    count, where = (first, "first") if first <= last else (last, "last")
+    return ValueError(
+        f"{what} has {count} bands along its {where} image axis (shape {shape}); "
+        f"expected exactly 3 (g, r, i) in (3, H, W) or (H, W, 3) order"
+    )
+
+
+def _to_channel_first(data: np.ndarray, mask: np.ndarray | None, what: str):
+    """Put a 3-D single-galaxy array into (3, H, W) order (channel-last if (H, W, 3), H != 3)."""
+    if data.shape[0] == 3:
+        return data, mask
+    if data.shape[-1] == 3:
+        return np.moveaxis(data, -1, 0), (None if mask is None else np.moveaxis(mask, -1, 0))
+    raise _band_axis_error(data.shape, what)
+
+
+def _from_cube(obj: Any, what: str) -> _Image:
+    """One galaxy given as a (3, H, W) (or (H, W, 3)) array, Quantity or NDData."""
+    data, mask, unit = _split(obj)
+    if data.ndim != 3:
+        raise ValueError(
+            f"{what} has {data.ndim} dimensions (shape {data.shape}); expected a 3-D (3, H, W) cube, "
+            "or one 2-D image per band"
+        )
+    data, mask = _to_channel_first(data, mask, what)
+    return _Image(data, np.zeros(data.shape, bool) if mask is None else mask, unit)
+
+
+def _from_bands(planes: Sequence[Any], what: str) -> _Image:
+    """One galaxy given as one 2-D image per band, in band order."""
+    if len(planes) != 3:
+        raise ValueError(f"{what} has {len(planes)} bands; expected exactly 3 (g, r, i)")
+    parts = [_split(plane) for plane in planes]
+    shapes = {p[0].shape for p in parts}
+    for (data, _, _), band in zip(parts, range(3)):
+        if data.ndim != 2:
+            raise ValueError(f"{what}: band {band} image has shape {data.shape}; expected a 2-D image per band")
+    if len(shapes) != 1:
+        raise ValueError(f"{what}: the band images differ in size ({', '.join(map(str, sorted(shapes)))})")
+    unit, factors = _common_unit([p[2] for p in parts])
+    data = np.stack([p[0] * f for p, f in zip(parts, factors)])
+    mask = np.stack([np.zeros(p[0].shape, bool) if p[1] is None else p[1] for p in parts])
+    return _Image(data, mask, unit)
+
+
+def _from_item(item: Any, bands: Sequence[str], what: str) -> _Image:
+    """One galaxy in any per-galaxy form (cube, per-band mapping or per-band list)."""
+    if isinstance(item, Mapping):
+        missing = [b for b in bands if b not in item]
+        if missing:
+            raise ValueError(
+                f"{what} has bands {', '.join(map(str, item))}; missing {', '.join(missing)} "
+                f"(need {', '.join(bands)})"
+            )
+        return _from_bands([item[b] for b in bands], what)
+    if isinstance(item, list | tuple):
+        return _from_bands(item, what)
+    return _from_cube(item, what)
+
+
+def _read_fits_cube(path: Path) -> list[_Image]:
+    """Galaxies in a FITS cube: (N, 3, H, W) or (3, H, W); BUNIT and a MASK HDU honoured."""
+    _check_exists(path)
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.is_image), None)
+            if hdu is None:
+                raise ValueError(f"{path} holds no image data")
+            data = np.array(hdu.data, dtype=np.float64)
+            unit = _parse_bunit(hdu.header)
+            mask = None
+            if "MASK" in hdul and hdul["MASK"].data is not None:
+                mask = np.asarray(hdul["MASK"].data) != 0
+    except (OSError, TypeError) as err:
+        raise OSError(f"could not read FITS file {path}: {err}") from err
+    if mask is not None and mask.shape != data.shape:
+        raise ValueError(f"{path}: MASK extension has shape {mask.shape}, image has {data.shape}")
+    if data.ndim == 3:
+        data, mask = data[None], (None if mask is None else mask[None])
+    if data.ndim != 4:
+        raise ValueError(f"{path} holds a {data.ndim}-D image of shape {data.shape}; expected (N, 3, H, W) or (3, H, W)")
+    if data.shape[1] != 3:
+        raise ValueError(f"{path} holds {data.shape[1]} bands (shape {data.shape}); expected 3 (g, r, i) on axis 1")
+    return [
+        _Image(data[k], np.zeros(data.shape[1:], bool) if mask is None else mask[k], unit) for k in range(len(data))
+    ]
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if not path.is_file():
+        raise OSError(f"image path is not a file: {path}")
+
+
+def _finish(images: list[_Image], n_rows: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Stack galaxies, unify units, flag non-finite pixels and zero the bad ones."""
+    if not images:
+        raise ValueError("no images given")
+    if n_rows is not None and len(images) != n_rows:
+        raise ValueError(f"{len(images)} images given for a table of {n_rows} rows")
+    shapes = [im.data.shape for im in images]
+    if len(set(shapes)) != 1:
+        first = shapes[0]
+        k = next(i for i, s in enumerate(shapes) if s != first)
+        raise ValueError(
+            f"images differ in size: image 0 is {first[1]}x{first[2]} but image {k} is "
+            f"{shapes[k][1]}x{shapes[k][2]}; cut or resample them to one size first"
+        )
+    _, factors = _common_unit([im.unit for im in images])
+    data = np.stack([im.data * f if f != 1.0 else im.data for im, f in zip(images, factors)])
+    mask = np.stack([im.mask for im in images])
+    # Cast first: float64 values beyond float32's range become inf and must be flagged too.
+    out = data.astype(np.float32)
+    mask |= ~np.isfinite(out)
+    out[mask] = 0.0
+    return out, mask
+
+
+# --------------------------------------------------------------------------------------
+# public
+# --------------------------------------------------------------------------------------
+
+
+def _is_pathlike(obj: Any) -> bool:
+    return isinstance(obj, str | os.PathLike)
+
+
+def as_image_array(
+    images: Any, n_rows: int | None = None, bands: Sequence[str] = DEFAULT_BANDS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate galaxy images and return them as one ``(N, 3, H, W)`` float32 array.
+
+    Parameters
+    ----------
+    images : array-like, list, str or `~pathlib.Path`
+        One of
+
+        - a 4-D array (or `~astropy.units.Quantity`, or masked array) of shape
+          ``(N, 3, H, W)`` (channel-first) or ``(N, H, W, 3)`` (channel-last).
+          The rule: axis 1 of length 3 means channel-first; otherwise a last
+          axis of length 3 means channel-last. An ambiguous ``(N, 3, H, 3)``
+          array is therefore read as channel-first;
+        - an `~astropy.nddata.NDData` / `~astropy.nddata.CCDData` holding such a
+          4-D array;
+        - a list with one entry per galaxy, each a ``(3, H, W)`` (or
+          ``(H, W, 3)``) array or NDData, or a mapping ``band -> 2-D image`` (keys
+          ``bands``; other keys are ignored), or a list/tuple of three 2-D images
+          in ``bands`` order;
+        - a path to a FITS file holding an ``(N, 3, H, W)`` or ``(3, H, W)`` cube
+          in its first image HDU (``BUNIT`` read; an extension named ``MASK``,
+          nonzero where bad, is honoured); a list of paths is read with
+          :func:`load_images`.
+    n_rows : int, optional
+        The number of catalog rows the images belong to; a different number
+        of images raises `ValueError`.
+    bands : sequence of str
+        Band names, in output order, used to pick entries of per-band mappings.
+
+    Returns
+    -------
+    data : `~numpy.ndarray`
+        float32, shape ``(N, 3, H, W)``, bands in ``bands`` order; bad pixels are 0.
+    mask : `~numpy.ndarray`
+        bool, same shape, True where a pixel is bad: NaN or infinite, or masked
+        by an NDData ``.mask`` or masked array.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of dimensions, a band count other than 3, images of
+        different sizes, or a number of images different from ``n_rows``.
+    astropy.units.UnitConversionError
+        Images with units that cannot be put on one scale.
+    FileNotFoundError
+        A path that does not exist.
+
+    Notes
+    -----
+    Units: when every image's unit converts to nanomaggies (maggies,
+    nanomaggies, or a spectral flux density through the AB zero point), all are
+    converted to nanomaggies; otherwise all must convert to the first image's
+    unit (e.g. all ``count``). Images without a unit cannot be mixed with images
+    that have one. The unit itself is not returned: image encoders rescale the
+    pixels anyway, and only need them to be on one scale.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cube = np.zeros((2, 8, 8, 3))            # channel-last
+    >>> cube[0, 0, 0, 1] = np.nan
+    >>> data, mask = as_image_array(cube, n_rows=2)
+    >>> data.shape, data.dtype, int(mask.sum()), bool(mask[0, 1, 0, 0])
+    ((2, 3, 8, 8), dtype('float32'), 1, True)
+    """
+    bands = tuple(bands)
+    if len(bands) != 3:
+        raise ValueError(f"bands must name 3 bands, got {len(bands)}: {bands}")
+    if _is_pathlike(images):
+        return _finish(_read_fits_cube(Path(images)), n_rows)
+    if isinstance(images, NDData) or isinstance(images, np.ndarray):
+        data, mask, unit = _split(images)
+        if data.ndim != 4:
+            raise ValueError(
+                f"image array has {data.ndim} dimensions (shape {data.shape}); expected 4: "
+                "(N, 3, H, W) or (N, H, W, 3)" + ("; for one galaxy use images[None]" if data.ndim == 3 else "")
+            )
+        if data.shape[1] != 3:
+            if data.shape[-1] != 3:
+                raise _band_axis_error(data.shape, "image array")
+            data = np.moveaxis(data, -1, 1)
+            mask = None if mask is None else np.moveaxis(mask, -1, 1)
+        mask = np.zeros(data.shape, bool) if mask is None else mask
+        return _finish([_Image(data[k], mask[k], unit) for k in range(len(data))], n_rows)
+    if isinstance(images, Mapping):
+        raise TypeError(
+            "a single mapping of bands is one galaxy; pass a list with one entry per galaxy, e.g. [images]"
+        )
+    if not isinstance(images, Sequence):
+        raise TypeError(
+            f"cannot read images from a {type(images).__name__}; give an array (N, 3, H, W), "
+            "a list of NDData or per-band mappings, or a FITS path"
+        )
+    if len(images) and all(_is_pathlike(item) for item in images):
+        data = load_images(list(images))
+        return _finish([_Image(d, np.zeros(d.shape, bool), None) for d in data], n_rows)
+    return _finish([_from_item(item, bands, f"image {k}") for k, item in enumerate(images)], n_rows)
+
+
+def _is_fits(path: Path) -> bool:
+    return path.name.lower().endswith(_FITS_SUFFIXES)
+
+
+def _read_fits_plane(path: Path) -> NDData:
+    """The first 2-D image HDU of a FITS file as NDData with its BUNIT."""
+    _check_exists(path)
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.is_image), None)
+            if hdu is None:
+                raise ValueError(f"{path} holds no image data")
+            data, unit = np.array(hdu.data, dtype=np.float64), _parse_bunit(hdu.header)
+    except (OSError, TypeError) as err:
+        raise OSError(f"could not read FITS file {path}: {err}") from err
+    if data.ndim != 2:
+        raise ValueError(f"{path} holds a {data.ndim}-D image of shape {data.shape}; expected one 2-D band image")
+    return NDData(data, unit=unit)
+
+
+def _read_composite(path: Path) -> np.ndarray:
+    """An RGB composite as a (3, H, W) float array in g, r, i order, scaled 0-1."""
+    from PIL import Image, UnidentifiedImageError
+
+    _check_exists(path)
+    try:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise OSError(f"could not read image file {path} (not a FITS, JPEG or PNG image?): {err}") from err
+    # SDSS composites (Lupton et al. 2004) map i -> R, r -> G, g -> B: reverse for g, r, i.
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[::-1])
+
+
+def load_images(paths: Any, size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Read galaxy images from files into a ``(N, 3, H, W)`` float32 array.
+
+    Parameters
+    ----------
+    paths : str, `~pathlib.Path` or sequence
+        One entry per galaxy (a single path is one file). Each entry is
+
+        - a FITS file (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``/``.bz2``)
+          holding a ``(3, H, W)`` g, r, i cube (a file with an ``(N, 3, H, W)``
+          cube contributes N galaxies); ``BUNIT`` is honoured as in
+          :func:`as_image_array`;
+        - a tuple/list of three 2-D FITS files, or a mapping ``{"g": ..., "r":
+          ..., "i": ...}``, one per band;
+        - any other image Pillow reads (JPEG, PNG, ...): an RGB colour composite
+          in the SDSS SkyServer convention (i → red, r → green, g → blue; Lupton
+          et al. 2004), returned as g, r, i channels scaled to 0-1.
+    size : int or (int, int), optional
+        Resample every image to ``size x size`` (or ``(H, W)``) pixels with
+        antialiased bilinear interpolation. Needed when the files differ in size.
+
+    Returns
+    -------
+    `~numpy.ndarray`
+        float32, shape ``(N, 3, H, W)``, bands in g, r, i order. Bad pixels are
+        NaN (pass the array to :func:`as_image_array` for a mask).
+
+    Raises
+    ------
+    FileNotFoundError
+        A file that does not exist (named in the message).
+    OSError
+        A file that cannot be read as FITS or as an image (named).
+    ValueError
+        Files of different sizes without ``size``, wrong shapes, or FITS cubes
+        mixed with colour composites (they are on different scales).
+    """
+    items = [paths] if _is_pathlike(paths) or isinstance(paths, Mapping) else list(paths)
+    if not items:
+        raise ValueError("no image paths given")
+    cubes: list[np.ndarray] = []
+    names: list[str] = []
+    kinds: set[str] = set()
+    units: list[u.UnitBase | None] = []
+    for item in items:
+        if isinstance(item, Mapping) or isinstance(item, list | tuple):
+            if isinstance(item, Mapping):
+                missing = [b for b in DEFAULT_BANDS if b not in item]
+                if missing:
+                    raise ValueError(f"band files given for {', '.join(map(str, item))}; missing {', '.join(missing)}")
+                planes = [item[b] for b in DEFAULT_BANDS]
+            else:
+                planes = list(item)
+            if len(planes) != 3:
+                raise ValueError(f"{len(planes)} band files given for one galaxy; expected 3 (g, r, i)")
+            image = _from_bands([_read_fits_plane(Path(p)) for p in planes], f"galaxy {', '.join(map(str, planes))}")
+            cubes.append(np.where(image.mask, np.nan, image.data))
+            units.append(image.unit)
+            names.append(str(planes[0]))
+            kinds.add("fits")
+            continue
+        if not _is_pathlike(item):
+            raise TypeError(f"cannot read an image from a {type(item).__name__}; give file paths")
+        path = Path(item)
+        if _is_fits(path):
+            for image in _read_fits_cube(path):
+                cubes.append(np.where(image.mask, np.nan, image.data))
+                units.append(image.unit)
+                names.append(str(path))
+            kinds.add("fits")
+        else:
+            cubes.append(_read_composite(path))
+            units.append(None)
+            names.append(str(path))
+            kinds.add("composite")
+    if len(kinds) > 1:
+        raise ValueError("FITS images and colour composites (JPEG/PNG) are on different scales; load them separately")
+    _, factors = _common_unit(units)
+    cubes = [c * f if f != 1.0 else c for c, f in zip(cubes, factors)]
+    if size is not None:
+        from .preprocess import resample_images
+
+        out = np.empty((len(cubes), 3, *_size_pair(size)), np.float32)
+        for k, cube in enumerate(cubes):
+            out[k] = resample_images(cube[None].astype(np.float32), _size_pair(size))[0]
+        return out
+    shapes = [c.shape for c in cubes]
+    if len(set(shapes)) != 1:
+        k = next(i for i, s in enumerate(shapes) if s != shapes[0])
+        raise ValueError(
+            f"images differ in size: {names[0]} is {shapes[0][1]}x{shapes[0][2]} but {names[k]} is "
+            f"{shapes[k][1]}x{shapes[k][2]}; pass size= to resample them"
+        )
+    return np.stack(cubes).astype(np.float32)
+
+
+def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``size`` as (H, W) positive ints."""
+    pair = (size, size) if np.ndim(size) == 0 else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) and s > 0 for s in pair):
+        raise ValueError(f"size must be a positive int or a pair of positive ints, got {size!r}")
+    return int(pair[0]), int(pair[1])
