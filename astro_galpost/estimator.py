@@ -376,15 +376,16 @@ class GalaxyPosterior:
 
     # ---------------------------------------------------------------- sample
     def _iter_samples(
-        self, table: Table, images: Any, n_samples: int, random_state, batch_size: int
+        self, table: Table, images: Any, n_samples: int, random_state, batch_size: int, row_offset: int = 0
     ) -> Iterator[tuple[slice, np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]]:
         """Yield ``(rows, samples, probabilities, usable, ood_score)`` batch by batch.
 
         ``samples`` is (rows, n_samples, n_targets) in catalog space (NaN for
         unusable rows). Each batch is encoded and sampled on its own, with a
-        seed derived from the estimator's seed and the batch's first row, so
-        memory does not grow with the table and a batch's result does not
-        depend on the batches before it.
+        seed derived from the estimator's seed and the batch's first row (counted
+        from ``row_offset``), so memory does not grow with the table, and a
+        catalog processed in chunks whose lengths are multiples of
+        ``batch_size`` gives exactly the result of one call on the whole catalog.
         """
         if int(n_samples) < 1:
             raise ValueError(f"n_samples must be at least 1, got {n_samples}")
@@ -400,7 +401,7 @@ class GalaxyPosterior:
             x, usable = self._encode(table[rows], None if images is None else images[rows])
             out = np.full((len(x), n_samples, len(self.targets_)), np.nan)
             probs = {g.name: np.full(len(x), np.nan) for g in self.groups_ if g.detect}
-            seed = int(np.random.SeedSequence([base_seed, start]).generate_state(1)[0])
+            seed = int(np.random.SeedSequence([base_seed, row_offset + start]).generate_state(1)[0])
             if usable.any():
                 xt = torch.as_tensor(x[usable], device=device)
                 with _torch_seed(seed):
@@ -440,6 +441,7 @@ class GalaxyPosterior:
         n_samples: int = 1000,
         random_state: int | None = None,
         batch_size: int = 1024,
+        row_offset: int = 0,
     ) -> PosteriorSamples:
         """Draw joint posterior samples for every row.
 
@@ -456,6 +458,10 @@ class GalaxyPosterior:
             the same samples, also after `save`/`load`).
         batch_size : int, optional
             Galaxies per batch; bounds memory.
+        row_offset : int, optional
+            Index of the table's first row in a larger catalog processed in
+            chunks (lengths multiples of ``batch_size``): the chunks then
+            reproduce one call on the whole catalog exactly.
 
         Returns
         -------
@@ -466,7 +472,7 @@ class GalaxyPosterior:
         """
         self._check_fitted()
         table = self._check_input(table, images, "table")
-        batches = list(self._iter_samples(table, images, int(n_samples), random_state, batch_size))
+        batches = list(self._iter_samples(table, images, int(n_samples), random_state, batch_size, row_offset))
         out = np.concatenate([b[1] for b in batches])
         usable = np.concatenate([b[3] for b in batches])
         probs = {g: np.concatenate([b[2][g] for b in batches]) for g in batches[0][2]}
@@ -482,13 +488,15 @@ class GalaxyPosterior:
         percentiles: Iterable[float] = (16, 50, 84),
         random_state: int | None = None,
         batch_size: int = 1024,
+        row_offset: int = 0,
     ) -> QTable:
         """Posterior summaries as new columns of a copy of ``table``.
 
         Adds ``<target>_p16``, ``<target>_p50``, ``<target>_p84`` (or the
-        requested ``percentiles``) with the target's unit, and for metallicity
-        ``metallicity_prob``, the probability that it is measurable. Rows with
-        unusable inputs are masked.
+        requested ``percentiles``) with the target's unit, for metallicity
+        ``metallicity_prob``, the probability that it is measurable, and
+        ``ood_score``/``ood_flag`` (out-of-distribution score and flag). Rows
+        with unusable inputs are masked. Parameters are those of `sample`.
 
         Returns
         -------
@@ -505,7 +513,7 @@ class GalaxyPosterior:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows of unusable inputs
             for rows, out, batch_probs, ok, batch_ood in self._iter_samples(
-                table, images, int(n_samples), random_state, batch_size
+                table, images, int(n_samples), random_state, batch_size, row_offset
             ):
                 # (levels, rows, targets) -> rows x (targets, levels), matching `names`
                 q = np.nanpercentile(out, levels, axis=1)

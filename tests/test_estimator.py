@@ -201,3 +201,13 @@ def test_out_of_distribution_flag(mock_table, tiny):
         far[f"modelMag_{b}"] = np.asarray(far[f"modelMag_{b}"]) + 4 + 0.5 * "ugriz".index(b)
     out = gp.predict(far, n_samples=20)
     assert np.all(out["ood_flag"]) and np.all(np.asarray(out["ood_score"].unmasked) > 1)
+
+
+def test_chunks_with_row_offset_reproduce_one_call(mock_table, tiny):
+    gp = GalaxyPosterior(targets=["redshift", "log_mstar"], random_state=0, **tiny).fit(mock_table[:300])
+    test = mock_table[300:340]
+    whole = gp.predict(test, n_samples=30, batch_size=10)
+    first = gp.predict(test[:20], n_samples=30, batch_size=10)
+    second = gp.predict(test[20:], n_samples=30, batch_size=10, row_offset=20)
+    for name in ("redshift_p50", "log_mstar_p84"):
+        np.testing.assert_array_equal(np.concatenate([first[name].value, second[name].value]), whole[name].value)

@@ -442,7 +442,7 @@ class VAEEncoder(Encoder):
                 raise FloatingPointError(
                     f"VAE: the validation loss became {val} at epoch {epoch}; try a smaller learning_rate"
                 )
-            if val < best - 1e-4 * abs(best):
+            if not math.isfinite(best) or val < best - 1e-4 * abs(best):
                 best, waited, history.best_epoch = val, 0, epoch
                 best_state = copy.deepcopy(model.state_dict())
             else:

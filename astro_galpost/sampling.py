@@ -1,0 +1,518 @@
+"""Fast sampling of zuko coupling flows (RealNVP / NICE) for many samples per galaxy.
+
+zuko samples a conditional RealNVP by drawing ``z ~ N(0, 1)`` and inverting its
+coupling layers one by one; each layer's hyper-network (an MLP) reads
+``[x_a, context]``. With a context of shape (N, C) and S samples, zuko expands
+the context to (S, N, C), so the first Linear layer of every hyper-network does
+``W_c @ context`` S times over for each galaxy; with the paper's 256-d context
+that is two thirds of all the arithmetic. :class:`FastCouplingSampler` computes
+``W_c @ context + b`` once per galaxy (for all layers in one matrix product)
+and, per sample, only ``W_x @ x_a`` (and ``W_s @ s`` for a per-sample part
+``s`` of the context, see below), then runs the rest of each hyper-network on
+blocks of (samples × galaxies) rows sized to stay in cache.
+
+The arithmetic is zuko's own: the same base draws (``z`` is drawn with one
+``normal_`` call of shape ``(*sample_shape, *batch, D)``, as
+:class:`~torch.distributions.Normal` does), the inverse layers in reverse order,
+the shift/scale interleaving of ``zuko.utils.unpack`` (hyper-network output
+``2j`` is the shift and ``2j + 1`` the unconstrained scale of the ``j``-th
+transformed feature), the log-scale bound of
+:class:`zuko.transforms.MonotonicAffineTransform`
+(``log_scale = scale / (1 + |scale / log(slope)|)``) and ``x = (y - shift) /
+exp(log_scale)``. So for the same random state the samples equal zuko's up to
+float rounding (the matrix products are split differently), which the tests
+check.
+
+Supported flows (checked structurally, see :meth:`FastCouplingSampler.supports`):
+a :class:`zuko.lazy.Flow` whose transforms are
+:class:`zuko.flows.coupling.GeneralCouplingTransform` (any masks) or
+context-conditioned :class:`zuko.flows.gaussianization.ElementWiseTransform`
+layers with the default ``MonotonicAffineTransform`` and a
+:class:`zuko.nn.MLP` hyper-network of Linear layers and element-wise
+activations, over a ``DiagNormal`` base. This covers ``zuko.flows.RealNVP`` /
+``NICE`` (including ``features=1``, which zuko builds from element-wise layers)
+and this package's ``affine1d``. Anything else (NSF, MAF, LayerNorm in the
+hyper-network, third-party flows, unconditional flows) goes through zuko's own
+``flow(context).sample(shape)`` in :func:`sample_flow`.
+
+Per-sample context. Chained groups condition on sampled values of other groups:
+zuko sees a context ``cat([h expanded to (S, N, C), s])`` of shape (S, N, C + K).
+Pass ``context=h`` (N, C) and ``sample_context=s`` (S, N, K) instead: the ``h``
+part is still computed once per galaxy and only the ``K`` columns per sample.
+A full per-sample context (S, N, C) with ``n_samples=None`` is also accepted; it
+is then computed per sample, as zuko does, only blocked.
+
+Threads. Nothing here changes torch's thread settings unless asked
+(``threads=``). The products are (rows × 128) @ (128 × 128) on blocks of
+``chunk_rows`` rows (2048 on CPU); on a 2-core machine shared with other work,
+one thread was measured to beat two (other processes steal the second core and
+the two threads then wait for each other), see
+``benchmarks/sampling_throughput.py`` and :func:`choose_threads`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+import zuko
+from zuko.distributions import DiagNormal, NormalizingFlow
+from zuko.flows.coupling import GeneralCouplingTransform
+from zuko.flows.gaussianization import ElementWiseTransform
+from zuko.lazy import Flow, LazyComposedTransform, UnconditionalDistribution
+from zuko.transforms import MonotonicAffineTransform
+
+__all__ = [
+    "FAST_SAMPLING",
+    "FastCouplingSampler",
+    "UnsupportedFlowError",
+    "sample_flow",
+    "sample_coupling_flow",
+    "choose_threads",
+]
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+#: Whether :func:`sample_flow` (and so `PosteriorNetwork.sample`) uses the fast
+#: sampler for supported flows. Set ``ASTRO_GALPOST_FAST_SAMPLING=0`` in the
+#: environment, or assign ``astro_galpost.sampling.FAST_SAMPLING = False``, to
+#: sample every flow the plain zuko way.
+FAST_SAMPLING: bool = _env_flag("ASTRO_GALPOST_FAST_SAMPLING", True)
+
+#: zuko's default minimum slope of MonotonicAffineTransform (1e-3 in zuko 1.x),
+#: read from its signature so that it follows zuko.
+_DEFAULT_SLOPE: float = inspect.signature(MonotonicAffineTransform).parameters["slope"].default
+
+#: Rows (samples × galaxies) per block on CPU: a (rows × 128) float32 activation
+#: is 1 MiB, so a layer's working set stays in L2.
+_CPU_CHUNK_ROWS = 2048
+#: Rows per block on accelerators (one large launch per layer).
+_GPU_CHUNK_ROWS = 1 << 18
+#: Bound on the per-galaxy precomputation held at once (bytes).
+_PRECOMPUTE_BYTES = 32 << 20
+
+# Activations that act element-wise, so that they may be applied to the
+# transposed (features × rows) activations used here.
+_ELEMENTWISE = (
+    nn.ReLU, nn.ELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.GELU,
+    nn.Softplus, nn.CELU, nn.SELU, nn.Mish, nn.Identity, nn.Hardtanh, nn.ReLU6,
+)
+
+
+class UnsupportedFlowError(TypeError):
+    """The flow is not a structure :class:`FastCouplingSampler` reproduces."""
+
+
+def choose_threads(n_rows: int | None = None) -> int:
+    """Thread count for sampling ``n_rows`` (samples × galaxies) rows on CPU.
+
+    Policy: torch's current setting (``torch.get_num_threads()``, by default the
+    number of physical cores), except 1 for small jobs (under 16384 rows, i.e.
+    16 galaxies × 1000 samples), where thread start-up and synchronisation per
+    layer cost more than they save. On a machine shared with other processes one
+    thread can win at every size (measured: 1 thread ≈ 1.5-3× faster than 2 on a
+    loaded 2-core machine); ``benchmarks/sampling_throughput.py`` measures both.
+    This function only recommends; pass the result as ``threads=`` or call
+    ``torch.set_num_threads`` yourself.
+    """
+    current = torch.get_num_threads()
+    if n_rows is not None and n_rows < 16384:
+        return 1
+    return current
+
+
+@contextlib.contextmanager
+def _num_threads(n: int | None):
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# ---------------------------------------------------------------- structure
+def _is_linear(m: nn.Module) -> bool:
+    if type(m) is zuko.nn.Linear:
+        return m.weight.dim() == 2
+    return type(m) is nn.Linear
+
+
+def _same_method(obj, cls, name: str) -> bool:
+    return getattr(type(obj), name, None) is getattr(cls, name, None)
+
+
+@dataclass
+class _Layer:
+    """One coupling (or element-wise) affine layer, read from zuko's module."""
+
+    idx_a: Tensor            # constant features (read by the hyper-network)
+    idx_b: Tensor            # transformed features
+    n_b: int
+    w_first: Tensor          # (H, in) the first Linear's full weight
+    b_first: Tensor | None   # (H,)
+    n_a: int                 # columns of w_first that read x_a
+    ops: list                # the rest of the hyper-network, in order
+    log_slope: float
+
+
+def _parse_layer(t: nn.Module, features: int) -> _Layer:
+    if isinstance(t, GeneralCouplingTransform):
+        for name in ("forward", "meta"):
+            if not _same_method(t, GeneralCouplingTransform, name):
+                raise UnsupportedFlowError(f"{type(t).__name__} overrides {name}()")
+        mask = t.mask
+        if mask.dim() != 1 or mask.numel() != features:
+            raise UnsupportedFlowError("coupling mask does not match the features")
+        idx_a = mask.nonzero().squeeze(-1)
+        idx_b = (~mask).nonzero().squeeze(-1)
+    elif isinstance(t, ElementWiseTransform):
+        if not _same_method(t, ElementWiseTransform, "forward"):
+            raise UnsupportedFlowError(f"{type(t).__name__} overrides forward()")
+        if not hasattr(t, "hyper"):
+            raise UnsupportedFlowError("unconditional element-wise layer")
+        idx_a = torch.zeros(0, dtype=torch.long, device=t.hyper[0].weight.device)
+        idx_b = torch.arange(features, device=t.hyper[0].weight.device)
+    else:
+        raise UnsupportedFlowError(f"layer {type(t).__name__} is not a coupling or element-wise layer")
+
+    univariate = t.univariate
+    if univariate is not MonotonicAffineTransform:
+        raise UnsupportedFlowError(f"univariate transform {univariate!r} is not MonotonicAffineTransform")
+    if tuple(tuple(s) for s in t.shapes) != ((), ()) or t.total != 2:
+        raise UnsupportedFlowError("unexpected parameter shapes")
+
+    hyper = t.hyper
+    if not isinstance(hyper, nn.Sequential) or len(hyper) == 0:
+        raise UnsupportedFlowError("hyper-network is not a Sequential MLP")
+    modules = list(hyper)
+    first, rest = modules[0], modules[1:]
+    if not _is_linear(first) or not rest or not _is_linear(rest[-1]):
+        raise UnsupportedFlowError("hyper-network must start and end with Linear layers")
+    ops = []
+    for m in rest:
+        if _is_linear(m):
+            bias = None if m.bias is None else m.bias.unsqueeze(-1)
+            ops.append(("linear", m.weight, bias))
+        elif type(m) is nn.ReLU:
+            ops.append(("relu", None, None))
+        elif type(m) in _ELEMENTWISE:
+            ops.append(("module", m, None))
+        else:
+            raise UnsupportedFlowError(f"hyper-network layer {type(m).__name__} is not element-wise")
+    n_a, n_b = idx_a.numel(), idx_b.numel()
+    if rest[-1].weight.shape[0] != 2 * n_b:
+        raise UnsupportedFlowError("hyper-network output does not match 2 parameters per feature")
+    if first.weight.shape[1] < n_a:
+        raise UnsupportedFlowError("hyper-network input is narrower than the coupling split")
+    return _Layer(idx_a, idx_b, n_b, first.weight, first.bias, n_a, ops, math.log(_DEFAULT_SLOPE))
+
+
+def _parse_flow(flow: nn.Module) -> tuple[list[_Layer], Tensor, Tensor]:
+    if not isinstance(flow, Flow) or not _same_method(flow, Flow, "forward"):
+        raise UnsupportedFlowError(f"{type(flow).__name__} is not a plain zuko Flow")
+    transform = flow.transform
+    if isinstance(transform, LazyComposedTransform):
+        if not _same_method(transform, LazyComposedTransform, "forward"):
+            raise UnsupportedFlowError("custom composed transform")
+        transforms = list(transform.transforms)
+    else:
+        transforms = [transform]
+    base = flow.base
+    if not isinstance(base, UnconditionalDistribution) or not _same_method(base, UnconditionalDistribution, "forward"):
+        raise UnsupportedFlowError("base is not an unconditional distribution")
+    dist = base()
+    if type(dist) is not DiagNormal or dist.reinterpreted_batch_ndims != 1:
+        raise UnsupportedFlowError("base is not a DiagNormal")
+    loc, scale = dist.base_dist.loc, dist.base_dist.scale
+    if loc.dim() != 1:
+        raise UnsupportedFlowError("base is not a vector DiagNormal")
+    layers = [_parse_layer(t, loc.shape[0]) for t in transforms]
+    n_context = {layer.w_first.shape[1] - layer.n_a for layer in layers}
+    if len(n_context) != 1 or 0 in n_context:
+        raise UnsupportedFlowError("layers disagree on the context size, or the flow is unconditional")
+    return layers, loc, scale
+
+
+# ------------------------------------------------------------------ sampler
+class FastCouplingSampler:
+    """Samples a zuko RealNVP/NICE flow with per-galaxy context work done once.
+
+    Parameters
+    ----------
+    flow : zuko.lazy.Flow
+        A conditional ``zuko.flows.RealNVP`` / ``NICE`` (or any `~zuko.lazy.Flow`
+        of the supported structure, see the module docstring). Raises
+        `UnsupportedFlowError` for anything else.
+
+    Notes
+    -----
+    The sampler keeps references to the flow's parameters, plus one
+    concatenation of every layer's context weights made at construction: build a
+    new sampler after changing the weights (:func:`sample_flow` builds one per
+    call; that costs well under a millisecond).
+
+    Examples
+    --------
+    >>> import torch, zuko
+    >>> flow = zuko.flows.RealNVP(4, 16, transforms=3)
+    >>> FastCouplingSampler.supports(flow)
+    True
+    >>> FastCouplingSampler(flow).sample(torch.randn(5, 16), 100).shape
+    torch.Size([100, 5, 4])
+    """
+
+    def __init__(self, flow: nn.Module) -> None:
+        layers, loc, scale = _parse_flow(flow)
+        self.flow = flow
+        self.layers = layers
+        self.loc, self.scale = loc, scale
+        self.features = loc.shape[0]
+        self.n_context = layers[0].w_first.shape[1] - layers[0].n_a
+        self.hidden = [layer.w_first.shape[0] for layer in layers]
+
+    @staticmethod
+    def supports(flow: nn.Module) -> bool:
+        """Whether ``flow`` has the structure this sampler reproduces."""
+        try:
+            _parse_flow(flow)
+        except UnsupportedFlowError:
+            return False
+        return True
+
+    # The first Linear's columns are [x_a | galaxy context | per-sample context].
+    def _weights(self, n_shared: int):
+        w_shared, b_shared, w_sample = [], [], []
+        for layer in self.layers:
+            w = layer.w_first
+            w_shared.append(w[:, layer.n_a:layer.n_a + n_shared])
+            b = layer.b_first if layer.b_first is not None else w.new_zeros(w.shape[0])
+            b_shared.append(b)
+            # per-sample columns: x_a then the per-sample context
+            w_sample.append(torch.cat([w[:, :layer.n_a], w[:, layer.n_a + n_shared:]], dim=1))
+        return torch.cat(w_shared, 0), torch.cat(b_shared, 0), w_sample
+
+    @staticmethod
+    def _rest(layer: _Layer, h: Tensor) -> Tensor:
+        """The hyper-network after its first Linear, on transposed (features × rows) ``h``."""
+        for kind, a, b in layer.ops:
+            if kind == "linear":
+                h = torch.mm(a, h) if b is None else torch.addmm(b, a, h)
+            elif kind == "relu":
+                h = h.relu_()
+            else:
+                h = a(h)
+        return h
+
+    @staticmethod
+    def _invert(layer: _Layer, x_b: Tensor, phi: Tensor) -> Tensor:
+        # zuko.utils.unpack of phi.unflatten(-1, (-1, 2)): even rows shift, odd rows scale
+        shift, scale = phi[0::2], phi[1::2]
+        log_scale = scale / (1 + abs(scale / layer.log_slope))
+        return (x_b - shift) / log_scale.exp()
+
+    def sample(
+        self,
+        context: Tensor,
+        n_samples: int | None = None,
+        *,
+        sample_context: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        chunk_rows: int | None = None,
+        threads: int | None = None,
+    ) -> Tensor:
+        """Draw samples as ``flow(context).sample((n_samples,))`` would.
+
+        Parameters
+        ----------
+        context : Tensor
+            (*batch, C) context, typically (N, C): one row per galaxy. Its part of
+            each first layer is computed once per row.
+        n_samples : int or None
+            Samples per row; `None` for a single draw per row (zuko's
+            ``.sample()``), e.g. when ``context`` is already per sample.
+        sample_context : Tensor, optional
+            (n_samples, *batch, K) per-sample context appended after ``context``:
+            the result is distributed as
+            ``flow(cat([context expanded, sample_context], -1)).sample()``.
+        generator : torch.Generator, optional
+            Generator for the base draws; default torch's global one (then the
+            draws are exactly zuko's).
+        chunk_rows : int, optional
+            Rows (samples × rows of ``context``) per block; default 2048 on CPU.
+        threads : int, optional
+            Temporarily use this many intra-op threads (see :func:`choose_threads`).
+
+        Returns
+        -------
+        Tensor
+            (n_samples, *batch, D), or (*batch, D) when ``n_samples`` is None.
+        """
+        if context.shape[-1] == 0 and sample_context is None:
+            raise UnsupportedFlowError("empty context")
+        n_shared = context.shape[-1]
+        n_sample_ctx = 0 if sample_context is None else sample_context.shape[-1]
+        if n_shared + n_sample_ctx != self.n_context:
+            raise ValueError(
+                f"the flow expects {self.n_context} context features, got {n_shared} + {n_sample_ctx}"
+            )
+        batch = context.shape[:-1]
+        sample_shape = torch.Size(() if n_samples is None else (int(n_samples),))
+        n = 1 if n_samples is None else int(n_samples)
+        rows = math.prod(batch)
+        device, dtype = self.loc.device, self.loc.dtype
+        if chunk_rows is None:
+            chunk_rows = _CPU_CHUNK_ROWS if device.type == "cpu" else _GPU_CHUNK_ROWS
+
+        with torch.no_grad(), _num_threads(threads):
+            # the base draws, as Normal.rsample: loc + eps * scale, eps of the full shape
+            eps = torch.empty(sample_shape + batch + (self.features,), dtype=dtype, device=device)
+            eps.normal_(generator=generator)
+            z = eps.mul_(self.scale).add_(self.loc)
+            out = z.view(n, rows, self.features)
+
+            ctx = context.reshape(rows, n_shared)
+            if sample_context is not None:
+                sc = sample_context.expand(sample_shape + batch + (n_sample_ctx,)).reshape(n, rows, n_sample_ctx)
+            else:
+                sc = None
+            w_shared, b_shared, w_sample = self._weights(n_shared)
+            n_layers = len(self.layers)
+            per_sample = [layer.n_a + n_sample_ctx > 0 for layer in self.layers]
+
+            # blocks: galaxies (rows of context) in super-blocks for the precomputation,
+            # then (samples × galaxies) blocks of about chunk_rows rows
+            block = max(1, _PRECOMPUTE_BYTES // max(1, w_shared.shape[0] * z.element_size()))
+            for r0 in range(0, rows, block):
+                r1 = min(rows, r0 + block)
+                # every layer's context part, once per galaxy: (sum H, g) transposed
+                pre = torch.addmm(b_shared.unsqueeze(-1), w_shared, ctx[r0:r1].t())
+                pre_l, start = [], 0
+                for layer, h in zip(self.layers, self.hidden):
+                    pre_l.append(pre[start:start + h])
+                    start += h
+                # layers with no per-sample input: the whole hyper-network per galaxy
+                phi_gal = [
+                    None if per_sample[i] else self._rest(self.layers[i], pre_l[i].clone())
+                    for i in range(n_layers)
+                ]
+                g_block = max(1, min(r1 - r0, chunk_rows // n))
+                s_block = max(1, min(n, chunk_rows // g_block))
+                for g0 in range(r0, r1, g_block):
+                    g1 = min(r1, g0 + g_block)
+                    ng = g1 - g0
+                    for s0 in range(0, n, s_block):
+                        s1 = min(n, s0 + s_block)
+                        ns = s1 - s0
+                        # transposed block: (D, ns * ng), galaxies fastest
+                        xt = out.new_empty(self.features, ns * ng)
+                        xt.view(self.features, ns, ng).copy_(out[s0:s1, g0:g1].permute(2, 0, 1))
+                        st = None
+                        if sc is not None:
+                            st = sc[s0:s1, g0:g1].permute(2, 0, 1).reshape(n_sample_ctx, ns * ng)
+                        for i in reversed(range(n_layers)):
+                            layer = self.layers[i]
+                            if per_sample[i]:
+                                inp = xt.index_select(0, layer.idx_a) if layer.n_a else None
+                                if st is not None:
+                                    inp = st if inp is None else torch.cat([inp, st], 0)
+                                h = torch.mm(w_sample[i], inp)
+                                h.view(-1, ns, ng).add_(pre_l[i][:, g0 - r0:g1 - r0].unsqueeze(1))
+                                phi = self._rest(layer, h)
+                            else:
+                                phi = phi_gal[i][:, g0 - r0:g1 - r0].unsqueeze(1).expand(-1, ns, ng)
+                                phi = phi.reshape(-1, ns * ng)
+                            x_b = xt.index_select(0, layer.idx_b)
+                            xt.index_copy_(0, layer.idx_b, self._invert(layer, x_b, phi))
+                        out[s0:s1, g0:g1] = xt.view(self.features, ns, ng).permute(1, 2, 0)
+        return z
+
+
+def sample_coupling_flow(
+    flow: nn.Module,
+    context: Tensor,
+    n_samples: int | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    sample_context: Tensor | None = None,
+    chunk_rows: int | None = None,
+    threads: int | None = None,
+) -> Tensor:
+    """Sample a supported zuko coupling flow fast; see `FastCouplingSampler.sample`.
+
+    Raises `UnsupportedFlowError` for flows it does not reproduce; use
+    :func:`sample_flow` for a version that falls back to zuko.
+    """
+    return FastCouplingSampler(flow).sample(
+        context, n_samples, sample_context=sample_context, generator=generator,
+        chunk_rows=chunk_rows, threads=threads,
+    )
+
+
+def _plain_sample(
+    flow: nn.Module,
+    context: Tensor,
+    n_samples: int | None,
+    sample_context: Tensor | None,
+    generator: torch.Generator | None,
+) -> Tensor:
+    shape = torch.Size(() if n_samples is None else (int(n_samples),))
+    if sample_context is not None:
+        full = shape + context.shape[:-1]
+        context = torch.cat([context.expand(full + context.shape[-1:]), sample_context.expand(full + sample_context.shape[-1:])], dim=-1)
+        shape = torch.Size(())
+    dist = flow(context)
+    if generator is None:
+        return dist.sample(shape)
+    # a generator: draw from the base ourselves where the flow is a zuko NormalizingFlow
+    base = dist.base if isinstance(dist, NormalizingFlow) else None
+    normal = getattr(base, "base_dist", None)
+    if not isinstance(normal, torch.distributions.Normal):
+        raise ValueError(f"a generator can only be used with zuko flows over a Normal base, not {type(flow).__name__}")
+    with torch.no_grad():
+        eps = torch.empty(shape + base.batch_shape + base.event_shape, dtype=normal.loc.dtype, device=normal.loc.device)
+        eps.normal_(generator=generator)
+        return dist.transform.inv(normal.loc + eps * normal.scale)
+
+
+def sample_flow(
+    flow: nn.Module,
+    context: Tensor,
+    n_samples: int | None = None,
+    *,
+    sample_context: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sample any flow of this package: fast where supported, zuko's way otherwise.
+
+    Equivalent to ``flow(context).sample((n_samples,))`` (or, with
+    ``sample_context``, to ``flow(cat([context expanded to (n_samples, ...),
+    sample_context], -1)).sample()``). Uses :class:`FastCouplingSampler` when
+    :data:`FAST_SAMPLING` is true and the flow's structure is supported, with the
+    same base draws as zuko; falls back to zuko's own sampling for every other
+    flow (NSF, third-party flows, ...).
+    """
+    if FAST_SAMPLING and context is not None and context.shape[-1] > 0:
+        try:
+            sampler = FastCouplingSampler(flow)
+        except UnsupportedFlowError:
+            sampler = None
+        if sampler is not None:
+            return sampler.sample(context, n_samples, sample_context=sample_context, generator=generator)
+    return _plain_sample(flow, context, n_samples, sample_context, generator)
