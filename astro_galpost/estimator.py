@@ -351,9 +351,12 @@ class GalaxyPosterior:
         y = (y - self.label_mean_) / self.label_scale_
 
         self.groups_, self.flows_ = self._group_specs(list(targets))
-        train_index, val_index = split_indices(len(x), self.validation_fraction, np.random.default_rng(split_seed))
         self.networks_, self.history_ = [], []
         for k, member in enumerate(member_seeds):
+            # each member validates on a different window of one permutation of the rows
+            train_index, val_index = split_indices(
+                len(x), self.validation_fraction, np.random.default_rng(split_seed), fold=k
+            )
             seed = int(member.generate_state(1)[0])
             with _torch_seed(seed):
                 net = self._build_network()

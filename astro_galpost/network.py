@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .flows import build_flow
+from .sampling import sample_flow
 
 __all__ = ["GroupSpec", "PosteriorNetwork"]
 
@@ -166,11 +167,12 @@ class PosteriorNetwork(nn.Module):
         detect: dict[str, Tensor] = {}
         for g in self.groups:
             mean = self.means[g.name](h)
+            # sample_flow: per-galaxy context work once for zuko RealNVP/affine flows
+            # (same draws as zuko), zuko's own sampling for any other flow
             if g.condition_on:
-                context = torch.cat([h.expand(n_samples, *h.shape), out[..., g.condition_on]], dim=-1)
-                resid = self.flows[g.name](context).sample()
+                resid = sample_flow(self.flows[g.name], h, n_samples, sample_context=out[..., g.condition_on])
             else:
-                resid = self.flows[g.name](h).sample((n_samples,))
+                resid = sample_flow(self.flows[g.name], h, n_samples)
             out[..., g.targets] = mean + resid
             if g.detect:
                 detect[g.name] = torch.sigmoid(self.detectors[g.name](h).squeeze(-1))

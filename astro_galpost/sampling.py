@@ -420,12 +420,13 @@ class FastCouplingSampler:
                     for s0 in range(0, n, s_block):
                         s1 = min(n, s0 + s_block)
                         ns = s1 - s0
-                        # transposed block: (D, ns * ng), galaxies fastest
-                        xt = out.new_empty(self.features, ns * ng)
-                        xt.view(self.features, ns, ng).copy_(out[s0:s1, g0:g1].permute(2, 0, 1))
+                        # transposed block: (D, ng * ns), samples fastest (so that the
+                        # per-galaxy term broadcasts along contiguous runs)
+                        xt = out.new_empty(self.features, ng * ns)
+                        xt.view(self.features, ng, ns).copy_(out[s0:s1, g0:g1].permute(2, 1, 0))
                         st = None
                         if sc is not None:
-                            st = sc[s0:s1, g0:g1].permute(2, 0, 1).reshape(n_sample_ctx, ns * ng)
+                            st = sc[s0:s1, g0:g1].permute(2, 1, 0).reshape(n_sample_ctx, ng * ns)
                         for i in reversed(range(n_layers)):
                             layer = self.layers[i]
                             if per_sample[i]:
@@ -433,14 +434,14 @@ class FastCouplingSampler:
                                 if st is not None:
                                     inp = st if inp is None else torch.cat([inp, st], 0)
                                 h = torch.mm(w_sample[i], inp)
-                                h.view(-1, ns, ng).add_(pre_l[i][:, g0 - r0:g1 - r0].unsqueeze(1))
+                                h.view(-1, ng, ns).add_(pre_l[i][:, g0 - r0:g1 - r0].unsqueeze(-1))
                                 phi = self._rest(layer, h)
                             else:
-                                phi = phi_gal[i][:, g0 - r0:g1 - r0].unsqueeze(1).expand(-1, ns, ng)
-                                phi = phi.reshape(-1, ns * ng)
+                                phi = phi_gal[i][:, g0 - r0:g1 - r0].unsqueeze(-1).expand(-1, ng, ns)
+                                phi = phi.reshape(-1, ng * ns)
                             x_b = xt.index_select(0, layer.idx_b)
                             xt.index_copy_(0, layer.idx_b, self._invert(layer, x_b, phi))
-                        out[s0:s1, g0:g1] = xt.view(self.features, ns, ng).permute(1, 2, 0)
+                        out[s0:s1, g0:g1] = xt.view(self.features, ng, ns).permute(2, 1, 0)
         return z
 
 

@@ -31,13 +31,22 @@ class TrainingHistory:
         }
 
 
-def split_indices(n: int, validation_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random train/validation row indices; at least one row on each side when possible."""
+def split_indices(
+    n: int, validation_fraction: float, rng: np.random.Generator, fold: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random train/validation row indices; at least one row on each side when possible.
+
+    ``fold`` k takes the k-th consecutive window of the same permutation as the
+    validation set, so ensemble members validate on different rows and the
+    ensemble as a whole learns from every row.
+    """
     order = rng.permutation(n)
     n_val = int(round(validation_fraction * n))
     if validation_fraction > 0 and n > 1:
         n_val = min(max(n_val, 1), n - 1)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    val = np.take(order, np.arange(fold * n_val, (fold + 1) * n_val), mode="wrap")
+    train = np.setdiff1d(order, val)
+    return train, np.sort(val)
 
 
 def _batched_loss(net, x, y, valid, batch_size: int) -> float:

@@ -11,7 +11,7 @@ intervals, plus fit time. The last line printed is one JSON object.
 Goals (issue 2): R² ≥ 0.88, σ_NMAD ≤ 0.013, PIT KS ≤ 0.05, 68% coverage in
 0.63–0.73, 95% in 0.92–0.97, fit in under 2 minutes on 2 CPU cores.
 
-    python benchmarks/photoz_sdss.py [--folds 5] [--test unseen.csv] [--params '{"n_ensemble": 3}']
+    python benchmarks/photoz_sdss.py [--folds 5] [--test unseen.csv] [--params '{"n_ensemble": 5}']
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from astro_galpost.evaluation import calibration_summary, point_metrics
 
 BANDS = ["u", "g", "r", "i", "z"]
 FEATURES = BANDS + ["u_g", "g_r", "r_i", "i_z"]
+# a 3-member deep ensemble (each member validating on different rows) with light dropout:
+# in 5-fold cross-validation it beat a single network in R², σ_NMAD and PIT KS
+DEFAULT_PARAMS = {"n_ensemble": 3, "dropout": 0.1}
 GOALS = {"r2": (">=", 0.88), "sigma_nmad": ("<=", 0.013), "pit_ks": ("<=", 0.05),
          "coverage_68": ("in", (0.63, 0.73)), "coverage_95": ("in", (0.92, 0.97)), "fit_seconds": ("<=", 120)}
 
@@ -73,7 +76,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: %(default)s)")
     parser.add_argument("--n-samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--params", default="{}", help="JSON of extra GalaxyPosterior parameters")
+    parser.add_argument("--params", default=json.dumps(DEFAULT_PARAMS),
+                        help="JSON of GalaxyPosterior parameters (default: %(default)s)")
     args = parser.parse_args(argv)
 
     train_path = args.train or (shared_data_dir() or Path("missing")) / "sdss_mgs_photoz_train.csv"

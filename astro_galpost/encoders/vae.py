@@ -339,17 +339,25 @@ class VAEEncoder(Encoder):
     def _pixel_weights(self, mask: np.ndarray) -> np.ndarray | None:
         """Weights (N, 3, S, S) in [0, 1] of the scaled pixels: 0 where masked.
 
-        Uses the preprocessor's ``transform_mask`` when it has one; otherwise the
-        mask is resampled to ``S × S`` by area averaging (the fraction of
+        The mask is brought to ``S × S`` the way the preprocessor moves the
+        pixels (its ``transform_mask`` when it has one, else its geometry step);
+        failing both, it is resampled by area averaging (the fraction of
         unmasked input pixels in each output pixel).
         """
         if not self.ignore_masked or not mask.any():
             return None
         size = int(self.image_size)
-        transform_mask = getattr(self.preprocessor_, "transform_mask", None)
+        pre = self.preprocessor_
+        transform_mask = getattr(pre, "transform_mask", None)
         if transform_mask is not None:
-            valid = ~np.asarray(transform_mask(mask), dtype=bool)
-            return valid.astype(np.float32)
+            return (~np.asarray(transform_mask(mask), dtype=bool)).astype(np.float32)
+        geometry = getattr(pre, "_geometry", None)  # astro_galpost.images internals, same package
+        if geometry is not None:
+            out = []
+            for s in range(0, len(mask), 256):
+                _, bad = geometry(np.zeros(mask[s:s + 256].shape, np.float32), mask[s:s + 256])
+                out.append(~np.asarray(bad, dtype=bool))
+            return np.concatenate(out).astype(np.float32)
         valid = torch.from_numpy(~mask).float()
         if valid.shape[-2:] != (size, size):
             valid = F.interpolate(valid, size=(size, size), mode="area")

@@ -4,7 +4,10 @@
 (R², RMSE, bias, σ_NMAD, outlier fraction); `~astro_galpost.evaluation.calibration`
 holds calibration diagnostics of the full posteriors (PIT with KS/CvM tests,
 interval coverage, CRPS, simulation-based calibration, TARP and joint
-highest-density coverage).
+highest-density coverage); `~astro_galpost.evaluation.uncertainty` splits a
+deep ensemble's spread into aleatoric and epistemic parts (the seed paper's
+Table 2); `~astro_galpost.evaluation.report` evaluates a model on a labelled
+table and writes the paper's Tables 1 and 2 as Markdown/ECSV.
 
 All functions accept posterior samples as an `astropy.uncertainty.Distribution`
 of shape ``(N,)`` or a plain ``(N, S)`` array/Quantity, and truths of shape
@@ -26,6 +29,20 @@ from .calibration import (
     sbc_ranks,
     tarp_coverage,
 )
+from .report import (
+    SEED_PAPER_TABLE1,
+    SEED_PAPER_TABLE2,
+    evaluate_model,
+    evaluate_samples,
+    joint_calibration,
+    model_space_samples,
+    model_space_truth,
+    table1,
+    table2,
+    to_markdown,
+    write_report,
+)
+from .uncertainty import member_moments, uncertainty_decomposition
 from .metrics import (
     bias,
     outlier_fraction,
@@ -37,13 +54,21 @@ from .metrics import (
 
 __all__ = [
     "SBCResult",
+    "SEED_PAPER_TABLE1",
+    "SEED_PAPER_TABLE2",
     "TARPResult",
     "UniformityTest",
     "bias",
     "calibration_summary",
     "coverage",
     "crps",
+    "evaluate_model",
+    "evaluate_samples",
     "hpd_coverage",
+    "joint_calibration",
+    "member_moments",
+    "model_space_samples",
+    "model_space_truth",
     "outlier_fraction",
     "pit",
     "pit_cvm",
@@ -53,5 +78,10 @@ __all__ = [
     "rmse",
     "sbc_ranks",
     "sigma_nmad",
+    "table1",
+    "table2",
     "tarp_coverage",
+    "to_markdown",
+    "uncertainty_decomposition",
+    "write_report",
 ]

@@ -36,6 +36,8 @@ __all__ = ["have_reproject", "make_cutouts"]
 RESAMPLE_METHODS = ("auto", "reproject", "bilinear")
 # Cutouts at least this big get a Background2D mesh; smaller ones a single clipped median.
 _MIN_MESH_SIZE = 64
+# MAD -> Gaussian sigma.
+_MAD_TO_SIGMA = 1.4826
 
 
 def have_reproject() -> bool:
@@ -96,11 +98,13 @@ def _load_frame(band: str, obj: Any) -> _Frame:
                 hdu = next((h for h in hdul if h.is_image and h.data is not None and h.data.ndim == 2), None)
                 if hdu is None:
                     raise ValueError(f"{path} holds no 2-D image for band {band}")
-                data, wcs, unit = np.array(hdu.data, dtype=np.float64), _wcs_from_header(hdu.header), _parse_bunit(hdu.header)
+                data = np.array(hdu.data, dtype=np.float64)
+                wcs, unit = _wcs_from_header(hdu.header), _parse_bunit(hdu.header)
         except OSError as err:
             raise OSError(f"could not read frame file {path} for band {band}: {err}") from err
     elif isinstance(obj, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
-        data, wcs, unit = np.array(obj.data, dtype=np.float64), _wcs_from_header(obj.header), _parse_bunit(obj.header)
+        data = np.array(obj.data, dtype=np.float64)
+        wcs, unit = _wcs_from_header(obj.header), _parse_bunit(obj.header)
     elif isinstance(obj, NDData):
         if obj.wcs is None:
             raise ValueError(f"frame for band {band} has no WCS")
@@ -111,7 +115,8 @@ def _load_frame(band: str, obj: Any) -> _Frame:
         mask = None if obj.mask is None else np.asarray(obj.mask, dtype=bool)
         unit = None if obj.unit is None else u.Unit(obj.unit)
     elif isinstance(obj, tuple) and len(obj) == 2:
-        data = np.array(obj[0], dtype=np.float64)
+        unit = getattr(obj[0], "unit", None)  # a Quantity carries its unit
+        data = np.array(getattr(obj[0], "value", obj[0]), dtype=np.float64)
         wcs = obj[1] if isinstance(obj[1], WCS) else _wcs_from_header(obj[1])
     else:
         raise TypeError(
@@ -150,51 +155,67 @@ def _pixel_size(size: int | u.Quantity, wcs: WCS) -> int:
 # --------------------------------------------------------------------------------------
 
 
+def _stamp(data: np.ndarray, x: float, y: float, box: int):
+    """Sky-subtracted ``box`` stamp at (x, y), its bad-pixel mask, rim noise and origin; None if unusable."""
+    try:
+        cut = Cutout2D(data, (x, y), (box, box), mode="partial", fill_value=np.nan)
+    except NoOverlapError:
+        return None
+    stamp = cut.data
+    bad = ~np.isfinite(stamp)
+    if bad.mean() > 0.5:
+        return None
+    # Local sky from the stamp's rim, so a constant offset does not drag the centroid to the middle.
+    rim = np.concatenate([stamp[0], stamp[-1], stamp[1:-1, 0], stamp[1:-1, -1]])
+    rim = rim[np.isfinite(rim)]
+    sky = np.median(rim) if rim.size else 0.0
+    noise = _MAD_TO_SIGMA * np.median(np.abs(rim - sky)) if rim.size else 0.0
+    return np.where(bad, 0.0, stamp - sky), bad, noise, _cutout_origin(cut)
+
+
 def _refine_centroid(
     data: np.ndarray, x: float, y: float, box: int, max_shift: float
 ) -> tuple[float, float, bool]:
     """Light centre near (x, y) on the reference band: (x, y, failed).
 
-    A 2-D Gaussian fit (`photutils.centroids.centroid_2dg`) in a ``box`` pixel
-    stamp, re-centred up to three times; the first moment
-    (`~photutils.centroids.centroid_com`) is the fallback when the fit fails.
-    Moving more than ``max_shift`` pixels means the box caught something else
-    (a neighbour, a star, a bad column): the input position is kept and the
-    galaxy flagged.
+    The stamp is first re-centred with the first moment
+    (`~photutils.centroids.centroid_com` of the positive pixels, up to three
+    times), then the centre is measured by a 2-D Gaussian fit
+    (`~photutils.centroids.centroid_2dg`), the first moment being the fallback
+    if the fit fails. No significant source in the stamp (S/N < 5), or a move of
+    more than ``max_shift`` pixels (the box caught a neighbour, a star, a bad
+    column), keeps the input position and flags the galaxy.
     """
     from photutils.centroids import centroid_2dg, centroid_com
 
     cx, cy = x, y
     for _ in range(3):
-        try:
-            cut = Cutout2D(data, (cx, cy), (box, box), mode="partial", fill_value=np.nan)
-        except NoOverlapError:
+        got = _stamp(data, cx, cy, box)
+        if got is None:
             return x, y, True
-        stamp = cut.data
-        bad = ~np.isfinite(stamp)
-        if bad.mean() > 0.5:
+        stamp, bad, noise, (ox, oy) = got
+        positive = np.where(stamp > 0, stamp, 0.0)
+        signal = stamp[~bad].sum()
+        if positive.sum() <= 0 or not signal > 5.0 * noise * np.sqrt((~bad).sum()):
             return x, y, True
-        # Local sky from the stamp's rim, so a constant offset does not pull the centroid to the middle.
-        rim = np.concatenate([stamp[0], stamp[-1], stamp[1:-1, 0], stamp[1:-1, -1]])
-        sky = np.nanmedian(rim) if np.isfinite(rim).any() else 0.0
-        stamp = np.where(bad, 0.0, stamp - sky)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # fit-quality warnings: the fallback handles failures
-            try:
-                sx, sy = centroid_2dg(stamp, mask=bad)
-            except (ValueError, RuntimeError, np.linalg.LinAlgError):
-                sx = sy = np.nan
-            if not (np.isfinite(sx) and np.isfinite(sy) and 0 <= sx <= box - 1 and 0 <= sy <= box - 1):
-                positive = np.where(stamp > 0, stamp, 0.0)
-                if positive.sum() <= 0:
-                    return x, y, True
-                sx, sy = centroid_com(positive)
-        ox, oy = _cutout_origin(cut)
-        nx, ny = ox + sx, oy + sy
-        done = np.hypot(nx - cx, ny - cy) < 0.01
-        cx, cy = nx, ny
-        if done:
+        sx, sy = centroid_com(positive)
+        step = np.hypot(ox + sx - cx, oy + sy - cy)
+        cx, cy = ox + sx, oy + sy
+        if step < 0.1:
             break
+    got = _stamp(data, cx, cy, box)
+    if got is None:
+        return x, y, True
+    stamp, bad, _, (ox, oy) = got
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fit-quality warnings: the check below handles failures
+        try:
+            sx, sy = centroid_2dg(stamp, mask=bad)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError):
+            sx = sy = np.nan
+    # A fit that wandered far from the light's first moment failed; keep the moment.
+    if np.isfinite(sx) and np.isfinite(sy) and np.hypot(ox + sx - cx, oy + sy - cy) < 2.0:
+        cx, cy = ox + sx, oy + sy
     if not (np.isfinite(cx) and np.isfinite(cy)) or np.hypot(cx - x, cy - y) > max_shift:
         return x, y, True
     return float(cx), float(cy), False
@@ -316,7 +337,7 @@ def make_cutouts(
         ``frame-g-002820-3-0122.fits.bz2``; the first 2-D image HDU and its WCS
         and ``BUNIT`` are read), an image HDU, an `~astropy.nddata.NDData` /
         `~astropy.nddata.CCDData` with a FITS WCS (its ``mask`` is honoured), or
-        an ``(array, WCS or Header)`` pair. Opening an SDSS ``.bz2`` frame takes
+        an ``(array or Quantity, WCS or Header)`` pair. Opening an SDSS ``.bz2`` frame takes
         seconds: for many calls, open the frames once and pass HDUs or NDData.
     coords : `~astropy.coordinates.SkyCoord`
         Galaxy positions, scalar or array.

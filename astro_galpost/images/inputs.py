@@ -203,7 +203,9 @@ def _read_fits_cube(path: Path) -> list[_Image]:
     if data.ndim == 3:
         data, mask = data[None], (None if mask is None else mask[None])
     if data.ndim != 4:
-        raise ValueError(f"{path} holds a {data.ndim}-D image of shape {data.shape}; expected (N, 3, H, W) or (3, H, W)")
+        raise ValueError(
+            f"{path} holds a {data.ndim}-D image of shape {data.shape}; expected (N, 3, H, W) or (3, H, W)"
+        )
     if data.shape[1] != 3:
         raise ValueError(f"{path} holds {data.shape[1]} bands (shape {data.shape}); expected 3 (g, r, i) on axis 1")
     return [
@@ -236,7 +238,8 @@ def _finish(images: list[_Image], n_rows: int | None) -> tuple[np.ndarray, np.nd
     data = np.stack([im.data * f if f != 1.0 else im.data for im, f in zip(images, factors)])
     mask = np.stack([im.mask for im in images])
     # Cast first: float64 values beyond float32's range become inf and must be flagged too.
-    out = data.astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = data.astype(np.float32)
     mask |= ~np.isfinite(out)
     out[mask] = 0.0
     return out, mask
@@ -245,6 +248,26 @@ def _finish(images: list[_Image], n_rows: int | None) -> tuple[np.ndarray, np.nd
 # --------------------------------------------------------------------------------------
 # public
 # --------------------------------------------------------------------------------------
+
+
+def _plain_array(images: np.ndarray, n_rows: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Fast path for a plain numeric 4-D array: one float32 copy, no per-galaxy loop.
+
+    Training sets are large; this avoids the float64 round trip of the general path.
+    """
+    if images.shape[1] != 3:
+        if images.shape[-1] != 3:
+            raise _band_axis_error(images.shape, "image array")
+        images = np.moveaxis(images, -1, 1)
+    if n_rows is not None and len(images) != n_rows:
+        raise ValueError(f"{len(images)} images given for a table of {n_rows} rows")
+    if len(images) == 0:
+        raise ValueError("no images given")
+    with np.errstate(over="ignore"):
+        out = np.array(images, dtype=np.float32, order="C")
+    mask = ~np.isfinite(out)
+    out[mask] = 0.0
+    return out, mask
 
 
 def _is_pathlike(obj: Any) -> bool:
@@ -323,6 +346,8 @@ def as_image_array(
         raise ValueError(f"bands must name 3 bands, got {len(bands)}: {bands}")
     if _is_pathlike(images):
         return _finish(_read_fits_cube(Path(images)), n_rows)
+    if type(images) is np.ndarray and images.ndim == 4 and images.dtype.kind in "fiu":
+        return _plain_array(images, n_rows)
     if isinstance(images, NDData) or isinstance(images, np.ndarray):
         data, mask, unit = _split(images)
         if data.ndim != 4:

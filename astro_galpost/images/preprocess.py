@@ -70,17 +70,18 @@ def _resample(data: np.ndarray, mask: np.ndarray, size: tuple[int, int]):
         masked = np.ma.masked_array(filled, mask)
         fill = np.ma.median(masked.reshape(*filled.shape[:2], -1), axis=-1).filled(0.0)
         filled = np.where(mask, fill[:, :, None, None], filled).astype(np.float32)
-    with torch.no_grad():
+    def interpolate(values: np.ndarray) -> np.ndarray:
         # antialias: downsampling averages pixels instead of aliasing noise and stars.
-        out = F.interpolate(torch.from_numpy(filled), size=size, mode="bilinear", antialias=True, align_corners=False)
-        if mask.any():
-            weight = F.interpolate(
-                torch.from_numpy(mask.astype(np.float32)), size=size, mode="bilinear", antialias=True, align_corners=False
-            )
-            out_mask = weight.numpy() >= 0.5
-        else:
-            out_mask = np.zeros((*data.shape[:2], *size), bool)
-    return out.numpy(), out_mask
+        with torch.no_grad():
+            tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+            return F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False).numpy()
+
+    out = interpolate(filled)
+    if mask.any():
+        out_mask = interpolate(mask) >= 0.5
+    else:
+        out_mask = np.zeros((*data.shape[:2], *size), bool)
+    return out, out_mask
 
 
 def resample_images(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
@@ -149,6 +150,15 @@ class ImagePreprocessor:
         (smaller images are padded with masked pixels).
     max_fit_images : int
         At most this many images (evenly spaced) are used by :meth:`fit`.
+
+    Notes
+    -----
+    Statistics are learned on the resized images, so that the sky noise used
+    for the softening is the noise the network sees (downsampling averages it
+    down). Masked and non-finite pixels are ignored by :meth:`fit` and set to 0,
+    the sky level, by :meth:`transform`. SkyServer JPEG composites are already
+    arcsinh-stretched and quantised; ``scaling="robust"`` or ``"none"`` may suit
+    them better than a second arcsinh stretch.
 
     Examples
     --------

@@ -1,0 +1,662 @@
+"""Evaluation reports: per-target metrics of a model and the seed paper's Tables 1 and 2.
+
+`evaluate_model` (or `evaluate_samples` on posterior samples already drawn)
+gives, for every target of a labelled test table, point metrics of the
+posterior medians and calibration statistics of the full posteriors, and joint
+calibration checks of the target groups. `table1` arranges R² scores of several
+input sets as the paper's Table 1, `table2` an ensemble's uncertainty
+decomposition (`~astro_galpost.evaluation.uncertainty_decomposition`) as its
+Table 2, and `write_report` writes such tables as Markdown and ECSV.
+
+All numbers are computed in the space the model works in (`Target.to_model`):
+emission-line fluxes in log10, everything else as in the catalog.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable, Table
+
+from ..targets import CORE, LINES, TARGETS
+from .calibration import calibration_summary, coverage, hpd_coverage, sbc_ranks, tarp_coverage
+from .metrics import _unpack, point_metrics
+
+__all__ = [
+    "SEED_PAPER_TABLE1",
+    "SEED_PAPER_TABLE2",
+    "evaluate_model",
+    "evaluate_samples",
+    "joint_calibration",
+    "model_space_samples",
+    "model_space_truth",
+    "table1",
+    "table2",
+    "to_markdown",
+    "write_report",
+]
+
+#: Column order of the paper's Table 1 (targets it reports).
+TABLE1_ORDER = ("redshift", "log_mstar", "log_sfr", "log_mbh", "metallicity",
+                "halpha", "hbeta", "nii_6584", "oiii_5007")
+#: Column order of the paper's Table 2.
+TABLE2_ORDER = ("log_mbh", "log_mstar", "metallicity", "log_sfr", "redshift",
+                "halpha", "hbeta", "nii_6584", "oiii_5007")
+
+#: The seed paper's Table 1: R² of earlier work and of the paper's models (N/A = NaN).
+SEED_PAPER_TABLE1: dict[str, dict[str, float]] = {
+    "(r,g,z) Photometry + MLP [28]": dict(redshift=0.68, log_mstar=0.67, log_sfr=0.34, log_mbh=np.nan, metallicity=0.41),
+    "Image Embedding + MLP [28]": dict(redshift=0.78, log_mstar=0.73, log_sfr=0.42, log_mbh=np.nan, metallicity=0.43),
+    "Image Embedding + kNN [28]": dict(redshift=0.79, log_mstar=0.74, log_sfr=0.44, log_mbh=np.nan, metallicity=0.44),
+    "Image Embedding [29]": dict(redshift=0.83, log_mstar=0.75, log_sfr=np.nan, log_mbh=np.nan, metallicity=np.nan),
+    "Image Embedding + Photometry + NF (paper)": dict(redshift=0.80, log_mstar=0.85, log_sfr=0.76, log_mbh=0.67,
+                                                       metallicity=0.76, halpha=0.80, hbeta=0.79, nii_6584=0.70,
+                                                       oiii_5007=0.50),
+    "Photometry + NF (paper)": dict(redshift=0.72, log_mstar=0.80, log_sfr=0.75, log_mbh=0.62, metallicity=0.65),
+}
+# The line R² of the paper's image+photometry model come from its text (Figure 2b: Balmer
+# lines 0.79-0.80, [N II] 0.70, [O III] 0.50); which Balmer line is 0.79 is not stated.
+
+#: The seed paper's Table 2 (validation set; lines in log1p space, see `uncertainty_decomposition`).
+SEED_PAPER_TABLE2: dict[str, dict[str, float]] = {
+    "sigma_ale": dict(log_mbh=0.589, log_mstar=0.191, metallicity=0.134, log_sfr=0.327, redshift=0.018,
+                      halpha=0.427, hbeta=0.381, nii_6584=0.427, oiii_5007=0.611),
+    "sigma_epi": dict(log_mbh=0.034, log_mstar=0.012, metallicity=0.010, log_sfr=0.019, redshift=0.001,
+                      halpha=0.027, hbeta=0.026, nii_6584=0.027, oiii_5007=0.045),
+}
+
+
+# ----------------------------------------------------------------------------
+# Values in modelled space
+# ----------------------------------------------------------------------------
+def model_space_samples(samples: Any, name: str) -> np.ndarray:
+    """Posterior samples of target ``name`` as a float array in modelled space.
+
+    Parameters
+    ----------
+    samples : `~astropy.uncertainty.Distribution`, Quantity or array-like
+        ``(N,)`` Distribution (as returned by `~astro_galpost.GalaxyPosterior.sample`)
+        or ``(N, S)`` samples in the target's catalog unit (plain numbers are
+        taken to be in that unit already).
+    name : str
+        Registered target name.
+
+    Returns
+    -------
+    `~numpy.ndarray`
+        ``(N, S)`` samples in modelled space (log10 for emission-line fluxes);
+        masked or non-positive fluxes become NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astro_galpost.evaluation import model_space_samples
+    >>> model_space_samples(np.array([[10.0, 100.0]]), "halpha")
+    array([[1., 2.]])
+    """
+    target = TARGETS[name]
+    data, mask, unit = _unpack(samples)
+    if unit is not None and unit != target.unit and unit != u.dimensionless_unscaled:
+        data = np.asarray(unit.to(target.unit, data), dtype=float)
+    data = np.where(mask, np.nan, data)
+    return np.asarray(target.to_model(data), dtype=float)
+
+
+def model_space_truth(truth: Any, name: str, column: str | None = None) -> np.ndarray:
+    """True values of target ``name`` in modelled space, NaN where missing.
+
+    Parameters
+    ----------
+    truth : `~astropy.table.Table`, Mapping or array-like
+        A labelled table (read with `Target.read`, so catalog sentinels, masks
+        and out-of-range values count as missing), a mapping ``{target: values}``
+        or the ``(N,)`` values themselves, in the target's catalog unit.
+    name : str
+        Registered target name.
+    column : str, optional
+        Column of ``truth`` (a table) holding the target; default the
+        registry's column.
+
+    Returns
+    -------
+    `~numpy.ndarray`
+        ``(N,)`` float values.
+    """
+    target = TARGETS[name]
+    if isinstance(truth, Table):
+        values, _ = target.read(truth, column)
+    else:
+        if isinstance(truth, Mapping):
+            truth = truth[name]
+        values, _ = target.values_from(truth, name)
+    return np.asarray(target.to_model(values), dtype=float)
+
+
+def _sample_array(samples: Mapping[str, Any], name: str) -> np.ndarray:
+    arr = model_space_samples(samples[name], name)
+    if arr.ndim != 2:
+        raise ValueError(f"samples of {name!r} must be (N, S) or an (N,) Distribution, got shape {arr.shape}")
+    return arr
+
+
+def _names_in(samples: Mapping[str, Any], targets: Sequence[str] | None) -> list[str]:
+    names = [n for n in samples if n in TARGETS] if targets is None else list(targets)
+    missing = [n for n in names if n not in samples]
+    if missing:
+        raise KeyError(f"no samples for targets {missing} (have {list(samples)})")
+    return names
+
+
+def _level_name(level: float) -> str:
+    return f"coverage_{100 * level:g}".replace(".", "_")
+
+
+# ----------------------------------------------------------------------------
+# Per-target evaluation
+# ----------------------------------------------------------------------------
+def evaluate_samples(
+    samples: Mapping[str, Any],
+    truth: Any,
+    *,
+    targets: Sequence[str] | None = None,
+    columns: Mapping[str, str] | None = None,
+    levels: Sequence[float] = (0.68, 0.95),
+    sbc: bool = True,
+    joint: bool = True,
+    rng: int | np.random.Generator | None = 0,
+) -> QTable:
+    """Point metrics and calibration of posterior samples against known truths, per target.
+
+    Parameters
+    ----------
+    samples : `~astro_galpost.PosteriorSamples` or dict
+        ``{target: samples}`` (``(N,)`` Distributions or ``(N, S)`` arrays in
+        catalog units), e.g. the output of `~astro_galpost.GalaxyPosterior.sample`.
+    truth : `~astropy.table.Table` or dict
+        The labelled table (labels read with `Target.read`) or ``{target: values}``.
+    targets : sequence of str, optional
+        Targets to evaluate; default every registered target in ``samples``.
+    columns : dict, optional
+        ``{target: column}`` of ``truth`` (default: registry columns), e.g. a
+        model's ``targets_``.
+    levels : sequence of float, optional
+        Credibility levels of the central-interval coverage columns.
+    sbc : bool, optional
+        Add simulation-based-calibration rank statistics (`sbc_ranks`). They
+        test calibration *averaged over the prior* and are meaningful when the
+        test galaxies are drawn from the same joint distribution as the
+        training set, e.g. a held-out part of the mock catalog.
+    joint : bool, optional
+        Add joint calibration of the target groups (`joint_calibration`) to
+        ``meta["joint"]``.
+    rng : int, Generator or None, optional
+        Seed for the randomised PIT, SBC tie breaking and TARP references.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        One row per target: ``target``, ``space`` (``log10`` for line fluxes),
+        ``n`` (galaxies with a usable truth), ``r2``, ``rmse``, ``bias``,
+        ``sigma_nmad``, ``outlier_fraction`` (for redshift the residuals are
+        Δz/(1+z) and outliers have |Δz|/(1+z) > 0.05; otherwise outliers lie
+        beyond 3 σ_NMAD), ``pit_ks``, ``pit_ks_pvalue``, ``pit_cvm``,
+        ``pit_cvm_pvalue``, ``coverage_<level>`` per level, ``crps`` and, with
+        ``sbc``, ``sbc_chi2`` and ``sbc_pvalue``. ``meta["joint"]`` holds the
+        joint checks.
+    """
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    names = _names_in(samples, targets)
+    columns = dict(columns or {})
+    levels = [float(lv) for lv in levels]
+    rows = []
+    for name in names:
+        s = _sample_array(samples, name)
+        t = model_space_truth(truth, name, columns.get(name))
+        if t.shape[0] != s.shape[0]:
+            raise ValueError(f"{name!r}: {s.shape[0]} posteriors but {t.shape[0]} truths")
+        row: dict[str, Any] = {"target": name, "space": TARGETS[name].space}
+        ok = np.isfinite(t) & np.all(np.isfinite(s), axis=1)
+        if ok.sum() < 2:
+            row["n"] = int(ok.sum())
+            rows.append(row)
+            continue
+        pm = point_metrics(s[ok], t[ok], redshift=name == "redshift")
+        row.update({k: pm[k] for k in ("n", "r2", "rmse", "bias", "sigma_nmad", "outlier_fraction")})
+        cal = calibration_summary(s[ok], t[ok], rng=gen)
+        row.update({k: cal[k] for k in ("pit_ks", "pit_ks_pvalue", "pit_cvm", "pit_cvm_pvalue")})
+        cov = np.atleast_1d(coverage(s[ok], t[ok], levels=levels))
+        row.update({_level_name(lv): float(c) for lv, c in zip(levels, cov)})
+        row["crps"] = cal["crps"]
+        if sbc:
+            res = sbc_ranks(t[ok], s[ok], rng=gen)
+            row["sbc_chi2"], row["sbc_pvalue"] = res.chi2, res.pvalue
+        rows.append(row)
+    keys = ["target", "space", "n", "r2", "rmse", "bias", "sigma_nmad", "outlier_fraction",
+            "pit_ks", "pit_ks_pvalue", "pit_cvm", "pit_cvm_pvalue"] + [_level_name(lv) for lv in levels] + ["crps"]
+    if sbc:
+        keys += ["sbc_chi2", "sbc_pvalue"]
+    out = QTable()
+    for key in keys:
+        if key in ("target", "space"):
+            out[key] = [r[key] for r in rows]
+        elif key == "n":
+            out[key] = np.array([r.get(key, 0) for r in rows], dtype=int)
+        else:
+            out[key] = np.array([r.get(key, np.nan) for r in rows], dtype=float)
+    out.meta["residuals"] = "redshift: (z_med - z)/(1 + z); others: median - truth in modelled space"
+    if joint:
+        jt = joint_calibration(samples, truth, columns=columns, rng=gen)
+        out.meta["joint"] = {
+            str(r["group"]): {k: (int(r[k]) if k in ("n", "dims") else float(r[k]))
+                              for k in jt.colnames if k not in ("group", "targets")} | {"targets": str(r["targets"])}
+            for r in jt
+        }
+    return out
+
+
+def joint_calibration(
+    samples: Mapping[str, Any],
+    truth: Any,
+    *,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    columns: Mapping[str, str] | None = None,
+    levels: Sequence[float] = (0.68, 0.95),
+    rng: int | np.random.Generator | None = 0,
+) -> QTable:
+    """Joint calibration of groups of targets: TARP and highest-density coverage.
+
+    Parameters
+    ----------
+    samples : `~astro_galpost.PosteriorSamples` or dict
+        ``{target: samples}`` from the *same joint draws* (as
+        `~astro_galpost.GalaxyPosterior.sample` returns them).
+    truth : `~astropy.table.Table` or dict
+        Labelled table or ``{target: values}``.
+    groups : dict, optional
+        ``{group: [targets]}``; default the registry's groups with at least two
+        targets present in ``samples`` (the core group — stellar mass, SFR,
+        redshift, black-hole mass — and the four emission lines).
+    columns : dict, optional
+        ``{target: column}`` of ``truth``.
+    levels : sequence of float, optional
+        Levels of the highest-density coverage columns.
+    rng : int, Generator or None, optional
+        Seed for references and tie breaking.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        One row per group: ``group``, ``targets``, ``dims``, ``n`` (galaxies
+        with every truth of the group), ``tarp_atc`` (signed area, 0 when
+        calibrated), ``tarp_ks`` (max |ECP − α|), ``tarp_ks_pvalue`` and
+        ``hpd_<level>`` (coverage of the whitened highest-density regions).
+    """
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    columns = dict(columns or {})
+    if groups is None:
+        groups = {}
+        for g in (CORE, LINES):
+            members = [n for n in samples if n in TARGETS and TARGETS[n].group == g]
+            if len(members) >= 2:
+                groups[g] = members
+    out = QTable(names=["group", "targets", "dims", "n", "tarp_atc", "tarp_ks", "tarp_ks_pvalue"]
+                 + [f"hpd_{100 * lv:g}".replace(".", "_") for lv in levels],
+                 dtype=[str, str, int, int, float, float, float] + [float] * len(levels))
+    for g, members in groups.items():
+        s = np.stack([_sample_array(samples, n) for n in members], axis=-1)  # (N, S, D)
+        t = np.stack([model_space_truth(truth, n, columns.get(n)) for n in members], axis=-1)
+        ok = np.all(np.isfinite(t), axis=1) & np.all(np.isfinite(s), axis=(1, 2))
+        row = [g, ",".join(members), len(members), int(ok.sum())]
+        if ok.sum() >= 2:
+            res = tarp_coverage(s[ok], t[ok], rng=gen)
+            hpd = np.atleast_1d(hpd_coverage(s[ok], t[ok], levels=list(levels), rng=gen))
+            row += [res.atc, res.max_deviation, res.ks_pvalue] + [float(h) for h in hpd]
+        else:
+            row += [np.nan] * (3 + len(levels))
+        out.add_row(row)
+    return out
+
+
+def evaluate_model(
+    model: Any,
+    table: Table,
+    images: Any = None,
+    n_samples: int = 1000,
+    random_state: int | None = None,
+    *,
+    levels: Sequence[float] = (0.68, 0.95),
+    sbc: bool = True,
+    joint: bool = True,
+    batch_size: int = 256,
+) -> QTable:
+    """Evaluate a fitted model on a labelled test table, per target.
+
+    Draws ``n_samples`` posterior samples per galaxy with
+    `~astro_galpost.GalaxyPosterior.sample` and compares them with the truths
+    read from the model's target columns (``model.targets_``), see
+    `evaluate_samples` for the columns. Galaxies without a usable label for a
+    target are skipped for that target only.
+
+    Parameters
+    ----------
+    model : `~astro_galpost.GalaxyPosterior`
+        A fitted model.
+    table : `~astropy.table.Table`
+        Test galaxies with the input columns and the target columns.
+    images : array-like, optional
+        Cutouts for image encoders.
+    n_samples : int, optional
+        Posterior samples per galaxy.
+    random_state : int, optional
+        Sampling seed (default the model's).
+    levels, sbc, joint
+        See `evaluate_samples`.
+    batch_size : int, optional
+        Galaxies sampled at once.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        One row per target (see `evaluate_samples`).
+    """
+    import warnings
+
+    from ..estimator import UnusableRowsWarning
+
+    with warnings.catch_warnings():
+        # unusable rows are NaN and skipped by every metric; the count goes in meta
+        warnings.simplefilter("ignore", UnusableRowsWarning)
+        samples = model.sample(table, images, n_samples=n_samples, random_state=random_state, batch_size=batch_size)
+    result = evaluate_samples(samples, table, columns=model.targets_, levels=levels, sbc=sbc, joint=joint,
+                              rng=0 if random_state is None else random_state)
+    result.meta["n_unusable"] = int((~samples.usable).sum())
+    result.meta["n_samples"] = int(n_samples)
+    return result
+
+
+# ----------------------------------------------------------------------------
+# The paper's tables
+# ----------------------------------------------------------------------------
+def table1(
+    results: Mapping[str, tuple],
+    *,
+    targets: Sequence[str] | None = None,
+    metric: str = "r2",
+    include_paper: bool = False,
+) -> Table:
+    """R² per target and input set, in the layout of the seed paper's Table 1.
+
+    Parameters
+    ----------
+    results : dict
+        ``{input set name: (samples, truth)}`` or ``(samples, truth, columns)``:
+        ``samples`` a `~astro_galpost.PosteriorSamples` or dict ``{target:
+        samples}``, ``truth`` a labelled table or ``{target: values}``,
+        ``columns`` an optional ``{target: column}`` of that table.
+        The names are row labels, e.g. ``"Photometry + NF (ours)"``.
+    targets : sequence of str, optional
+        Columns; default every target in any of the results, in the paper's
+        order (z, M*, SFR, M_BH, metallicity, then the lines).
+    metric : str, optional
+        Any key of `~astro_galpost.evaluation.point_metrics` (``"r2"``,
+        ``"rmse"``, ``"sigma_nmad"``, ...), computed on the posterior medians
+        in modelled space (log10 for line fluxes).
+    include_paper : bool, optional
+        Append the rows of the paper's Table 1 (`SEED_PAPER_TABLE1`; only with
+        ``metric="r2"``) for comparison.
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        A ``method`` column and one float column per target; NaN ("N/A")
+        where an input set has no such target.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astro_galpost.evaluation import table1
+    >>> z = np.linspace(0.02, 0.2, 50)
+    >>> t = table1({"perfect": ({"redshift": z[:, None] + np.zeros((50, 4))}, {"redshift": z})})
+    >>> float(t["redshift"][0])
+    1.0
+    """
+    if include_paper and metric != "r2":
+        raise ValueError("the paper's Table 1 gives R² only: include_paper needs metric='r2'")
+    if targets is None:
+        present = {n for entry in results.values() for n in entry[0] if n in TARGETS}
+        targets = [n for n in TABLE1_ORDER if n in present] + sorted(present - set(TABLE1_ORDER))
+    rows = []
+    for label, entry in results.items():
+        samples, truth = entry[0], entry[1]
+        columns = dict(entry[2]) if len(entry) > 2 and entry[2] is not None else {}
+        row = {"method": label}
+        for name in targets:
+            if name not in samples:
+                row[name] = np.nan
+                continue
+            s = _sample_array(samples, name)
+            t = model_space_truth(truth, name, columns.get(name))
+            ok = np.isfinite(t) & np.all(np.isfinite(s), axis=1)
+            if ok.sum() < 2:
+                row[name] = np.nan
+                continue
+            row[name] = float(point_metrics(s[ok], t[ok], redshift=name == "redshift")[metric])
+        rows.append(row)
+    if include_paper:
+        for label, values in SEED_PAPER_TABLE1.items():
+            rows.append({"method": label} | {n: values.get(n, np.nan) for n in targets})
+    out = Table()
+    out["method"] = [r["method"] for r in rows]
+    for name in targets:
+        out[name] = np.array([r[name] for r in rows], dtype=float)
+        out[name].info.description = TARGETS[name].description
+    out.meta["metric"] = metric
+    out.meta["space"] = "emission-line fluxes in log10; others as in the catalog"
+    return out
+
+
+def table2(
+    decomposition: Table,
+    *,
+    include_total: bool = False,
+    include_paper: bool = False,
+    targets: Sequence[str] | None = None,
+) -> Table:
+    """An uncertainty decomposition in the layout of the seed paper's Table 2.
+
+    Parameters
+    ----------
+    decomposition : `~astropy.table.Table`
+        Output of `~astro_galpost.evaluation.uncertainty_decomposition`.
+    include_total : bool, optional
+        Keep the ``sigma_tot`` row (the paper shows σ_ale and σ_epi only).
+    include_paper : bool, optional
+        Append the paper's rows (`SEED_PAPER_TABLE2`), labelled ``paper
+        sigma_ale`` and ``paper sigma_epi``. Its lines are in log1p space:
+        compare with a decomposition made with ``line_space="log1p"``.
+    targets : sequence of str, optional
+        Columns; default the decomposition's targets in the paper's order
+        (M_BH, M*, metallicity, SFR, z, Hα, Hβ, [N II], [O III]).
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        A ``quantity`` column (``sigma_ale``, ``sigma_epi``[, ``sigma_tot``])
+        and one float column per target (plain numbers; the units are in each
+        column's ``unit``).
+    """
+    if "quantity" not in decomposition.colnames:
+        raise ValueError("expected the output of uncertainty_decomposition (a 'quantity' column)")
+    present = [c for c in decomposition.colnames if c != "quantity"]
+    if targets is None:
+        targets = [n for n in TABLE2_ORDER if n in present] + [n for n in present if n not in TABLE2_ORDER]
+    keep = [i for i, q in enumerate(decomposition["quantity"]) if include_total or q != "sigma_tot"]
+    out = Table()
+    out["quantity"] = [str(decomposition["quantity"][i]) for i in keep]
+    units = {}
+    for name in targets:
+        col = decomposition[name]
+        units[name] = getattr(col, "unit", None)
+        values = np.asarray(getattr(col, "value", col), dtype=float)
+        out[name] = values[keep]
+    if include_paper:
+        for label, values in SEED_PAPER_TABLE2.items():
+            out.add_row([f"paper {label}"] + [values.get(n, np.nan) for n in targets])
+    for name in targets:
+        if units[name] is not None:
+            out[name].unit = units[name]
+    out.meta.update({k: v for k, v in decomposition.meta.items()})
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Writers
+# ----------------------------------------------------------------------------
+def _cell(value: Any, floatfmt: str) -> str:
+    value = getattr(value, "value", value)
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return "N/A" if not np.isfinite(value) else format(float(value), floatfmt)
+    if value is np.ma.masked:
+        return "N/A"
+    return str(value).replace("|", "\\|")
+
+
+def to_markdown(table: Table, *, floatfmt: str = ".3f", title: str | None = None) -> str:
+    """A table as a GitHub-flavoured Markdown table (NaN shown as ``N/A``).
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        Any table of scalar columns.
+    floatfmt : str, optional
+        Format spec of float cells.
+    title : str, optional
+        A ``### title`` line above the table.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> from astro_galpost.evaluation import to_markdown
+    >>> print(to_markdown(Table({"method": ["a"], "z": [0.81234]})))
+    | method | z |
+    | --- | --- |
+    | a | 0.812 |
+    """
+    header = []
+    for name in table.colnames:
+        unit = getattr(table[name], "unit", None)
+        header.append(f"{name} [{unit}]" if unit not in (None, "") and str(unit) else name)
+    lines = []
+    if title:
+        lines += [f"### {title}", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("| " + " | ".join("---" for _ in header) + " |")
+    for row in table:
+        lines.append("| " + " | ".join(_cell(row[name], floatfmt) for name in table.colnames) + " |")
+    return "\n".join(lines)
+
+
+def _write_text_atomic(text: str, path: Path, overwrite: bool) -> Path:
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _ecsv_safe(table: Table) -> Table:
+    """A copy whose meta is plain (YAML-serialisable) Python."""
+    out = table.copy(copy_data=False)
+
+    def plain(value):
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    out.meta = plain(dict(table.meta))
+    return out
+
+
+def write_report(
+    tables: Mapping[str, Table],
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    floatfmt: str = ".3f",
+) -> list[Path]:
+    """Write evaluation tables as Markdown and/or ECSV, each file atomically.
+
+    Parameters
+    ----------
+    tables : dict
+        ``{title: table}``, e.g. ``{"table1": table1(...), "table2": table2(...),
+        "metrics": evaluate_model(...)}``.
+    path : str or path-like
+        ``*.md``: one Markdown file with a section per table; ``*.ecsv``: one
+        ECSV file (``tables`` must then hold a single table); anything else is
+        a folder that receives ``report.md`` and ``<title>.ecsv`` per table.
+        ECSV files are written with `astro_galpost.io.write_table_atomic`, so
+        an interrupted run never leaves a partial file.
+    overwrite : bool, optional
+        Replace existing files.
+    floatfmt : str, optional
+        Format spec of float cells in Markdown.
+
+    Returns
+    -------
+    list of `~pathlib.Path`
+        The files written.
+    """
+    from ..io import write_table_atomic
+
+    if not tables:
+        raise ValueError("no tables to write")
+    path = Path(path)
+    suffix = path.suffix.lower()
+
+    def markdown() -> str:
+        parts = ["# astro_galpost evaluation report", ""]
+        for title, table in tables.items():
+            parts += [to_markdown(table, floatfmt=floatfmt, title=title), ""]
+        return "\n".join(parts)
+
+    def safe_name(title: str) -> str:
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in title) or "table"
+
+    if suffix == ".md":
+        return [_write_text_atomic(markdown(), path, overwrite)]
+    if suffix == ".ecsv":
+        if len(tables) != 1:
+            raise ValueError(f"an .ecsv file holds one table, got {len(tables)}: give a folder instead")
+        (table,) = tables.values()
+        return [write_table_atomic(_ecsv_safe(table), path, overwrite=overwrite, format="ascii.ecsv")]
+    written = [_write_text_atomic(markdown(), path / "report.md", overwrite)]
+    for title, table in tables.items():
+        written.append(write_table_atomic(_ecsv_safe(table), path / f"{safe_name(title)}.ecsv",
+                                          overwrite=overwrite, format="ascii.ecsv"))
+    return written

@@ -1,0 +1,569 @@
+"""Posterior summaries for catalogs larger than memory: read, infer and write chunk by chunk.
+
+`predict_catalog` streams a catalog file through `GalaxyPosterior.predict`
+(see `astro_galpost.io` for how each format is read and written in chunks).
+Peak memory depends on the chunk and batch sizes and the number of samples,
+never on the catalog length. The output appears under its final name only when
+complete, and an interrupted run continues where it stopped, giving the same
+result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+
+from .io import (
+    ChunkedTableWriter,
+    _json_dump_atomic,
+    count_rows,
+    detect_format,
+    iter_table_chunks,
+    open_chunked_writer,
+    table_columns,
+)
+
+__all__ = ["predict_catalog", "CatalogPrediction", "model_checksum", "resolve_model", "DEFAULT_CHUNK_BATCHES"]
+
+#: Default chunk size, in batches: ``chunk_size = DEFAULT_CHUNK_BATCHES * batch_size``.
+DEFAULT_CHUNK_BATCHES = 16
+_STATE_VERSION = 1
+
+
+@dataclass
+class CatalogPrediction:
+    """What `predict_catalog` did.
+
+    Attributes
+    ----------
+    output : `~pathlib.Path`
+        The output file (it exists only when ``complete``).
+    samples : `~pathlib.Path` or None
+        The samples file, if requested.
+    n_rows : int
+        Rows written so far (all rows when complete).
+    n_chunks : int
+        Chunks written so far.
+    resumed_rows : int
+        Rows taken over from an interrupted run (0 for a fresh run).
+    n_unusable : int
+        Rows processed in this call whose inputs were unusable (masked outputs).
+    seconds : float
+        Wall time of this call.
+    seed : int
+        The seed used (record it to reproduce the run).
+    complete : bool
+        False when stopped early by ``max_chunks``.
+    """
+
+    output: Path
+    samples: Path | None
+    n_rows: int
+    n_chunks: int
+    resumed_rows: int
+    n_unusable: int
+    seconds: float
+    seed: int
+    complete: bool
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows processed per second in this call."""
+        return (self.n_rows - self.resumed_rows) / self.seconds if self.seconds > 0 else float("nan")
+
+
+# ------------------------------------------------------------------ model
+def _folder_checksum(path: Path) -> str:
+    from .persistence import CONFIG, ModelFormatError
+
+    try:
+        config = json.loads((path / CONFIG).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFormatError(f"cannot read {path / CONFIG}: {err}") from err
+    checksum = config.get("weights_sha256")
+    if not checksum:
+        raise ModelFormatError(f"{path / CONFIG} records no weights_sha256")
+    return str(checksum)
+
+
+def model_checksum(model) -> str:
+    """The SHA-256 of a model's weights, as recorded in its saved ``config.json``.
+
+    Parameters
+    ----------
+    model : GalaxyPosterior, str or path-like
+        A fitted model (saved to a temporary folder to compute the checksum) or
+        the folder of a saved one.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        return _folder_checksum(Path(model))
+    with tempfile.TemporaryDirectory(prefix="galpost-model-") as tmp:
+        model.save(Path(tmp) / "model")
+        return _folder_checksum(Path(tmp) / "model")
+
+
+def resolve_model(model, device: str | None = None):
+    """``(GalaxyPosterior, checksum)`` from a fitted model or a saved model folder."""
+    from .estimator import GalaxyPosterior
+
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        gp = GalaxyPosterior.load(path, device=device or "cpu")
+        return gp, _folder_checksum(path)
+    if not isinstance(model, GalaxyPosterior):
+        raise TypeError(f"model must be a GalaxyPosterior or a saved model folder, got {type(model).__name__}")
+    model._check_fitted()
+    return model, model_checksum(model)
+
+
+def _required_columns(model, available: Sequence[str]) -> list[str] | None:
+    """Input columns the model's encoders read, or None when that cannot be told (read all)."""
+    from .encoders import PhotometryEncoder
+
+    needed: list[str] = []
+    for enc in model.encoders_:
+        if type(enc) is not PhotometryEncoder:
+            return None
+        for name in [*enc.columns, *(c for c in enc.error_columns_ if c)]:
+            if name not in needed:
+                needed.append(name)
+    return needed
+
+
+def _seed(random_state, model) -> int:
+    if random_state is None:
+        random_state = model.random_state
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    raise TypeError(
+        "random_state must be an int or None for catalog prediction (a Generator's state "
+        f"cannot be recorded for resuming), got {type(random_state).__name__}")
+
+
+# ---------------------------------------------------------------- samples
+class _SamplesHDF5:
+    """Samples as one HDF5 dataset ``samples`` of shape (N, n_samples, n_targets), appended per chunk."""
+
+    def __init__(self, path: Path, targets: list[str], units: list[str], n_samples: int,
+                 attrs: dict, dtype: str, state: dict | None):
+        import h5py
+
+        self.path = Path(path)
+        self.tmp_path = self.path.parent / f".{self.path.name}.partial"
+        self.rows = 0
+        if state is not None:
+            self.rows = int(state["rows"])
+            try:
+                self._file = h5py.File(self.tmp_path, "r+")
+                for name in ("samples", "usable"):
+                    ds = self._file[name]
+                    ds.resize((self.rows, *ds.shape[1:]))
+            except Exception as err:  # noqa: BLE001 - h5py raises several types
+                raise ValueError(f"cannot continue the temporary samples file {self.tmp_path}: {err}") from err
+            return
+        self.tmp_path.unlink(missing_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = h5py.File(self.tmp_path, "w")
+        rows = max(1, min(1024, (1 << 24) // max(1, n_samples * len(targets) * 8)))
+        ds = self._file.create_dataset("samples", shape=(0, n_samples, len(targets)), dtype=dtype,
+                                       maxshape=(None, n_samples, len(targets)),
+                                       chunks=(rows, n_samples, len(targets)))
+        ds.attrs["targets"] = targets
+        ds.attrs["units"] = units
+        ds.attrs["dims"] = ["row", "sample", "target"]
+        for key, value in attrs.items():
+            ds.attrs[key] = value
+        self._file.create_dataset("usable", shape=(0,), maxshape=(None,), dtype=bool, chunks=(1 << 16,))
+
+    def write(self, samples: np.ndarray, usable: np.ndarray) -> None:
+        n = len(samples)
+        for name, data in (("samples", samples), ("usable", usable)):
+            ds = self._file[name]
+            ds.resize((self.rows + n, *ds.shape[1:]))
+            ds[self.rows:] = data
+        self.rows += n
+
+    def checkpoint(self) -> dict:
+        self._file.flush()
+        return {"rows": self.rows}
+
+    def abort(self) -> None:
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
+            self._file = None
+
+    def close(self, overwrite: bool) -> Path:
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} exists; pass overwrite=True (--overwrite) to replace it")
+        self.abort()
+        os.replace(self.tmp_path, self.path)
+        return self.path
+
+
+class _SamplesTable:
+    """Samples as a table with one (n_samples,)-shaped column per target (Parquet, FITS, ECSV)."""
+
+    def __init__(self, path: Path, targets: list[str], dtype: str, state: dict | None):
+        self.targets, self.dtype = targets, dtype
+        self.writer: ChunkedTableWriter = open_chunked_writer(path, state=state)
+        self.path = self.writer.path
+
+    def write(self, samples: np.ndarray, usable: np.ndarray) -> None:
+        from astropy.table import QTable
+
+        from .targets import TARGETS
+
+        table = QTable()
+        for j, name in enumerate(self.targets):
+            table[name] = TARGETS[name].quantity(samples[:, :, j].astype(self.dtype))
+        table["usable"] = usable
+        self.writer.write(table)
+
+    def checkpoint(self) -> dict:
+        return self.writer.checkpoint()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+    def close(self, overwrite: bool) -> Path:
+        return self.writer.close(overwrite=overwrite)
+
+
+def _samples_writer(path, model, n_samples, attrs, dtype, state):
+    from .targets import TARGETS
+
+    path = Path(path)
+    targets = list(model.targets_)
+    if path.suffix.lower() in (".h5", ".hdf5", ".he5"):
+        units = [TARGETS[t].unit.to_string() for t in targets]
+        return _SamplesHDF5(path, targets, units, n_samples, attrs, dtype, state)
+    if detect_format(path) == "csv":
+        raise ValueError("samples cannot be written to CSV (one column per target holds n_samples values); "
+                         "use .h5 or .parquet")
+    return _SamplesTable(path, targets, dtype, state)
+
+
+def _sample_arrays(model, table, *, n_samples, seed, batch_size, row_offset):
+    """(rows, n_samples, n_targets) catalog-space samples and the usable flags, one batch at a time."""
+    for lo in range(0, len(table), batch_size):
+        batch = table[lo:lo + batch_size]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            post = model.sample(batch, n_samples=n_samples, random_state=seed, batch_size=batch_size,
+                                row_offset=row_offset + lo)
+        values = np.stack([np.asarray(getattr(d.distribution, "value", d.distribution)) for d in post.values()],
+                          axis=-1)
+        yield values, np.asarray(post.usable)
+
+
+# ------------------------------------------------------------------ main
+def _state_path(output: Path) -> Path:
+    return output.parent / f".{output.name}.progress.json"
+
+
+def _file_identity(path: Path) -> dict:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def predict_catalog(
+    model,
+    input_path,
+    output_path,
+    *,
+    chunk_size: int | None = None,
+    batch_size: int = 1024,
+    n_samples: int = 1000,
+    percentiles: Iterable[float] = (16, 50, 84),
+    random_state: int | None = None,
+    samples_path=None,
+    samples_dtype: str = "float64",
+    resume: bool = True,
+    progress: bool = True,
+    overwrite: bool = False,
+    columns: Sequence[str] | None = None,
+    device: str | None = None,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    max_chunks: int | None = None,
+) -> CatalogPrediction:
+    """Posterior summaries for every row of a catalog file, chunk by chunk.
+
+    Reads ``input_path`` in chunks (never whole; the file is only read), runs
+    `GalaxyPosterior.predict` on each with ``row_offset`` set to the chunk's
+    first row, and appends the result to a temporary file beside
+    ``output_path``, which is renamed to ``output_path`` only when every chunk
+    is written. Because chunks are whole multiples of ``batch_size``, the
+    output equals ``model.predict(whole_catalog, random_state=seed)`` exactly.
+
+    Parameters
+    ----------
+    model : GalaxyPosterior, str or path-like
+        A fitted model or the folder of a saved one.
+    input_path : str or path-like
+        Catalog: Parquet, FITS, HDF5, CSV or ECSV (format from the suffix).
+    output_path : str or path-like
+        Output catalog, any of those formats (from the suffix): the carried
+        input columns plus ``<target>_p16`` … columns, ``metallicity_prob``,
+        ``ood_score`` and ``ood_flag``, with units and masks where the format
+        keeps them.
+    chunk_size : int, optional
+        Rows read, inferred and written at a time; a multiple of ``batch_size``.
+        Default ``DEFAULT_CHUNK_BATCHES * batch_size`` (16 384).
+    batch_size : int, optional
+        Galaxies sampled at once inside a chunk (as in `GalaxyPosterior.predict`).
+    n_samples : int, optional
+        Posterior samples per galaxy.
+    percentiles : iterable of float, optional
+        Percentiles written per target.
+    random_state : int, optional
+        Seed; default the model's ``random_state``, or a fresh seed when that is
+        None too (reported in the result and kept in the progress file, so a
+        resumed run continues with it).
+    samples_path : str or path-like, optional
+        Also write the posterior samples (on request only: they are large).
+        ``.h5``/``.hdf5``: dataset ``samples`` of shape (N, n_samples, n_targets)
+        in each target's catalog unit (attrs ``targets``, ``units``, ``seed``…)
+        and dataset ``usable`` (N,). ``.parquet`` (or ``.fits``, ``.ecsv``): a
+        table with one (n_samples,)-shaped column per target and ``usable``.
+        Samples are drawn per batch with the same seeds as the summaries, so they
+        are the very draws summarised; this samples every galaxy a second time
+        (about twice the run time).
+    samples_dtype : str, optional
+        Stored dtype of the samples (``"float32"`` halves the file).
+    resume : bool, optional
+        Continue an interrupted run with the same input, model, seed and
+        settings from its last completed chunk (see Notes). With False, start over.
+    progress : bool, optional
+        Show a progress bar over rows.
+    overwrite : bool, optional
+        Replace existing output (and samples) files when done. Without it, an
+        existing output raises `FileExistsError` before any work.
+    columns : sequence of str, optional
+        Input columns to carry into the output; default all. Columns the model
+        needs are read anyway but written only if listed.
+    device : str, optional
+        Torch device when ``model`` is a folder.
+    input_format, output_format : str, optional
+        Formats overriding the file-name suffixes.
+    max_chunks : int, optional
+        Stop after this many chunks in this call, leaving a resumable partial
+        output (for tests and for splitting a long run into sessions).
+
+    Returns
+    -------
+    CatalogPrediction
+
+    Raises
+    ------
+    FileNotFoundError
+        Missing input or model folder.
+    FileExistsError
+        The output (or samples) file exists and ``overwrite`` is False.
+    astro_galpost.io.TableFormatError
+        Unknown or unreadable format.
+    astro_galpost.ModelFormatError
+        Corrupt or incompatible model folder.
+
+    Notes
+    -----
+    **Temporary files.** The output is built as ``.<name>.partial`` (Parquet:
+    one part file per chunk in the folder ``.<name>.parts``, merged at the end)
+    beside ``output_path``; progress is recorded after every completed chunk in
+    ``.<name>.progress.json`` (input path, size and modification time, model
+    weights checksum, seed, n_samples, chunk settings, rows and chunks done,
+    and the writers' state). A rerun with ``resume=True`` whose settings all
+    match continues after the last completed chunk; otherwise the stale
+    temporary files are removed and the run starts over. The temporary files
+    are removed when the output is complete.
+
+    **Memory.** Per chunk: the chunk's input and output columns; per batch:
+    ``batch_size × n_samples × n_targets`` samples (float64). Neither depends
+    on the catalog length.
+
+    Examples
+    --------
+    >>> from astro_galpost.streaming import predict_catalog
+    >>> result = predict_catalog("model", "catalog.parquet", "posteriors.parquet",
+    ...                          n_samples=500, random_state=0)  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_file():
+        raise FileNotFoundError(f"input table {input_path} does not exist")
+    in_fmt = detect_format(input_path, input_format)
+    out_fmt = detect_format(output_path, output_format)
+    if output_path.resolve() == input_path.resolve():
+        raise ValueError("the output file must differ from the input file (the input is never modified)")
+    samples_path = Path(samples_path) if samples_path is not None else None
+    for target in (output_path, samples_path):
+        if target is not None and target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    chunk_size = int(chunk_size) if chunk_size is not None else DEFAULT_CHUNK_BATCHES * batch_size
+    if chunk_size < batch_size or chunk_size % batch_size:
+        raise ValueError(
+            f"chunk_size ({chunk_size}) must be a multiple of batch_size ({batch_size}) so that chunks "
+            "reproduce a whole-catalog call exactly")
+    n_samples = int(n_samples)
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    levels = [float(p) for p in percentiles]
+
+    gp, checksum = resolve_model(model, device)
+    seed = _seed(random_state, gp)
+
+    available = table_columns(input_path, in_fmt)
+    if columns is not None:
+        columns = list(columns)
+        missing = [c for c in columns if c not in available]
+        if missing:
+            raise KeyError(f"columns {missing} are not in {input_path} (columns: {', '.join(available)})")
+    carried = columns if columns is not None else list(available)
+    required = _required_columns(gp, available)
+    if required is None:
+        read_columns = None
+    else:
+        absent = [c for c in required if c not in available]
+        if absent:
+            raise KeyError(f"the model needs columns {absent}, which are not in {input_path}")
+        read_columns = carried + [c for c in required if c not in carried]
+
+    identity = {
+        "version": _STATE_VERSION,
+        "input": _file_identity(input_path),
+        "input_format": in_fmt,
+        "model_checksum": checksum,
+        "n_samples": n_samples,
+        "seed": str(seed),
+        "chunk_size": chunk_size,
+        "batch_size": batch_size,
+        "percentiles": levels,
+        "columns": carried,
+        "output_format": out_fmt,
+        "samples": str(samples_path.resolve()) if samples_path is not None else None,
+        "samples_dtype": samples_dtype,
+    }
+    state_file = _state_path(output_path)
+    samples_attrs = {"seed": str(seed), "n_samples": n_samples, "model_checksum": checksum,
+                     "input": str(input_path.resolve())}
+
+    state = None
+    if resume and state_file.is_file():
+        try:
+            previous = json.loads(state_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous and previous.get("identity") == identity:
+            state = previous
+        elif previous:
+            warnings.warn(f"ignoring the progress in {state_file}: it was made with a different input, model "
+                          "or settings; starting over", UserWarning, stacklevel=2)
+    writer = samples = None
+    if state is not None:
+        try:
+            writer = open_chunked_writer(output_path, format=out_fmt, state=state["writer"])
+            if samples_path is not None:
+                samples = _samples_writer(samples_path, gp, n_samples, samples_attrs, samples_dtype, state["samples"])
+        except (ValueError, KeyError, OSError) as err:
+            warnings.warn(f"cannot continue the interrupted run ({err}); starting over", UserWarning, stacklevel=2)
+            if writer is not None:
+                writer.abort()
+            writer = samples = state = None
+    if state is None:
+        state_file.unlink(missing_ok=True)
+        writer = open_chunked_writer(output_path, format=out_fmt)
+        if samples_path is not None:
+            samples = _samples_writer(samples_path, gp, n_samples, samples_attrs, samples_dtype, None)
+        state = {"identity": identity, "rows": 0, "chunks": 0}
+    start, done_chunks = int(state["rows"]), int(state["chunks"])
+    resumed = start
+
+    try:
+        total = count_rows(input_path, in_fmt) if progress else None
+    except Exception:  # noqa: BLE001 - progress only
+        total = None
+    from tqdm.auto import tqdm
+
+    from .estimator import UnusableRowsWarning
+
+    bar = tqdm(total=total, initial=start, desc="predict", unit="galaxy", disable=not progress, smoothing=0.1)
+    old_progress, gp.progress = gp.progress, False
+    n_unusable, chunks_this_call, row = 0, 0, start
+    complete = True
+    try:
+        for chunk in iter_table_chunks(input_path, chunk_size, start=start, columns=read_columns, format=in_fmt):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnusableRowsWarning)
+                result = gp.predict(chunk, n_samples=n_samples, percentiles=levels, random_state=seed,
+                                    batch_size=batch_size, row_offset=row)
+            new = [c for c in result.colnames if c not in chunk.colnames]
+            out = result[[c for c in carried if c in result.colnames] + new]
+            n_unusable += int(np.count_nonzero(np.ma.getmaskarray(result["ood_score"]))) if "ood_score" in new else 0
+            writer.write(out)
+            if samples is not None:
+                for values, usable in _sample_arrays(gp, chunk, n_samples=n_samples, seed=seed,
+                                                     batch_size=batch_size, row_offset=row):
+                    samples.write(values.astype(samples_dtype, copy=False), usable)
+            row += len(chunk)
+            done_chunks += 1
+            chunks_this_call += 1
+            state["writer"] = writer.checkpoint()
+            state["samples"] = samples.checkpoint() if samples is not None else None
+            state["rows"], state["chunks"] = row, done_chunks
+            _json_dump_atomic(state, state_file)
+            bar.update(len(chunk))
+            del chunk, result, out
+            if max_chunks is not None and chunks_this_call >= max_chunks:
+                complete = False
+                break
+        if complete:
+            if row == 0:
+                raise ValueError(f"input table {input_path} has no rows: nothing to predict")
+            # check the samples target first: renaming the output must be the last step
+            if samples is not None and samples.path.exists() and not overwrite:
+                raise FileExistsError(f"{samples.path} exists; pass overwrite=True (--overwrite) to replace it")
+            writer.close(overwrite=overwrite)
+            if samples is not None:
+                samples.close(overwrite=overwrite)
+            state_file.unlink(missing_ok=True)
+        else:
+            writer.abort()
+            if samples is not None:
+                samples.abort()
+    except BaseException:
+        writer.abort()
+        if samples is not None:
+            samples.abort()
+        raise
+    finally:
+        gp.progress = old_progress
+        bar.close()
+
+    if n_unusable:
+        warnings.warn(f"{n_unusable} of {row - resumed} rows have unusable inputs (too few measured bands); "
+                      "their posteriors are masked", UnusableRowsWarning, stacklevel=2)
+    return CatalogPrediction(
+        output=output_path, samples=samples_path, n_rows=row, n_chunks=done_chunks, resumed_rows=resumed,
+        n_unusable=n_unusable, seconds=time.perf_counter() - t0, seed=seed, complete=complete,
+    )
+
+
+def _describe(result: CatalogPrediction) -> str:
+    """One line about a `CatalogPrediction`, for the command line."""
+    rate = result.rows_per_second
+    resumed = f" (resumed after {result.resumed_rows} rows)" if result.resumed_rows else ""
+    where = result.output if result.complete else f"{result.output} (incomplete: run again to continue)"
+    return (f"wrote posterior summaries of {result.n_rows} galaxies to {where}{resumed} "
+            f"in {result.seconds:.1f} s ({rate:.0f} galaxies/s; seed {result.seed})")

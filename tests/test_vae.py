@@ -1,0 +1,380 @@
+"""The VAE image encoder and the latent-space interpretability tools."""
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from astro_galpost import GalaxyPosterior
+from astro_galpost.encoders import ENCODERS, register_encoder
+from astro_galpost.encoders.vae import GalaxyVAE, VAEEncoder
+from astro_galpost.interpret import (
+    embed_latents,
+    perturbational_decoding,
+    plot_embedding,
+    plot_perturbation_grid,
+    top_latent_dimensions,
+)
+
+SIZE = 32
+
+
+# ----------------------------------------------------------------------------------------
+# A private stand-in for astro_galpost.images, used only while that module is not there.
+# ----------------------------------------------------------------------------------------
+def _standin_images_module():
+    from torch.nn import functional as F
+
+    def as_image_array(images, n_rows=None):
+        arr = np.asarray(images, dtype=np.float32)
+        if arr.ndim != 4:
+            raise ValueError(f"expected (N, 3, H, W) images, got shape {arr.shape}")
+        if arr.shape[1] != 3 and arr.shape[-1] == 3:
+            arr = np.moveaxis(arr, -1, 1)
+        if arr.shape[1] != 3:
+            raise ValueError(f"expected 3 bands, got shape {arr.shape}")
+        if n_rows is not None and len(arr) != n_rows:
+            raise ValueError(f"{len(arr)} images given for {n_rows} rows")
+        mask = ~np.isfinite(arr)
+        return np.where(mask, 0.0, arr).astype(np.float32), mask
+
+    class ImagePreprocessor:
+        def __init__(self, size=160, scaling="arcsinh"):
+            self.size, self.scaling = size, scaling
+
+        @property
+        def is_fitted(self):
+            return hasattr(self, "scale_")
+
+        def fit(self, images, mask=None):
+            scale = np.std(images, axis=(0, 2, 3)).astype(np.float32)
+            self.scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
+            return self
+
+        def transform(self, images, mask=None):
+            x = torch.from_numpy(np.where(mask, 0.0, images).astype(np.float32) if mask is not None else images)
+            if x.shape[-1] != self.size:
+                x = F.interpolate(x, size=(self.size, self.size), mode="area")
+            return np.arcsinh(x.numpy() / self.scale_[None, :, None, None]).astype(np.float32)
+
+        def get_config(self):
+            return {"size": self.size, "scaling": self.scaling}
+
+        def get_arrays(self):
+            return {"scale": self.scale_}
+
+        @classmethod
+        def from_config(cls, config, arrays):
+            pre = cls(config["size"], config["scaling"])
+            pre.scale_ = np.asarray(arrays["scale"], np.float32)
+            return pre
+
+    module = types.ModuleType("astro_galpost.images")
+    module.as_image_array, module.ImagePreprocessor = as_image_array, ImagePreprocessor
+    return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def images_api():
+    """Use astro_galpost.images when it provides the API, the stand-in above otherwise."""
+    try:
+        from astro_galpost.images import ImagePreprocessor, as_image_array  # noqa: F401
+
+        yield
+        return
+    except ImportError:
+        pass
+    saved = sys.modules.get("astro_galpost.images")
+    sys.modules["astro_galpost.images"] = _standin_images_module()
+    yield
+    if saved is None:
+        sys.modules.pop("astro_galpost.images", None)
+    else:
+        sys.modules["astro_galpost.images"] = saved
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def blobs(n, size=SIZE, seed=0, noise=0.02):
+    """Gaussian blobs of random width, brightness and colour (N, 3, size, size); also their widths."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    sigma = rng.uniform(0.05, 0.2, n) * size
+    colour = rng.uniform(0.3, 1.0, (n, 3))
+    amp = rng.uniform(0.5, 2.0, n)
+    dx, dy = rng.normal(0, 0.03 * size, (2, n))
+    r2 = (xx[None] - dx[:, None, None]) ** 2 + (yy[None] - dy[:, None, None]) ** 2
+    profile = amp[:, None, None] * np.exp(-0.5 * r2 / sigma[:, None, None] ** 2)
+    images = colour[:, :, None, None] * profile[:, None] + noise * rng.standard_normal((n, 3, size, size))
+    return images.astype(np.float32), sigma
+
+
+@pytest.fixture(scope="module")
+def vae():
+    """A VAE encoder trained briefly on blobs (shared: do not modify)."""
+    images, _ = blobs(240, seed=1)
+    enc = VAEEncoder(image_size=SIZE, max_epochs=3, batch_size=32, learning_rate=1e-3, random_state=0, progress=False)
+    return enc.fit_images(images)
+
+
+@pytest.fixture
+def registered():
+    """VAEEncoder registered as 'vae' (restoring the registry afterwards)."""
+    previous = ENCODERS._items.get("vae")
+    register_encoder(VAEEncoder, overwrite=True)
+    yield
+    if previous is None:
+        ENCODERS.unregister("vae")
+    else:
+        ENCODERS.register("vae", previous, overwrite=True)
+
+
+# ----------------------------------------------------------------------------------------
+# the network
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [64, 160])
+def test_architecture(size):
+    net = GalaxyVAE(image_size=size)
+    convs = [m for m in net.encoder if isinstance(m, torch.nn.Conv2d)]
+    deconvs = [m for m in net.decoder if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(convs) == 3 and len(deconvs) == 3
+    for layer in convs + deconvs:
+        assert layer.kernel_size == (4, 4) and layer.stride == (2, 2) and layer.padding == (1, 1)
+    assert [c.out_channels for c in convs] == [32, 64, 128]
+    assert deconvs[-1].out_channels == 3
+    assert net.fc_mu.out_features == net.fc_logvar.out_features == 32
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        recon, mu, logvar = net(x)
+    assert recon.shape == x.shape
+    assert mu.shape == logvar.shape == (2, 32)
+
+
+def test_bad_sizes():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        GalaxyVAE(image_size=100)
+    net = GalaxyVAE(image_size=32)
+    with pytest.raises(ValueError, match="expected images of shape"):
+        net.encode(torch.zeros(1, 3, 64, 64))
+
+
+def test_kl_and_reparameterisation():
+    zero = torch.zeros(4, 32)
+    assert torch.allclose(GalaxyVAE.kl_divergence(zero, zero), torch.zeros(4))
+    mu, logvar = torch.randn(5, 32), torch.randn(5, 32)
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, torch.exp(0.5 * logvar)), torch.distributions.Normal(0.0, 1.0)
+    ).sum(-1)
+    assert torch.allclose(GalaxyVAE.kl_divergence(mu, logvar), expected, atol=1e-5)
+    # z = mu + sigma * eps, reproducible with a generator
+    mu, logvar = torch.full((20000, 2), 3.0), torch.full((20000, 2), np.log(0.25))
+    z = GalaxyVAE.reparameterize(mu, logvar, torch.Generator().manual_seed(1))
+    assert torch.allclose(z.mean(0), torch.full((2,), 3.0), atol=0.02)
+    assert torch.allclose(z.std(0), torch.full((2,), 0.5), atol=0.02)
+    z2 = GalaxyVAE.reparameterize(mu, logvar, torch.Generator().manual_seed(1))
+    assert torch.equal(z, z2)
+
+
+def test_masked_pixels_ignored_in_loss():
+    x, recon = torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
+    recon[..., :4] = 5.0  # wrong only where masked
+    weight = torch.ones_like(x)
+    weight[..., :4] = 0.0
+    assert float(GalaxyVAE.reconstruction_loss(recon, x, weight)) == 0.0
+    assert float(GalaxyVAE.reconstruction_loss(recon, x)) == pytest.approx(12.5)
+
+
+# ----------------------------------------------------------------------------------------
+# the encoder
+# ----------------------------------------------------------------------------------------
+def test_training_reduces_loss(vae):
+    h = vae.history_
+    assert len(h.train_loss) == len(h.val_loss) == 3
+    assert h.train_loss[-1] < 0.8 * h.train_loss[0]
+    assert h.val_loss[-1] < h.val_loss[0]
+    assert h.val_loss[h.best_epoch] == min(h.val_loss)
+
+
+def test_transform_features(vae):
+    images, _ = blobs(10, seed=2)
+    features, usable = vae.transform(np.zeros(10), images)  # anything with len() as the "table"
+    assert features.shape == (10, 64) and features.dtype == np.float32
+    assert vae.n_features_ == 64 and len(vae.feature_names()) == 64
+    assert vae.feature_names()[0] == "vae_mu_0" and vae.feature_names()[32] == "vae_std_0"
+    assert (features[:, 32:] > 0).all()
+    assert usable.all()
+    mu, std = vae.encode(images)
+    np.testing.assert_allclose(features, np.concatenate([mu, std], axis=1))
+    assert vae.encode(images[0])[0].shape == (1, 32)  # a single image
+    assert vae.reconstruct(images[:3]).shape == (3, 3, SIZE, SIZE)
+    assert vae.decode(mu[0]).shape == (3, SIZE, SIZE)
+
+
+def test_empty_or_masked_images_unusable(vae):
+    images, _ = blobs(3, seed=3)
+    images[1] = 0.0
+    images[2] = np.nan
+    features, usable = vae.transform(None, images)
+    assert usable.tolist() == [True, False, False]
+    assert np.isfinite(features).all()
+
+
+def test_frozen_after_fit(vae):
+    assert not vae.model_.training
+    assert not any(p.requires_grad for p in vae.model_.parameters())
+
+
+def test_missing_and_miscounted_images(vae):
+    with pytest.raises(ValueError, match="needs images"):
+        vae.transform(np.zeros(3), None)
+    with pytest.raises(ValueError, match="needs images"):
+        VAEEncoder().fit(np.zeros(3), None)
+    images, _ = blobs(4, seed=4)
+    with pytest.raises(ValueError):
+        vae.transform(np.zeros(3), images)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        VAEEncoder().transform(np.zeros(4), images)
+
+
+def test_from_config_round_trip(vae):
+    images, _ = blobs(6, seed=5)
+    config = json.loads(json.dumps(vae.get_config()))
+    arrays = {k: np.array(v) for k, v in vae.get_arrays().items()}
+    assert all(k.startswith(("vae.", "preprocessor.")) for k in arrays)
+    rebuilt = VAEEncoder.from_config(config, arrays)
+    assert rebuilt.device == "cpu" and rebuilt.history_.train_loss == vae.history_.train_loss
+    np.testing.assert_array_equal(rebuilt.transform(None, images)[0], vae.transform(None, images)[0])
+    assert not any(p.requires_grad for p in rebuilt.model_.parameters())
+
+
+def test_save_load_round_trip(vae, tmp_path):
+    from astro_galpost.persistence import ModelFormatError
+
+    images, _ = blobs(6, seed=6)
+    vae.save(tmp_path / "vae")
+    assert {p.name for p in (tmp_path / "vae").iterdir()} == {"config.json", "weights.safetensors"}
+    loaded = VAEEncoder.load(tmp_path / "vae")
+    np.testing.assert_array_equal(loaded.transform(None, images)[0], vae.transform(None, images)[0])
+    np.testing.assert_array_equal(loaded.decode(np.zeros(32)), vae.decode(np.zeros(32)))
+    with pytest.raises(FileExistsError):
+        vae.save(tmp_path / "vae")
+    weights = tmp_path / "vae" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"corrupt!")
+    with pytest.raises(ModelFormatError, match="checksum"):
+        VAEEncoder.load(tmp_path / "vae")
+
+
+def test_fit_with_table_checks_count():
+    images, _ = blobs(8, seed=7)
+    with pytest.raises(ValueError):
+        VAEEncoder(image_size=SIZE, max_epochs=1, progress=False).fit(np.zeros(5), images)
+
+
+# ----------------------------------------------------------------------------------------
+# inside GalaxyPosterior
+# ----------------------------------------------------------------------------------------
+def test_registration(registered):
+    assert ENCODERS["vae"] is VAEEncoder
+
+
+def test_reused_by_two_estimators(vae, registered, mock_table, tiny, tmp_path):
+    table = mock_table[:120]
+    images, _ = blobs(len(table), seed=8)
+    before = {k: v.clone() for k, v in vae.model_.state_dict().items()}
+
+    alone = GalaxyPosterior(targets=["log_mstar"], photometry=None, encoder=vae, random_state=0, **tiny)
+    alone.fit(table, images=images)
+    assert alone.n_features_in_ == 64
+    post = alone.sample(table[:10], images=images[:10], n_samples=20)
+    assert post["log_mstar"].shape == (10,) and post.usable.all()
+
+    both = GalaxyPosterior(targets=["log_mstar"], encoder=[vae, "photometry"], random_state=0, **tiny)
+    both.fit(table, images=images)
+    assert both.encoders_[0] is vae and alone.encoders_[0] is vae
+    assert both.n_features_in_ == 64 + both.encoders_[1].n_features_
+    predicted = both.predict(table[:10], images=images[:10], n_samples=20)
+    assert "log_mstar_p50" in predicted.colnames
+    for k, v in vae.model_.state_dict().items():  # the shared VAE was not retrained
+        assert torch.equal(v, before[k])
+
+    both.save(tmp_path / "gp")
+    loaded = GalaxyPosterior.load(tmp_path / "gp")
+    assert isinstance(loaded.encoders_[0], VAEEncoder)
+    a = both.sample(table[:5], images=images[:5], n_samples=10, random_state=1)
+    b = loaded.sample(table[:5], images=images[:5], n_samples=10, random_state=1)
+    np.testing.assert_allclose(a["log_mstar"].distribution.value, b["log_mstar"].distribution.value, rtol=1e-5)
+
+    with pytest.raises(ValueError, match="needs images"):
+        both.sample(table[:5], n_samples=10)
+    with pytest.raises(ValueError, match="images"):
+        both.sample(table[:5], images=images[:4], n_samples=10)
+
+
+# ----------------------------------------------------------------------------------------
+# interpretability
+# ----------------------------------------------------------------------------------------
+def test_top_latent_dimensions_finds_planted_dimension():
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(400, 32))
+    target = rng.normal(size=400)
+    latents[:, 5] = target + rng.normal(0, 0.3, 400)
+    latents[:, 17] *= 50.0  # large raw scale but unrelated: standardisation must ignore it
+    top = top_latent_dimensions(latents, target, k=3)
+    assert top.shape == (3,) and top[0] == 5
+    target_nan = target.copy()
+    target_nan[:10] = np.nan
+    assert top_latent_dimensions(latents, target_nan, k=1)[0] == 5
+    with pytest.raises(ValueError):
+        top_latent_dimensions(latents, target[:10])
+
+
+def test_perturbational_decoding(vae):
+    images, _ = blobs(1, seed=9)
+    deltas = np.linspace(-2, 2, 5)
+    grid = perturbational_decoding(vae, images[0], dims=[3, 7], deltas=deltas)
+    assert grid.shape == (2, 5, 3, SIZE, SIZE) and grid.dtype == np.float32
+    mu, _ = vae.encode(images)
+    np.testing.assert_allclose(grid[0, 2], vae.decode(mu)[0], rtol=1e-5, atol=1e-5)  # delta 0
+    from_latent = perturbational_decoding(vae, mu[0], dims=[3, 7], deltas=deltas, scale=np.ones(32))
+    np.testing.assert_allclose(from_latent, grid, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(grid[0, 0], grid[0, -1])
+    with pytest.raises(ValueError):
+        perturbational_decoding(vae, mu[0], dims=[40])
+
+    fig = plot_perturbation_grid(grid, [3, 7], deltas, "log SFR")
+    assert len(fig.axes) == 10
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_embedding_pca_path():
+    rng = np.random.default_rng(1)
+    latents = rng.normal(size=(200, 32)) * np.linspace(3, 0.1, 32)
+    a = embed_latents(latents, method="pca")
+    b = embed_latents(latents.copy(), method="pca")
+    assert a.shape == (200, 2)
+    np.testing.assert_array_equal(a, b)
+    # principal axes are uncorrelated
+    assert abs(np.corrcoef(a.T)[0, 1]) < 1e-8
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="umap-learn"):
+            embed_latents(latents, method="umap")
+        np.testing.assert_array_equal(embed_latents(latents, method="auto"), a)
+
+    fig = plot_embedding(a, latents[:, 0], "latent 0")
+    assert len(fig.axes) == 2  # the scatter and its colour bar
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
