@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -287,13 +288,19 @@ class GalaxyPosterior:
             valid[:, j] = ok
         return values, valid
 
-    def _check_input(self, table: Any, images: Any, what: str) -> Table:
+    def _check_input(self, table: Any, images: Any, what: str) -> tuple[Table, Any]:
         table = _as_table(table, what)
         if len(table) == 0:
             raise ValueError(f"the {what} is empty: nothing to {'fit' if what == 'training table' else 'predict'}")
+        if isinstance(images, (str, os.PathLike)):
+            # a FITS cube on disk: read it once, keeping its mask, so batches can slice it
+            from .images import as_image_array
+
+            cube, mask = as_image_array(images, n_rows=len(table))
+            images = np.ma.MaskedArray(cube, mask=mask)
         if images is not None and hasattr(images, "__len__") and len(images) != len(table):
             raise ValueError(f"{len(images)} images given for a table of {len(table)} rows")
-        return table
+        return table, images
 
     # ------------------------------------------------------------------- fit
     def fit(self, table: Table, images: Any = None) -> GalaxyPosterior:
@@ -312,7 +319,7 @@ class GalaxyPosterior:
         -------
         self : GalaxyPosterior
         """
-        table = self._check_input(table, images, "training table")
+        table, images = self._check_input(table, images, "training table")
         targets = self._resolve_targets()
         photometry = set(self.photometry or [])
         for name, column in targets.items():
@@ -474,7 +481,7 @@ class GalaxyPosterior:
             for dex quantities). Rows with unusable inputs are NaN.
         """
         self._check_fitted()
-        table = self._check_input(table, images, "table")
+        table, images = self._check_input(table, images, "table")
         batches = list(self._iter_samples(table, images, int(n_samples), random_state, batch_size, row_offset))
         out = np.concatenate([b[1] for b in batches])
         usable = np.concatenate([b[3] for b in batches])
@@ -506,7 +513,7 @@ class GalaxyPosterior:
         `~astropy.table.QTable`
         """
         self._check_fitted()
-        table = self._check_input(table, images, "table")
+        table, images = self._check_input(table, images, "table")
         levels = list(percentiles)
         names = [f"{name}_p{level:g}".replace(".", "_") for name in self.targets_ for level in levels]
         values = np.full((len(table), len(names)), np.nan)
