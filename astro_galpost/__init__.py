@@ -10,7 +10,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from .encoders import ENCODERS, Encoder, PhotometryEncoder, register_encoder
+from .encoders import ENCODERS, Encoder, PhotometryEncoder, VAEEncoder, register_encoder
 from .estimator import GalaxyPosterior, NotFittedError, PosteriorSamples, UnusableRowsWarning
 from .flows import FLOWS, register_flow
 from .persistence import ModelFormatError
@@ -28,6 +28,7 @@ __all__ = [
     "ENCODERS",
     "Encoder",
     "PhotometryEncoder",
+    "VAEEncoder",
     "register_encoder",
     "FLOWS",
     "register_flow",

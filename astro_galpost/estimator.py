@@ -439,7 +439,8 @@ class GalaxyPosterior:
         bad = int((~usable).sum())
         if bad:
             warnings.warn(
-                f"{bad} of {len(usable)} rows have unusable inputs (too few measured bands); "
+                f"{bad} of {len(usable)} rows have unusable inputs (too few measured bands, or empty "
+                "or fully masked images); "
                 "their posteriors are masked",
                 UnusableRowsWarning, stacklevel=3,
             )

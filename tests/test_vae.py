@@ -1,8 +1,6 @@
 """The VAE image encoder and the latent-space interpretability tools."""
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -20,80 +18,6 @@ from astro_galpost.interpret import (
 )
 
 SIZE = 32
-
-
-# ----------------------------------------------------------------------------------------
-# A private stand-in for astro_galpost.images, used only while that module is not there.
-# ----------------------------------------------------------------------------------------
-def _standin_images_module():
-    from torch.nn import functional as F
-
-    def as_image_array(images, n_rows=None):
-        arr = np.asarray(images, dtype=np.float32)
-        if arr.ndim != 4:
-            raise ValueError(f"expected (N, 3, H, W) images, got shape {arr.shape}")
-        if arr.shape[1] != 3 and arr.shape[-1] == 3:
-            arr = np.moveaxis(arr, -1, 1)
-        if arr.shape[1] != 3:
-            raise ValueError(f"expected 3 bands, got shape {arr.shape}")
-        if n_rows is not None and len(arr) != n_rows:
-            raise ValueError(f"{len(arr)} images given for {n_rows} rows")
-        mask = ~np.isfinite(arr)
-        return np.where(mask, 0.0, arr).astype(np.float32), mask
-
-    class ImagePreprocessor:
-        def __init__(self, size=160, scaling="arcsinh"):
-            self.size, self.scaling = size, scaling
-
-        @property
-        def is_fitted(self):
-            return hasattr(self, "scale_")
-
-        def fit(self, images, mask=None):
-            scale = np.std(images, axis=(0, 2, 3)).astype(np.float32)
-            self.scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
-            return self
-
-        def transform(self, images, mask=None):
-            x = torch.from_numpy(np.where(mask, 0.0, images).astype(np.float32) if mask is not None else images)
-            if x.shape[-1] != self.size:
-                x = F.interpolate(x, size=(self.size, self.size), mode="area")
-            return np.arcsinh(x.numpy() / self.scale_[None, :, None, None]).astype(np.float32)
-
-        def get_config(self):
-            return {"size": self.size, "scaling": self.scaling}
-
-        def get_arrays(self):
-            return {"scale": self.scale_}
-
-        @classmethod
-        def from_config(cls, config, arrays):
-            pre = cls(config["size"], config["scaling"])
-            pre.scale_ = np.asarray(arrays["scale"], np.float32)
-            return pre
-
-    module = types.ModuleType("astro_galpost.images")
-    module.as_image_array, module.ImagePreprocessor = as_image_array, ImagePreprocessor
-    return module
-
-
-@pytest.fixture(scope="module", autouse=True)
-def images_api():
-    """Use astro_galpost.images when it provides the API, the stand-in above otherwise."""
-    try:
-        from astro_galpost.images import ImagePreprocessor, as_image_array  # noqa: F401
-
-        yield
-        return
-    except ImportError:
-        pass
-    saved = sys.modules.get("astro_galpost.images")
-    sys.modules["astro_galpost.images"] = _standin_images_module()
-    yield
-    if saved is None:
-        sys.modules.pop("astro_galpost.images", None)
-    else:
-        sys.modules["astro_galpost.images"] = saved
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -128,14 +52,8 @@ def vae():
 
 @pytest.fixture
 def registered():
-    """VAEEncoder registered as 'vae' (restoring the registry afterwards)."""
-    previous = ENCODERS._items.get("vae")
-    register_encoder(VAEEncoder, overwrite=True)
-    yield
-    if previous is None:
-        ENCODERS.unregister("vae")
-    else:
-        ENCODERS.register("vae", previous, overwrite=True)
+    """The VAE is a built-in encoder, registered as 'vae'."""
+    assert ENCODERS["vae"] is VAEEncoder
 
 
 # ----------------------------------------------------------------------------------------
@@ -273,6 +191,18 @@ def test_save_load_round_trip(vae, tmp_path):
         VAEEncoder.load(tmp_path / "vae")
 
 
+def test_fit_with_masked_pixels():
+    images, _ = blobs(40, size=64, seed=10)
+    images[:, :, :, :16] = np.nan  # a bad strip on the left of every image (resized 64 -> 32)
+    enc = VAEEncoder(image_size=SIZE, max_epochs=1, random_state=0, progress=False).fit_images(images)
+    assert np.isfinite(enc.history_.train_loss).all()
+    weights = enc._pixel_weights(np.isnan(images))
+    assert weights.shape == (40, 3, SIZE, SIZE)
+    assert (weights[..., :7] == 0).all() and (weights[..., 9:] == 1).all()
+    features, usable = enc.transform(None, images)
+    assert usable.all() and np.isfinite(features).all()
+
+
 def test_fit_with_table_checks_count():
     images, _ = blobs(8, seed=7)
     with pytest.raises(ValueError):
@@ -315,8 +245,28 @@ def test_reused_by_two_estimators(vae, registered, mock_table, tiny, tmp_path):
 
     with pytest.raises(ValueError, match="needs images"):
         both.sample(table[:5], n_samples=10)
+    with pytest.raises(ValueError, match="needs images"):
+        GalaxyPosterior(targets=["log_mstar"], encoder=[vae, "photometry"], **tiny).fit(table)
     with pytest.raises(ValueError, match="images"):
         both.sample(table[:5], images=images[:4], n_samples=10)
+
+
+def test_unfitted_vae_trained_by_estimator(mock_table, tiny):
+    table = mock_table[:60]
+    images, _ = blobs(len(table), seed=11)
+    enc = VAEEncoder(image_size=SIZE, max_epochs=1, random_state=0, progress=False)
+    gp = GalaxyPosterior(targets=["redshift"], encoder=[enc, "photometry"], random_state=0, **tiny)
+    gp.fit(table, images=images)
+    assert enc.is_fitted and gp.encoders_[0] is enc
+    assert not any(p.requires_grad for p in enc.model_.parameters())
+
+
+def test_nddata_list_input(vae):
+    from astropy.nddata import NDData
+
+    images, _ = blobs(3, seed=12)
+    as_list = [NDData(im) for im in images]
+    np.testing.assert_array_equal(vae.transform(None, as_list)[0], vae.transform(None, images)[0])
 
 
 # ----------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ own through the ``astro_galpost.encoders`` entry-point group.
 from ..registry import Registry
 from .base import Encoder
 from .photometry import PhotometryEncoder
+from .vae import VAEEncoder
 
-__all__ = ["ENCODERS", "Encoder", "PhotometryEncoder", "register_encoder"]
+__all__ = ["ENCODERS", "Encoder", "PhotometryEncoder", "VAEEncoder", "register_encoder"]
 
 #: Registry of encoder classes: ``ENCODERS["photometry"]``.
 ENCODERS: Registry[type[Encoder]] = Registry("encoder", "astro_galpost.encoders")
@@ -22,3 +23,4 @@ def register_encoder(cls: type[Encoder], *, overwrite: bool = False) -> type[Enc
 
 
 register_encoder(PhotometryEncoder)
+register_encoder(VAEEncoder)

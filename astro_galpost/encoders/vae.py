@@ -215,8 +215,12 @@ class VAEEncoder(Encoder):
         ``3 × S² / 2`` times larger than usual: the KL then dominates, most
         latent dimensions collapse onto the prior and reconstructions are blurry
         averages. The default ``1e-3`` keeps the reconstruction term in charge
-        while still regularising the latent space towards N(0, I) (see the
-        package documentation for the comparison it is based on). Use ``1.0``
+        while still regularising the latent space towards N(0, I). On synthetic
+        64×64 blob images (1,000 images, 12 epochs), ``1.0`` left all 32
+        dimensions collapsed onto the prior (reconstruction error 60% of the
+        pixel variance), ``1e-3`` kept 31 dimensions active (error 20%), and
+        ``1e-4`` reconstructed better (11%) but shrank the posterior standard
+        deviations (median 0.48), which are half of the features. Use ``1.0``
         for the literal objective of the paper.
     learning_rate : float, optional
         Adam learning rate (1e-4 in the paper).
@@ -524,10 +528,11 @@ class VAEEncoder(Encoder):
             raise ValueError(f"latents must have shape (N, {self.latent_dim}), got {np.shape(latents)}")
         device = self._torch_device()
         model = self.model_.to(device)
-        out = []
+        out, bs = [], max(int(self.batch_size), 1)
         with torch.inference_mode():
-            for b in range(0, len(z), int(self.batch_size)):
-                out.append(model.decode(torch.from_numpy(z[b:b + int(self.batch_size)]).to(device)).float().cpu().numpy())
+            for b in range(0, len(z), bs):
+                batch = torch.from_numpy(np.ascontiguousarray(z[b:b + bs])).to(device)
+                out.append(model.decode(batch).float().cpu().numpy())
         images = np.concatenate(out) if out else np.zeros((0, 3, self.image_size, self.image_size), np.float32)
         return images[0] if single else images
 
@@ -544,8 +549,8 @@ class VAEEncoder(Encoder):
     def get_config(self) -> dict:
         self._check_fitted()
         params = self.get_params()
-        if not isinstance(params["random_state"], (int, type(None))):
-            params["random_state"] = None
+        seed = params["random_state"]
+        params["random_state"] = int(seed) if isinstance(seed, (int, np.integer)) else None
         params["channels"] = [int(c) for c in params["channels"]]
         return {
             "params": params,
