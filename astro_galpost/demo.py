@@ -92,6 +92,6 @@ def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bo
     fig.savefig(tmp, dpi=110)
     tmp.replace(paths["figure"])
     plt.close(fig)
-    for key, path in paths.items():
+    for path in paths.values():
         print(f"wrote {path}")
     return paths

@@ -20,7 +20,7 @@ from .encoders import ENCODERS, Encoder, PhotometryEncoder
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
 from .targets import CORE, LINES, METALLICITY, TARGETS
-from .training import TrainingHistory, split_indices, train_network
+from .training import split_indices, train_network
 
 __all__ = ["GalaxyPosterior", "PosteriorSamples", "NotFittedError", "UnusableRowsWarning"]
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table, vstack
+from astropy.table import Table
 
 from astro_galpost import GalaxyPosterior
 from astro_galpost.datasets import shared_data_dir

@@ -1,6 +1,5 @@
 """Behaviour of GalaxyPosterior: the documented API, target subsets, masked labels, bad input."""
 
-import warnings
 
 import astropy.units as u
 import numpy as np

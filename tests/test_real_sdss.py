@@ -1,7 +1,6 @@
 """Short runs on the shared real SDSS files (skipped when they are absent)."""
 
 import numpy as np
-import pytest
 from astropy.table import Table
 
 from astro_galpost import GalaxyPosterior

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from astro_galpost import GalaxyPosterior
-from astro_galpost.encoders import ENCODERS, register_encoder
+from astro_galpost.encoders import ENCODERS
 from astro_galpost.encoders.vae import GalaxyVAE, VAEEncoder
 from astro_galpost.interpret import (
     embed_latents,
