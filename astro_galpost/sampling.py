@@ -43,11 +43,11 @@ A full per-sample context (S, N, C) with ``n_samples=None`` is also accepted; it
 is then computed per sample, as zuko does, only blocked.
 
 Threads. Nothing here changes torch's thread settings unless asked
-(``threads=``). The products are (rows × 128) @ (128 × 128) on blocks of
-``chunk_rows`` rows (2048 on CPU); on a 2-core machine shared with other work,
-one thread was measured to beat two (other processes steal the second core and
-the two threads then wait for each other), see
-``benchmarks/sampling_throughput.py`` and :func:`choose_threads`.
+(``threads=``). The products are (128 × 128) @ (128 × rows) on blocks of
+``chunk_rows`` rows (2048 on CPU, measured best of 1024-8192); on a 2-core
+machine shared with other work one thread was measured to beat two by far
+(other processes take the second core and the two threads wait for each
+other), see ``benchmarks/sampling_throughput.py`` and :func:`choose_threads`.
 """
 
 from __future__ import annotations
@@ -56,13 +56,11 @@ import contextlib
 import inspect
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
-
 import zuko
+from torch import Tensor, nn
 from zuko.distributions import DiagNormal, NormalizingFlow
 from zuko.flows.coupling import GeneralCouplingTransform
 from zuko.flows.gaussianization import ElementWiseTransform
@@ -73,9 +71,9 @@ __all__ = [
     "FAST_SAMPLING",
     "FastCouplingSampler",
     "UnsupportedFlowError",
-    "sample_flow",
-    "sample_coupling_flow",
     "choose_threads",
+    "sample_coupling_flow",
+    "sample_flow",
 ]
 
 
@@ -117,16 +115,19 @@ class UnsupportedFlowError(TypeError):
 
 
 def choose_threads(n_rows: int | None = None) -> int:
-    """Thread count for sampling ``n_rows`` (samples × galaxies) rows on CPU.
+    """Recommended intra-op thread count for sampling ``n_rows`` (samples × galaxies) rows on CPU.
 
-    Policy: torch's current setting (``torch.get_num_threads()``, by default the
-    number of physical cores), except 1 for small jobs (under 16384 rows, i.e.
-    16 galaxies × 1000 samples), where thread start-up and synchronisation per
-    layer cost more than they save. On a machine shared with other processes one
-    thread can win at every size (measured: 1 thread ≈ 1.5-3× faster than 2 on a
-    loaded 2-core machine); ``benchmarks/sampling_throughput.py`` measures both.
-    This function only recommends; pass the result as ``threads=`` or call
-    ``torch.set_num_threads`` yourself.
+    Policy: 1 for small jobs (under 16384 rows, i.e. 16 galaxies × 1000
+    samples), where the products of a 2048-row block are too small to split
+    well; otherwise torch's current setting (``torch.get_num_threads()``, by
+    default the number of physical cores). The cut is a heuristic, not a
+    measurement. What was measured (``benchmarks/sampling_throughput.py``, a
+    2-core machine shared with other jobs, load average 5-8): 2 threads were 4×
+    to 17× *slower* than 1, because the second thread's core is mostly taken.
+    On a shared machine, or to use many cores, prefer 1 thread per process and
+    several processes on separate galaxies (the samples of different galaxies
+    are independent). This function only recommends: pass the result as
+    ``threads=`` or call ``torch.set_num_threads`` yourself.
     """
     current = torch.get_num_threads()
     if n_rows is not None and n_rows < 16384:
@@ -263,10 +264,10 @@ class FastCouplingSampler:
 
     Notes
     -----
-    The sampler keeps references to the flow's parameters, plus one
-    concatenation of every layer's context weights made at construction: build a
-    new sampler after changing the weights (:func:`sample_flow` builds one per
-    call; that costs well under a millisecond).
+    The sampler keeps references to the flow's parameter tensors and reads them
+    at every `sample` call, so in-place updates (optimiser steps,
+    ``load_state_dict``) are seen; build a new sampler if modules are replaced.
+    :func:`sample_flow` builds one per call (well under a millisecond).
 
     Examples
     --------
@@ -385,6 +386,8 @@ class FastCouplingSampler:
             eps = torch.empty(sample_shape + batch + (self.features,), dtype=dtype, device=device)
             eps.normal_(generator=generator)
             z = eps.mul_(self.scale).add_(self.loc)
+            if n == 0 or rows == 0:
+                return z
             out = z.view(n, rows, self.features)
 
             ctx = context.reshape(rows, n_shared)
@@ -485,7 +488,7 @@ def _plain_sample(
     base = dist.base if isinstance(dist, NormalizingFlow) else None
     normal = getattr(base, "base_dist", None)
     if not isinstance(normal, torch.distributions.Normal):
-        raise ValueError(f"a generator can only be used with zuko flows over a Normal base, not {type(flow).__name__}")
+        raise TypeError(f"a generator can only be used with zuko flows over a Normal base, not {type(flow).__name__}")
     with torch.no_grad():
         eps = torch.empty(shape + base.batch_shape + base.event_shape, dtype=normal.loc.dtype, device=normal.loc.device)
         eps.normal_(generator=generator)

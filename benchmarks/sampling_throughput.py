@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 import torch
 
-import astro_galpost.sampling as sampling
+from astro_galpost import sampling
 from astro_galpost.flows import realnvp
 from astro_galpost.sampling import FastCouplingSampler
 
@@ -62,7 +62,7 @@ def timed(fn, device, repeats):
 
 
 def matmul_rate(shape, device, seconds=1.0):
-    """Best fp32 GFLOP/s of (m × k) @ (k × n) (wall clock)."""
+    """Best fp32 GFLOP/s of (m × k) @ (k × n): (wall clock, process CPU time)."""
     m, k, n = shape
     a = torch.randn(m, k, device=device)
     b = torch.randn(k, n, device=device)
@@ -70,16 +70,17 @@ def matmul_rate(shape, device, seconds=1.0):
     reps = max(1, int(2e9 / flop)) if device.type == "cpu" else max(1, int(5e11 / flop))
     for _ in range(2):
         a @ b
-    best, t_end = 0.0, time.perf_counter() + seconds
+    best, best_cpu, t_end = 0.0, 0.0, time.perf_counter() + seconds
     while True:
         _sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(reps):
             a @ b
         _sync(device)
         best = max(best, flop * reps / (time.perf_counter() - t0) / 1e9)
+        best_cpu = max(best_cpu, flop * reps / max(1e-9, time.process_time() - c0) / 1e9)
         if time.perf_counter() > t_end:
-            return best
+            return best, best_cpu
 
 
 def flops_per_galaxy(flow, n_samples, n_context, fast=True):
@@ -162,7 +163,7 @@ def full_model_rates(device, n_galaxies, n_samples, repeats, epochs):
         for flag in (False, True):
             sampling.FAST_SAMPLING = flag
 
-            def run():
+            def run(flag=flag):
                 outputs[flag] = gp.sample(test, n_samples=n_samples, random_state=5, batch_size=n_galaxies)
 
             wall, cpu = timed(run, device, repeats)
@@ -191,9 +192,10 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=1000, help="posterior samples per galaxy")
     parser.add_argument("--plain-batches", default="64,256", help="galaxies per call for zuko's sampling")
     parser.add_argument("--fast-batches", default="16,64,256", help="galaxies per call for the fast sampler")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per batch size (fast sampler)")
+    parser.add_argument("--plain-repeats", type=int, default=2, help="timed calls per batch size (zuko)")
     parser.add_argument("--train-steps", type=int, default=200)
-    parser.add_argument("--full-galaxies", type=int, default=128, help="galaxies for the full-model timing (0: skip)")
+    parser.add_argument("--full-galaxies", type=int, default=64, help="galaxies for the full-model timing (0: skip)")
     parser.add_argument("--full-epochs", type=int, default=2)
     parser.add_argument("--thread-scan", default="1,2", help="thread counts to time the fast sampler at ('' to skip)")
     args = parser.parse_args(argv)
@@ -220,13 +222,10 @@ def main(argv=None):
     print(f"# realnvp(4, 256): 12 coupling layers, hidden (128, 128); trained {args.train_steps} steps "
           f"on synthetic residuals in {time.perf_counter() - t0:.1f} s (NLL {losses[0]:.2f} -> {np.mean(losses[-20:]):.2f})")
 
-    # -- matmul rate and FLOP floor
-    gemm_big = matmul_rate((2048, 2048, 2048), device)
-    gemm_block = matmul_rate((2048, 128, 128), device)
-    matmul_gflops = max(gemm_big, gemm_block)
+    # -- matmul rate and FLOP floor (measured again after the timings; best of both)
+    gemm = {"big": matmul_rate((2048, 2048, 2048), device), "block": matmul_rate((2048, 128, 128), device)}
     fast_flops = flops_per_galaxy(flow, S, n_context, fast=True)
     plain_flops = flops_per_galaxy(flow, S, n_context, fast=False)
-    floor = matmul_gflops * 1e9 / fast_flops
 
     inference = torch.inference_mode()
     with inference:
@@ -235,24 +234,30 @@ def main(argv=None):
         for n in map(int, filter(None, args.plain_batches.split(","))):
             c = contexts[:n]
             flow(c).sample((8,))  # warm-up
-            plain[n] = timed(lambda: flow(c).sample((S,)), device, max(1, args.repeats - 1))
+            plain[n] = timed(lambda c=c: flow(c).sample((S,)), device, args.plain_repeats)
         # -- (b) fast sampler
         fast = {}
         for n in map(int, filter(None, args.fast_batches.split(","))):
             c = contexts[:n]
             FastCouplingSampler(flow).sample(c, 8)
-            fast[n] = timed(lambda: FastCouplingSampler(flow).sample(c, S), device, args.repeats)
+            fast[n] = timed(lambda c=c: FastCouplingSampler(flow).sample(c, S), device, args.repeats)
         # matmul again (the machine may be shared: take the best of both)
-        matmul_gflops = max(matmul_gflops, matmul_rate((2048, 2048, 2048), device, 0.5))
+        again = {"big": matmul_rate((2048, 2048, 2048), device, 0.5), "block": matmul_rate((2048, 128, 128), device, 0.5)}
+        gemm = {k: tuple(max(x, y) for x, y in zip(gemm[k], again[k])) for k in gemm}
+        gemm_big, gemm_block = gemm["big"][0], gemm["block"][0]
+        matmul_gflops = max(gemm_big, gemm_block)
+        matmul_gflops_cpu = max(gemm["big"][1], gemm["block"][1])
         floor = matmul_gflops * 1e9 / fast_flops
+        floor_cpu = matmul_gflops_cpu * 1e9 / fast_flops
 
         # -- thread scaling of (b) at its best batch
         best_fast_n = max(fast, key=lambda n: n / fast[n][0])
         scan = {}
         if device.type == "cpu" and args.thread_scan:
+            scan_n = min(best_fast_n, 64)
+            c = contexts[:scan_n]
             for t in map(int, args.thread_scan.split(",")):
-                c = contexts[:best_fast_n]
-                scan[t] = timed(lambda: FastCouplingSampler(flow).sample(c, S, threads=t), device, args.repeats)
+                scan[t] = timed(lambda t=t: FastCouplingSampler(flow).sample(c, S, threads=t), device, 2)
 
         # -- same samples? identical draws, then independent draws
         c = contexts[:4]
@@ -280,7 +285,7 @@ def main(argv=None):
         full = full_model_rates(device, args.full_galaxies, S, max(1, args.repeats - 1), args.full_epochs)
 
     # ---------------------------------------------------------------- report
-    rate = lambda n, t: n / t  # noqa: E731
+    rate = lambda n, t: n / t
     plain_best_n = max(plain, key=lambda n: rate(n, plain[n][0]))
     plain_rate = rate(plain_best_n, plain[plain_best_n][0])
     fast_rate = rate(best_fast_n, fast[best_fast_n][0])
@@ -288,8 +293,11 @@ def main(argv=None):
     print()
     print(f"FLOPs per galaxy per {S} samples: plain {plain_flops / 1e6:.0f} MFLOP, "
           f"fast {fast_flops / 1e6:.0f} MFLOP (context terms once per galaxy)")
-    print(f"fp32 matmul: 2048^3 {gemm_big:.0f} GFLOP/s, (2048x128)@(128x128) {gemm_block:.0f} GFLOP/s "
+    print(f"fp32 matmul (wall): 2048^3 {gemm_big:.0f} GFLOP/s, (2048x128)@(128x128) {gemm_block:.0f} GFLOP/s "
           f"-> floor for (b) = {matmul_gflops:.0f} GFLOP/s / {fast_flops / 1e6:.0f} MFLOP = {floor:.0f} galaxies/s")
+    if cpu_rates:
+        print(f"fp32 matmul (CPU time): 2048^3 {gemm['big'][1]:.0f}, block {gemm['block'][1]:.0f} GFLOP/s "
+              f"-> CPU-time floor {floor_cpu:.0f} galaxies/s")
     print()
     header = f"{'sampler':<28}{'galaxies/call':>14}{'galaxies/s':>12}"
     header += f"{'(CPU-time)':>12}" if cpu_rates else ""
@@ -301,7 +309,7 @@ def main(argv=None):
             line += f"{rate(n, cpu):>12.1f}" if cpu_rates else ""
             print(line)
     for t, (wall, cpu) in scan.items():
-        print(f"{'(b) threads=' + str(t):<28}{best_fast_n:>14}{rate(best_fast_n, wall):>12.1f}")
+        print(f"{'(b) threads=' + str(t):<28}{scan_n:>14}{rate(scan_n, wall):>12.1f}")
     if full:
         results, diff, rel_lines, fit_s, flows = full
         for flag, label in ((False, "full model, plain"), (True, "full model, fast")):
@@ -315,7 +323,7 @@ def main(argv=None):
         cpu_fast = max(rate(n, fast[n][1]) for n in fast)
         cpu_plain = max(rate(n, plain[n][1]) for n in plain)
         print(f"CPU-time rates: (a) {cpu_plain:.1f}, (b) {cpu_fast:.1f} galaxies/s, "
-              f"speedup {cpu_fast / cpu_plain:.2f}, (b)/floor {cpu_fast / floor:.2f}")
+              f"speedup {cpu_fast / cpu_plain:.2f}, (b)/CPU-time floor {cpu_fast / floor_cpu:.2f}")
     print(f"same seed: max |(a) - (b)| = {max_abs:.2e} (samples up to {scale:.1f} in size)")
     print(f"independent seeds, 4 galaxies x {features} dims, {S} samples each: KS statistic max {ks_max:.3f}, "
           f"min p {ks_pmin:.3f}; energy-distance permutation p = "
@@ -327,6 +335,12 @@ def main(argv=None):
               f"max |diff| {diff:.1e} (core, metallicity), max relative diff {rel_lines:.1e} (line fluxes)")
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"# total {time.perf_counter() - t_start:.0f} s; loadavg at end {load[0]:.2f}")
+    # with one thread, wall time well above CPU time means other processes had the core
+    disturbed = bool(cpu_rates and matmul_gflops < 0.8 * matmul_gflops_cpu)
+    if disturbed:
+        print("# WARNING: wall-clock rates were disturbed by other processes (matmul wall rate "
+              f"{matmul_gflops:.0f} vs CPU-time rate {matmul_gflops_cpu:.0f} GFLOP/s): the CPU-time figures are "
+              "the consistent ones")
 
     figures = {
         "device": str(device),
@@ -344,22 +358,33 @@ def main(argv=None):
         "floor_galaxies_per_s": round(floor, 1),
         "fraction_of_floor": round(fast_rate / floor, 3),
         "max_abs_diff_same_seed": max_abs,
+        "max_abs_sample": scale,
         "ks_max": round(ks_max, 4),
         "ks_min_p": round(ks_pmin, 4),
         "energy_p_min": round(min(p for _, p in energies), 3),
         "energy_p_control": round(control[1], 3),
-        "thread_scan_galaxies_per_s": {str(t): round(rate(best_fast_n, w), 2) for t, (w, _) in scan.items()},
+        "thread_scan_galaxies_per_s": {str(t): round(rate(scan_n, w), 2) for t, (w, _) in scan.items()},
         "loadavg_1min_start_end": [round(load_start[0], 2), round(load[0], 2)],
+        "wall_clock_disturbed": disturbed,
     }
     if cpu_rates:
-        figures["plain_galaxies_per_cpu_s"] = round(max(rate(n, plain[n][1]) for n in plain), 2)
-        figures["fast_galaxies_per_cpu_s"] = round(max(rate(n, fast[n][1]) for n in fast), 2)
+        cpu_plain = max(rate(n, plain[n][1]) for n in plain)
+        cpu_fast = max(rate(n, fast[n][1]) for n in fast)
+        figures["plain_galaxies_per_cpu_s"] = round(cpu_plain, 2)
+        figures["fast_galaxies_per_cpu_s"] = round(cpu_fast, 2)
+        figures["speedup_cpu_time"] = round(cpu_fast / cpu_plain, 3)
+        figures["matmul_gflops_cpu_time"] = round(matmul_gflops_cpu, 1)
+        figures["floor_galaxies_per_cpu_s"] = round(floor_cpu, 1)
+        figures["fraction_of_floor_cpu_time"] = round(cpu_fast / floor_cpu, 3)
     if full:
         results, diff, rel_lines, _, _ = full
         figures["full_model_galaxies_per_s_plain"] = round(results[False][0], 2)
         figures["full_model_galaxies_per_s_fast"] = round(results[True][0], 2)
         figures["full_model_speedup"] = round(results[True][0] / results[False][0], 3)
         figures["full_model_max_abs_diff"] = diff
+        if cpu_rates:
+            figures["full_model_galaxies_per_cpu_s_plain"] = round(results[False][1], 2)
+            figures["full_model_galaxies_per_cpu_s_fast"] = round(results[True][1], 2)
     print(json.dumps(figures))
 
 

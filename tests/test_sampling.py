@@ -63,10 +63,10 @@ def test_same_samples_as_zuko(features, transforms):
 @pytest.mark.parametrize(
     "options",
     [
-        dict(randmask=True),
-        dict(hidden_features=(16,)),
-        dict(hidden_features=(24, 16, 8), activation=nn.ELU),
-        dict(hidden_features=(32, 32), activation=nn.SiLU),
+        {"randmask": True},
+        {"hidden_features": (16,)},
+        {"hidden_features": (24, 16, 8), "activation": nn.ELU},
+        {"hidden_features": (32, 32), "activation": nn.SiLU},
     ],
 )
 def test_variants_match_zuko(options):
@@ -76,7 +76,7 @@ def test_variants_match_zuko(options):
     torch.testing.assert_close(_fast(flow, context, 100, seed=2), _zuko(flow, context, 100, seed=2), atol=ATOL, rtol=1e-4)
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 100000])
+@pytest.mark.parametrize("chunk_rows", [1, 7, 100000])
 def test_blocking_does_not_change_samples(chunk_rows):
     torch.manual_seed(0)
     flow = realnvp(4, 16, transforms=3, hidden_features=(32, 32))
@@ -91,6 +91,8 @@ def test_batch_shapes_and_single_draw():
     context = torch.randn(2, 3, 16)
     torch.testing.assert_close(_fast(flow, context, 20, seed=5), _zuko(flow, context, 20, seed=5), atol=ATOL, rtol=1e-4)
     assert _fast(flow, context, None, seed=5).shape == (2, 3, 3)
+    assert _fast(flow, context, 0, seed=5).shape == (0, 2, 3, 3)
+    assert _fast(flow, torch.randn(0, 16), 4, seed=5).shape == (4, 0, 3)
     torch.testing.assert_close(_fast(flow, context, None, seed=5), _zuko(flow, context, None, seed=5), atol=ATOL, rtol=1e-4)
 
 
@@ -192,20 +194,20 @@ def test_same_distribution_other_seed():
     torch.manual_seed(0)
     flow = _sharpen(realnvp(2, 16, transforms=4, hidden_features=(32, 32)), factor=2.0)
     context = torch.randn(1, 16)
-    a = _zuko(flow, context, 4000, seed=11)[:, 0].numpy()
-    b = _fast(flow, context, 4000, seed=12)[:, 0].numpy()
+    a = _zuko(flow, context, 3000, seed=11)[:, 0].numpy()
+    b = _fast(flow, context, 3000, seed=12)[:, 0].numpy()
     for j in range(2):
         assert stats.ks_2samp(a[:, j], b[:, j]).pvalue > 1e-4
 
 
 def _network(seed=0):
     torch.manual_seed(seed)
-    small = dict(transforms=3, hidden_features=(32, 32))
+    small = {"transforms": 3, "hidden_features": (32, 32)}
     groups = [
         GroupSpec("core", [0, 1, 2, 3], "realnvp", small),
-        GroupSpec("metallicity", [4], "affine1d", dict(hidden_features=(32, 32)), condition_on=[0, 1, 2, 3], detect=True),
+        GroupSpec("metallicity", [4], "affine1d", {"hidden_features": (32, 32)}, condition_on=[0, 1, 2, 3], detect=True),
         GroupSpec("lines", [5, 6, 7, 8], "realnvp", small),
-        GroupSpec("extra", [9, 10], "nsf", dict(transforms=1, hidden_features=(16, 16))),
+        GroupSpec("extra", [9, 10], "nsf", {"transforms": 1, "hidden_features": (16, 16)}),
     ]
     return PosteriorNetwork(6, groups, representation=16, hidden=16).eval()
 
@@ -214,11 +216,11 @@ def test_posterior_network_unchanged(monkeypatch):
     net = _network()
     x = torch.randn(9, 6)
     torch.manual_seed(13)
-    fast, p_fast = net.sample(x, 200)
+    fast, p_fast = net.sample(x, 100)
     monkeypatch.setattr(sampling, "FAST_SAMPLING", False)
     torch.manual_seed(13)
-    plain, p_plain = net.sample(x, 200)
-    assert fast.shape == plain.shape == (200, 9, 11)
+    plain, p_plain = net.sample(x, 100)
+    assert fast.shape == plain.shape == (100, 9, 11)
     torch.testing.assert_close(fast, plain, atol=ATOL, rtol=1e-4)
     torch.testing.assert_close(p_fast["metallicity"], p_plain["metallicity"])
 
@@ -227,10 +229,10 @@ def test_galaxy_posterior_unchanged(monkeypatch, mock_table, tiny):
     from astro_galpost import GalaxyPosterior
 
     tiny["max_epochs"] = 1
-    gp = GalaxyPosterior(random_state=2, **tiny).fit(mock_table[:300])
-    fast = gp.sample(mock_table[600:620], n_samples=100)
+    gp = GalaxyPosterior(random_state=2, **tiny).fit(mock_table[:200])
+    fast = gp.sample(mock_table[600:610], n_samples=50)
     monkeypatch.setattr(sampling, "FAST_SAMPLING", False)
-    plain = gp.sample(mock_table[600:620], n_samples=100)
+    plain = gp.sample(mock_table[600:610], n_samples=50)
     for name in ("log_mstar", "redshift", "metallicity", "halpha"):
         np.testing.assert_allclose(
             fast[name].distribution.value, plain[name].distribution.value, rtol=1e-4, atol=1e-5
