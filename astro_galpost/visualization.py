@@ -139,7 +139,7 @@ def _truth_values(truths: Any, names: Sequence[str], index: int, columns: Mappin
     if truths is None:
         return None
     if isinstance(truths, Table):
-        return [float(model_space_truth(truths[index:index + 1], n, columns.get(n))[0])
+        return [float(model_space_truth(truths[[index]], n, columns.get(n))[0])
                 if (columns.get(n) or TARGETS[n].column) in truths.colnames else np.nan for n in names]
     if isinstance(truths, Mapping):
         out = []
@@ -149,7 +149,7 @@ def _truth_values(truths: Any, names: Sequence[str], index: int, columns: Mappin
                 continue
             arr = np.atleast_1d(truths[n])  # keeps a Quantity's unit
             if arr.shape[0] > 1:
-                arr = arr[index:index + 1]
+                arr = arr[[index]]
             out.append(float(model_space_truth(arr, n)[0]))
         return out
     values = [float(v) for v in truths]
@@ -220,9 +220,9 @@ def plot_corner(
     truth = _truth_values(truths, names, index, dict(columns or {}))
     if fig is None:
         fig = plt.figure(figsize=(2.2 * len(names) + 0.6, 2.2 * len(names) + 0.6))
-    options = dict(bins=bins, labels=[_label(n) for n in names], color="k", show_titles=True,
-                   title_fmt=".2f", title_kwargs={"fontsize": 8}, label_kwargs={"fontsize": 9},
-                   plot_datapoints=False, fill_contours=True, levels=(0.393, 0.865))
+    options = {"bins": bins, "labels": [_label(n) for n in names], "color": "k", "show_titles": True,
+                   "title_fmt": ".2f", "title_kwargs": {"fontsize": 8}, "label_kwargs": {"fontsize": 9},
+                   "plot_datapoints": False, "fill_contours": True, "levels": (0.393, 0.865)}
     options.update(corner_kwargs)
     fig = corner.corner(data, fig=fig, **options)
     d = len(names)
@@ -355,7 +355,7 @@ def plot_coverage(
 
     levels = np.asarray(levels, dtype=float)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(4, 4), layout="constrained")
+        _fig, ax = plt.subplots(figsize=(4, 4), layout="constrained")
     grid = np.linspace(0, 1, 101)
     ax.plot(grid, grid, "k--", lw=1, label="calibrated")
     if n:

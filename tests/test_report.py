@@ -176,7 +176,7 @@ def test_to_markdown_and_writers(tmp_path):
 @pytest.fixture(scope="module")
 def ensemble(mock_table):
     torch.set_num_threads(1)
-    tiny = dict(representation=16, hidden=16, max_epochs=3, batch_size=128, progress=False, flows={})
+    tiny = {"representation": 16, "hidden": 16, "max_epochs": 3, "batch_size": 128, "progress": False, "flows": {}}
     return GalaxyPosterior(n_ensemble=2, random_state=5, **tiny).fit(mock_table[:450])
 
 
@@ -192,3 +192,19 @@ def test_evaluate_model_on_mock(mock_table, ensemble):
     assert np.all((res["coverage_68"] <= res["coverage_95"]) & (res["coverage_95"] <= 1))
     assert set(res.meta["joint"]) == {"core", "lines"}
     assert res.meta["joint"]["lines"]["dims"] == 4 and res.meta["n_samples"] == 60
+
+
+def test_evaluate_samples_complete_groups():
+    rng = np.random.default_rng(6)
+    n = 400
+    log_ha = rng.normal(2.0, 0.3, n)
+    samples = {"halpha": 10 ** (log_ha[:, None] + rng.normal(0, 0.1, (n, 50))),
+               "oiii_5007": 10 ** (log_ha[:, None] - 0.5 + rng.normal(0, 0.1, (n, 50)))}
+    oiii = np.where(np.arange(n) < 100, -9999.0, 10 ** (log_ha - 0.5))  # a quarter without [O III]
+    truth = Table({"h_alpha_flux": 10**log_ha, "oiii_5007_flux": oiii})
+    every = evaluate_samples(samples, truth, sbc=False, joint=False)
+    complete = evaluate_samples(samples, truth, sbc=False, joint=False, complete_groups=True)
+    assert list(every["n"]) == [400, 300] and list(complete["n"]) == [300, 300]
+    assert "every target of the group" in complete.meta["rows"]
+    only_ha = evaluate_samples(samples, truth, targets=["halpha"], sbc=False, joint=False, complete_groups=True)
+    assert list(only_ha["n"]) == [300]

@@ -6,10 +6,10 @@ from astropy.table import Table
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from astro_galpost.targets import TARGETS  # noqa: E402
-from astro_galpost.visualization import (  # noqa: E402
+from astro_galpost.targets import TARGETS
+from astro_galpost.visualization import (
     plot_bpt,
     plot_corner,
     plot_coverage,
@@ -66,6 +66,10 @@ def test_corner_three_targets_with_truth_table(posterior, tmp_path):
     dashed = [ln for ln in axes[0, 0].get_lines() if ln.get_linestyle() == "--"]
     assert dashed and np.allclose(dashed[0].get_xdata(), true_mstar)
     assert axes[0, 2].get_visible() is False or not axes[0, 2].has_data()
+    # negative indices count from the end, for the samples and the truths alike
+    last = plot_corner(samples, -1, ["redshift"], truths=truth)
+    dashed = [ln for ln in last.axes[0].get_lines() if ln.get_linestyle() == "--"]
+    assert len(last.axes) == 1 and np.allclose(dashed[0].get_xdata(), truth["z"][-1])
 
 
 def test_corner_lines_in_log10_with_truth_dict(posterior, tmp_path):

@@ -29,6 +29,14 @@ from .calibration import (
     sbc_ranks,
     tarp_coverage,
 )
+from .metrics import (
+    bias,
+    outlier_fraction,
+    point_metrics,
+    r2_score,
+    rmse,
+    sigma_nmad,
+)
 from .report import (
     SEED_PAPER_TABLE1,
     SEED_PAPER_TABLE2,
@@ -43,19 +51,11 @@ from .report import (
     write_report,
 )
 from .uncertainty import member_moments, uncertainty_decomposition
-from .metrics import (
-    bias,
-    outlier_fraction,
-    point_metrics,
-    r2_score,
-    rmse,
-    sigma_nmad,
-)
 
 __all__ = [
-    "SBCResult",
     "SEED_PAPER_TABLE1",
     "SEED_PAPER_TABLE2",
+    "SBCResult",
     "TARPResult",
     "UniformityTest",
     "bias",

@@ -35,7 +35,7 @@ from astropy.table import QTable, Table
 
 from ..targets import TARGETS
 
-__all__ = ["uncertainty_decomposition", "member_moments"]
+__all__ = ["member_moments", "uncertainty_decomposition"]
 
 Average = Literal["rms", "mean", "median"]
 LineSpace = Literal["log10", "log1p"]
@@ -56,6 +56,17 @@ def _check_ensemble(model: Any) -> int:
             f"{k} network; refit with GalaxyPosterior(..., n_ensemble=5)"
         )
     return k
+
+
+def _checked_input(model: Any, table: Any, images: Any) -> tuple[Table, Any]:
+    """The table as a Table and the images as the model reads them (a FITS path becomes an array)."""
+    from ..estimator import _as_table
+
+    check = getattr(model, "_check_input", None)
+    if check is None:
+        return _as_table(table), images
+    out = check(table, images, "table")
+    return out if isinstance(out, tuple) else (out, images)
 
 
 def _to_space(values: np.ndarray, name: str, line_space: LineSpace) -> np.ndarray:
@@ -111,7 +122,7 @@ def member_moments(
     """
     import torch
 
-    from ..estimator import _as_table, _seed_sequence, _torch_seed
+    from ..estimator import _seed_sequence, _torch_seed
 
     if int(n_samples) < 2:
         raise ValueError(f"n_samples must be at least 2 to estimate a variance, got {n_samples}")
@@ -119,7 +130,7 @@ def member_moments(
         raise ValueError(f"line_space must be 'log10' or 'log1p', got {line_space!r}")
     if not hasattr(model, "networks_"):
         _check_ensemble(model)  # raises NotFittedError
-    table = _as_table(table)
+    table, images = _checked_input(model, table, images)
     n_samples = int(n_samples)
     names = list(model.targets_)
     n_targets = len(names)
@@ -288,7 +299,7 @@ def uncertainty_decomposition(
     >>> gp = GalaxyPosterior(targets=["redshift"], n_ensemble=2, max_epochs=2, representation=16,
     ...                      hidden=16, progress=False, random_state=0).fit(cat[:300])
     >>> tab = uncertainty_decomposition(gp, cat[300:], n_samples=50)
-    >>> list(tab["quantity"]), tab.colnames
+    >>> tab["quantity"].tolist(), tab.colnames
     (['sigma_ale', 'sigma_epi', 'sigma_tot'], ['quantity', 'redshift'])
     """
     if average not in ("rms", "mean", "median"):
@@ -299,9 +310,7 @@ def uncertainty_decomposition(
     unknown = [t for t in names if t not in names_all]
     if unknown:
         raise ValueError(f"targets {unknown} are not modelled by this model (it has {names_all})")
-    from ..estimator import _as_table
-
-    table = _as_table(table)
+    table, images = _checked_input(model, table, images)
     means, variances, usable = member_moments(
         model, table, images, n_samples, random_state, batch_size=batch_size, line_space=line_space
     )
