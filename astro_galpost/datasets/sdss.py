@@ -16,6 +16,24 @@ which the black-hole mass is derived (:func:`astro_galpost.catalog.add_mbh_colum
 * :func:`join_catalogs` joins two such tables on ``specObjID``.
 * :func:`add_fetch_arguments` and :func:`run_fetch` are the ``galpost fetch``
   command-line hooks.
+* :func:`fetch_cutouts` downloads the calibrated SDSS ``frame`` files of a
+  catalogue's galaxies through `astroquery.sdss` (each field's frames once, kept
+  under ``out_dir/frames/``), cuts aligned multi-band stamps with
+  :func:`astro_galpost.images.make_cutouts` and writes one FITS cube per galaxy
+  plus a resumable manifest; :func:`add_fetch_cutouts_arguments` and
+  :func:`run_fetch_cutouts` are its command-line hooks
+  (``galpost fetch-cutouts``)::
+
+      galpost fetch-cutouts sdss_mgs/sdss_catalog.fits --out sdss_cutouts --size 64 --bands gri
+
+  or, from Python::
+
+      from astro_galpost.datasets.sdss import fetch_cutouts
+      manifest = fetch_cutouts("sdss_mgs/sdss_catalog.fits", "sdss_cutouts", size=64)
+      done = manifest[manifest["status"] == "ok"]  # files cutouts/<objID>.fits: (3, 64, 64)
+
+  Run the same command again after an interruption: finished galaxies are
+  skipped, cached frames are reused and only failed galaxies are retried.
 
 Notes
 -----
@@ -28,7 +46,10 @@ SDSS object IDs do not fit in signed 64-bit integers: ``specObjID`` (and
 from __future__ import annotations
 
 import argparse
+import bz2
 import email.utils
+import hashlib
+import io
 import json
 import math
 import os
@@ -39,6 +60,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,6 +83,12 @@ __all__ = [
     "join_catalogs",
     "add_fetch_arguments",
     "run_fetch",
+    "CUTOUTS_MANIFEST_FILENAME",
+    "CUTOUT_STATUSES",
+    "decode_objid",
+    "fetch_cutouts",
+    "add_fetch_cutouts_arguments",
+    "run_fetch_cutouts",
 ]
 
 #: SDSS photometric bands, blue to red.
@@ -573,12 +601,20 @@ def _signature(data_release: int, page_key: str, query_options: dict[str, Any]) 
             "query": build_query(page_key=page_key, **query_options)}
 
 
-def _clean_partial_files(*folders: Path) -> None:
-    """Remove temporary files left by a process killed mid-write (they are ours)."""
+def _clean_partial_files(*folders: Path, min_age: float = 0.0) -> None:
+    """Remove temporary files left by a process killed mid-write (they are ours).
+
+    With ``min_age`` only those not modified for that many seconds go.
+    """
+    limit = time.time() - min_age
     for folder in folders:
         if folder.is_dir():
             for stale in folder.glob(f".*{_PART_SUFFIX}"):
-                stale.unlink(missing_ok=True)
+                try:
+                    if min_age <= 0 or stale.stat().st_mtime < limit:
+                        stale.unlink(missing_ok=True)
+                except FileNotFoundError:  # its writer finished meanwhile
+                    pass
 
 
 def fetch_catalog(
@@ -1120,6 +1156,929 @@ def run_fetch(args: argparse.Namespace) -> int:
                   "again to resume", file=sys.stderr)
         return 1
     print(f"{len(catalog)} galaxies written to {Path(args.out) / CATALOG_FILENAME}")
+    return 0
+
+
+# ======================================================================================
+# image cutouts
+# ======================================================================================
+
+#: Name of the manifest :func:`fetch_cutouts` writes in its output folder.
+CUTOUTS_MANIFEST_FILENAME = "cutouts_manifest.ecsv"
+
+#: Values of the ``status`` column of the cutout manifest: ``pending`` (not yet
+#: processed), ``ok`` (cutout written), ``edge`` (cutout written, but part of it
+#: falls off the frame: those pixels are NaN and masked), ``off_frame`` (the
+#: position is not on the frame at all: no file) and ``failed`` (see ``error``;
+#: retried by the next run).
+CUTOUT_STATUSES = ("pending", "ok", "edge", "off_frame", "failed")
+
+_CUTOUTS_VERSION = 1
+_CUTOUT_FILED = frozenset({"ok", "edge"})
+_FIELD_KEYS = ("run", "rerun", "camcol", "field")
+_FRAMES_RERUN = 301  # every DR8+ calibrated frame is rerun 301
+_CROSSID_CHUNK = 500
+_MAX_ERROR_CHARS = 500
+_CUTOUT_FLOATS = ("x_cutout", "y_cutout", "shift", "frac_masked")
+
+
+def decode_objid(objid: int | np.integer | str) -> dict[str, int]:
+    """Imaging run, rerun, camcol and field encoded in an SDSS photometric ``objID``.
+
+    A PhotoObj ``objID`` packs, from the lowest bit: the object number (16
+    bits), the field (12), the ``firstField`` flag (1), the camera column (3),
+    the run (16), the rerun (11) and the sky version (4). The field of a
+    primary object's ``objID`` (such as ``SpecObj.bestObjID``) is the field in
+    which the object is primary, so its frames contain it.
+
+    Parameters
+    ----------
+    objid : int or str
+        The ``objID`` (a 64-bit integer; never a float, which loses the low bits).
+
+    Returns
+    -------
+    fields : dict
+        ``sky_version``, ``rerun``, ``run``, ``camcol``, ``first_field``,
+        ``field`` and ``obj``.
+
+    Raises
+    ------
+    ValueError
+        If the value cannot be an SDSS ``objID`` (negative, above 2**63, camcol
+        outside 1-6, run or field 0).
+
+    Examples
+    --------
+    >>> from astro_galpost.datasets.sdss import decode_objid
+    >>> f = decode_objid(1237666407922335897)
+    >>> f["run"], f["rerun"], f["camcol"], f["field"]
+    (4874, 301, 3, 677)
+    """
+    if isinstance(objid, bool | float | np.floating):
+        raise ValueError(f"an objID must be an integer, got {objid!r}")
+    value = int(objid)
+    if value <= 0 or value >> 63:
+        raise ValueError(f"{objid!r} is not an SDSS objID")
+    fields = {
+        "sky_version": (value >> 59) & 0xF,
+        "rerun": (value >> 48) & 0x7FF,
+        "run": (value >> 32) & 0xFFFF,
+        "camcol": (value >> 29) & 0x7,
+        "first_field": (value >> 28) & 0x1,
+        "field": (value >> 16) & 0xFFF,
+        "obj": value & 0xFFFF,
+    }
+    if not 1 <= fields["camcol"] <= 6 or fields["run"] == 0 or fields["field"] == 0:
+        raise ValueError(f"{objid!r} is not an SDSS objID (decodes to run {fields['run']}, "
+                         f"camcol {fields['camcol']}, field {fields['field']})")
+    return fields
+
+
+def _frame_name(band: str, key: tuple[int, int, int, int], compress: bool = True) -> str:
+    """SDSS's own name of a calibrated frame: ``frame-g-002820-3-0122.fits.bz2``."""
+    run, _rerun, camcol, field = key
+    return f"frame-{band}-{run:06d}-{camcol}-{field:04d}.fits" + (".bz2" if compress else "")
+
+
+def _get_sdss_frame(*, run: int, rerun: int, camcol: int, field: int, band: str,
+                    data_release: int, timeout: float = 120.0) -> Any:
+    """One calibrated frame through `astroquery.sdss.SDSS.get_images` (no astroquery cache).
+
+    The field is passed as a one-row ``matches`` table, which makes astroquery
+    download the frame directly instead of first asking SkyServer which fields
+    exist. Its cache is off: :func:`fetch_cutouts` keeps its own copy.
+    """
+    from astroquery.sdss import SDSS
+
+    matches = Table({"run": [run], "rerun": [rerun], "camcol": [camcol], "field": [field]})
+    return SDSS.get_images(matches=matches, band=band, data_release=data_release,
+                           timeout=timeout, cache=False, show_progress=False)
+
+
+def _frame_hdulist(result: Any, what: str) -> Any:
+    """The HDUList of a frame from whatever the transport returned; raises if there is none."""
+    from astropy.io import fits
+
+    if isinstance(result, list | tuple) and not isinstance(result, fits.HDUList):
+        if len(result) > 1:
+            warnings.warn(f"{len(result)} files returned for {what}; using the first",
+                          AstropyUserWarning, stacklevel=3)
+        result = result[0] if result else None
+    if result is None:
+        raise LookupError(f"SDSS returned no file for {what}")
+    if isinstance(result, fits.ImageHDU | fits.PrimaryHDU | fits.CompImageHDU):
+        result = fits.HDUList([fits.PrimaryHDU(result.data, header=result.header)])
+    if not isinstance(result, fits.HDUList):
+        raise TypeError(f"{what}: expected a FITS HDUList, got {type(result).__name__}")
+    _frame_image(result, what)
+    return result
+
+
+def _check_frame(hdu: Any, band: str, key: tuple[int, int, int, int], what: str) -> Any:
+    """Refuse a frame whose header names another band, run or camcol (SDSS headers do)."""
+    header = hdu.header
+    expected = {"FILTER": band, "RUN": key[0], "CAMCOL": key[2]}
+    for name, value in expected.items():
+        found = header.get(name)
+        if found is None:
+            continue
+        if str(found).strip().lower() != str(value).lower():
+            raise ValueError(f"{what}: the file's header says {name} = {found!r}, "
+                             f"not {value!r}")
+    return hdu
+
+
+def _frame_image(hdul: Any, what: str) -> Any:
+    """The first 2-D image HDU of a frame file (HDU 0 for SDSS frames)."""
+    for hdu in hdul:
+        if hdu.is_image and hdu.data is not None and hdu.data.ndim == 2:
+            return hdu
+    raise ValueError(f"{what} holds no 2-D image")
+
+
+def _read_frame_file(path: Path) -> Any:
+    """Read a cached frame (plain or bzip2 FITS) fully into memory."""
+    from astropy.io import fits
+
+    data = path.read_bytes()
+    if path.suffix == ".bz2":
+        data = bz2.decompress(data)  # in one go: twice as fast as fits.open on the .bz2
+    hdul = fits.HDUList.fromstring(data)
+    _frame_image(hdul, str(path))
+    return hdul
+
+
+def _writable_copy(hdul: Any) -> Any:
+    """The HDUs again, with data that astropy may write.
+
+    A file parsed from bytes (``HDUList.fromstring``, which is what astroquery
+    returns) has read-only arrays, and astropy refuses to write a table HDU whose
+    data were loaded from such a buffer.
+    """
+    from astropy.io import fits
+
+    hdus = []
+    for hdu in hdul:
+        data = hdu.data
+        if data is not None and not data.flags.writeable:
+            data = data.copy()
+        hdus.append(type(hdu)(data=data, header=hdu.header.copy()))
+    return fits.HDUList(hdus)
+
+
+def _write_frame_file(hdul: Any, path: Path) -> None:
+    """Write a frame atomically, bzip2-compressed when the name ends in ``.bz2``."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)  # e.g. non-standard SDSS keywords
+        try:
+            hdul.writeto(buffer, output_verify="silentfix")
+        except ValueError as exc:
+            if "read-only" not in str(exc):
+                raise
+            buffer = io.BytesIO()
+            _writable_copy(hdul).writeto(buffer, output_verify="silentfix")
+    data = buffer.getvalue()
+    if path.suffix == ".bz2":
+        data = bz2.compress(data, 9)  # SDSS's own compression: same size as their file
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    _atomic_write(path, write)
+
+
+def _one_line(exc: BaseException, context: str = "") -> str:
+    """An error as one short line for the manifest."""
+    text = f"{type(exc).__name__}: {exc}"
+    if context:
+        text = f"{context}: {text}"
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 3] + "..."
+
+
+def _find_column(table: Table, name: str) -> str | None:
+    """The column called ``name`` in any letter case (exact spelling first)."""
+    if name in table.colnames:
+        return name
+    matches = [c for c in table.colnames if c.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _degrees(col: Any) -> np.ndarray:
+    unit = getattr(col, "unit", None)
+    values = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan)
+    if unit is not None and u.Unit(unit) != u.dimensionless_unscaled:
+        values = (values * u.Unit(unit)).to_value(u.deg)
+    return np.asarray(values, dtype=float)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None or value is np.ma.masked or np.ma.is_masked(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number) or number <= 0 or number != int(number):
+        return None
+    return int(number)
+
+
+def _number(value: Any) -> float:
+    """A float from a table cell, a Quantity or a numpy scalar."""
+    return float(getattr(value, "value", value))
+
+
+def _safe_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", key)
+
+
+def _new_record(key: str, ident: Any, ra: float, dec: float) -> dict[str, Any]:
+    return {"key": key, "id": ident, "ra": ra, "dec": dec, "run": None, "rerun": None,
+            "camcol": None, "field": None, "status": "pending", "error": "", "file": "",
+            **{name: math.nan for name in _CUTOUT_FLOATS}, "centroid_failed": False}
+
+
+def _int_list(col: Any) -> list[int | None]:
+    """Positive whole numbers of a column as ints; None where masked, missing or invalid."""
+    mask = np.ma.getmaskarray(col)
+    try:
+        values = np.asarray(np.ma.getdata(col), dtype=float)
+    except (TypeError, ValueError):  # text with blanks: one by one
+        return [None if m else _int_or_none(v) for v, m in zip(np.ma.getdata(col), mask)]
+    with np.errstate(invalid="ignore"):
+        good = ~mask & np.isfinite(values) & (values > 0) & (values == np.round(values))
+    return [int(v) if g else None for v, g in zip(values.tolist(), good.tolist())]
+
+
+def _input_records(table: Table, id_column: str) -> tuple[list[dict[str, Any]], bool]:
+    """One record per catalogue row; and whether the IDs are integers."""
+    id_name = _find_column(table, id_column)
+    if id_name is None:
+        raise ValueError(f"the catalogue has no {id_column!r} column to name the cutouts by "
+                         f"(columns: {', '.join(table.colnames)}); pass id_column=")
+    column = table[id_name]
+    if np.ma.getmaskarray(column).any():
+        raise ValueError(f"{id_name!r} is missing for some rows")
+    integer_ids = id_name in ID_COLUMNS or np.ma.getdata(column).dtype.kind in "iu"
+    if integer_ids:
+        ids: list[Any] = np.asarray(_to_uint64(column, id_name)).tolist()
+    else:
+        ids = [str(v).strip() for v in np.ma.getdata(column)]
+    keys = [str(v) for v in ids]
+    if len(set(keys)) != len(keys):
+        from collections import Counter
+
+        repeated = sorted(k for k, n in Counter(keys).items() if n > 1)[:5]
+        raise ValueError(f"{id_name!r} is not unique (e.g. {', '.join(repeated)})")
+
+    ra_name, dec_name = _find_column(table, "ra"), _find_column(table, "dec")
+    if ra_name is None or dec_name is None:
+        raise ValueError("the catalogue needs 'ra' and 'dec' columns (degrees)")
+    ra = _degrees(table[ra_name]).tolist()
+    dec = _degrees(table[dec_name]).tolist()
+    nothing: list[int | None] = [None] * len(table)
+    given = {k: _int_list(table[name]) if (name := _find_column(table, k)) else nothing
+             for k in _FIELD_KEYS}
+    objid_name = _find_column(table, "objID")
+    objids: list[int | None] = nothing
+    if objid_name is not None:
+        try:
+            converted = _to_uint64(table[objid_name], objid_name)
+        except (TypeError, ValueError):
+            pass
+        else:
+            masked = np.ma.getmaskarray(converted).tolist()
+            objids = [None if m else v for v, m in zip(np.asarray(converted).tolist(), masked)]
+
+    records = []
+    for row, key in enumerate(keys):
+        rec = _new_record(key, ids[row], float(ra[row]), float(dec[row]))
+        if all(given[k][row] is not None for k in ("run", "camcol", "field")):
+            rec.update({k: given[k][row] for k in _FIELD_KEYS})
+            rec["rerun"] = rec["rerun"] or _FRAMES_RERUN
+        elif objids[row] is not None:
+            # a PhotoObj objID names the field where the object is primary
+            try:
+                decoded = decode_objid(objids[row])
+            except ValueError:
+                pass
+            else:
+                rec.update({k: decoded[k] for k in ("run", "camcol", "field")})
+                rec["rerun"] = decoded["rerun"] if decoded["sky_version"] >= 2 else _FRAMES_RERUN
+        if not (math.isfinite(rec["ra"]) and math.isfinite(rec["dec"])
+                and -90.0 <= rec["dec"] <= 90.0):
+            rec.update(status="failed", error="no valid ra/dec")
+        records.append(rec)
+    return records, integer_ids
+
+
+def _field_key(rec: dict[str, Any]) -> tuple[int, int, int, int] | None:
+    if any(rec[k] is None for k in _FIELD_KEYS):
+        return None
+    return tuple(int(rec[k]) for k in _FIELD_KEYS)  # type: ignore[return-value]
+
+
+def _signature_hash(signature: dict[str, Any]) -> str:
+    text = json.dumps(signature, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _cutout_signature(size: Any, bands: tuple[str, ...], data_release: int,
+                      options: dict[str, Any]) -> dict[str, Any]:
+    """What must not change between runs sharing one cutout folder."""
+    size_text = size.to_string() if isinstance(size, u.Quantity) else str(int(size))
+    return {"size": size_text, "bands": ",".join(bands), "data_release": int(data_release),
+            "cutout_options": {k: repr(v) for k, v in sorted(options.items())}}
+
+
+def _manifest_table(records: list[dict[str, Any]], id_column: str, integer_ids: bool,
+                    meta: dict[str, Any]) -> Table:
+    table = Table(meta=dict(meta))
+    table[id_column] = (np.array([r["id"] for r in records], dtype=np.uint64) if integer_ids
+                        else np.array([str(r["id"]) for r in records], dtype=str))
+    table["ra"] = np.array([r["ra"] for r in records], dtype=float) * u.deg
+    table["dec"] = np.array([r["dec"] for r in records], dtype=float) * u.deg
+    for name in _FIELD_KEYS:
+        values = [r[name] for r in records]
+        table[name] = MaskedColumn([0 if v is None else int(v) for v in values], dtype=np.int64,
+                                   mask=[v is None for v in values])
+    for name in ("status", "error", "file"):
+        table[name] = np.array([str(r[name]) for r in records], dtype=str)
+    for name in _CUTOUT_FLOATS:
+        table[name] = np.array([r[name] for r in records], dtype=float)
+    for name in ("x_cutout", "y_cutout", "shift"):
+        table[name].unit = u.pix
+    table["centroid_failed"] = np.array([bool(r["centroid_failed"]) for r in records], dtype=bool)
+    return table
+
+
+def _records_from_manifest(table: Table, id_column: str) -> dict[str, dict[str, Any]]:
+    id_name = _find_column(table, id_column) or table.colnames[0]
+    n = len(table)
+    integer_ids = np.ma.getdata(table[id_name]).dtype.kind in "iu"
+    ids = [int(v) if integer_ids else str(v) for v in np.ma.getdata(table[id_name]).tolist()]
+
+    def texts(name: str) -> list[str]:
+        if name not in table.colnames:
+            return [""] * n
+        col = table[name]
+        mask = np.ma.getmaskarray(col).tolist()
+        return ["" if m else str(v) for v, m in zip(np.ma.getdata(col).tolist(), mask)]
+
+    def floats(name: str) -> list[float]:
+        if name not in table.colnames:
+            return [math.nan] * n
+        return np.ma.filled(np.ma.asarray(table[name], dtype=float), np.nan).tolist()
+
+    fields = {k: _int_list(table[k]) if k in table.colnames else [None] * n for k in _FIELD_KEYS}
+    status, error, file = texts("status"), texts("error"), texts("file")
+    numbers = {name: floats(name) for name in ("ra", "dec", *_CUTOUT_FLOATS)}
+    centroid_failed = (np.ma.filled(table["centroid_failed"], False).astype(bool).tolist()
+                       if "centroid_failed" in table.colnames else [False] * n)
+    out = {}
+    for row in range(n):
+        rec = _new_record(str(ids[row]), ids[row], numbers["ra"][row], numbers["dec"][row])
+        rec.update({k: fields[k][row] for k in _FIELD_KEYS})
+        rec.update({name: numbers[name][row] for name in _CUTOUT_FLOATS})
+        rec.update(status=status[row] if status[row] in CUTOUT_STATUSES else "pending",
+                   error=error[row], file=file[row], centroid_failed=centroid_failed[row])
+        out[rec["key"]] = rec
+    return out
+
+
+def _adopt_cutout(rec: dict[str, Any], out: Path, signature_hash: str) -> bool:
+    """Take over a complete cutout file written by a run stopped before its manifest was."""
+    from astropy.io import fits
+
+    path = out / "cutouts" / f"{_safe_name(rec['key'])}.fits"
+    if not path.is_file():
+        return False
+    try:
+        header = fits.getheader(path)
+    except (OSError, ValueError):
+        return False
+    if header.get("CUTSIG") != signature_hash or str(header.get("OBJID")) != rec["key"]:
+        return False
+    rec.update(status="edge" if header.get("EDGE") else "ok", error="",
+               file=path.relative_to(out).as_posix(),
+               x_cutout=float(header.get("X_CEN", math.nan)),
+               y_cutout=float(header.get("Y_CEN", math.nan)),
+               shift=float(header.get("SHIFT", math.nan)),
+               frac_masked=float(header.get("FRACMASK", math.nan)),
+               centroid_failed=bool(header.get("CENFAIL", False)))
+    for name in _FIELD_KEYS:
+        if rec[name] is None and name.upper() in header:
+            rec[name] = int(header[name.upper()])
+    return True
+
+
+def _locate_fields(records: list[dict[str, Any]], *, data_release: int, radius: u.Quantity,
+                   timeout: float, retry: dict[str, Any]) -> None:
+    """Find the field of galaxies without one: nearest primary object via SkyServer CrossID."""
+    from astropy.coordinates import SkyCoord
+    from astroquery.sdss import SDSS
+
+    for start in range(0, len(records), _CROSSID_CHUNK):
+        chunk = records[start:start + _CROSSID_CHUNK]
+        coords = SkyCoord([r["ra"] for r in chunk], [r["dec"] for r in chunk], unit="deg")
+        try:
+            result = _query_with_retries(
+                lambda: SDSS.query_crossid(coords, radius=radius, data_release=data_release,
+                                           photoobj_fields=["ra", "dec", *_FIELD_KEYS],
+                                           timeout=timeout, cache=False),
+                what=f"SkyServer cross-match of {len(chunk)} positions", **retry)
+        except Exception as exc:  # noqa: BLE001 - recorded; the run goes on
+            message = _one_line(exc, "finding the SDSS field")
+            for rec in chunk:
+                rec.update(status="failed", error=message)
+            continue
+        found = Table() if result is None else Table(result)
+        names = {k: _find_column(found, k) for k in ("ra", "dec", *_FIELD_KEYS)}
+        if len(found) and None in (names["ra"], names["dec"], names["run"], names["camcol"],
+                                   names["field"]):
+            for rec in chunk:
+                rec.update(status="failed", error="SkyServer cross-match returned no "
+                                                  f"run/camcol/field (columns: {found.colnames})")
+            continue
+        if len(found):
+            matched = SkyCoord(_degrees(found[names["ra"]]), _degrees(found[names["dec"]]),
+                               unit="deg")
+            index, separation, _ = coords.match_to_catalog_sky(matched)
+        for k, rec in enumerate(chunk):
+            if not len(found) or separation[k] > radius:
+                rec.update(status="failed",
+                           error=f"no SDSS photometric object within {radius} of the position")
+                continue
+            row = found[int(index[k])]
+            for key, name in names.items():
+                if key in _FIELD_KEYS:
+                    rec[key] = _int_or_none(row[name]) if name else None
+            rec["rerun"] = rec["rerun"] or _FRAMES_RERUN
+            if _field_key(rec) is None:
+                rec.update(status="failed", error="SkyServer cross-match gave an invalid field")
+
+
+def _field_frames(key: tuple[int, int, int, int], bands: tuple[str, ...], cache_dir: Path, *,
+                  fetch: Callable[..., Any], data_release: int, keep: bool, compress: bool,
+                  retry: dict[str, Any]) -> dict[str, Any]:
+    """Image HDU per band of one field: from the frame cache, else downloaded (and cached)."""
+    run, rerun, camcol, field = key
+    label = f"{run}/{camcol}/{field}"
+    cached: dict[str, Path] = {}
+    for band in bands:
+        for compressed in (True, False):
+            path = cache_dir / _frame_name(band, key, compressed)
+            if path.is_file():
+                cached[band] = path
+                break
+    frames: dict[str, Any] = {}
+    if cached:
+        with ThreadPoolExecutor(min(len(cached), 3)) as pool:  # bz2 releases the GIL
+            futures = {b: pool.submit(_read_frame_file, p) for b, p in cached.items()}
+        for band, future in futures.items():
+            try:
+                frames[band] = _check_frame(_frame_image(future.result(), str(cached[band])),
+                                            band, key, str(cached[band]))
+            except Exception as exc:  # noqa: BLE001 - a damaged cache file is fetched again
+                warnings.warn(f"cached frame {cached[band]} is unreadable ({exc}); downloading "
+                              "it again", AstropyUserWarning, stacklevel=3)
+    for band in bands:
+        if band in frames:
+            continue
+        what = f"frame {band} of field {label} (rerun {rerun})"
+        hdul = _query_with_retries(
+            lambda: _frame_hdulist(fetch(run=run, rerun=rerun, camcol=camcol, field=field,
+                                         band=band, data_release=data_release), what),
+            what=f"SDSS {what}", **retry)
+        image = _check_frame(_frame_image(hdul, what), band, key, what)
+        if keep:
+            _write_frame_file(hdul, cache_dir / _frame_name(band, key, compress))
+        frames[band] = image
+    return frames
+
+
+def _cutout_hdulist(cube: np.ndarray, mask: np.ndarray, info: Any, rec: dict[str, Any], *,
+                    bands: tuple[str, ...], data_release: int, meta: dict[str, Any],
+                    ref_header: Any, id_column: str, signature_hash: str) -> Any:
+    """The cutout file of one galaxy: the cube (primary HDU) and its MASK extension."""
+    from astropy.io import fits
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    header = fits.Header()
+    header["OBJID"] = (rec["id"], f"catalogue {id_column}")
+    header["RA"] = (rec["ra"], "[deg] catalogue right ascension")
+    header["DEC"] = (rec["dec"], "[deg] catalogue declination")
+    header["RA_CEN"] = (_number(info["ra_centroid"]), "[deg] right ascension of the centre")
+    header["DEC_CEN"] = (_number(info["dec_centroid"]), "[deg] declination of the centre")
+    x_cut, y_cut = _number(info["x_cutout"]), _number(info["y_cutout"])
+    header["X_CEN"] = (x_cut, "[pix] centre x in the cutout (0-based)")
+    header["Y_CEN"] = (y_cut, "[pix] centre y in the cutout (0-based)")
+    header["SHIFT"] = (_number(info["shift"]), "[pix] centroid - catalogue position")
+    header["CENFAIL"] = (bool(info["centroid_failed"]), "centroid refinement failed")
+    header["EDGE"] = (bool(info["edge"]), "part of the cutout is off the frame")
+    header["FRACMASK"] = (_number(info["frac_masked"]), "fraction of masked pixels")
+    header["BANDS"] = (",".join(bands), "bands of the cube planes")
+    for k, band in enumerate(bands, start=1):
+        header[f"BAND{k}"] = (band, f"band of plane {k}")
+    for band in bands:
+        header[f"BKG_{band.upper()}"] = (_number(info[f"bkg_{band}"]),
+                                         f"median residual sky removed, {band}")
+    header["REFBAND"] = (meta.get("reference_band", bands[0]), "band whose pixel grid is used")
+    header["PIXSCALE"] = (float(meta.get("pixel_scale_arcsec", math.nan)), "[arcsec/pix]")
+    header["RESAMPLE"] = (str(meta.get("resample", ""))[:60], "other bands resampled by")
+    for name in _FIELD_KEYS:
+        header[name.upper()] = (int(rec[name]), f"SDSS imaging {name}")
+    header["DR"] = (int(data_release), "SDSS data release")
+    header["CUTSIG"] = (signature_hash, "fetch_cutouts options hash")
+    header["ORIGIN"] = "astro_galpost.datasets.sdss.fetch_cutouts"
+    # the cutout's world coordinates: the reference frame's WCS moved to the cutout origin
+    x0 = int(round(_number(info["x_centroid"]) - x_cut))
+    y0 = int(round(_number(info["y_centroid"]) - y_cut))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(ref_header).celestial
+    wcs.wcs.crpix = wcs.wcs.crpix - np.array([x0, y0], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        header.extend(wcs.to_header(relax=False), update=True)
+    unit = meta.get("unit")
+    header["BUNIT"] = "nanomaggy" if unit in ("nmgy", "nanomaggy", "nanomaggies") else (unit or "")
+    primary = fits.PrimaryHDU(np.asarray(cube, dtype=np.float32), header=header)
+    mask_hdu = fits.ImageHDU(np.asarray(mask, dtype=np.uint8), name="MASK")
+    mask_hdu.header["COMMENT"] = "1 where the pixel has no data (off the frame or masked)"
+    return fits.HDUList([primary, mask_hdu])
+
+
+def _write_cutout_file(hdul: Any, path: Path) -> None:
+    def write(tmp: Path) -> None:
+        hdul.writeto(tmp, overwrite=True)
+
+    _atomic_write(path, write)
+
+
+def fetch_cutouts(
+    table: Table | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    size: int | u.Quantity = 64,
+    bands: Sequence[str] | str = ("g", "r", "i"),
+    *,
+    data_release: int = 17,
+    retries: int = 4,
+    backoff: float = 5.0,
+    max_backoff: float = 120.0,
+    jitter: float = 0.1,
+    timeout: float = 120.0,
+    progress: bool = True,
+    frame_cache: str | os.PathLike | None = None,
+    keep_frames: bool = True,
+    compress_frames: bool = True,
+    get_frames: Callable[..., Any] | None = None,
+    id_column: str = "objID",
+    retry_failed: bool = True,
+    checkpoint_interval: float = 0.0,
+    match_radius: u.Quantity = 2.0 * u.arcsec,
+    **cutout_options: Any,
+) -> Table:
+    """Download SDSS frames and write one aligned multi-band cutout per galaxy, resumably.
+
+    For every galaxy of ``table`` the calibrated SDSS frames
+    (``frame-<band>-RUN-CAMCOL-FIELD.fits.bz2``, nanomaggies) of its imaging
+    field are fetched through `astroquery.sdss.SDSS.get_images`, and
+    :func:`astro_galpost.images.make_cutouts` cuts a centroid-refined,
+    sky-subtracted stamp with every band resampled onto the reference band's
+    pixel grid. Galaxies are grouped by field, so each frame is downloaded once
+    however many galaxies it holds, and frames are kept (atomically written) in
+    ``out_dir/frames/`` where later runs find them.
+
+    Each galaxy gets ``out_dir/cutouts/<id>.fits``: a float32 ``(n_bands, S, S)``
+    cube in nanomaggies (NaN where there is no data) in the primary HDU, whose
+    header holds ``OBJID``, ``RA``/``DEC`` (catalogue), ``RA_CEN``/``DEC_CEN``
+    and ``X_CEN``/``Y_CEN`` (the refined centre, in degrees and in 0-based
+    cutout pixels), ``SHIFT``, ``CENFAIL``, ``EDGE``, ``FRACMASK``, ``BANDS``
+    (and ``BAND1``...), ``BKG_<band>``, ``RUN``/``RERUN``/``CAMCOL``/``FIELD``,
+    ``DR``, ``BUNIT`` and the celestial WCS of the cutout grid (read it with
+    ``WCS(header).celestial``); and a ``MASK``
+    image extension (uint8, 1 = no data). Files are written atomically.
+
+    The manifest ``out_dir/cutouts_manifest.ecsv`` has one row per galaxy: the
+    ID, ``ra``, ``dec``, ``run``/``rerun``/``camcol``/``field``, ``status``
+    (see :data:`CUTOUT_STATUSES`), ``error`` (why a galaxy failed), ``file``
+    (relative to ``out_dir``) and the centring results (``x_cutout``,
+    ``y_cutout``, ``shift``, ``frac_masked``, ``centroid_failed``). Failures
+    (HTTP errors once the retries are spent, missing frames, positions with no
+    SDSS object) are recorded and the run goes on. The manifest is rewritten
+    atomically after each field, at the end, and on an interruption.
+
+    Calling again with the same ``out_dir`` resumes: galaxies already ``ok``,
+    ``edge`` or ``off_frame`` (with their files present) are skipped, cached
+    frames are read instead of downloaded, and ``failed`` galaxies are retried.
+    A cutout file written just before a crash, but not yet in the manifest, is
+    recognised and kept.
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table` or path-like
+        The galaxies (a path is read with :func:`read_catalog`). Needed: an ID
+        column (``id_column``) and ``ra``/``dec`` in degrees (any letter case).
+        The field is taken from ``run``/``camcol``/``field`` (and ``rerun``,
+        default 301) columns where present, else decoded from a PhotoObj
+        ``objID`` column (:func:`decode_objid`: the field where the object is
+        primary), else found on SkyServer (``SDSS.query_crossid``: the nearest
+        primary object within ``match_radius``).
+    out_dir : path-like
+        Output folder (created if needed). Reuse it to resume.
+    size : int or `~astropy.units.Quantity`, optional
+        Cutout side in pixels (default 64, i.e. 25″ at SDSS's 0.396″/pixel), or
+        an angle.
+    bands : sequence of str or str, optional
+        Bands, in cube-plane order (default ``("g", "r", "i")``; ``"gri"`` works).
+    data_release : int, optional
+        SDSS data release the frames are taken from (default 17).
+    retries : int, optional
+        Retries per frame download after transient failures (connection
+        errors, time-outs, HTTP 429 and 5xx); other errors (e.g. HTTP 404,
+        frame missing) fail the field at once. Default 4.
+    backoff, max_backoff, jitter : float, optional
+        The k-th retry waits ``min(max_backoff, backoff * 2**k)`` seconds
+        (longer if the server sends ``Retry-After``), stretched by up to
+        ``jitter`` at random.
+    timeout : float, optional
+        Seconds allowed per request (default transport only).
+    progress : bool, optional
+        Show a `tqdm` progress bar over galaxies.
+    frame_cache : path-like, optional
+        Folder of cached frames (default ``out_dir/frames``). Several output
+        folders can share one; files named as on the SDSS server
+        (``frame-g-002820-3-0122.fits.bz2``, or ``.fits``) that are already
+        there are used without downloading.
+    keep_frames : bool, optional
+        Write downloaded frames to ``frame_cache`` (default). About 3 MB per
+        band and field, and at Main Galaxy Sample density most fields hold a
+        single galaxy: for large catalogues `False` saves the disk, at the price
+        of downloading a field again if one of its galaxies must be redone.
+    compress_frames : bool, optional
+        Cache frames bzip2-compressed like SDSS serves them (default; 4× smaller,
+        but reading one back takes a second or more) rather than as plain FITS.
+    get_frames : callable, optional
+        Transport replacing `~astroquery.sdss.SDSS.get_images`:
+        ``get_frames(run=, rerun=, camcol=, field=, band=, data_release=)``
+        returning an `~astropy.io.fits.HDUList` (or a list holding one, as
+        ``get_images`` does).
+    id_column : str, optional
+        Column naming the galaxies and their files (default ``"objID"``).
+    retry_failed : bool, optional
+        Retry galaxies a previous run recorded as ``failed`` (default).
+    checkpoint_interval : float, optional
+        Minimum seconds between manifest rewrites (default 0: after every
+        field). Rewrites are anyway spaced so that they take at most about a
+        tenth of the run, which matters for catalogues of 10⁵ galaxies.
+    match_radius : `~astropy.units.Quantity`, optional
+        Search radius when a galaxy's field must be found on SkyServer.
+    **cutout_options
+        Passed to :func:`~astro_galpost.images.make_cutouts`
+        (``refine_centroid``, ``subtract_background``, ``reference_band``,
+        ``centroid_box``, ``max_shift``, ``resample``).
+
+    Returns
+    -------
+    manifest : `~astropy.table.Table`
+        The manifest as written (rows of the galaxies of ``table`` first, then
+        any other galaxies recorded in ``out_dir`` by earlier runs).
+
+    Raises
+    ------
+    ValueError
+        For a catalogue without IDs or positions, repeated IDs, invalid options,
+        or an ``out_dir`` holding cutouts made with other options (size, bands,
+        data release or ``cutout_options``).
+    KeyboardInterrupt
+        Passed on, after the manifest has been saved: run again to resume.
+
+    Notes
+    -----
+    Cutouts keep the orientation of the SDSS frame (not north-up); the WCS in
+    each file says where every pixel lies. A galaxy is cut from one field only;
+    one close to a field edge is flagged ``edge`` (its missing pixels are NaN
+    and masked) rather than mosaicked from the neighbouring field. Galaxies are
+    identified by their ID: a finished galaxy is not redone when its catalogue
+    position changes (delete its file, or use a new ``out_dir``). Two processes
+    must not share one ``out_dir`` at the same time (a ``frame_cache`` may be
+    shared).
+
+    Examples
+    --------
+    >>> from astro_galpost.datasets.sdss import fetch_cutouts
+    >>> from astropy.table import Table
+    >>> galaxies = Table({"objID": [1237666407922335897], "ra": [38.385832],
+    ...                   "dec": [-0.075917], "run": [2820], "camcol": [3], "field": [122]})
+    >>> manifest = fetch_cutouts(galaxies, "sdss_cutouts", size=64)  # doctest: +REMOTE_DATA +SKIP
+    >>> manifest["status"][0]  # doctest: +SKIP
+    'ok'
+    """
+    from astropy.coordinates import SkyCoord
+    from tqdm.auto import tqdm
+
+    from ..images import make_cutouts
+
+    bands = tuple(bands)
+    if not bands or any(b not in BANDS for b in bands) or len(set(bands)) != len(bands):
+        raise ValueError(f"bands must be distinct SDSS bands from {BANDS!r}, got {bands!r}")
+    if not isinstance(size, u.Quantity):
+        if isinstance(size, bool) or int(size) != size or size < 3:
+            raise ValueError(f"size must be a number of pixels >= 3 or an angle, got {size!r}")
+        size = int(size)
+    if isinstance(retries, bool) or int(retries) != retries or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    retry = {"retries": int(retries), "backoff": float(backoff),
+             "max_backoff": float(max_backoff), "jitter": float(jitter)}
+    if not isinstance(table, Table):
+        table = read_catalog(table, derive_mbh=False)
+    records, integer_ids = _input_records(table, id_column)
+
+    out = Path(out_dir)
+    cutouts_dir = out / "cutouts"
+    cache_dir = Path(frame_cache) if frame_cache is not None else out / "frames"
+    for folder in (out, cutouts_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    if keep_frames:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    _clean_partial_files(out, cutouts_dir)
+    if frame_cache is None:
+        _clean_partial_files(cache_dir)
+    else:  # a shared cache: another process may be writing there right now
+        _clean_partial_files(cache_dir, min_age=3600.0)
+    manifest_path = out / CUTOUTS_MANIFEST_FILENAME
+
+    signature = _cutout_signature(size, bands, data_release, cutout_options)
+    signature_hash = _signature_hash(signature)
+    meta = {"version": _CUTOUTS_VERSION, **signature, "id_column": id_column}
+
+    previous: dict[str, dict[str, Any]] = {}
+    if manifest_path.exists():
+        old = Table.read(manifest_path, format="ascii.ecsv")
+        changed = [k for k in signature if old.meta.get(k) != signature[k]]
+        if old.meta.get("version") != _CUTOUTS_VERSION or changed:
+            raise ValueError(f"{out} holds cutouts made with other options "
+                             f"({', '.join(changed) or 'version'} differ); use another out_dir")
+        previous = _records_from_manifest(old, id_column)
+        integer_ids = integer_ids and all(isinstance(r["id"], int) for r in previous.values())
+
+    merged: list[dict[str, Any]] = []
+    for rec in records:
+        old_rec = previous.pop(rec["key"], None)
+        if old_rec is not None:
+            filed = old_rec["status"] in _CUTOUT_FILED and (out / old_rec["file"]).is_file()
+            if filed or old_rec["status"] == "off_frame" or (
+                    old_rec["status"] == "failed" and not retry_failed):
+                merged.append(old_rec)
+                continue
+            if _field_key(rec) is None and _field_key(old_rec) is not None \
+                    and (rec["ra"], rec["dec"]) == (old_rec["ra"], old_rec["dec"]):
+                rec.update({k: old_rec[k] for k in _FIELD_KEYS})  # located by an earlier run
+        if rec["status"] == "pending":
+            _adopt_cutout(rec, out, signature_hash)
+        merged.append(rec)
+    merged.extend(previous.values())  # galaxies of earlier runs not in this table
+    todo = [r for r in merged[:len(records)] if r["status"] == "pending"]
+
+    state = {"last_write": -math.inf, "cost": 0.0}
+
+    def save(force: bool = False) -> None:
+        now = time.monotonic()
+        wait = max(float(checkpoint_interval), 10.0 * state["cost"])
+        if not force and now - state["last_write"] < wait:
+            return
+        _write_table(_manifest_table(merged, id_column, integer_ids, meta), manifest_path,
+                     "ascii.ecsv")
+        state["last_write"] = time.monotonic()
+        state["cost"] = state["last_write"] - now
+
+    unlocated = [r for r in todo if _field_key(r) is None]
+    if unlocated:
+        _locate_fields(unlocated, data_release=data_release, radius=u.Quantity(match_radius),
+                       timeout=timeout, retry=retry)
+    fields: dict[tuple[int, int, int, int], list[dict[str, Any]]] = {}
+    for rec in todo:
+        if rec["status"] == "pending":
+            fields.setdefault(_field_key(rec), []).append(rec)  # type: ignore[arg-type]
+
+    fetch = get_frames
+    if fetch is None:
+        def fetch(**kwargs: Any) -> Any:
+            return _get_sdss_frame(timeout=timeout, **kwargs)
+
+    reference = cutout_options.get("reference_band") or bands[0]
+    n_failed = sum(r["status"] == "failed" for r in todo)
+    with tqdm(total=len(todo), initial=len(todo) - sum(map(len, fields.values())), unit="gal",
+              desc="SDSS cutouts", disable=not progress, dynamic_ncols=True) as bar:
+        try:
+            save(force=True)
+            for key, group in fields.items():
+                label = f"field {key[0]}/{key[2]}/{key[3]}"
+                try:
+                    frames = _field_frames(key, bands, cache_dir, fetch=fetch,
+                                           data_release=data_release, keep=keep_frames,
+                                           compress=compress_frames, retry=retry)
+                    coords = SkyCoord([r["ra"] for r in group], [r["dec"] for r in group],
+                                      unit="deg")
+                    cube, mask, info = make_cutouts(frames, coords, size, band_order=bands,
+                                                    **cutout_options)
+                except Exception as exc:  # noqa: BLE001 - recorded; the run goes on
+                    message = _one_line(exc, label)
+                    for rec in group:
+                        rec.update(status="failed", error=message)
+                else:
+                    ref_header = frames[reference].header
+                    for k, rec in enumerate(group):
+                        row = info[k]
+                        rec.update({name: _number(row[name]) for name in _CUTOUT_FLOATS},
+                                   centroid_failed=bool(row["centroid_failed"]), error="",
+                                   file="")
+                        if row["off_frame"]:
+                            rec.update(status="off_frame",
+                                       error=f"position not on the frames of {label}")
+                            continue
+                        path = cutouts_dir / f"{_safe_name(rec['key'])}.fits"
+                        try:
+                            hdul = _cutout_hdulist(cube[k], mask[k], row, rec, bands=bands,
+                                                   data_release=data_release, meta=info.meta,
+                                                   ref_header=ref_header, id_column=id_column,
+                                                   signature_hash=signature_hash)
+                            _write_cutout_file(hdul, path)
+                        except Exception as exc:  # noqa: BLE001 - recorded; the run goes on
+                            rec.update(status="failed", error=_one_line(exc, "writing the cutout"))
+                            continue
+                        rec.update(status="edge" if row["edge"] else "ok",
+                                   file=path.relative_to(out).as_posix())
+                n_failed += sum(r["status"] == "failed" for r in group)
+                bar.update(len(group))
+                if n_failed:
+                    bar.set_postfix(failed=n_failed, refresh=False)
+                save()
+        finally:
+            save(force=True)
+    return _manifest_table(merged, id_column, integer_ids, meta)
+
+
+def add_fetch_cutouts_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options of ``galpost fetch-cutouts`` to ``parser`` (returned for chaining)."""
+    parser.add_argument("catalog", type=Path,
+                        help="galaxy catalogue (FITS, ECSV, SkyServer CSV ...) with objID, ra, dec "
+                             "and ideally run, camcol, field")
+    parser.add_argument("--out", type=Path, default=Path("sdss_cutouts"),
+                        help="output folder; rerun with the same folder to resume "
+                             "(default: %(default)s)")
+    parser.add_argument("--size", type=int, default=64,
+                        help="cutout side in pixels, 0.396\"/pixel (default: %(default)s)")
+    parser.add_argument("--bands", default="gri",
+                        help="bands in cube order, e.g. gri or g,r,i (default: %(default)s)")
+    parser.add_argument("--data-release", type=int, default=17,
+                        help="SDSS data release (default: %(default)s)")
+    parser.add_argument("--retries", type=int, default=4,
+                        help="retries per frame on network errors (default: %(default)s)")
+    parser.add_argument("--id-column", default="objID",
+                        help="column naming the galaxies and files (default: %(default)s)")
+    parser.add_argument("--frame-cache", type=Path, default=None,
+                        help="folder of cached frames (default: OUT/frames)")
+    parser.add_argument("--no-keep-frames", action="store_true",
+                        help="do not keep downloaded frames on disk")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def run_fetch_cutouts(args: argparse.Namespace) -> int:
+    """Run ``galpost fetch-cutouts`` with parsed ``args``.
+
+    Returns 0 when every galaxy is done (``ok``, ``edge`` or ``off_frame``), 1
+    when some failed (they are in the manifest; run again to retry them) or on
+    an error, and 130 on Ctrl-C.
+    """
+    bands = tuple(c for c in str(args.bands) if c not in ", ")  # "gri" or "g,r,i"
+    manifest_path = Path(args.out) / CUTOUTS_MANIFEST_FILENAME
+    try:
+        manifest = fetch_cutouts(args.catalog, args.out, size=args.size, bands=bands,
+                                 data_release=args.data_release, retries=args.retries,
+                                 id_column=args.id_column, frame_cache=args.frame_cache,
+                                 keep_frames=not args.no_keep_frames,
+                                 progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: cutouts made so far are kept in {args.out}; run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a CLI reports, the traceback helps nobody
+        print(f"galpost fetch-cutouts: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    status = np.asarray(manifest["status"], dtype=str)
+    counts = {s: int(np.sum(status == s)) for s in CUTOUT_STATUSES if np.any(status == s)}
+    print(f"{len(manifest)} galaxies: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+          + f"; manifest {manifest_path}")
+    if counts.get("failed"):
+        print(f"{counts['failed']} failed (see the 'error' column); run the same command again "
+              "to retry them", file=sys.stderr)
+        return 1
     return 0
 
 
