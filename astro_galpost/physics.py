@@ -25,17 +25,17 @@ samples were used.
 
 References
 ----------
-.. [1] Baldwin, J. A., Phillips, M. M. & Terlevich, R. 1981, PASP, 93, 5 (BPT).
-.. [2] Kewley, L. J. et al. 2001, ApJ, 556, 121 (maximum-starburst line).
-.. [3] Kauffmann, G. et al. 2003, MNRAS, 346, 1055 (empirical SF line).
-.. [4] Kewley, L. J. et al. 2006, MNRAS, 372, 961.
-.. [5] Schawinski, K. et al. 2007, MNRAS, 382, 1415 (Seyfert/LINER line).
-.. [6] Osterbrock, D. E. & Ferland, G. J. 2006, *Astrophysics of Gaseous
-   Nebulae and Active Galactic Nuclei* (case B, Hα/Hβ = 2.86).
-.. [7] Calzetti, D. et al. 2000, ApJ, 533, 682.
-.. [8] Cardelli, J. A., Clayton, G. C. & Mathis, J. S. 1989, ApJ, 345, 245.
-.. [9] Kennicutt, R. C. 1998, ARA&A, 36, 189.
-.. [10] Kennicutt, R. C. & Evans, N. J. 2012, ARA&A, 50, 531.
+- Baldwin, J. A., Phillips, M. M. & Terlevich, R. 1981, PASP, 93, 5 (BPT).
+- Kewley, L. J. et al. 2001, ApJ, 556, 121 (maximum-starburst line).
+- Kauffmann, G. et al. 2003, MNRAS, 346, 1055 (empirical SF line).
+- Kewley, L. J. et al. 2006, MNRAS, 372, 961.
+- Schawinski, K. et al. 2007, MNRAS, 382, 1415 (Seyfert/LINER line).
+- Osterbrock, D. E. & Ferland, G. J. 2006, *Astrophysics of Gaseous
+  Nebulae and Active Galactic Nuclei* (case B, Hα/Hβ = 2.86).
+- Calzetti, D. et al. 2000, ApJ, 533, 682.
+- Cardelli, J. A., Clayton, G. C. & Mathis, J. S. 1989, ApJ, 345, 245.
+- Kennicutt, R. C. 1998, ARA&A, 36, 189.
+- Kennicutt, R. C. & Evans, N. J. 2012, ARA&A, 50, 531.
 """
 
 from __future__ import annotations

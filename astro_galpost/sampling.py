@@ -343,13 +343,13 @@ class FastCouplingSampler:
         Parameters
         ----------
         context : Tensor
-            (*batch, C) context, typically (N, C): one row per galaxy. Its part of
+            ``(*batch, C)`` context, typically ``(N, C)``: one row per galaxy. Its part of
             each first layer is computed once per row.
         n_samples : int or None
             Samples per row; `None` for a single draw per row (zuko's
             ``.sample()``), e.g. when ``context`` is already per sample.
         sample_context : Tensor, optional
-            (n_samples, *batch, K) per-sample context appended after ``context``:
+            ``(n_samples, *batch, K)`` per-sample context appended after ``context``:
             the result is distributed as
             ``flow(cat([context expanded, sample_context], -1)).sample()``.
         generator : torch.Generator, optional
@@ -363,7 +363,7 @@ class FastCouplingSampler:
         Returns
         -------
         Tensor
-            (n_samples, *batch, D), or (*batch, D) when ``n_samples`` is None.
+            ``(n_samples, *batch, D)``, or ``(*batch, D)`` when ``n_samples`` is None.
         """
         if context.shape[-1] == 0 and sample_context is None:
             raise UnsupportedFlowError("empty context")

@@ -220,7 +220,7 @@ def evaluate_samples(
         One row per target: ``target``, ``space`` (``log10`` for line fluxes),
         ``n`` (galaxies with a usable truth), ``r2``, ``rmse``, ``bias``,
         ``sigma_nmad``, ``outlier_fraction`` (for redshift the residuals are
-        Δz/(1+z) and outliers have |Δz|/(1+z) > 0.05; otherwise outliers lie
+        Δz/(1+z) and outliers have ``|Δz|/(1+z) > 0.05``; otherwise outliers lie
         beyond 3 σ_NMAD), ``pit_ks``, ``pit_ks_pvalue``, ``pit_cvm``,
         ``pit_cvm_pvalue``, ``coverage_<level>`` per level, ``crps`` and, with
         ``sbc``, ``sbc_chi2`` and ``sbc_pvalue``. ``meta["joint"]`` holds the
@@ -326,7 +326,7 @@ def joint_calibration(
     `~astropy.table.QTable`
         One row per group: ``group``, ``targets``, ``dims``, ``n`` (galaxies
         with every truth of the group), ``tarp_atc`` (signed area, 0 when
-        calibrated), ``tarp_ks`` (max |ECP − α|), ``tarp_ks_pvalue`` and
+        calibrated), ``tarp_ks`` (max ``|ECP − α|``), ``tarp_ks_pvalue`` and
         ``hpd_<level>`` (coverage of the whitened highest-density regions).
     """
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
