@@ -1,4 +1,10 @@
-"""The ``galpost`` command line: ``demo``, ``fit``, ``predict`` and ``fetch-sdss``."""
+"""The ``galpost`` command line: ``demo``, ``fit``, ``predict``, ``evaluate``, ``fetch-sdss`` and ``fetch-cutouts``.
+
+Errors in the inputs (missing or unreadable files, a corrupt model folder, an
+existing output without ``--overwrite``) print ``galpost COMMAND: error: ...``
+and exit with status 2; an interrupt exits with 130 (``galpost predict`` can
+then be rerun to continue).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,15 @@ __all__ = ["main"]
 def _read_table(path: str):
     from astropy.table import QTable
 
+    from .io import TableFormatError
+
     if not Path(path).is_file():
         raise FileNotFoundError(f"input table {path} does not exist")
-    return QTable.read(path)
+    try:
+        return QTable.read(path)
+    except Exception as err:  # noqa: BLE001 - astropy's readers raise many types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TableFormatError(f"cannot read {path}: {first}") from err
 
 
 def _parse_targets(values: Sequence[str] | None):
@@ -65,15 +77,182 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_predict(args) -> int:
+    if args.dask:
+        return _predict_with_dask(args)
+    from .streaming import _describe, predict_catalog
+
+    result = predict_catalog(
+        args.model, args.table, args.output, chunk_size=args.chunk_size, batch_size=args.batch_size,
+        n_samples=args.n_samples, random_state=args.seed, samples_path=args.samples, resume=not args.no_resume,
+        progress=not args.no_progress, overwrite=args.overwrite, columns=args.columns, device=args.device,
+    )
+    print(_describe(result))
+    return 0
+
+
+def _predict_with_dask(args) -> int:
+    """``galpost predict --dask``: partitions computed on a cluster, written here in order."""
+    from .io import detect_format, open_chunked_writer
+
+    if args.samples:
+        raise ValueError("--samples is not available with --dask")
+    out = Path(args.output)
+    detect_format(out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if not Path(args.table).exists():
+        raise FileNotFoundError(f"input table {args.table} does not exist")
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as err:  # pragma: no cover - distributed is a dependency of the [dask] extra
+        raise ValueError("--dask needs dask.distributed (pip install 'dask[distributed]')") from err
+    from tqdm.auto import tqdm
+
+    from .dask import frame_to_table, predict_dask
+
+    t0 = time.perf_counter()
+    cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None) \
+        if args.dask == "local" else None
+    client = Client(cluster if cluster is not None else args.dask)
+    writer = None
+    try:
+        ddf = predict_dask(args.model, args.table, n_samples=args.n_samples, random_state=args.seed,
+                           client=client, batch_size=args.batch_size, columns=args.columns, device=args.device)
+        futures = client.compute(ddf.to_delayed())
+        writer = open_chunked_writer(out)
+        rows = 0
+        with tqdm(total=len(futures), desc="partitions", disable=args.no_progress) as bar:
+            for future in futures:  # in order; the cluster computes ahead
+                frame = future.result()
+                future.release()
+                writer.write(frame_to_table(frame, ddf._meta.attrs["units"]))
+                rows += len(frame)
+                bar.update()
+        writer.close(overwrite=args.overwrite)
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    print(f"wrote posterior summaries of {rows} galaxies to {out} in {time.perf_counter() - t0:.1f} s "
+          f"(dask: {args.dask}; seed {args.seed})")
+    return 0
+
+
+def _evaluation_table(model, table, *, n_samples: int, seed: int, batch_size: int = 1024):
+    """Per-target point metrics and calibration of ``model`` on a labelled table (an astropy Table)."""
+    import warnings
+
+    import numpy as np
+    from astropy.table import Table
+
+    from .estimator import UnusableRowsWarning
+    from .evaluation import calibration_summary, point_metrics
+    from .targets import TARGETS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusableRowsWarning)
+        samples = model.sample(table, n_samples=n_samples, random_state=seed, batch_size=batch_size)
+    keys = ["n", "r2", "rmse", "bias", "sigma_nmad", "outlier_fraction", "coverage_68", "coverage_95",
+            "pit_ks", "pit_ks_pvalue", "pit_cvm", "pit_cvm_pvalue", "crps"]
+    rows = []
+    for name, column in model.targets_.items():
+        target = TARGETS[name]
+        try:
+            truth, valid = target.read(table, column)
+        except KeyError:
+            rows.append({"target": name, "space": "", **{k: (0 if k == "n" else np.nan) for k in keys}})
+            continue
+        dist = samples[name].distribution
+        values = np.asarray(getattr(dist, "value", dist), dtype=float)
+        unit = target.unit.to_string() or "dimensionless"
+        space = unit
+        if target.space == "log10":
+            values, truth, space = target.to_model(values), target.to_model(truth), f"log10({unit})"
+        ok = valid & np.asarray(samples.usable) & np.isfinite(values).all(axis=1) & np.isfinite(truth)
+        metrics = {k: np.nan for k in keys}
+        metrics["n"] = int(ok.sum())
+        if ok.sum() >= 2:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                metrics.update(point_metrics(values[ok], truth[ok], redshift=name == "redshift"))
+                metrics.update(calibration_summary(values[ok], truth[ok], rng=seed))
+        rows.append({"target": name, "space": space, **metrics})
+    report = Table(rows=rows, names=["target", "space", *keys])
+    report.meta["n_samples"] = n_samples
+    report.meta["seed"] = seed
+    report.meta["n_rows"] = len(table)
+    report.meta["n_unusable"] = int((~np.asarray(samples.usable)).sum())
+    for name in keys[1:]:
+        report[name].info.format = ".4g"
+    report["target"].info.description = "target registry name"
+    report["space"].info.description = "unit of the metrics (log10 for line fluxes, modelled in log10)"
+    report["n"].info.description = "rows with a valid label and usable inputs"
+    return report
+
+
+def _markdown(report) -> str:
+    """The evaluation report as a Markdown table."""
+    import numpy as np
+
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return "nan" if not np.isfinite(v) else f"{v:.4g}"
+        return str(v)
+
+    names = report.colnames
+    lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" for _ in names) + "|"]
+    for row in report:
+        lines.append("| " + " | ".join(fmt(row[n]) for n in names) + " |")
+    meta = ", ".join(f"{k} = {report.meta[k]}" for k in ("n_rows", "n_unusable", "n_samples", "seed")
+                     if k in report.meta)
+    return "\n".join(lines) + f"\n\n{meta}\n"
+
+
+_REPORT_SUFFIXES = (".md", ".markdown", ".ecsv", ".csv", ".fits", ".parquet")
+
+
+def _cmd_evaluate(args) -> int:
+    import os
+    import tempfile
+
     from . import GalaxyPosterior
 
+    report_path = Path(args.report) if args.report else None
+    if report_path is not None:
+        if report_path.exists() and not args.overwrite:
+            raise FileExistsError(f"{report_path} exists; pass --overwrite to replace it")
+        if report_path.suffix.lower() not in _REPORT_SUFFIXES:
+            raise ValueError(f"cannot write a report to {report_path.name}: use one of {', '.join(_REPORT_SUFFIXES)}")
     gp = GalaxyPosterior.load(args.model, device=args.device)
     gp.progress = not args.no_progress
     table = _read_table(args.table)
-    result = gp.predict(table, n_samples=args.n_samples, random_state=args.seed)
-    write_table_atomic(result, args.output, overwrite=args.overwrite)
-    print(f"wrote posterior summaries of {len(result)} galaxies to {args.output}")
+    report = _evaluation_table(gp, table, n_samples=args.n_samples, seed=args.seed, batch_size=args.batch_size)
+    report.pprint(max_lines=-1, max_width=-1)
+    if report_path is not None:
+        if report_path.suffix.lower() in (".md", ".markdown"):
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{report_path.name}.", dir=report_path.parent)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(_markdown(report))
+                os.replace(tmp, report_path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        else:
+            write_table_atomic(report, report_path, overwrite=args.overwrite)
+        print(f"wrote the evaluation of {len(table)} galaxies to {report_path}")
     return 0
+
+
+def _cmd_fetch_cutouts(args) -> int:
+    from .datasets.sdss import run_fetch_cutouts
+
+    return run_fetch_cutouts(args)
 
 
 def _cmd_fetch(args) -> int:
@@ -115,17 +294,57 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("predict", help="posterior summaries for a table with a saved model",
-                       description="Add <target>_p16/_p50/_p84 columns with units to a copy of the input table.")
+    p = sub.add_parser(
+        "predict", help="posterior summaries for a catalog with a saved model, chunk by chunk",
+        description="Add <target>_p16/_p50/_p84 columns (with units), metallicity_prob, ood_score and ood_flag "
+                    "to a copy of the input catalog. The catalog is read, inferred and written in chunks, so "
+                    "memory does not grow with its length; the output appears under its name only when "
+                    "complete, and an interrupted run continues where it stopped when rerun. Formats (from "
+                    "the suffix): Parquet, FITS, HDF5, CSV, ECSV.",
+        epilog="Exit status: 0 on success, 2 on an input error (missing or unreadable file, corrupt model, "
+               "existing output without --overwrite), 130 when interrupted.")
     p.add_argument("model", help="model folder written by 'galpost fit'")
-    p.add_argument("table", help="input table (never modified)")
-    p.add_argument("output", help="output table; the format follows the extension")
+    p.add_argument("table", metavar="input", help="input catalog (never modified)")
+    p.add_argument("output", help="output catalog; the format follows the extension")
     p.add_argument("--n-samples", type=int, default=1000, help="posterior samples per galaxy (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="ROWS",
+                   help="rows per chunk, a multiple of --batch-size (default: 16 x batch size)")
+    p.add_argument("--batch-size", type=int, default=1024, metavar="ROWS",
+                   help="galaxies sampled at once (default: %(default)s)")
+    p.add_argument("--samples", metavar="FILE", default=None,
+                   help="also write the posterior samples: .h5 (dataset 'samples', N x n_samples x n_targets) "
+                        "or .parquet (one column per target); large, and doubles the run time")
+    p.add_argument("--columns", nargs="+", metavar="COLUMN", default=None,
+                   help="input columns to copy into the output (default: all)")
+    p.add_argument("--no-resume", action="store_true", help="start over instead of continuing an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--dask", metavar="SCHEDULER", default=None,
+                   help="run on a Dask cluster: a scheduler address (tcp://host:8786) or 'local' for a "
+                        "LocalCluster on this machine; the input must be Parquet (file or dataset) or a HATS "
+                        "catalog; no resume")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "evaluate", help="point metrics and calibration of a saved model on a labelled table",
+        description="Sample posteriors for every row of a labelled table and report, per target, the point "
+                    "metrics of the posterior medians (R2, RMSE, bias, sigma_NMAD, outlier fraction; redshift "
+                    "residuals divided by 1+z) and calibration (68/95% interval coverage, PIT KS and CvM "
+                    "tests, CRPS). Line fluxes are evaluated in log10, as they are modelled.",
+        epilog="Exit status: 0 on success, 2 on an input error.")
+    p.add_argument("model", help="model folder written by 'galpost fit'")
+    p.add_argument("table", help="labelled table (FITS, ECSV, CSV, Parquet, HDF5) with the target columns")
+    p.add_argument("--report", metavar="FILE", default=None,
+                   help="write the report: .md (Markdown) or an astropy table format such as .ecsv")
+    p.add_argument("--n-samples", type=int, default=1000, help="posterior samples per galaxy (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=1024, help="galaxies sampled at once (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_cmd_evaluate)
 
     from .datasets.sdss import add_fetch_arguments
 
@@ -134,6 +353,14 @@ def _parser() -> argparse.ArgumentParser:
                                    "paged, cached and resumable.")
     add_fetch_arguments(p)
     p.set_defaults(func=_cmd_fetch)
+
+    from .datasets.sdss import add_fetch_cutouts_arguments
+
+    p = sub.add_parser("fetch-cutouts", help="download SDSS frames and write per-galaxy gri cutouts (needs a network)",
+                       description="Fetch the calibrated SDSS frames of each galaxy's field (once per field, cached) "
+                                   "and write one gri cutout FITS per galaxy plus a manifest; resumable.")
+    add_fetch_cutouts_arguments(p)
+    p.set_defaults(func=_cmd_fetch_cutouts)
     return parser
 
 
@@ -146,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("galpost: interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError, TypeError) as err:
+    except (OSError, ImportError, KeyError, ValueError, TypeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"galpost {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -66,6 +66,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,7 @@ def _stored_names(header: dict | None, stored: Sequence[str], wanted: Sequence[s
     return names
 
 
-def _finish_table(table, header: dict | None, names: Sequence[str] | None = None):
+def _finish_table(table, header: dict | None):
     """Apply an astropy YAML header (units, descriptions, meta) and rebuild mixin columns."""
     from astropy.table import serialize
 
@@ -401,7 +402,6 @@ class _FITSReader(_Reader):
     def chunks(self, chunk_size, start, columns):
         from astropy.io import fits
         from astropy.io.fits.connect import read_table_fits
-        from astropy.table import Table
 
         for lo in range(start, self.n, chunk_size):
             hi = min(lo + chunk_size, self.n)
@@ -505,9 +505,11 @@ class _CSVReader(_Reader):
                 if not f.readline():
                     break
             try:
+                # pandas 3 parses floats exactly by default (and deprecates float_precision)
+                exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
                 reader = pd.read_csv(
                     f, header=None, names=self.names, usecols=list(columns) if columns is not None else None,
-                    chunksize=chunk_size, float_precision="round_trip", skip_blank_lines=True,
+                    chunksize=chunk_size, skip_blank_lines=True, **exact,
                 )
                 for frame in reader:
                     yield _frame_to_table(frame)
@@ -717,8 +719,10 @@ class _Layout:
     Built from the first chunk; later chunks are encoded to exactly this layout.
     """
 
-    def __init__(self, names: list[str], dtypes: list[str], yaml: list[str], context: str):
-        self.names, self.dtypes, self.yaml, self.context = names, [np.dtype(d) for d in dtypes], yaml, context
+    def __init__(self, names: list[str], dtypes: list, yaml: list[str], context: str):
+        # a dtype is a string, or [string, shape] for multidimensional columns
+        self.names, self.yaml, self.context = names, yaml, context
+        self.dtypes = [np.dtype(d) if isinstance(d, str) else np.dtype((d[0], tuple(d[1]))) for d in dtypes]
 
     @classmethod
     def from_table(cls, table, context: str, *, bytes_strings: bool = False) -> _Layout:
@@ -736,12 +740,13 @@ class _Layout:
             if dt.kind in "US" and name in full.colnames:
                 width = max(_width(dt), _width(full[name].dtype), 1)
                 dt = np.dtype(f"{dt.kind}{width}")
-            dtypes.append(dt.str)
+            shape = probe[name].shape[1:]
+            dtypes.append([dt.str, list(shape)] if shape else dt.str)
         return cls(list(probe.colnames), dtypes, list(meta.get_yaml_from_table(probe)), context)
 
     def to_dict(self) -> dict:
-        return {"names": self.names, "dtypes": [d.str for d in self.dtypes], "yaml": self.yaml,
-                "context": self.context}
+        dtypes = [[d.base.str, list(d.shape)] if d.shape else d.str for d in self.dtypes]
+        return {"names": self.names, "dtypes": dtypes, "yaml": self.yaml, "context": self.context}
 
     @classmethod
     def from_dict(cls, d: dict) -> _Layout:
@@ -793,10 +798,11 @@ class _Layout:
                         f"the output stores {_width(dtype)} (the first chunk's width); write Parquet, CSV "
                         "or ECSV, or leave the column out")
             return data.astype(dtype) if fixed_strings else data
-        if data.dtype == dtype:
+        if data.shape[1:] != dtype.shape:
+            raise ValueError(f"column {name!r} has shape {data.shape[1:]} per row in a later chunk but "
+                             f"{dtype.shape} in the first")
+        if data.dtype == dtype.base:
             return data
-        if data.shape[1:] != dtype.shape and dtype.shape:
-            raise ValueError(f"column {name!r} changes shape between chunks")
         if not np.can_cast(data.dtype, dtype.base, casting="same_kind"):
             if data.dtype.kind == "f" and dtype.kind in "iub" and np.isnan(data).any():
                 raise ValueError(
@@ -1012,8 +1018,12 @@ class _FITSWriter(ChunkedTableWriter):
                             "or ECSV, or leave the column out")
                 table[name] = col.astype(f"{col.dtype.kind}{width}")
         from astropy.io.fits.connect import _encode_mixins  # as Table.write(format="fits")
+        from astropy.utils.exceptions import AstropyUserWarning
 
-        hdu = fits.table_to_hdu(_encode_mixins(table), character_as_bytes=True)
+        with warnings.catch_warnings():
+            if self.header is not None:  # astropy's warnings (e.g. non-FITS units) once, for the first chunk
+                warnings.simplefilter("ignore", AstropyUserWarning)
+            hdu = fits.table_to_hdu(_encode_mixins(table), character_as_bytes=True)
         if hdu.header.get("PCOUNT", 0):
             raise ValueError("variable-length array columns cannot be written to FITS chunk by chunk")
         return hdu

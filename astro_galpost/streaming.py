@@ -10,6 +10,7 @@ result as an uninterrupted one.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import tempfile
@@ -397,6 +398,7 @@ def predict_catalog(
     ...                          n_samples=500, random_state=0)  # doctest: +SKIP
     """
     t0 = time.perf_counter()
+    gp, checksum = resolve_model(model, device)  # errors in the order of the arguments: model, input, output
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise FileNotFoundError(f"input table {input_path} does not exist")
@@ -421,7 +423,6 @@ def predict_catalog(
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
     levels = [float(p) for p in percentiles]
 
-    gp, checksum = resolve_model(model, device)
     seed = _seed(random_state, gp)
 
     available = table_columns(input_path, in_fmt)
@@ -525,6 +526,7 @@ def predict_catalog(
             _json_dump_atomic(state, state_file)
             bar.update(len(chunk))
             del chunk, result, out
+            gc.collect()  # sliced tables form reference cycles: free their arrays now, not at a later gen-2 pass
             if max_chunks is not None and chunks_this_call >= max_chunks:
                 complete = False
                 break

@@ -16,7 +16,7 @@ def train_file(mock_table, tmp_path):
 
 
 def test_help_for_every_command(capsys):
-    for command in ([], ["demo"], ["fit"], ["predict"], ["fetch-sdss"]):
+    for command in ([], ["demo"], ["fit"], ["predict"], ["evaluate"], ["fetch-sdss"], ["fetch-cutouts"]):
         with pytest.raises(SystemExit) as exit_:
             main([*command, "--help"])
         assert exit_.value.code == 0
@@ -65,3 +65,100 @@ def test_demo_quick(tmp_path):
     assert len(QTable.read(paths["sdss"])) == 600
     mock = QTable.read(paths["mock"])
     assert {f"{t}_p50" for t in ("log_mstar", "halpha", "metallicity")} <= set(mock.colnames)
+
+
+def test_help_for_predict_and_evaluate(capsys):
+    for command, flags in ((["predict"], ["--chunk-size", "--samples", "--no-resume", "--dask", "--columns"]),
+                           (["evaluate"], ["--report", "--n-samples"])):
+        with pytest.raises(SystemExit) as exit_:
+            main([*command, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert "usage: galpost" in out and all(flag in out for flag in flags)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def saved_model(mock_table, one_thread, tmp_path_factory):
+    from conftest import TINY
+
+    from astro_galpost import GalaxyPosterior
+
+    path = tmp_path_factory.mktemp("cli") / "model"
+    gp = GalaxyPosterior(targets=["redshift", "log_mstar", "halpha"], random_state=0, **TINY).fit(mock_table[:300])
+    gp.save(path)
+    return path
+
+
+def test_predict_streams_resumes_and_evaluate_reports(saved_model, mock_table, tmp_path, capsys):
+    import h5py
+
+    from astro_galpost import GalaxyPosterior
+
+    catalog = tmp_path / "catalog.parquet"
+    mock_table[300:500].write(catalog)
+    out, samples = tmp_path / "out.parquet", tmp_path / "samples.h5"
+    args = ["predict", str(saved_model), str(catalog), str(out), "--chunk-size", "128", "--batch-size", "64",
+            "--n-samples", "10", "--seed", "4", "--no-progress"]
+    assert main([*args, "--samples", str(samples)]) == 0
+    assert "200 galaxies" in capsys.readouterr().out
+    result = QTable.read(out)
+    gp = GalaxyPosterior.load(saved_model)
+    expected = gp.predict(QTable.read(catalog), n_samples=10, random_state=4, batch_size=64)
+    assert np.array_equal(result["halpha_p50"].value, expected["halpha_p50"].value)
+    with h5py.File(samples) as f:
+        assert f["samples"].shape == (200, 10, 3)
+    # an existing output needs --overwrite; --no-resume starts over
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--no-resume"]) == 0
+
+    labelled = tmp_path / "labelled.ecsv"
+    mock_table[500:650].write(labelled)
+    report = tmp_path / "report.ecsv"
+    assert main(["evaluate", str(saved_model), str(labelled), "--n-samples", "30", "--report", str(report),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "coverage_68" in printed and "log10(1e-17 erg / (s cm2))" in printed
+    table = QTable.read(report)
+    assert list(table["target"]) == ["redshift", "log_mstar", "halpha"]
+    assert (table["n"] > 100).all() and np.isfinite(table["crps"]).all()
+    assert 0 <= table["coverage_95"][0] <= 1
+    markdown = tmp_path / "report.md"
+    assert main(["evaluate", str(saved_model), str(labelled), "--n-samples", "5", "--report", str(markdown),
+                 "--no-progress"]) == 0
+    assert markdown.read_text().startswith("| target | space | n |")
+    assert main(["evaluate", str(saved_model), str(labelled), "--report", str(markdown)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_predict_and_evaluate_errors(saved_model, tmp_path, capsys):
+    import shutil
+
+    saved_model = shutil.copytree(saved_model, tmp_path / "model")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"definitely not parquet")
+    assert main(["predict", str(saved_model), str(bad), str(tmp_path / "o.parquet")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["predict", str(saved_model), str(tmp_path / "missing.fits"), str(tmp_path / "o.fits")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["predict", str(saved_model), str(bad), str(tmp_path / "o.txt")]) == 2
+    assert "suffix" in capsys.readouterr().err
+    assert main(["evaluate", str(saved_model), str(bad)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    weights = saved_model / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # corrupt the model
+    assert main(["predict", str(saved_model), str(bad), str(tmp_path / "o.parquet")]) == 2
+    assert "checksum" in capsys.readouterr().err
+    assert main(["evaluate", str(saved_model), str(bad)]) == 2
+    assert "checksum" in capsys.readouterr().err
+    assert not (tmp_path / "o.parquet").exists()

@@ -1,0 +1,233 @@
+"""Streaming inference (`astro_galpost.streaming`) and chunked table I/O (`astro_galpost.io`)."""
+
+import json
+import warnings
+
+import astropy.units as u
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from astropy.table import MaskedColumn, QTable
+from astropy.utils.masked import Masked
+
+from astro_galpost import GalaxyPosterior, UnusableRowsWarning
+from astro_galpost.io import TableFormatError, iter_table_chunks, open_chunked_writer
+from astro_galpost.streaming import model_checksum, predict_catalog
+
+# astropy warns that FITS cannot store dex units natively (they round-trip through its metadata)
+pytestmark = pytest.mark.filterwarnings("ignore:The unit 'dex:astropy.utils.exceptions.AstropyUserWarning")
+
+N_SAMPLES, SEED, BATCH, CHUNK = 16, 3, 64, 128
+WRITE = {"hdf5": dict(path="data", serialize_meta=True)}
+SUFFIX = {"parquet": "parquet", "fits": "fits", "hdf5": "h5", "ecsv": "ecsv", "csv": "csv"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup(mock_table, tmp_path_factory):
+    """A small fitted model, its folder, a catalog with unusable rows in one chunk, and the reference."""
+    from conftest import TINY
+
+    root = tmp_path_factory.mktemp("streaming")
+    gp = GalaxyPosterior(targets=["redshift", "log_mstar", "metallicity"], random_state=0, **TINY)
+    gp.fit(mock_table[:300])
+    gp.save(root / "model")
+    catalog = QTable(mock_table[300:], copy=True)
+    catalog.meta = {}
+    for band in "ugriz":  # rows 200..209 (in chunk 1 of 128 rows) have no usable photometry
+        catalog[f"modelMag_{band}"][200:210] = np.nan * u.mag
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusableRowsWarning)
+        ref = gp.predict(catalog, n_samples=N_SAMPLES, random_state=SEED, batch_size=BATCH)
+    assert ref["log_mstar_p50"].mask[200:210].all() and not ref["log_mstar_p50"].mask[:200].any()
+    return {"root": root, "gp": gp, "model": root / "model", "catalog": catalog, "ref": ref}
+
+
+def write_catalog(setup, fmt):
+    path = setup["root"] / f"catalog.{SUFFIX[fmt]}"
+    if not path.exists():
+        setup["catalog"].write(path, **WRITE.get(fmt, {}))
+    return path
+
+
+def values(col):
+    data = getattr(col, "unmasked", col)
+    data = np.asarray(getattr(data, "value", data))
+    if data.dtype.kind == "S":
+        data = np.char.decode(data)
+    return data, np.ma.getmaskarray(col) if hasattr(col, "mask") else np.zeros(len(col), bool)
+
+
+def assert_same(expected, got, columns=None, masks=True):
+    columns = columns or expected.colnames
+    assert [c for c in got.colnames if c in columns] == list(columns)
+    for name in columns:
+        (a, ma), (b, mb) = values(expected[name]), values(got[name])
+        if masks:
+            np.testing.assert_array_equal(ma, mb, err_msg=name)
+        assert getattr(expected[name], "unit", None) == getattr(got[name], "unit", None) or not masks, name
+        keep = ~ma
+        if a.dtype.kind in "fc":
+            assert np.array_equal(a[keep], b[keep], equal_nan=True), name
+        else:
+            assert (a[keep] == b[keep]).all(), name
+
+
+def run(setup, input_path, output_path, **kwargs):
+    options = dict(chunk_size=CHUNK, batch_size=BATCH, n_samples=N_SAMPLES, random_state=SEED, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusableRowsWarning)
+        return predict_catalog(kwargs.pop("model", setup["model"]), input_path, output_path, **{**options, **kwargs})
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "fits", "hdf5", "ecsv", "csv"])
+def test_each_format_reproduces_whole_catalog_predict(setup, fmt, tmp_path):
+    source = write_catalog(setup, fmt)
+    before = source.read_bytes()
+    out = tmp_path / f"out.{SUFFIX[fmt]}"
+    result = run(setup, source, out)
+    assert result.complete and result.n_rows == len(setup["catalog"]) and result.n_chunks == 4
+    assert result.n_unusable == 10
+    assert source.read_bytes() == before  # the input is never modified
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary files left
+    got = QTable.read(out, **({"path": "data"} if fmt == "hdf5" else {}))
+    ref = setup["ref"]
+    if fmt == "csv":  # CSV keeps neither units nor masks: compare the values of usable rows
+        predicted = [c for c in ref.colnames if c.endswith(("_p16", "_p50", "_p84", "_prob"))]
+        assert_same(ref[~ref["ood_score"].mask], got[~ref["ood_score"].mask], predicted, masks=False)
+        return
+    assert_same(ref, got)
+    if fmt == "fits":
+        with fits.open(out) as hdul:
+            hdul.verify("exception")
+            assert hdul[1].header["NAXIS2"] == len(ref)
+
+
+def test_resume_after_interruption_is_identical(setup, tmp_path, monkeypatch):
+    source = write_catalog(setup, "fits")
+    clean = tmp_path / "clean.ecsv"
+    run(setup, source, clean)
+
+    out = tmp_path / "resumed.ecsv"
+    partial = run(setup, source, out, max_chunks=2)
+    assert not partial.complete and partial.n_rows == 2 * CHUNK and not out.exists()
+    state = json.loads((tmp_path / ".resumed.ecsv.progress.json").read_text())
+    assert state["rows"] == 2 * CHUNK and state["identity"]["model_checksum"] == model_checksum(setup["model"])
+
+    # a crash inside the next chunk leaves the completed chunks in place
+    gp = GalaxyPosterior.load(setup["model"])
+    original, calls = gp.predict, []
+
+    def failing(*args, **kwargs):
+        calls.append(kwargs["row_offset"])
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(gp, "predict", failing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(setup, source, out, model=gp)
+    assert calls == [2 * CHUNK, 3 * CHUNK] and not out.exists()
+
+    done = run(setup, source, out)
+    assert done.complete and done.resumed_rows == 3 * CHUNK and done.n_rows == len(setup["catalog"])
+    assert out.read_bytes() == clean.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.ecsv", "resumed.ecsv"]
+
+
+def test_resume_parquet_with_samples_and_stale_progress(setup, tmp_path):
+    source = write_catalog(setup, "parquet")
+    out, samples = tmp_path / "out.parquet", tmp_path / "samples.h5"
+    run(setup, source, out, samples_path=samples, max_chunks=1)
+    # different settings: the stale progress is ignored and the run starts over
+    with pytest.warns(UserWarning, match="ignoring the progress"):
+        run(setup, source, out, samples_path=samples, random_state=SEED + 1, max_chunks=2)
+    with pytest.warns(UserWarning, match="ignoring the progress"):  # samples_dtype changed the settings again
+        result = run(setup, source, out, samples_path=samples, random_state=SEED + 1, samples_dtype="float32")
+    assert result.resumed_rows == 0 and result.complete
+    partial = run(setup, source, tmp_path / "again.parquet", samples_path=tmp_path / "again.h5", max_chunks=3)
+    assert partial.n_rows == 3 * CHUNK
+    result = run(setup, source, tmp_path / "again.parquet", samples_path=tmp_path / "again.h5")
+    assert result.resumed_rows == 3 * CHUNK
+    assert_same(setup["ref"], QTable.read(tmp_path / "again.parquet"))
+
+    import h5py
+
+    with h5py.File(tmp_path / "again.h5") as f:
+        stored, usable = f["samples"][()], f["usable"][()]
+        assert list(f["samples"].attrs["targets"]) == ["redshift", "log_mstar", "metallicity"]
+        assert f["samples"].attrs["units"][1] == "dex(solMass)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusableRowsWarning)
+        post = setup["gp"].sample(setup["catalog"], n_samples=N_SAMPLES, random_state=SEED, batch_size=BATCH)
+    expected = np.stack([np.asarray(d.distribution.value) for d in post.values()], axis=-1)
+    assert stored.shape == (len(setup["catalog"]), N_SAMPLES, 3)
+    assert np.array_equal(stored, expected, equal_nan=True)
+    assert np.array_equal(usable, post.usable)
+
+
+def test_samples_as_parquet_columns_and_column_subset(setup, tmp_path):
+    source = write_catalog(setup, "hdf5")
+    out, samples = tmp_path / "out.fits", tmp_path / "samples.parquet"
+    run(setup, source, out, samples_path=samples, columns=["objID", "ra"], chunk_size=256)
+    got = QTable.read(out)
+    assert got.colnames[:2] == ["objID", "ra"] and "modelMag_r" not in got.colnames
+    assert_same(setup["ref"], got, ["objID", "ra", "log_mstar_p50", "metallicity_prob", "ood_score", "ood_flag"])
+    table = QTable.read(samples)
+    assert table["log_mstar"].shape == (len(setup["catalog"]), N_SAMPLES)
+    assert table["log_mstar"].unit == u.dex(u.Msun)
+
+
+def test_errors(setup, tmp_path):
+    source = write_catalog(setup, "parquet")
+    existing = tmp_path / "exists.parquet"
+    existing.write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run(setup, source, existing)
+    with pytest.raises(ValueError, match="multiple of batch_size"):
+        run(setup, source, tmp_path / "o.parquet", chunk_size=100)
+    with pytest.raises(FileNotFoundError):
+        run(setup, tmp_path / "missing.parquet", tmp_path / "o.parquet")
+    with pytest.raises(TableFormatError, match="suffix"):
+        run(setup, source, tmp_path / "o.txt")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(TableFormatError, match="cannot read"):
+        run(setup, bad, tmp_path / "o.parquet")
+    with pytest.raises(ValueError, match="differ from the input"):
+        run(setup, source, source, overwrite=True)
+    with pytest.raises(KeyError, match="not in"):
+        run(setup, source, tmp_path / "o.parquet", columns=["nope"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "exists.parquet"]
+
+
+def test_chunked_io_roundtrip_keeps_units_masks_and_strings(tmp_path):
+    t = QTable()
+    n = 50
+    t["name"] = [f"g{i}" for i in range(n)]
+    t["i"] = MaskedColumn(np.arange(n), mask=np.arange(n) % 7 == 0)
+    t["m"] = Masked(u.Dex(np.linspace(9, 11, n), u.dex(u.Msun)), mask=np.arange(n) >= 40)
+    t["f"] = np.arange(n) * u.mag
+    for suffix in ("parquet", "fits", "h5", "ecsv"):
+        source = tmp_path / f"in.{suffix}"
+        t.write(source, **({"path": "data", "serialize_meta": True} if suffix == "h5" else {}))
+        chunks = list(iter_table_chunks(source, 16, start=3))
+        assert [len(c) for c in chunks] == [16, 16, 15]
+        out = tmp_path / f"out.{suffix}"
+        writer = open_chunked_writer(out)
+        for i, chunk in enumerate(chunks):
+            writer.write(chunk)
+            state = writer.checkpoint()
+            if i == 0:  # continue in a new writer, as after an interruption
+                writer.abort()
+                writer = open_chunked_writer(out, state=state)
+        writer.close()
+        assert_same(t[3:], QTable.read(out))
