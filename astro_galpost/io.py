@@ -263,7 +263,8 @@ class _ParquetReader(_Reader):
         import pyarrow.parquet as pq
 
         try:
-            self.file = pq.ParquetFile(self.path)
+            # buffered page reads: without buffer_size, pyarrow reads whole column chunks at once
+            self.file = pq.ParquetFile(self.path, buffer_size=1 << 20, pre_buffer=False)
         except Exception as err:  # noqa: BLE001 - pyarrow raises several types
             raise _unreadable(self.path, self.fmt, err) from err
         md = {k.decode(): v.decode() for k, v in (self.file.schema_arrow.metadata or {}).items()}
@@ -290,7 +291,8 @@ class _ParquetReader(_Reader):
         schema = pa.schema([schema.field(n) for n in names])
         pending, n_pending = [], 0
         batches = (
-            self.file.iter_batches(batch_size=chunk_size, row_groups=list(range(first, len(rg_rows))), columns=names)
+            self.file.iter_batches(batch_size=chunk_size, row_groups=list(range(first, len(rg_rows))), columns=names,
+                                   use_threads=False)
             if first < len(rg_rows) else iter(())
         )
         for batch in batches:
