@@ -170,7 +170,7 @@ def _evaluation_table(model, table, *, n_samples: int, seed: int, batch_size: in
         values = np.asarray(getattr(dist, "value", dist), dtype=float)
         unit = target.unit.to_string() or "dimensionless"
         space = unit
-        if target.space == "log10":
+        if target.in_log10:
             values, truth, space = target.to_model(values), target.to_model(truth), f"log10({unit})"
         ok = valid & np.asarray(samples.usable) & np.isfinite(values).all(axis=1) & np.isfinite(truth)
         metrics = {k: np.nan for k in keys}

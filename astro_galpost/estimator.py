@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .encoders import ENCODERS, Encoder, PhotometryEncoder
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
+from .recalibration import fit_residual_scales
 from .targets import CORE, LINES, METALLICITY, TARGETS
 from .training import split_indices, train_network
 
@@ -143,6 +144,11 @@ class GalaxyPosterior:
         are drawn from their equal-weight mixture.
     validation_fraction : float, optional
         Fraction of training rows held out for early stopping.
+    recalibrate : bool, optional
+        After training, fit one factor per target on the flow residuals so that
+        the central credible intervals of the held-out rows have their nominal
+        coverage (`astro_galpost.recalibration`; the factors are
+        ``residual_scales_``). Needs ``validation_fraction > 0``.
     batch_size, max_epochs, learning_rate, weight_decay, patience : optional
         Optimisation settings (AdamW; the learning rate halves on plateaus;
         training stops after ``patience`` epochs without improvement).
@@ -176,6 +182,7 @@ class GalaxyPosterior:
         dropout: float = 0.0,
         n_ensemble: int = 1,
         validation_fraction: float = 0.15,
+        recalibrate: bool = True,
         batch_size: int = 256,
         max_epochs: int = 300,
         learning_rate: float = 1e-3,
@@ -194,6 +201,7 @@ class GalaxyPosterior:
         self.dropout = dropout
         self.n_ensemble = n_ensemble
         self.validation_fraction = validation_fraction
+        self.recalibrate = recalibrate
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.learning_rate = learning_rate
@@ -374,9 +382,19 @@ class GalaxyPosterior:
                     patience=self.patience, seed=seed, device=self.device, progress=self.progress,
                     description=f"fit {k + 1}/{self.n_ensemble}" if self.n_ensemble > 1 else "fit",
                 )
+                if self.recalibrate and len(val_index):
+                    net.to(self.device)
+                    fit_residual_scales(net, x[val_index], y[val_index], valid[val_index])
             self.networks_.append(net.to("cpu") if self.device == "cpu" else net)
             self.history_.append(history)
         return self
+
+    @property
+    def residual_scales_(self) -> dict[str, np.ndarray]:
+        """Per target, the factor on the flow residuals of each ensemble member (see ``recalibrate``)."""
+        self._check_fitted()
+        scales = np.stack([net.residual_scale.cpu().numpy() for net in self.networks_])
+        return {name: scales[:, j] for j, name in enumerate(self.targets_)}
 
     def _build_network(self) -> PosteriorNetwork:
         return PosteriorNetwork(

@@ -13,6 +13,7 @@ spaces are the estimator's business.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -96,6 +97,10 @@ class PosteriorNetwork(nn.Module):
             nn.Linear(hidden, hidden), nn.SiLU(), nn.Dropout(dropout),
             nn.Linear(hidden, representation), nn.SiLU(),
         )
+        n_labels = 1 + max(max(g.targets) for g in groups)
+        # per-label factor on the flow residuals, set after training by
+        # `astro_galpost.recalibration.fit_residual_scales` (1 = as trained)
+        self.register_buffer("residual_scale", torch.ones(n_labels))
         self.means = nn.ModuleDict()
         self.flows = nn.ModuleDict()
         self.detectors = nn.ModuleDict()
@@ -115,12 +120,19 @@ class PosteriorNetwork(nn.Module):
 
         ``y`` holds standardised labels (any value where invalid) and ``valid``
         says which are usable. Per group: masked MSE of the mean head on every
-        available label; negative log-likelihood of the residual flow on rows
-        whose group labels (and conditioning labels) are all present; binary
-        cross-entropy of the classifier on every row. A row missing one group's
-        labels still trains the other groups.
+        available label; negative log-likelihood of the residual flow on every
+        row with at least one of the group's labels; binary cross-entropy of the
+        classifier on every row.
+
+        A label missing from a row (a black-hole mass without a measured σ, a
+        conditioning value of a chained group) is filled with a draw from the
+        network's own flow, without gradient, before the flow's likelihood is
+        taken. Dropping such rows instead would train each flow on the galaxies
+        with complete labels only, which are not a fair sample (σ is measured in
+        the more massive galaxies), and bias the posteriors of the others.
         """
         h = self.represent(x)
+        filled = y.clone()  # labels with the missing ones imputed, the context of chained groups
         total = x.new_zeros(())
         parts: dict[str, float] = {}
         for g in self.groups:
@@ -129,16 +141,14 @@ class PosteriorNetwork(nn.Module):
             mean = self.means[g.name](h)
             weight = mg.float()
             mse = ((mean - yg) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
-            complete = mg.all(dim=1)
-            if g.condition_on:
-                complete = complete & valid[:, g.condition_on].all(dim=1)
+            context = h if not g.condition_on else torch.cat([h, filled[:, g.condition_on]], dim=-1)
+            flow = self.flows[g.name]
+            resid = torch.where(mg, yg - mean.detach(), self._impute(flow, context, ~mg.all(dim=1), mg))
+            filled[:, idx] = mean.detach() + resid
+            rows = mg.any(dim=1)
             nll = x.new_zeros(())
-            if complete.any():
-                resid = yg[complete] - mean[complete].detach()
-                context = h[complete]
-                if g.condition_on:
-                    context = torch.cat([context, y[complete][:, g.condition_on]], dim=-1)
-                nll = -self.flows[g.name](context).log_prob(resid).mean() / len(idx)
+            if rows.any():
+                nll = -flow(context[rows]).log_prob(resid[rows]).mean() / len(idx)
             total = total + mse + nll
             parts[f"{g.name}_mse"] = float(mse.detach())
             parts[f"{g.name}_nll"] = float(nll.detach())
@@ -148,6 +158,19 @@ class PosteriorNetwork(nn.Module):
                 total = total + bce
                 parts[f"{g.name}_bce"] = float(bce.detach())
         return total, parts
+
+    def _impute(self, flow, context: Tensor, rows: Tensor, mask: Tensor) -> Tensor:
+        """Residual draws (N, dim) for ``rows`` (zeros elsewhere); the same draws at every evaluation."""
+        out = torch.zeros(mask.shape, dtype=context.dtype, device=context.device)
+        if not rows.any():
+            return out
+        with torch.no_grad(), contextlib.ExitStack() as stack:
+            if not self.training:
+                # a validation loss that does not move between epochs by chance
+                stack.enter_context(torch.random.fork_rng(devices=[context.device] if context.is_cuda else []))
+                torch.manual_seed(0)
+            out[rows] = flow(context[rows].detach()).sample()
+        return out
 
     @torch.inference_mode()
     def sample(self, x: Tensor, n_samples: int) -> tuple[Tensor, dict[str, Tensor]]:
@@ -162,8 +185,7 @@ class PosteriorNetwork(nn.Module):
             Per group with a classifier, the probability (N,) that it is measurable.
         """
         h = self.represent(x)
-        n_labels = 1 + max(max(g.targets) for g in self.groups)
-        out = x.new_zeros((n_samples, x.shape[0], n_labels))
+        out = x.new_zeros((n_samples, x.shape[0], len(self.residual_scale)))
         detect: dict[str, Tensor] = {}
         for g in self.groups:
             mean = self.means[g.name](h)
@@ -173,7 +195,7 @@ class PosteriorNetwork(nn.Module):
                 resid = sample_flow(self.flows[g.name], h, n_samples, sample_context=out[..., g.condition_on])
             else:
                 resid = sample_flow(self.flows[g.name], h, n_samples)
-            out[..., g.targets] = mean + resid
+            out[..., g.targets] = mean + resid * self.residual_scale[g.targets]
             if g.detect:
                 detect[g.name] = torch.sigmoid(self.detectors[g.name](h).squeeze(-1))
         return out, detect

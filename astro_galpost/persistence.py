@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from .encoders import ENCODERS
 from .network import GroupSpec
 from .ood import NeighbourDistance
+from .targets import TARGETS
 
 __all__ = ["save_model", "load_model", "ModelFormatError", "FORMAT_VERSION"]
 
@@ -89,6 +90,8 @@ def save_model(model, path, overwrite: bool = False) -> Path:
         "torch_version": torch.__version__,
         "params": params,
         "targets": model.targets_,
+        # the spaces the labels were modelled in: a registry change must not silently reinterpret weights
+        "target_spaces": {name: _target_space(name) for name in model.targets_},
         "groups": [g.to_dict() for g in model.groups_],
         "flows": model.flows_,
         "encoders": encoders,
@@ -113,6 +116,11 @@ def save_model(model, path, overwrite: bool = False) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _target_space(name: str) -> dict:
+    target = TARGETS[name]
+    return {"space": target.space, "softening": target.softening if target.space == "asinh" else None}
 
 
 def load_model(path, device: str = "cpu"):
@@ -152,6 +160,13 @@ def load_model(path, device: str = "cpu"):
     except Exception as err:  # noqa: BLE001 - safetensors raises several types
         raise ModelFormatError(f"cannot read {path / WEIGHTS}: {err}") from err
 
+    for name, saved in config.get("target_spaces", {}).items():
+        if name in TARGETS and _target_space(name) != saved:
+            raise ModelFormatError(
+                f"{path} modelled target {name!r} in space {saved}, but this installation defines it as "
+                f"{_target_space(name)}: refit the model"
+            )
+
     params = dict(config["params"])
     model = GalaxyPosterior(**{**params, "device": device})
     model.targets_ = dict(config["targets"])
@@ -178,6 +193,8 @@ def load_model(path, device: str = "cpu"):
         prefix = f"network{k}."
         state = {name[len(prefix):]: value for name, value in tensors.items() if name.startswith(prefix)}
         net = model._build_network()
+        # models saved before residual recalibration existed sample with factor 1
+        state.setdefault("residual_scale", torch.ones_like(net.residual_scale))
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as err:

@@ -37,7 +37,7 @@ _BPT_LINES = ("halpha", "hbeta", "nii_6584", "oiii_5007")
 def _label(name: str) -> str:
     if name in _LABELS:
         return _LABELS[name]
-    return f"log10 {name}" if name in TARGETS and TARGETS[name].space == "log10" else name
+    return f"log10 {name}" if name in TARGETS and TARGETS[name].in_log10 else name
 
 
 def _values(col) -> np.ndarray:
@@ -119,7 +119,7 @@ def plot_predicted_vs_true(
             resid = p50[ok] - true[ok]
             r2 = 1 - np.sum(resid**2) / np.sum((true[ok] - true[ok].mean()) ** 2)
             ax.text(0.04, 0.96, f"$R^2$ = {r2:.2f}\nN = {ok.sum()}", transform=ax.transAxes, va="top", fontsize=8)
-        label = f"log10 {name}" if target.space == "log10" else name
+        label = f"log10 {name}" if target.in_log10 else name
         unit = "" if target.unit.to_string() == "" else f" [{target.unit.to_string()}]"
         ax.set_xlabel(f"true {label}{unit}", fontsize=8)
         ax.set_ylabel(f"predicted {label}", fontsize=8)

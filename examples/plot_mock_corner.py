@@ -81,7 +81,7 @@ fig.suptitle(f"Mock galaxy {i}: stellar mass, SFR and redshift")
 # %%
 # Emission lines (the paper's Figure 5b)
 # --------------------------------------
-# Fluxes are modelled, and drawn, in log10 of 1e-17 erg/s/cm².
+# Fluxes are modelled, and drawn, in log10 of 1e-17 erg/s/cm² (asinh-softened for faint lines).
 
 fig = plot_corner(post, i, targets=["halpha", "hbeta", "nii_6584", "oiii_5007"], truths=test)
 fig.subplots_adjust(top=0.9)

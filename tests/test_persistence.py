@@ -65,6 +65,18 @@ def test_newer_format_rejected(fitted, tmp_path):
         GalaxyPosterior.load(tmp_path / "m")
 
 
+def test_changed_target_space_rejected(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / CONFIG).read_text())
+    assert config["target_spaces"]["halpha"] == {"space": "asinh", "softening": 2.0}
+    assert config["target_spaces"]["log_mstar"] == {"space": "linear", "softening": None}
+    # a model saved when the line was modelled in strict log10 must not be read as asinh
+    config["target_spaces"]["halpha"] = {"space": "log10", "softening": None}
+    (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="halpha.*refit"):
+        GalaxyPosterior.load(tmp_path / "m")
+
+
 def test_broken_config(fitted, tmp_path):
     fitted.save(tmp_path / "m")
     (tmp_path / "m" / CONFIG).write_text("{not json")

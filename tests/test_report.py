@@ -40,15 +40,18 @@ def _gaussian_posteriors(n=3000, s=200, seed=0):
 
 
 def test_model_space_conversions():
+    # lines: log10, softened below 2e-17 erg/s/cm2
     dist = TARGETS["halpha"].distribution(np.array([[10.0, 1000.0]]))
-    np.testing.assert_allclose(model_space_samples(dist, "halpha"), [[1.0, 3.0]])
+    np.testing.assert_allclose(model_space_samples(dist, "halpha"), [[1.0, 3.0]], atol=0.02)
+    np.testing.assert_allclose(model_space_samples(dist, "halpha"), TARGETS["halpha"].to_model([[10.0, 1000.0]]))
     # a Quantity in another flux unit is converted to 1e-17 erg/s/cm2 first
     q = np.array([[1e-16, 1e-15]]) * u.erg / u.s / u.cm**2
-    np.testing.assert_allclose(model_space_samples(q, "halpha"), [[1.0, 2.0]])
+    np.testing.assert_allclose(model_space_samples(q, "halpha"), TARGETS["halpha"].to_model([[10.0, 100.0]]))
     dex = TARGETS["log_mstar"].distribution(np.array([[10.0, 11.0]]))
     np.testing.assert_allclose(model_space_samples(dex, "log_mstar"), [[10.0, 11.0]])
-    table = Table({"h_alpha_flux": [100.0, -9999.0, -3.0]})
-    np.testing.assert_allclose(model_space_truth(table, "halpha"), [2.0, np.nan, np.nan])
+    table = Table({"h_alpha_flux": [100.0, -9999.0, -3.0, 0.0]})  # a negative flux is a measurement
+    np.testing.assert_allclose(model_space_truth(table, "halpha"),
+                               [TARGETS["halpha"].to_model(100.0), np.nan, TARGETS["halpha"].to_model(-3.0), np.nan])
     np.testing.assert_allclose(model_space_truth({"redshift": [0.1]}, "redshift"), [0.1])
 
 
@@ -69,8 +72,11 @@ def test_table1_known_answers():
     assert list(t["method"]) == ["Photometry + NF (ours)", "mean", "noisy"]
     assert t["redshift"][0] == pytest.approx(1.0) and t["log_mstar"][0] == pytest.approx(1.0)
     assert t["redshift"][1] == pytest.approx(0.0, abs=1e-12)
-    assert t["halpha"][1] == pytest.approx(-((np.log10(10 ** log_ha.mean()) - log_ha.mean()) ** 2), abs=1e-6)
-    expected = 1 - np.sum((off - log_ha) ** 2) / np.sum((log_ha - log_ha.mean()) ** 2)
+    model = TARGETS["halpha"].to_model  # R² judged in (softened) log10 flux
+    truth_m, off_m = model(10**log_ha), model(10**off)
+    assert t["halpha"][1] == pytest.approx(
+        1 - np.sum((model(10 ** log_ha.mean()) - truth_m) ** 2) / np.sum((truth_m - truth_m.mean()) ** 2), rel=1e-9)
+    expected = 1 - np.sum((off_m - truth_m) ** 2) / np.sum((truth_m - truth_m.mean()) ** 2)
     assert t["halpha"][2] == pytest.approx(expected, rel=1e-9)
     assert np.isnan(t["halpha"][0]) and np.isnan(t["log_mstar"][1])  # N/A where not inferred
     with_paper = table1({"ours": (perfect, truth, {"redshift": "zs"})}, include_paper=True)
@@ -105,7 +111,7 @@ def test_evaluate_samples_calibrated_gaussians():
     samples, truth = _gaussian_posteriors()
     res = evaluate_samples(samples, truth, rng=1)
     assert list(res["target"]) == ["log_mstar", "redshift", "halpha"]
-    assert list(res["space"]) == ["linear", "linear", "log10"]
+    assert list(res["space"]) == ["linear", "linear", "asinh"]
     assert np.all(res["n"] == 3000)
     assert np.all(res["pit_ks"] < 0.04)
     np.testing.assert_allclose(res["coverage_68"], 0.68, atol=0.03)

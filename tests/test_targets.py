@@ -12,10 +12,10 @@ EXPECTED = {
     "redshift": (u.dimensionless_unscaled, "z", "core", "linear"),
     "log_mbh": (u.dex(u.Msun), "log_mbh", "core", "linear"),
     "metallicity": (u.dimensionless_unscaled, "oh_p50", "metallicity", "linear"),
-    "halpha": (LINE_FLUX_UNIT, "h_alpha_flux", "lines", "log10"),
-    "hbeta": (LINE_FLUX_UNIT, "h_beta_flux", "lines", "log10"),
-    "nii_6584": (LINE_FLUX_UNIT, "nii_6584_flux", "lines", "log10"),
-    "oiii_5007": (LINE_FLUX_UNIT, "oiii_5007_flux", "lines", "log10"),
+    "halpha": (LINE_FLUX_UNIT, "h_alpha_flux", "lines", "asinh"),
+    "hbeta": (LINE_FLUX_UNIT, "h_beta_flux", "lines", "asinh"),
+    "nii_6584": (LINE_FLUX_UNIT, "nii_6584_flux", "lines", "asinh"),
+    "oiii_5007": (LINE_FLUX_UNIT, "oiii_5007_flux", "lines", "asinh"),
 }
 
 
@@ -45,12 +45,39 @@ def test_log_sfr_minus_one_is_a_value_not_a_sentinel():
     assert valid.tolist() == [True, False]
 
 
-def test_line_fluxes_modelled_in_log10_and_nonpositive_missing():
+def test_line_fluxes_modelled_in_softened_log10_negative_kept_zero_missing():
     target = TARGETS["halpha"]
-    values, valid = target.values_from(np.array([100.0, -3.0, 0.0]))
+    # galSpecLine: a negative flux is a measurement of an undetected line, exactly 0 means "not fitted"
+    values, valid = target.values_from(np.array([100.0, -3.0, 0.0, -9999.0]))
+    assert valid.tolist() == [True, True, False, False]
+    model = target.to_model(values[:2])
+    assert model[0] == pytest.approx(2.0, abs=1e-3)  # log10 for a bright line
+    assert np.isfinite(model[1]) and model[1] < np.log10(target.softening)
+    assert target.from_model(model) == pytest.approx(values[:2])
+
+
+def test_asinh_space_is_log10_above_the_softening_and_monotonic():
+    t = Target("flux_dummy", u.Jy, "f", "g", space="asinh", softening=0.5)
+    x = np.array([-50.0, -1.0, 0.0, 0.1, 3.5, 10.0, 1e3, 1e6])
+    y = t.to_model(x)
+    assert np.all(np.diff(y) > 0)
+    assert y[2] == pytest.approx(np.log10(0.5))
+    bright = x > 7 * 0.5
+    assert np.abs(y[bright] - np.log10(x[bright])).max() < 0.01
+    assert np.abs(y[3:5] - np.log10(x[3:5])).max() > 0.01  # faint fluxes are softened
+    assert t.from_model(y) == pytest.approx(x, rel=1e-9, abs=1e-9)
+
+
+def test_log10_space_still_rejects_nonpositive():
+    t = Target("flux_dummy", u.Jy, "f", "g", space="log10")
+    values, valid = t.values_from(np.array([10.0, -3.0, 0.0]))
     assert valid.tolist() == [True, False, False]
-    assert target.to_model(values[:1]) == pytest.approx([2.0])
-    assert target.from_model(np.array([2.0])) == pytest.approx([100.0])
+    assert t.to_model(values[:1]) == pytest.approx([1.0])
+
+
+def test_softening_must_be_positive():
+    with pytest.raises(ValueError, match="softening"):
+        Target("x", u.one, "x", "g", space="asinh", softening=0.0)
 
 
 def test_quantity_columns_are_converted():

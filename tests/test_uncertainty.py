@@ -14,6 +14,7 @@ from astropy.table import Table
 
 from astro_galpost import GalaxyPosterior, NotFittedError
 from astro_galpost.evaluation import member_moments, uncertainty_decomposition
+from astro_galpost.targets import TARGETS
 
 NAMES = {"log_mstar": "lgm_tot_p50", "halpha": "h_alpha_flux"}
 
@@ -168,7 +169,7 @@ def test_real_ensemble_total_matches_mixture_spread(mock_table, tiny):
     for name in ("log_mstar", "redshift", "halpha"):
         values = mix[name].distribution.value
         if name == "halpha":
-            values = np.log10(values)
+            values = TARGETS[name].to_model(values)
         mixture_rms = np.sqrt(np.mean(np.var(values, axis=1)))
         assert tab[name][2].value == pytest.approx(mixture_rms, rel=0.06), name
         assert np.all(np.isfinite(per[f"{name}_sigma_tot"]))

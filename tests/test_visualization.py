@@ -79,7 +79,7 @@ def test_corner_lines_in_log10_with_truth_dict(posterior, tmp_path):
     assert len(fig.axes) == 16
     axes = np.array(fig.axes).reshape(4, 4)
     dashed = [ln for ln in axes[0, 0].get_lines() if ln.get_linestyle() == "--"]
-    assert np.allclose(dashed[0].get_xdata(), np.log10(truth["h_alpha_flux"][0]))
+    assert np.allclose(dashed[0].get_xdata(), TARGETS["halpha"].to_model(truth["h_alpha_flux"][0]))
     assert not [ln for ln in axes[1, 1].get_lines() if ln.get_linestyle() == "--"]  # no Hβ truth given
     low, high = axes[0, 0].get_xlim()
     assert 0 < low < high < 5  # log10 flux, not flux

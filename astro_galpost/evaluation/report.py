@@ -9,7 +9,8 @@ decomposition (`~astro_galpost.evaluation.uncertainty_decomposition`) as its
 Table 2, and `write_report` writes such tables as Markdown and ECSV.
 
 All numbers are computed in the space the model works in (`Target.to_model`):
-emission-line fluxes in log10, everything else as in the catalog.
+emission-line fluxes in log10 (asinh-softened for faint lines), everything else
+as in the catalog.
 """
 
 from __future__ import annotations
@@ -96,15 +97,15 @@ def model_space_samples(samples: Any, name: str) -> np.ndarray:
     Returns
     -------
     `~numpy.ndarray`
-        ``(N, S)`` samples in modelled space (log10 for emission-line fluxes);
-        masked or non-positive fluxes become NaN.
+        ``(N, S)`` samples in modelled space (for emission-line fluxes log10,
+        asinh-softened below 2e-17 erg/s/cm²); masked samples become NaN.
 
     Examples
     --------
     >>> import numpy as np
     >>> from astro_galpost.evaluation import model_space_samples
-    >>> model_space_samples(np.array([[10.0, 100.0]]), "halpha")
-    array([[1., 2.]])
+    >>> model_space_samples(np.array([[100.0, 1000.0]]), "halpha").round(3)
+    array([[2., 3.]])
     """
     target = TARGETS[name]
     data, mask, unit = _unpack(samples)

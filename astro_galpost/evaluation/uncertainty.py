@@ -17,7 +17,8 @@ with more training data.  This is the decomposition of the seed paper's Table 2.
 
 Everything is computed in the space the model works in (`Target.to_model`):
 dex for stellar mass, SFR and black-hole mass, plain redshift and
-12 + log(O/H), and **log10** of the emission-line fluxes (in 1e-17 erg/s/cm²).
+12 + log(O/H), and **log10** of the emission-line fluxes (in 1e-17 erg/s/cm²;
+asinh-softened below 2e-17, see `~astro_galpost.Target`).
 The seed paper's Table 2 reports the lines in *log1p* space, ln(1 + flux); for
 fluxes much larger than 1e-17 erg/s/cm² a spread in ln(1 + F) is ln(10) ≈ 2.303
 times the same spread in log10 F.  Pass ``line_space="log1p"`` to compute the
@@ -72,8 +73,9 @@ def _checked_input(model: Any, table: Any, images: Any) -> tuple[Table, Any]:
 def _to_space(values: np.ndarray, name: str, line_space: LineSpace) -> np.ndarray:
     """Model-space values of target ``name`` → the space of the decomposition."""
     target = TARGETS[name]
-    if line_space == "log1p" and target.space == "log10":
-        return np.log1p(np.power(10.0, values))
+    if line_space == "log1p" and target.in_log10:
+        with np.errstate(invalid="ignore"):  # fluxes below -1 have no log1p
+            return np.log1p(target.from_model(values))
     return values
 
 
@@ -194,7 +196,7 @@ def _aggregate(ale2: np.ndarray, epi2: np.ndarray, valid: np.ndarray, average: A
 
 def _unit(name: str, line_space: LineSpace) -> u.UnitBase:
     target = TARGETS[name]
-    if target.space == "log10":
+    if target.in_log10:
         return u.dex if line_space == "log10" else u.dimensionless_unscaled
     if target.is_logarithmic:
         return u.dex
@@ -331,7 +333,7 @@ def uncertainty_decomposition(
         summary[name] = u.Quantity(_aggregate(ale2[:, j], epi2[:, j], valid, average), unit)
         summary[name].info.description = f"{TARGETS[name].description} ({average} over {int(valid.sum())} galaxies)"
         target = TARGETS[name]
-        space[name] = ("log1p" if line_space == "log1p" else "log10") if target.space == "log10" else "as catalog"
+        space[name] = ("log1p" if line_space == "log1p" else "log10") if target.in_log10 else "as catalog"
         counts[name] = int(valid.sum())
         if per_galaxy:
             a = np.where(valid, np.sqrt(ale2[:, j]), np.nan)

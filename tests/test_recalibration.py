@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+
+from astro_galpost import GalaxyPosterior
+from astro_galpost.network import GroupSpec, PosteriorNetwork
+from astro_galpost.recalibration import SCALE_GRID, _best_scale, central_coverage_error, fit_residual_scales
+
+
+def test_coverage_error_is_small_for_uniform_pit_and_large_for_narrow():
+    rng = np.random.default_rng(0)
+    assert central_coverage_error(rng.uniform(size=20000)) < 1e-4
+    # a posterior half as wide as it should be puts the truth in its tails
+    z = rng.normal(size=20000)
+    from scipy.stats import norm
+    assert central_coverage_error(norm.cdf(2 * z)) > 0.01
+
+
+@pytest.mark.parametrize("true_width", [0.6, 1.0, 1.5])
+def test_best_scale_recovers_the_width_ratio(true_width):
+    rng = np.random.default_rng(1)
+    resid = rng.normal(size=(400, 3000))  # the flow's residual draws: unit width
+    offset = rng.normal(scale=true_width, size=3000)  # what the truths need
+    assert _best_scale(resid, offset, SCALE_GRID) == pytest.approx(true_width, rel=0.05)
+
+
+def _net_and_data(n=600, noise=0.5, seed=0):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    y = np.stack([x[:, 0] + noise * rng.normal(size=n), x[:, 1] - x[:, 0] + noise * rng.normal(size=n)], axis=1)
+    groups = [GroupSpec("core", [0, 1], flow="realnvp", flow_options={"transforms": 2, "hidden_features": [16]})]
+    net = PosteriorNetwork(3, groups, representation=16, hidden=16)
+    return net, x, y.astype(np.float32), np.ones_like(y, dtype=bool)
+
+
+def test_fit_residual_scales_sets_the_buffer_and_widens_an_untrained_narrow_flow():
+    net, x, y, valid = _net_and_data(noise=3.0)
+    # an untrained flow has unit-width residuals; the truths scatter three times more
+    scales = fit_residual_scales(net, x, y, valid, n_samples=100)
+    assert np.all(scales == net.residual_scale.numpy())
+    assert np.all(scales > 1.5)
+    with torch.inference_mode():
+        wide, _ = net.sample(torch.as_tensor(x[:50]), 200)
+        net.residual_scale.fill_(1.0)
+        raw, _ = net.sample(torch.as_tensor(x[:50]), 200)
+    ratio = wide.std(dim=0).mean(dim=0) / raw.std(dim=0).mean(dim=0)
+    np.testing.assert_allclose(ratio.numpy(), scales, rtol=0.2)
+
+
+def test_too_few_labelled_rows_keep_factor_one():
+    net, x, y, valid = _net_and_data(noise=3.0)
+    valid[10:, 1] = False
+    scales = fit_residual_scales(net, x, y, valid, n_samples=50, min_rows=30)
+    assert scales[1] == 1.0 and scales[0] > 1.5
+
+
+def test_estimator_recalibrates_by_default_and_can_be_told_not_to(mock_table, tiny):
+    kwargs = dict(targets=["log_mstar", "redshift"], n_ensemble=2, random_state=0, **tiny)
+    on = GalaxyPosterior(**kwargs).fit(mock_table[:500])
+    off = GalaxyPosterior(recalibrate=False, **kwargs).fit(mock_table[:500])
+    assert set(on.residual_scales_) == {"log_mstar", "redshift"}
+    assert all(v.shape == (2,) for v in on.residual_scales_.values())
+    assert all(np.all(v == 1.0) for v in off.residual_scales_.values())
+    assert any(np.any(v != 1.0) for v in on.residual_scales_.values())
+    values = np.concatenate(list(on.residual_scales_.values()))
+    assert np.all((values >= SCALE_GRID[0]) & (values <= SCALE_GRID[-1]))
