@@ -424,6 +424,36 @@ class TestPreprocessor:
         out = ImagePreprocessor(size=32).fit_transform(images)
         assert np.isfinite(out).all() and out.max() > 0.5
 
+    def test_linear_scaling(self):
+        rng = np.random.default_rng(3)
+        images = rng.uniform(0.0, 0.05, (6, 3, 32, 32)).astype(np.float32)
+        images[:, :, 12:20, 12:20] += np.array([0.3, 0.5, 0.7], np.float32)[None, :, None, None]
+        pre = ImagePreprocessor(size=32, scaling="linear").fit(images)
+        out = pre.transform(images)
+        # an affine map per band: (x - median) / upper, the sky near 0 and the bright pixels near 1
+        for b in range(3):
+            np.testing.assert_allclose(out[:, b], (images[:, b] - pre.median_[b]) / pre.upper_[b], atol=1e-5)
+        assert abs(np.median(out)) < 0.05 and 0.8 < out.max() < 1.2
+
+    def test_auto_scaling_choice_and_round_trip(self):
+        rng = np.random.default_rng(4)
+        composite = rng.integers(0, 256, (4, 3, 32, 32)).astype(np.float32) / 255  # JPEG-like, in [0, 1]
+        fluxes = rng.normal(0.0, 0.01, (4, 3, 32, 32)).astype(np.float32)  # sky-subtracted fluxes
+        fluxes[:, :, 14:18, 14:18] += 3.0
+        auto_jpeg = ImagePreprocessor(size=32, scaling="auto").fit(composite)
+        auto_flux = ImagePreprocessor(size=32, scaling="auto").fit(fluxes)
+        assert auto_jpeg.scaling_ == "linear" and auto_flux.scaling_ == "arcsinh"
+        np.testing.assert_array_equal(
+            auto_flux.transform(fluxes), ImagePreprocessor(size=32, scaling="arcsinh").fit(fluxes).transform(fluxes)
+        )
+        config = json.loads(json.dumps(auto_jpeg.get_config()))
+        rebuilt = ImagePreprocessor.from_config(config, auto_jpeg.get_arrays())
+        assert rebuilt.scaling == "auto" and rebuilt.scaling_ == "linear"
+        # the choice is kept: new images outside [0, 1] do not switch the scaling
+        np.testing.assert_array_equal(rebuilt.transform(fluxes), auto_jpeg.transform(fluxes))
+        with pytest.raises(ValueError, match="concrete scaling"):
+            ImagePreprocessor.from_config({**config, "fitted_scaling": "auto"}, auto_jpeg.get_arrays())
+
     def test_resample_images_nan(self):
         images = np.ones((1, 3, 40, 40), np.float32)
         images[0, 0, :20] = np.nan

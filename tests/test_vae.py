@@ -102,6 +102,24 @@ def test_kl_and_reparameterisation():
     assert torch.equal(z, z2)
 
 
+def test_dihedral_group():
+    from astro_galpost.encoders.vae import N_DIHEDRAL, dihedral, random_dihedral
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    views = [dihedral(x, k) for k in range(N_DIHEDRAL)]
+    assert torch.equal(views[0], x)
+    # eight distinct images, each a permutation of the pixels of every band
+    assert len({tuple(v.flatten().tolist()) for v in views}) == N_DIHEDRAL
+    for v in views:
+        assert torch.equal(v.flatten(-2).sort(-1).values, x.flatten(-2).sort(-1).values)
+    with pytest.raises(ValueError):
+        dihedral(x, 8)
+    # the pixel weights follow their pixels
+    out, w = random_dihedral(x, x.clone(), torch.Generator().manual_seed(0))
+    assert torch.equal(out, w)
+    assert any(torch.equal(out[0], v[0]) for v in views) and any(torch.equal(out[1], v[1]) for v in views)
+
+
 def test_masked_pixels_ignored_in_loss():
     x, recon = torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
     recon[..., :4] = 5.0  # wrong only where masked
@@ -128,13 +146,49 @@ def test_transform_features(vae):
     assert features.shape == (10, 64) and features.dtype == np.float32
     assert vae.n_features_ == 64 and len(vae.feature_names()) == 64
     assert vae.feature_names()[0] == "vae_mu_0" and vae.feature_names()[32] == "vae_std_0"
-    assert (features[:, 32:] > 0).all()
     assert usable.all()
     mu, std = vae.encode(images)
-    np.testing.assert_allclose(features, np.concatenate([mu, std], axis=1))
+    assert (std > 0).all()
+    # the features are the latent means and standard deviations, standardised on the training images
+    raw = np.concatenate([mu, std], axis=1)
+    np.testing.assert_allclose(features, (raw - vae.feature_mean_) / vae.feature_scale_, rtol=1e-4, atol=1e-4)
+    train, _ = blobs(240, seed=1)
+    z, _ = vae.transform(None, train)
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=1e-3)
     assert vae.encode(images[0])[0].shape == (1, 32)  # a single image
     assert vae.reconstruct(images[:3]).shape == (3, 3, SIZE, SIZE)
     assert vae.decode(mu[0]).shape == (3, SIZE, SIZE)
+
+
+def test_features_do_not_depend_on_orientation(vae):
+    images, _ = blobs(5, seed=7)
+    images[:, :, :8, :4] += 1.0  # something off-centre, so that the orientation shows
+    features, _ = vae.transform(None, images)
+    for turned in (np.rot90(images, 1, axes=(2, 3)), images[:, :, ::-1], np.rot90(images[..., ::-1], 3, axes=(2, 3))):
+        np.testing.assert_allclose(vae.transform(None, np.ascontiguousarray(turned))[0], features, atol=1e-4)
+    # without the averaging, the latents of a turned image differ
+    single = VAEEncoder.from_config(vae.get_config(), vae.get_arrays())
+    single.average_orientations = False
+    a = single.transform(None, images)[0]
+    b = single.transform(None, np.ascontiguousarray(np.rot90(images, 1, axes=(2, 3))))[0]
+    assert np.abs(a - b).max() > 1e-2
+
+
+def test_augmentation_is_used_in_training():
+    """With augmentation the VAE learns the turned images as well as the originals; without, it does not."""
+    images, _ = blobs(200, seed=8)
+    images[:, :, 2:10, 2:6] += 1.5  # a bright patch always in one corner
+    turned = np.ascontiguousarray(np.rot90(images, 2, axes=(2, 3)))
+    errors = {}
+    for augment in (False, True):
+        enc = VAEEncoder(image_size=SIZE, max_epochs=6, batch_size=32, learning_rate=2e-3, augment=augment,
+                         kl_weight=1e-3, random_state=0, progress=False).fit_images(images)
+        x, x_turned = enc.preprocess(images), enc.preprocess(turned)
+        errors[augment] = [float(np.mean((enc.reconstruct(v) - v) ** 2)) for v in (x, x_turned)]
+    # trained on one orientation, the turned images reconstruct clearly worse
+    assert errors[False][1] > 1.5 * errors[False][0]
+    assert errors[True][1] < 1.2 * errors[True][0]
 
 
 def test_empty_or_masked_images_unusable(vae):
@@ -167,11 +221,29 @@ def test_from_config_round_trip(vae):
     images, _ = blobs(6, seed=5)
     config = json.loads(json.dumps(vae.get_config()))
     arrays = {k: np.array(v) for k, v in vae.get_arrays().items()}
-    assert all(k.startswith(("vae.", "preprocessor.")) for k in arrays)
+    assert all(k.startswith(("vae.", "preprocessor.", "features.")) for k in arrays)
     rebuilt = VAEEncoder.from_config(config, arrays)
     assert rebuilt.device == "cpu" and rebuilt.history_.train_loss == vae.history_.train_loss
     np.testing.assert_array_equal(rebuilt.transform(None, images)[0], vae.transform(None, images)[0])
     assert not any(p.requires_grad for p in rebuilt.model_.parameters())
+
+
+def test_from_config_of_an_older_encoder(vae):
+    """An encoder saved before augmentation, orientation averaging and standardisation existed
+    (no such parameters or arrays) still gives the raw features it was trained to give."""
+    images, _ = blobs(6, seed=5)
+    config = json.loads(json.dumps(vae.get_config()))
+    for key in ("augment", "average_orientations", "standardize"):
+        del config["params"][key]
+    config["preprocessor"].pop("fitted_scaling")
+    config["preprocessor"]["scaling"] = "arcsinh"
+    arrays = {k: np.array(v) for k, v in vae.get_arrays().items() if not k.startswith("features.")}
+    old = VAEEncoder.from_config(config, arrays)
+    assert not old.augment and not old.average_orientations and not old.standardize
+    assert old.preprocessor_.scaling_ == "arcsinh"
+    features, _ = old.transform(None, images)
+    mu, std = old.encode(images)
+    np.testing.assert_array_equal(features, np.concatenate([mu, std], axis=1))
 
 
 def test_save_load_round_trip(vae, tmp_path):

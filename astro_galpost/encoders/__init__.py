@@ -6,10 +6,11 @@ own through the ``astro_galpost.encoders`` entry-point group.
 
 from ..registry import Registry
 from .base import Encoder
+from .image_stats import ImageStatsEncoder
 from .photometry import PhotometryEncoder
 from .vae import VAEEncoder
 
-__all__ = ["ENCODERS", "Encoder", "PhotometryEncoder", "VAEEncoder", "register_encoder"]
+__all__ = ["ENCODERS", "Encoder", "ImageStatsEncoder", "PhotometryEncoder", "VAEEncoder", "register_encoder"]
 
 #: Registry of encoder classes: ``ENCODERS["photometry"]``.
 ENCODERS: Registry[type[Encoder]] = Registry("encoder", "astro_galpost.encoders")
@@ -24,3 +25,4 @@ def register_encoder(cls: type[Encoder], *, overwrite: bool = False) -> type[Enc
 
 register_encoder(PhotometryEncoder)
 register_encoder(VAEEncoder)
+register_encoder(ImageStatsEncoder)

@@ -20,7 +20,7 @@ from .inputs import DEFAULT_BANDS, _size_pair, as_image_array
 __all__ = ["SCALINGS", "ImagePreprocessor", "resample_images"]
 
 #: Accepted values of ``ImagePreprocessor(scaling=...)``.
-SCALINGS = ("arcsinh", "robust", "none")
+SCALINGS = ("arcsinh", "robust", "linear", "auto", "none")
 #: Accepted values of ``ImagePreprocessor(resize=...)``.
 RESIZE_METHODS = ("resample", "crop")
 # Smallest output size: three stride-2 convolutions still leave a 2x2 map.
@@ -127,7 +127,7 @@ class ImagePreprocessor:
     size : int
         Output images are ``size x size`` pixels (the seed paper uses 160; 64 is
         much cheaper to train). At least 16.
-    scaling : {"arcsinh", "robust", "none"}
+    scaling : {"arcsinh", "robust", "linear", "auto", "none"}
         Per-band pixel scaling, learned by :meth:`fit` on the resized training
         images:
 
@@ -138,6 +138,16 @@ class ImagePreprocessor:
         - ``"robust"``: ``(x - median) / sigma``, with sigma from the median
           absolute deviation (the sky noise): a robust z-score (galaxy cores are
           many sigma);
+        - ``"linear"``: ``(x - median) / upper``: no stretch, the sky near 0 and
+          bright galaxy pixels near 1. Suits colour composites (SkyServer
+          JPEGs), whose pixels are already arcsinh-stretched: a second arcsinh
+          would squash the galaxy's core and its colours into a narrow range;
+        - ``"auto"``: ``"linear"`` when the training images look like display
+          composites (every finite pixel within [0, 1], as
+          :func:`~astro_galpost.images.load_images` returns JPEG/PNG files),
+          ``"arcsinh"`` otherwise (calibrated fluxes, with negative sky noise
+          or values above 1). The choice is made once by :meth:`fit` and kept
+          in :attr:`scaling_`;
         - ``"none"``: pixels unchanged (only resized; bad pixels zeroed).
     softening : float or sequence of 3 floats, optional
         arcsinh softening, in the images' units, for all bands or per band.
@@ -158,7 +168,7 @@ class ImagePreprocessor:
     down). Masked and non-finite pixels are ignored by :meth:`fit` and set to 0,
     the sky level, by :meth:`transform`. SkyServer JPEG composites are already
     arcsinh-stretched and quantised; ``scaling="robust"`` or ``"none"`` may suit
-    them better than a second arcsinh stretch.
+    them better than a second arcsinh stretch (``"auto"`` picks ``"linear"`` for them).
 
     Examples
     --------
@@ -272,17 +282,29 @@ class ImagePreprocessor:
             noise[b] = sigma if sigma > 0 else 1.0
             top = np.percentile(resid, _UPPER_PERCENTILE)
             upper[b] = max(top, noise[b])
+        self.scaling_ = self._resolve_scaling(data, bad)
         self.median_ = median
         self.noise_ = noise
         self.upper_ = upper
         self.softening_ = noise.copy() if self._softening_arg is None else self._softening_arg.copy()
         return self
 
+    def _resolve_scaling(self, data: np.ndarray, bad: np.ndarray) -> str:
+        """The scaling used: ``scaling``, or for ``"auto"`` the one that suits ``data``."""
+        if self.scaling != "auto":
+            return self.scaling
+        good = data[~bad]
+        composite = good.size > 0 and float(good.min()) >= 0.0 and float(good.max()) <= 1.0
+        return "linear" if composite else "arcsinh"
+
     def _scale(self, data: np.ndarray) -> np.ndarray:
-        if self.scaling == "none":
+        scaling = getattr(self, "scaling_", self.scaling)
+        if scaling == "none":
             return data
         med = self.median_[None, :, None, None]
-        if self.scaling == "robust":
+        if scaling == "linear":
+            return (data - med) / self.upper_[None, :, None, None]
+        if scaling == "robust":
             return (data - med) / self.noise_[None, :, None, None]
         soft = self.softening_[None, :, None, None]
         norm = np.arcsinh(self.upper_ / self.softening_)[None, :, None, None]
@@ -334,6 +356,7 @@ class ImagePreprocessor:
             "resize": self.resize,
             "max_fit_images": self.max_fit_images,
             "bands": list(DEFAULT_BANDS),
+            **({"fitted_scaling": self.scaling_} if self.is_fitted else {}),
         }
 
     def get_arrays(self) -> dict[str, np.ndarray]:
@@ -350,7 +373,7 @@ class ImagePreprocessor:
     @classmethod
     def from_config(cls, config: dict, arrays: dict[str, np.ndarray] | None = None) -> ImagePreprocessor:
         """Rebuild a preprocessor from :meth:`get_config` and :meth:`get_arrays`."""
-        params = {k: v for k, v in config.items() if k != "bands"}
+        params = {k: v for k, v in config.items() if k not in ("bands", "fitted_scaling")}
         obj = cls(**params)
         if arrays:
             missing = {"median", "noise", "upper", "softening"} - set(arrays)
@@ -361,4 +384,8 @@ class ImagePreprocessor:
                 if value.shape != (3,):
                     raise ValueError(f"array {name!r} must hold 3 values (one per band), got shape {value.shape}")
                 setattr(obj, f"{name}_", value.copy())
+            fitted = config.get("fitted_scaling", obj.scaling)
+            if fitted not in SCALINGS or fitted == "auto":
+                raise ValueError(f"fitted_scaling must be a concrete scaling, got {fitted!r}")
+            obj.scaling_ = fitted
         return obj
