@@ -172,7 +172,7 @@ def main(argv=None) -> dict:
     args.folds = 2 if args.quick else 4
     args.vae_epochs = 40 if args.quick else 100  # early stopping usually ends it sooner
     args.epochs = 30 if args.quick else 100
-    args.n_mock = 1500 if args.quick else 5000
+    args.n_mock = 3000 if args.quick else 5000
     args.n_ensemble = 3  # a deep ensemble: better calibrated on a few hundred galaxies, and cheap
 
     parts = {p.strip() for p in args.parts.split(",")}
