@@ -7,6 +7,17 @@ import pytest
 from astro_galpost.datasets._paths import DATA_ENV, shared_data_dir
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a test module with one torch thread, restoring the setting afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Folder of the shared real SDSS data; skips the test when it is absent."""

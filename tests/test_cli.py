@@ -78,17 +78,7 @@ def test_help_for_predict_and_evaluate(capsys):
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def saved_model(mock_table, one_thread, tmp_path_factory):
+def saved_model(mock_table, one_torch_thread, tmp_path_factory):
     from conftest import TINY
 
     from astro_galpost import GalaxyPosterior

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from astropy.nddata import NDData
 from astropy.table import Table
 
@@ -14,12 +13,8 @@ from astro_galpost.encoders.vae import _load_encoder, _save_encoder
 SIZE = 48
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread: these tests run many small models, which extra threads only slow down
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def galaxy(flux=1.0, sigma=4.0, colour=(1.0, 1.5, 2.0), q=1.0, angle=0.0, shift=(0.0, 0.0),

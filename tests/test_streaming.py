@@ -6,7 +6,6 @@ import warnings
 import astropy.units as u
 import numpy as np
 import pytest
-import torch
 from astropy.io import fits
 from astropy.table import MaskedColumn, QTable
 from astropy.utils.masked import Masked
@@ -16,19 +15,12 @@ from astro_galpost.io import TableFormatError, iter_table_chunks, open_chunked_w
 from astro_galpost.streaming import model_checksum, predict_catalog
 
 # astropy warns that FITS cannot store dex units natively (they round-trip through its metadata)
-pytestmark = pytest.mark.filterwarnings("ignore:The unit 'dex:astropy.utils.exceptions.AstropyUserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:The unit 'dex:astropy.utils.exceptions.AstropyUserWarning"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 N_SAMPLES, SEED, BATCH, CHUNK = 16, 3, 64, 128
 WRITE = {"hdf5": dict(path="data", serialize_meta=True)}
 SUFFIX = {"parquet": "parquet", "fits": "fits", "hdf5": "h5", "ecsv": "ecsv", "csv": "csv"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,8 @@ from astro_galpost.interpret import (
 SIZE = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread: these tests run many small models, which extra threads only slow down
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n, size=SIZE, seed=0, noise=0.02):
@@ -102,6 +98,24 @@ def test_kl_and_reparameterisation():
     assert torch.equal(z, z2)
 
 
+def test_free_bits_penalty():
+    mu, logvar = torch.randn(64, 8), torch.randn(64, 8)
+    plain = GalaxyVAE.kl_divergence(mu, logvar).mean()
+    assert torch.allclose(GalaxyVAE.kl_penalty(mu, logvar, 0.0), plain, atol=1e-5)
+    # a dimension below the allowance costs exactly the allowance, and gets no gradient
+    quiet = torch.zeros(64, 8, requires_grad=True)
+    penalty = GalaxyVAE.kl_penalty(quiet, torch.zeros(64, 8), free_bits=0.25)
+    assert penalty.item() == pytest.approx(8 * 0.25)
+    penalty.backward()
+    assert torch.count_nonzero(quiet.grad) == 0
+    # a dimension above it is penalised as usual
+    loud = torch.full((64, 8), 2.0, requires_grad=True)
+    penalty = GalaxyVAE.kl_penalty(loud, torch.zeros(64, 8), free_bits=0.25)
+    assert penalty.item() == pytest.approx(8 * 0.5 * 4.0)
+    penalty.backward()
+    assert torch.all(loud.grad > 0)
+
+
 def test_dihedral_group():
     from astro_galpost.encoders.vae import N_DIHEDRAL, dihedral, random_dihedral
 
@@ -135,7 +149,8 @@ def test_masked_pixels_ignored_in_loss():
 def test_training_reduces_loss(vae):
     h = vae.history_
     assert len(h.train_loss) == len(h.val_loss) == 3
-    assert h.train_loss[-1] < 0.8 * h.train_loss[0]
+    floor = vae.kl_weight * vae.latent_dim * vae.free_bits  # the least the KL penalty can be
+    assert h.train_loss[-1] - floor < 0.8 * (h.train_loss[0] - floor)
     assert h.val_loss[-1] < h.val_loss[0]
     assert h.val_loss[h.best_epoch] == min(h.val_loss)
 
@@ -233,13 +248,13 @@ def test_from_config_of_an_older_encoder(vae):
     (no such parameters or arrays) still gives the raw features it was trained to give."""
     images, _ = blobs(6, seed=5)
     config = json.loads(json.dumps(vae.get_config()))
-    for key in ("augment", "average_orientations", "standardize"):
+    for key in ("augment", "average_orientations", "standardize", "free_bits"):
         del config["params"][key]
     config["preprocessor"].pop("fitted_scaling")
     config["preprocessor"]["scaling"] = "arcsinh"
     arrays = {k: np.array(v) for k, v in vae.get_arrays().items() if not k.startswith("features.")}
     old = VAEEncoder.from_config(config, arrays)
-    assert not old.augment and not old.average_orientations and not old.standardize
+    assert not old.augment and not old.average_orientations and not old.standardize and old.free_bits == 0.0
     assert old.preprocessor_.scaling_ == "arcsinh"
     features, _ = old.transform(None, images)
     mu, std = old.encode(images)

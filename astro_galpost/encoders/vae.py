@@ -157,6 +157,18 @@ class GalaxyVAE(nn.Module):
         return 0.5 * torch.sum(mu.square() + logvar.exp() - 1.0 - logvar, dim=-1)
 
     @staticmethod
+    def kl_penalty(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0) -> torch.Tensor:
+        """The KL term of the loss: per latent dimension, the batch-mean KL but at least ``free_bits`` nats.
+
+        With ``free_bits > 0`` ("free bits", Kingma et al. 2016) a dimension may carry that
+        much information about its image without penalty, so the latents cannot all collapse
+        onto the prior when the reconstruction term is small (a small galaxy in a large,
+        mostly empty cutout). ``free_bits=0`` is the plain KL averaged over the batch.
+        """
+        per_dim = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).mean(dim=0)
+        return per_dim.clamp(min=float(free_bits)).sum()
+
+    @staticmethod
     def reconstruction_loss(
         recon: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -174,12 +186,14 @@ class GalaxyVAE(nn.Module):
         kl_weight: float = 1.0,
         sample: bool = True,
         generator: torch.Generator | None = None,
+        free_bits: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``reconstruction + kl_weight × KL`` and its two terms (KL averaged over the batch)."""
+        """``reconstruction + kl_weight × KL penalty`` (see `kl_penalty`), the reconstruction
+        term and the plain KL averaged over the batch."""
         recon, mu, logvar = self(x, sample=sample, generator=generator)
         rec = self.reconstruction_loss(recon, x, weight)
         kl = self.kl_divergence(mu, logvar).mean()
-        return rec + kl_weight * kl, rec, kl
+        return rec + kl_weight * self.kl_penalty(mu, logvar, free_bits), rec, kl
 
 
 def _seed_from(random_state) -> int:
@@ -275,6 +289,18 @@ class VAEEncoder(Encoder):
         ``1e-3`` changed the R² of mass, redshift and metallicity by -0.03,
         -0.02 and -0.11 and of the emission lines by +0.00 to +0.02. The default is ``0.1``; use ``1.0`` for the literal
         objective of the paper, smaller values for sharper reconstructions.
+    free_bits : float, optional
+        Nats of KL per latent dimension that go unpenalised ("free bits",
+        Kingma et al. 2016; see `GalaxyVAE.kl_penalty`); ``0`` (the default)
+        is the plain objective. Use it when the galaxies fill a small part of
+        each cutout: the reconstruction term is then small, and on the mock
+        stamps (64 px) every latent collapsed onto the prior at
+        ``kl_weight=0.1`` (no latent mean varied across galaxies) and images +
+        photometry did worse than photometry alone; with ``0.25``, 29 of 32
+        latents stayed active and images + photometry beat photometry for
+        stellar mass, redshift and black-hole mass. On the real SDSS
+        composites, which span the galaxy, ``0.25`` lowered the image-only
+        metallicity R² from 0.63 to 0.51 (quick benchmark), hence the default.
     learning_rate : float, optional
         Adam learning rate (1e-4 in the paper).
     batch_size : int, optional
@@ -347,6 +373,7 @@ class VAEEncoder(Encoder):
         image_size: int = 160,
         scaling: str = "auto",
         kl_weight: float = 0.1,
+        free_bits: float = 0.0,
         learning_rate: float = 1e-4,
         batch_size: int = 64,
         max_epochs: int = 100,
@@ -365,6 +392,7 @@ class VAEEncoder(Encoder):
         self.image_size = image_size
         self.scaling = scaling
         self.kl_weight = kl_weight
+        self.free_bits = free_bits
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.max_epochs = max_epochs
@@ -496,6 +524,7 @@ class VAEEncoder(Encoder):
         best, best_state, waited = math.inf, copy.deepcopy(model.state_dict()), 0
         bs = max(1, int(self.batch_size))
         kl_weight = float(self.kl_weight)
+        free_bits = float(self.free_bits)
         augment = bool(self.augment)
         train_t = torch.from_numpy(train_index)
         bar = tqdm(range(int(self.max_epochs)), desc="VAE", unit="epoch", disable=not self.progress, leave=False)
@@ -508,7 +537,7 @@ class VAEEncoder(Encoder):
                 xb, wb = batch(idx)
                 if augment:
                     xb, wb = random_dihedral(xb, wb, gen)
-                loss, _, _ = model.loss(xb, wb, kl_weight, generator=gen)
+                loss, _, _ = model.loss(xb, wb, kl_weight, generator=gen, free_bits=free_bits)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -525,7 +554,7 @@ class VAEEncoder(Encoder):
                     for start in range(0, len(val_index), bs):
                         idx = torch.from_numpy(val_index[start:start + bs])
                         xb, wb = batch(idx)
-                        loss, _, _ = model.loss(xb, wb, kl_weight, generator=val_gen)
+                        loss, _, _ = model.loss(xb, wb, kl_weight, generator=val_gen, free_bits=free_bits)
                         total += float(loss) * len(idx)
                 val = total / len(val_index)
             else:
@@ -700,6 +729,7 @@ class VAEEncoder(Encoder):
         params["channels"] = tuple(params["channels"])
         params["device"] = "cpu"
         # encoders saved before these options existed were trained and encode without them
+        params.setdefault("free_bits", 0.0)
         params.setdefault("augment", False)
         params.setdefault("average_orientations", False)
         params.setdefault("standardize", "features.mean" in arrays)
