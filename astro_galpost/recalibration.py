@@ -9,8 +9,10 @@ Kuleshov et al. (2018), one number per target is fitted on the validation
 galaxies the network was not trained on: the factor ``τ`` on the flow's
 residuals, ``y = mean + τ · residual``, that brings the coverage of central
 credible intervals closest to nominal over a grid of levels. Scaling the
-residuals keeps each sample's rank, so the joint structure of a group and the
-chain to conditioned groups are kept; only the widths change.
+residuals keeps each sample's rank within its galaxy, so the dependence between
+the targets of a group is kept and only the widths change; a chained group
+(metallicity) is conditioned on the rescaled samples of the groups before it
+and is calibrated after them.
 """
 
 from __future__ import annotations
