@@ -46,7 +46,7 @@ from astropy import constants as const
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import InverseVariance, NDUncertainty
-from astropy.stats import sigma_clip
+from astropy.stats import mad_std, sigma_clip
 from astropy.table import QTable
 from scipy.optimize import least_squares
 from scipy.special import ndtr
@@ -741,7 +741,7 @@ def measure_lines(
             if ivar is None:
                 resid = flux[c.side] - (c.c0 + c.c1 * (lam[c.side] - c.center))
                 if resid.size >= 3:
-                    mad = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+                    mad = mad_std(resid)
                 else:
                     mad = 0.0
                 if not np.isfinite(mad) or mad <= 0:

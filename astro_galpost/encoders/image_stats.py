@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from astropy.stats import mad_std
 
 from .base import Encoder
 
@@ -31,8 +32,6 @@ STAT_NAMES = (
 )
 # Fraction of the cutout's side used as a border to estimate the sky.
 _BORDER = 0.1
-# MAD -> Gaussian sigma.
-_MAD_TO_SIGMA = 1.4826
 
 
 def _growth_radius(cumulative: np.ndarray, fraction: float) -> float:
@@ -110,7 +109,7 @@ def image_statistics(image: np.ndarray, mask: np.ndarray | None = None) -> np.nd
         if values.size == 0:
             return None
         sky[b] = np.median(values)
-        sigma = _MAD_TO_SIGMA * np.median(np.abs(values - sky[b]))
+        sigma = mad_std(values)
         if not sigma > 0:  # quantised (JPEG) skies: the MAD can be 0
             sigma = np.std(values)
         noise[b] = sigma if sigma > 0 else 1e-3 * max(float(np.max(np.abs(values))), 1e-12)

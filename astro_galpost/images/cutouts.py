@@ -23,7 +23,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.nddata import Cutout2D, NDData, NoOverlapError
-from astropy.stats import sigma_clipped_stats
+from astropy.stats import mad_std, sigma_clipped_stats
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
@@ -36,8 +36,6 @@ __all__ = ["have_reproject", "make_cutouts"]
 RESAMPLE_METHODS = ("auto", "reproject", "bilinear")
 # Cutouts at least this big get a Background2D mesh; smaller ones a single clipped median.
 _MIN_MESH_SIZE = 64
-# MAD -> Gaussian sigma.
-_MAD_TO_SIGMA = 1.4826
 
 
 def have_reproject() -> bool:
@@ -169,7 +167,7 @@ def _stamp(data: np.ndarray, x: float, y: float, box: int):
     rim = np.concatenate([stamp[0], stamp[-1], stamp[1:-1, 0], stamp[1:-1, -1]])
     rim = rim[np.isfinite(rim)]
     sky = np.median(rim) if rim.size else 0.0
-    noise = _MAD_TO_SIGMA * np.median(np.abs(rim - sky)) if rim.size else 0.0
+    noise = mad_std(rim) if rim.size else 0.0
     return np.where(bad, 0.0, stamp - sky), bad, noise, _cutout_origin(cut)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from astropy.stats import mad_std
 
 from .inputs import DEFAULT_BANDS, _size_pair, as_image_array
 
@@ -25,8 +26,6 @@ SCALINGS = ("arcsinh", "robust", "linear", "auto", "none")
 RESIZE_METHODS = ("resample", "crop")
 # Smallest output size: three stride-2 convolutions still leave a 2x2 map.
 _MIN_SIZE = 16
-# MAD -> Gaussian sigma.
-_MAD_TO_SIGMA = 1.4826
 # Percentile of (pixel - median) that the arcsinh stretch maps to ~1.
 _UPPER_PERCENTILE = 99.9
 # Pixels per band used for the statistics; more only costs time.
@@ -276,7 +275,7 @@ class ImagePreprocessor:
                 good = rng.choice(good, _MAX_STAT_PIXELS, replace=False)
             median[b] = np.median(good)
             resid = good - median[b]
-            sigma = _MAD_TO_SIGMA * np.median(np.abs(resid))
+            sigma = mad_std(good)
             if not sigma > 0:  # quantised (JPEG) or flat skies: MAD can be 0
                 sigma = np.std(resid)
             noise[b] = sigma if sigma > 0 else 1.0
