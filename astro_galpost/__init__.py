@@ -14,7 +14,7 @@ from .encoders import ENCODERS, Encoder, PhotometryEncoder, VAEEncoder, register
 from .estimator import GalaxyPosterior, NotFittedError, PosteriorSamples, UnusableRowsWarning
 from .flows import FLOWS, register_flow
 from .persistence import ModelFormatError
-from .targets import TARGETS, Target, register_target
+from .targets import GROUPS, TARGETS, Target, TargetGroup, register_group, register_target
 
 __all__ = [
     "GalaxyPosterior",
@@ -25,6 +25,9 @@ __all__ = [
     "TARGETS",
     "Target",
     "register_target",
+    "GROUPS",
+    "TargetGroup",
+    "register_group",
     "ENCODERS",
     "Encoder",
     "PhotometryEncoder",

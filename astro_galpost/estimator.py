@@ -20,7 +20,7 @@ from .encoders import ENCODERS, Encoder, PhotometryEncoder
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
 from .recalibration import fit_residual_scales
-from .targets import CORE, LINES, METALLICITY, TARGETS
+from .targets import GROUPS, TARGETS, TargetGroup, group_order
 from .training import split_indices, train_network
 
 __all__ = ["GalaxyPosterior", "PosteriorSamples", "NotFittedError", "UnusableRowsWarning"]
@@ -31,15 +31,6 @@ ALL_TARGETS = (
     "halpha", "hbeta", "nii_6584", "oiii_5007",
 )
 SDSS_MODEL_MAGS = tuple(f"modelMag_{b}" for b in "ugriz")
-
-# How each built-in group is modelled: flow, the group whose targets condition
-# it (chain rule), and whether a "measurable" classifier is trained.
-_GROUP_DEFAULTS: dict[str, dict[str, Any]] = {
-    CORE: {"flow": "realnvp", "condition_on": None, "detect": False},
-    METALLICITY: {"flow": "affine1d", "condition_on": CORE, "detect": True},
-    LINES: {"flow": "realnvp", "condition_on": None, "detect": False},
-}
-_GROUP_ORDER = (CORE, METALLICITY, LINES)
 
 
 class NotFittedError(RuntimeError, AttributeError):
@@ -59,7 +50,10 @@ class PosteriorSamples(dict):
         bool (N,): False for rows whose inputs were unusable (their samples are NaN).
     probabilities : dict
         For groups with a detection classifier (metallicity), the probability
-        that the galaxy's value is measurable, (N,) arrays.
+        that the galaxy's value is measurable, P(measurable | x), (N,) arrays.
+        The samples of such a group are drawn from p(y | x, measurable): for
+        metallicity, the gas-phase O/H the galaxy has if its spectrum allows a
+        measurement (see :ref:`targets`).
     ood_score : `~numpy.ndarray`
         Out-of-distribution score (N,); above 1 the galaxy lies farther from
         the training set than 99% of training galaxies (see `~astro_galpost.ood`).
@@ -113,8 +107,12 @@ class GalaxyPosterior:
     The method of Siddiqua, Mahmud & Martinez-Galarza (seed paper): encoders turn
     photometry (and gri images) into features; a shared MLP makes a 256-d
     representation; per target group, an MLP predicts the means and a
-    conditional normalizing flow models the joint residuals. Metallicity is
-    chained on the core targets, with a classifier of whether it is measurable.
+    conditional normalizing flow models the joint residuals. Groups are
+    chained as they declare (`astro_galpost.targets.GROUPS`): black-hole mass
+    and the emission lines on the core targets (M*, SFR, z), metallicity on the
+    core and the lines, with a classifier of whether it is measurable, so every
+    draw is one joint sample of all targets. Missing labels are imputed from
+    their conditional given the galaxy's other labels during training.
 
     Parameters
     ----------
@@ -129,10 +127,12 @@ class GalaxyPosterior:
         Registered encoder names or encoder objects (a fitted encoder is reused
         as it is). Default ``"photometry"``.
     flows : dict, optional
-        Per group, the registered flow name, or ``(name, options)``. Defaults:
+        Per group, the registered flow name, or ``(name, options)``. Defaults
+        are declared by the groups (`astro_galpost.targets.GROUPS`):
         ``realnvp`` (12 affine coupling layers) for the core and line groups,
-        ``affine1d`` for metallicity. A group of a single target cannot couple
-        and gets ``nsf`` (a spline flow) unless a flow is given for it.
+        ``affine1d`` for black-hole mass and metallicity. A group of a single
+        target cannot couple and gets ``nsf`` (a spline flow) unless a flow is
+        given for it.
     representation : int, optional
         Size of the shared representation.
     hidden : int, optional
@@ -247,25 +247,25 @@ class GalaxyPosterior:
         return encoders
 
     def _group_specs(self, names: list[str]) -> tuple[list[GroupSpec], dict[str, str]]:
+        """The network's groups, in sampling order, from the groups the targets declare (`GROUPS`)."""
         by_group: dict[str, list[int]] = {}
         for i, name in enumerate(names):
             by_group.setdefault(TARGETS[name].group, []).append(i)
-        order = [g for g in _GROUP_ORDER if g in by_group] + [g for g in by_group if g not in _GROUP_ORDER]
         user = dict(self.flows or {})
         unknown = set(user) - set(by_group)
         if unknown:
             raise ValueError(f"flows given for groups {sorted(unknown)} that no target belongs to "
-                             f"(groups: {order})")
+                             f"(groups: {list(by_group)})")
         specs, chosen = [], {}
-        for g in order:
-            defaults = _GROUP_DEFAULTS.get(g, _GROUP_DEFAULTS[LINES])
-            flow, options = defaults["flow"], {}
+        for g in group_order(list(by_group)):
+            declared = GROUPS[g] if g in GROUPS else TargetGroup(g)
+            flow, options = declared.flow, dict(declared.flow_options)
             if g in user:
                 flow, options = user[g] if isinstance(user[g], (tuple, list)) else (user[g], {})
             elif len(by_group[g]) == 1 and flow == "realnvp":
                 flow = "nsf"  # coupling needs two dimensions
-            cond = by_group.get(defaults["condition_on"], []) if defaults["condition_on"] else []
-            specs.append(GroupSpec(g, by_group[g], flow, dict(options), list(cond), defaults["detect"]))
+            cond = [i for parent in declared.condition_on for i in by_group.get(parent, [])]
+            specs.append(GroupSpec(g, by_group[g], flow, dict(options), cond, declared.detect))
             chosen[g] = flow
         return specs, chosen
 
@@ -553,15 +553,19 @@ class GalaxyPosterior:
                     probs[g][rows] = batch_probs[g]
         self._warn_unusable(usable)
         result = QTable(table, copy=True)
+        fitted = list(self.targets_)
+        detectable = {fitted[j]: g.name for g in self.groups_ if g.detect for j in g.targets}
         for i, label in enumerate(names):
             name, level = label.rsplit("_p", 1)
             target = TARGETS[name]
             result[label] = Masked(target.quantity(values[:, i]), mask=~usable)
-            result[label].info.description = f"{level.replace('_', '.')}th percentile of the {target.description} posterior"
+            given = f" given that it is measurable (probability in {detectable[name]}_prob)" if name in detectable else ""
+            result[label].info.description = (
+                f"{level.replace('_', '.')}th percentile of the {target.description} posterior{given}")
         for g, p in probs.items():
             label = f"{g}_prob"
             result[label] = Masked(u.Quantity(p, u.dimensionless_unscaled), mask=~usable)
-            result[label].info.description = f"probability that the {g} is measurable"
+            result[label].info.description = f"probability that the {g} is measurable, P(measurable | inputs)"
         result["ood_score"] = Masked(u.Quantity(ood, u.dimensionless_unscaled), mask=~usable)
         result["ood_score"].info.description = (
             "distance to the training set in feature space; 1 = the 99th percentile of training galaxies")

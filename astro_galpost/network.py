@@ -13,7 +13,6 @@ spaces are the estimator's business.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -109,68 +108,130 @@ class PosteriorNetwork(nn.Module):
             self.means[g.name] = _mlp([representation, 128, dim])
             self.flows[g.name] = build_flow(g.flow, dim, representation + len(g.condition_on), **g.flow_options)
             if g.detect:
-                self.detectors[g.name] = _mlp([representation, 64, 1])
+                self.detectors[g.name] = _mlp([representation + len(g.condition_on), 64, 1])
 
     def represent(self, x: Tensor) -> Tensor:
         """The shared representation of features ``x`` (N, F) → (N, representation)."""
         return self.trunk(x)
 
+    def _context(self, h: Tensor, y: Tensor, g: GroupSpec) -> Tensor:
+        """A group's context: the representation and the values of the targets it is chained on."""
+        return h if not g.condition_on else torch.cat([h, y[..., g.condition_on]], dim=-1)
+
+    def _needed(self, valid: Tensor) -> dict[str, Tensor]:
+        """Per group, (N,) whether a row's values of it matter.
+
+        They do where the row has a label of the group, or where a group chained
+        on it is evaluated: one with a label in the row, or one with a
+        classifier, whose observation ("not measurable" too) every row has. A
+        group with no label in a row and nothing evaluated on it (M_BH without
+        σ) is marginalised exactly by leaving its factor out of the row's
+        likelihood.
+        """
+        needed: dict[str, Tensor] = {}
+        for g in reversed(self.groups):
+            need = valid[:, g.targets].any(dim=1)
+            for child in self.groups:
+                if child.name in needed and set(g.targets) & set(child.condition_on):
+                    need = need | needed[child.name] | child.detect
+            needed[g.name] = need
+        return needed
+
+    def _log_density(self, h: Tensor, y: Tensor, valid: Tensor, means: dict[str, Tensor]) -> Tensor:
+        """(N,) log-density of each row's labels: the flows of the groups that matter, and the classifiers."""
+        needed = self._needed(valid)
+        total = h.new_zeros(h.shape[0])
+        for g in self.groups:
+            context = self._context(h, y, g)
+            logp = self.flows[g.name](context).log_prob(y[:, g.targets] - means[g.name])
+            total = total + torch.where(needed[g.name], logp, 0.0)
+            if g.detect:
+                logit = self.detectors[g.name](context).squeeze(-1)
+                total = total - nn.functional.binary_cross_entropy_with_logits(
+                    logit, valid[:, g.targets].any(dim=1).float(), reduction="none")
+        return total
+
     def loss(self, x: Tensor, y: Tensor, valid: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Training loss for a batch.
 
-        ``y`` holds standardised labels (any value where invalid) and ``valid``
-        says which are usable. Per group: masked MSE of the mean head on every
-        available label; negative log-likelihood of the residual flow on every
-        row with at least one of the group's labels; binary cross-entropy of the
-        classifier on every row.
-
-        A label missing from a row (a black-hole mass without a measured σ, a
-        conditioning value of a chained group) is filled with a draw from the
-        network's own flow, without gradient, before the flow's likelihood is
-        taken. Dropping such rows instead would train each flow on the galaxies
-        with complete labels only, which are not a fair sample (σ is measured in
-        the more massive galaxies), and bias the posteriors of the others.
+        ``y`` holds standardised labels where ``valid`` and, where not, the
+        current imputation of the missing label (see :meth:`impute`). Per group:
+        masked MSE of the mean head on every available label; negative
+        log-likelihood of the residual flow on every row with at least one of
+        the group's labels; binary cross-entropy of the classifier on every row.
+        Chained groups are conditioned on the values of the groups they are
+        chained on: true labels where measured, imputed ones elsewhere.
         """
         h = self.represent(x)
-        filled = y.clone()  # labels with the missing ones imputed, the context of chained groups
         total = x.new_zeros(())
         parts: dict[str, float] = {}
         for g in self.groups:
-            idx = g.targets
-            yg, mg = y[:, idx], valid[:, idx]
+            yg, mg = y[:, g.targets], valid[:, g.targets]
             mean = self.means[g.name](h)
             weight = mg.float()
             mse = ((mean - yg) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
-            context = h if not g.condition_on else torch.cat([h, filled[:, g.condition_on]], dim=-1)
-            flow = self.flows[g.name]
-            resid = torch.where(mg, yg - mean.detach(), self._impute(flow, context, ~mg.all(dim=1), mg))
-            filled[:, idx] = mean.detach() + resid
+            context = self._context(h, y, g)
             rows = mg.any(dim=1)
             nll = x.new_zeros(())
             if rows.any():
-                nll = -flow(context[rows]).log_prob(resid[rows]).mean() / len(idx)
+                nll = -self.flows[g.name](context[rows]).log_prob(yg[rows] - mean[rows].detach()).mean() / len(g.targets)
             total = total + mse + nll
             parts[f"{g.name}_mse"] = float(mse.detach())
             parts[f"{g.name}_nll"] = float(nll.detach())
             if g.detect:
-                logit = self.detectors[g.name](h).squeeze(-1)
-                bce = nn.functional.binary_cross_entropy_with_logits(logit, mg.any(dim=1).float())
+                logit = self.detectors[g.name](context).squeeze(-1)
+                bce = nn.functional.binary_cross_entropy_with_logits(logit, rows.float())
                 total = total + bce
                 parts[f"{g.name}_bce"] = float(bce.detach())
         return total, parts
 
-    def _impute(self, flow, context: Tensor, rows: Tensor, mask: Tensor) -> Tensor:
-        """Residual draws (N, dim) for ``rows`` (zeros elsewhere); the same draws at every evaluation."""
-        out = torch.zeros(mask.shape, dtype=context.dtype, device=context.device)
+    @torch.no_grad()
+    def impute(self, x: Tensor, y: Tensor, valid: Tensor, n_steps: int = 2) -> Tensor:
+        """Advance the imputation of missing labels by ``n_steps`` Metropolis steps; return the new ``y``.
+
+        Each row's missing labels (those whose values matter, see
+        :meth:`_needed`) form a Markov chain whose stationary distribution is
+        their conditional given everything observed for the galaxy: its
+        representation, its other labels in the same group and the labels of
+        the groups chained on them, ``p(y_mis | y_obs, x)``. The chain state is
+        kept in ``y`` between epochs (persistent chains, as in Monte Carlo EM):
+        a random-walk proposal on the missing entries, with a step of the
+        spread of the group's residuals in the batch, is accepted with the
+        ratio of the model's joint densities (Metropolis et al. 1953). Observed
+        labels never change.
+        """
+        needed = self._needed(valid)
+        update = torch.zeros_like(valid)
+        for g in self.groups:
+            update[:, g.targets] = ~valid[:, g.targets] & needed[g.name][:, None]
+        rows = update.any(dim=1)
         if not rows.any():
-            return out
-        with torch.no_grad(), contextlib.ExitStack() as stack:
-            if not self.training:
-                # a validation loss that does not move between epochs by chance
-                stack.enter_context(torch.random.fork_rng(devices=[context.device] if context.is_cuda else []))
-                torch.manual_seed(0)
-            out[rows] = flow(context[rows].detach()).sample()
-        return out
+            return y
+        h = self.represent(x)
+        means = {g.name: self.means[g.name](h) for g in self.groups}
+        step = self._step_sizes(y, valid, means)
+        h, yr, vr, ur = h[rows], y[rows], valid[rows], update[rows]
+        means = {k: m[rows] for k, m in means.items()}
+        current = self._log_density(h, yr, vr, means)
+        for _ in range(n_steps):
+            proposal = torch.where(ur, yr + step * torch.randn_like(yr), yr)
+            new = self._log_density(h, proposal, vr, means)
+            accept = torch.rand_like(new).log() < new - current
+            yr = torch.where(accept[:, None], proposal, yr)
+            current = torch.where(accept, new, current)
+        y = y.clone()
+        y[rows] = yr
+        return y
+
+    def _step_sizes(self, y: Tensor, valid: Tensor, means: dict[str, Tensor]) -> Tensor:
+        """Per label, the random-walk step: the spread of the observed residuals (0.5 when none)."""
+        step = y.new_full((y.shape[1],), 0.5)
+        for g in self.groups:
+            for k, j in enumerate(g.targets):
+                ok = valid[:, j]
+                if int(ok.sum()) > 2:
+                    step[j] = (y[ok, j] - means[g.name][ok, k]).std().clamp(min=1e-3)
+        return step
 
     @torch.inference_mode()
     def sample(self, x: Tensor, n_samples: int) -> tuple[Tensor, dict[str, Tensor]]:
@@ -189,13 +250,33 @@ class PosteriorNetwork(nn.Module):
         detect: dict[str, Tensor] = {}
         for g in self.groups:
             mean = self.means[g.name](h)
+            given = out[..., g.condition_on] if g.condition_on else None
+            if g.detect:
+                detect[g.name], given = self._measurable(h, given, g)
             # sample_flow: per-galaxy context work once for zuko RealNVP/affine flows
             # (same draws as zuko), zuko's own sampling for any other flow
-            if g.condition_on:
-                resid = sample_flow(self.flows[g.name], h, n_samples, sample_context=out[..., g.condition_on])
-            else:
-                resid = sample_flow(self.flows[g.name], h, n_samples)
+            resid = sample_flow(self.flows[g.name], h, n_samples, sample_context=given)
             out[..., g.targets] = mean + resid * self.residual_scale[g.targets]
-            if g.detect:
-                detect[g.name] = torch.sigmoid(self.detectors[g.name](h).squeeze(-1))
         return out, detect
+
+    def _measurable(self, h: Tensor, given: Tensor | None, g: GroupSpec) -> tuple[Tensor, Tensor | None]:
+        """P(measurable | x) (N,) and the chained values to condition the group's flow on.
+
+        The flow describes p(y | given, x, measurable). With the classifier's
+        probability ``p_s`` of each draw ``s`` of the chained values, draws are
+        kept with probability ``p_s / max p`` and otherwise replaced by a draw
+        chosen with weights ``p_s``: the kept-or-replaced draws follow
+        ``p(given | x, measurable)`` exactly, so the group's samples follow
+        ``p(y | x, measurable)``, and a galaxy whose measurability does not
+        depend on its chained values keeps every draw paired with its own.
+        """
+        if given is None:
+            return torch.sigmoid(self.detectors[g.name](h).squeeze(-1)), None
+        context = torch.cat([h.expand(given.shape[0], *h.shape), given], dim=-1)
+        p = torch.sigmoid(self.detectors[g.name](context).squeeze(-1))  # (S, N)
+        weights = p.T + 1e-12  # (N, S)
+        keep = torch.rand_like(p) * p.max(dim=0).values < p
+        other = torch.multinomial(weights, p.shape[0], replacement=True).T  # (S, N)
+        index = torch.where(keep, torch.arange(p.shape[0], device=p.device)[:, None], other)
+        given = torch.gather(given, 0, index[..., None].expand_as(given))
+        return p.mean(dim=0), given

@@ -28,7 +28,7 @@ from .targets import TARGETS
 __all__ = ["save_model", "load_model", "ModelFormatError", "FORMAT_VERSION"]
 
 #: Version of the on-disk layout; bumped when it changes incompatibly.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
 
 
@@ -152,6 +152,12 @@ def load_model(path, device: str = "cpu"):
         raise ModelFormatError(
             f"{path} was saved in format {config['format_version']} by astro_galpost "
             f"{config.get('package_version')}; this version reads format {FORMAT_VERSION} and older: upgrade"
+        )
+    if config["format_version"] < 2:
+        raise ModelFormatError(
+            f"{path} was saved in format {config['format_version']} by astro_galpost "
+            f"{config.get('package_version')}, whose classifiers read the representation alone and whose "
+            "groups were not chained as now (format 2): refit the model"
         )
     if _sha256(path / WEIGHTS) != config.get("weights_sha256"):
         raise ModelFormatError(f"{path / WEIGHTS} does not match its checksum: the file is corrupted or was modified")

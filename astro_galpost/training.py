@@ -49,10 +49,17 @@ def split_indices(
     return train, np.sort(val)
 
 
+def _impute(net, x, y, valid, rows) -> None:
+    """Advance ``net``'s imputation of the missing labels of ``rows`` in place (if it imputes)."""
+    if hasattr(net, "impute") and not bool(valid[rows].all()):
+        y[rows] = net.impute(x[rows], y[rows], valid[rows])
+
+
 def _batched_loss(net, x, y, valid, batch_size: int) -> float:
     total, count = 0.0, 0
     for start in range(0, len(x), batch_size):
         sl = slice(start, start + batch_size)
+        _impute(net, x, y, valid, sl)
         loss, _ = net.loss(x[sl], y[sl], valid[sl])
         total += float(loss) * len(x[sl])
         count += len(x[sl])
@@ -79,6 +86,11 @@ def train_network(
 ) -> TrainingHistory:
     """Train ``net`` (which must have ``loss(x, y, valid)``) and keep its best state.
 
+    A network with ``impute(x, y, valid)`` fills missing labels: the imputed
+    values live in the label arrays (missing entries start at 0, the
+    standardised mean) and each visit of a row advances them (see
+    `astro_galpost.network.PosteriorNetwork.impute`).
+
     Stops when the validation loss has not improved for ``patience`` epochs and
     restores the weights of the best epoch. The learning rate is halved when
     the validation loss stalls for ``patience // 3`` epochs.
@@ -103,6 +115,7 @@ def train_network(
         running = 0.0
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
+            _impute(net, xt, yt, vt, batch)
             loss, _ = net.loss(xt[batch], yt[batch], vt[batch])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

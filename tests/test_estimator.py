@@ -53,7 +53,8 @@ def test_all_nine_targets_with_units(mock_table, tiny):
         assert post[line].unit == LINE_FLUX_UNIT
         assert np.all(np.isfinite(post[line].distribution.value))
     assert set(post.probabilities) == {"metallicity"}
-    assert gp.flows_ == {"core": "realnvp", "metallicity": "affine1d", "lines": "realnvp"}
+    assert gp.flows_ == {"core": "realnvp", "black_hole": "affine1d", "lines": "realnvp", "metallicity": "affine1d"}
+    assert [g.name for g in gp.groups_] == ["core", "black_hole", "lines", "metallicity"]
     out = gp.predict(mock_table[600:650], n_samples=50)
     assert out["log_mstar_p50"].unit == u.dex(u.Msun)
     assert out["halpha_p84"].unit == LINE_FLUX_UNIT
