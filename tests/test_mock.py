@@ -131,21 +131,27 @@ def test_magnitude_errors_are_sdss_like(cat):
 
 def test_main_sequence_slope_recovered(vol_cat):
     sf = ~np.asarray(vol_cat["quenched"])
-    logm = col(vol_cat, "lgm_tot_p50")[sf]
+    logm = col(vol_cat, "lgm_true")[sf]
     z = col(vol_cat, "z")[sf]
-    sfr = col(vol_cat, "sfr_tot_p50")[sf]
+    sfr = col(vol_cat, "sfr_true")[sf]
     design = np.column_stack([logm - 10.0, np.log10((1 + z) / 1.1), np.ones_like(z)])
     slope, _, intercept = np.linalg.lstsq(design, sfr, rcond=None)[0]
     assert slope == pytest.approx(0.76, abs=0.04)
     assert intercept == pytest.approx(-0.1, abs=0.04)
     resid = sfr - design @ np.array([0.76, 2.8, -0.1])
     assert np.std(resid) == pytest.approx(0.3, abs=0.03)
-    # Quenched galaxies sit about 1 dex below the sequence.
-    q = ~sf
-    ms = 0.76 * (col(vol_cat, "lgm_tot_p50")[q] - 10) - 0.1 + 2.8 * np.log10(
-        (1 + col(vol_cat, "z")[q]) / 1.1
-    )
-    assert np.median(col(vol_cat, "sfr_tot_p50")[q] - ms) == pytest.approx(-1.0, abs=0.1)
+
+
+
+def test_passive_peak_two_dex_below_main_sequence(vol_cat):
+    """Brinchmann et al. (2004): passive galaxies near sSFR = 1e-12 /yr, ~2 dex below."""
+    q = np.asarray(vol_cat["quenched"])
+    log_ssfr = col(vol_cat, "sfr_true") - col(vol_cat, "lgm_true")
+    assert np.median(log_ssfr[q]) == pytest.approx(-12.0, abs=0.05)
+    assert np.std(log_ssfr[q]) == pytest.approx(0.4, abs=0.04)
+    massive = col(vol_cat, "lgm_true") > 10.3
+    gap = np.median(log_ssfr[massive & ~q]) - np.median(log_ssfr[massive & q])
+    assert 1.6 < gap < 2.2
 
 
 def test_quenched_fraction_rises_with_mass(vol_cat):
@@ -186,11 +192,67 @@ def test_mbh_from_sigma_is_exact_and_sentinels(cat):
     assert np.all(mbh[~has] == SENTINEL)
     assert np.all(col(cat, "velDispErr")[~has] == 0)
     assert np.all(col(cat, "velDispErr")[has] > 0)
-    assert 0.005 < np.mean(~has) < 0.3
+    # Missing for a realistic 30-50 % of the MGS, and not at random: only early-type
+    # spectra with 70 < σ < 420 km/s are measured.
+    assert 0.3 < np.mean(~has) < 0.5
+    assert np.all((vd[has] > 70) & (vd[has] < 420))
+    q = np.asarray(cat["quenched"])
+    assert np.mean(has[q]) > 0.8 and np.mean(has[~q]) < 0.4
     logm = col(cat, "lgm_tot_p50")
-    # σ is missing mostly for low-mass (low-σ) galaxies, and rises with mass.
-    assert np.mean(~has[logm < 9.5]) > 3 * np.mean(~has[logm > 10.5])
-    assert np.median(vd[has & (logm > 11)]) > 1.5 * np.median(vd[has & (logm < 10)])
+    assert np.mean(~has[logm < 10.0]) > 3 * np.mean(~has[logm > 10.8])
+    assert np.median(vd[has & (logm > 11)]) > 1.2 * np.median(vd[has & (logm < 10.5)])
+
+
+def test_fundamental_metallicity_relation(vol_cat):
+    """At fixed M*, O/H falls with SFR as the Mannucci et al. (2010) FMR says."""
+    sf = ~np.asarray(vol_cat["quenched"])
+    logm, sfr = col(vol_cat, "lgm_true"), col(vol_cat, "sfr_true")
+    sel = sf & (logm > 9.6) & (logm < 10.6)
+    design = np.column_stack([logm[sel] - 10.0, sfr[sel], np.ones(sel.sum())])
+    slope_sfr = np.linalg.lstsq(design, col(vol_cat, "oh_true")[sel], rcond=None)[0][1]
+    # d(O/H)/d(log SFR) of Mannucci et al. (2010, eq. 2) averaged over the selection.
+    m, s = logm[sel] - 10.0, sfr[sel]
+    expected = np.mean(-0.14 + 0.12 * m - 0.108 * s)
+    assert slope_sfr == pytest.approx(expected, abs=0.03)
+    assert expected < -0.1
+
+
+def test_label_noise_has_mpa_jhu_widths(cat):
+    def spread(noisy, true, rows):
+        return np.std(col(cat, noisy)[rows] - col(cat, true)[rows])
+
+    every = np.ones(len(cat), dtype=bool)
+    bpt = np.asarray(cat["bptclass"])
+    assert spread("lgm_tot_p50", "lgm_true", every) == pytest.approx(0.09, rel=0.1)
+    assert spread("sfr_tot_p50", "sfr_true", bpt == 1) == pytest.approx(0.25, rel=0.1)
+    assert spread("sfr_tot_p50", "sfr_true", np.isin(bpt, (-1, 4, 5))) == pytest.approx(
+        0.75, rel=0.1
+    )
+    ok = col(cat, "oh_p50") != SENTINEL
+    assert spread("oh_p50", "oh_true", ok) == pytest.approx(0.04, rel=0.1)
+    half = 0.5 * (col(cat, "sfr_tot_p84") - col(cat, "sfr_tot_p16"))
+    np.testing.assert_allclose(half[bpt == 1], 0.25)
+    assert np.all(col(cat, "oh_p16")[~ok] == SENTINEL)
+
+
+def test_many_lines_undetected_but_fluxes_kept(cat):
+    """As in galSpecLine: many lines have S/N < 3, and their noisy fluxes are kept."""
+    for line, (lo, hi) in {
+        "h_alpha": (0.15, 0.45),
+        "h_beta": (0.3, 0.6),
+        "nii_6584": (0.15, 0.45),
+        "oiii_5007": (0.3, 0.6),
+    }.items():
+        flux = col(cat, f"{line}_flux")
+        undetected = flux / col(cat, f"{line}_flux_err") < 3
+        assert lo < np.mean(undetected) < hi, line
+        assert np.all(np.isfinite(flux)) and np.mean(flux[undetected] < 0) > 0.1, line
+
+
+def test_magnitudes_are_galactic_extinction_free(cat):
+    for band in "ugriz":
+        assert np.all(col(cat, f"extinction_{band}") == 0.0)
+    assert col(cat, "modelMag_r").max() < 17.77
 
 
 def test_quenched_galaxies_are_redder_at_fixed_redshift(cat):

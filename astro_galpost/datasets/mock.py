@@ -21,7 +21,10 @@ import astropy.units as u
 import numpy as np
 from astropy.cosmology import FLRW, Planck18
 from astropy.table import Table
-from scipy.special import gammainc
+from scipy.special import expit, gammainc
+
+from ..catalog import mbh_from_sigma
+from ..physics import bpt_class, kauffmann03, kewley01
 
 __all__ = ["make_mock_catalog"]
 
@@ -67,6 +70,26 @@ _BALMER_AGN = 3.1
 #: Kennicutt (1998) SFR/L(Hα) = 7.9e-42 Msun/yr per erg/s for a Salpeter IMF, times 0.63
 #: to convert to a Chabrier IMF (Madau & Dickinson 2014).
 _KENNICUTT_HA = 7.9e-42 * 0.63
+#: Mean and scatter of log sSFR (1/yr) of quenched galaxies: the passive peak of
+#: Brinchmann et al. (2004, Fig. 22) lies near 1e-12 /yr, ~2 dex below the main sequence.
+_PASSIVE_LOG_SSFR, _PASSIVE_SCATTER = -12.0, 0.4
+#: Intrinsic scatter (dex) of 12 + log(O/H) about the mass-SFR-metallicity relation.
+_OH_SCATTER = 0.08
+#: 1-sigma widths ((p84 - p16) / 2) of the labels, as MPA-JHU quotes them for the MGS:
+#: stellar masses ~0.09 dex (Kauffmann et al. 2003); SFRs ~0.25 dex from the lines of
+#: star-forming spectra, ~0.45 dex for low-S/N and composite ones and ~0.75 dex from
+#: D4000 for AGN, LINERs and passive spectra (Brinchmann et al. 2004); O/H ~0.04 dex
+#: (Tremonti et al. 2004).
+_LGM_WIDTH = 0.09
+_SFR_WIDTH_BY_BPT = {1: 0.25, 2: 0.45, 3: 0.45}
+_SFR_WIDTH_OTHER = 0.75
+_OH_WIDTH = 0.04
+#: SDSS reports a reliable velDisp only for early-type (absorption-dominated) spectra
+#: with 70 < σ < 420 km/s and median S/N > 10 per pixel (Bernardi et al. 2003; SDSS DR7
+#: velDisp notes). A spectrum counts as early type below this log sSFR (1/yr), with a
+#: logistic transition of the given width.
+_SIGMA_MIN, _SIGMA_MAX, _SIGMA_MIN_SN = 70.0, 420.0, 10.0
+_EARLY_LOG_SSFR, _EARLY_WIDTH = -10.3, 0.2
 #: Calzetti (2000) total-to-selective extinction ratio.
 _RV_CALZETTI = 4.05
 #: Stellar continuum E(B-V) is 0.44 times the nebular one (Calzetti 2000).
@@ -83,8 +106,6 @@ _MAG_ERR_SLOPE = {"u": 0.225, "g": 0.18, "r": 0.16, "i": 0.16, "z": 0.19}
 #: SDSS magnitudes are not exactly AB: u_SDSS = u_AB + 0.04, z_SDSS = z_AB - 0.02
 #: (SDSS DR7 photometric calibration notes).
 _SDSS_MINUS_AB = {"u": 0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": -0.02}
-#: SDSS pipeline A_band / E(B-V)_SFD coefficients (Schlegel, Finkbeiner & Davis 1998).
-_MW_EXTINCTION_COEFF = {"u": 5.155, "g": 3.793, "r": 2.751, "i": 2.086, "z": 1.479}
 #: Unit of the MPA-JHU line fluxes.
 _LINE_UNIT = u.Unit(1e-17 * u.erg / (u.s * u.cm**2))
 
@@ -106,8 +127,8 @@ def _calzetti_k(wave_angstrom: np.ndarray | float) -> np.ndarray:
     return np.clip(np.where(lam >= 0.63, k_red, k_blue), 0.0, None)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+#: Logistic function (also used by `mock_images`).
+_sigmoid = expit
 
 
 def _stellar_mass_function(logm: np.ndarray) -> np.ndarray:
@@ -137,19 +158,15 @@ def _mass_metallicity(logm: np.ndarray) -> np.ndarray:
     return -1.492 + 1.847 * logm - 0.08026 * logm**2
 
 
-def _mbh_from_sigma(sigma_kms: np.ndarray) -> np.ndarray:
-    """McConnell & Ma (2013) M-σ relation: log M_BH/Msun = 8.32 + 5.64 log10(σ/200 km/s)."""
-    return 8.32 + 5.64 * np.log10(sigma_kms / 200.0)
+def _fundamental_metallicity(logm: np.ndarray, log_sfr: np.ndarray) -> np.ndarray:
+    """Mannucci et al. (2010, eq. 2) fundamental metallicity relation, 12 + log(O/H).
 
-
-def _kewley01(log_n2: np.ndarray) -> np.ndarray:
-    """Kewley et al. (2001) maximum-starburst line in the [N II] BPT diagram."""
-    return 0.61 / (log_n2 - 0.47) + 1.19
-
-
-def _kauffmann03(log_n2: np.ndarray) -> np.ndarray:
-    """Kauffmann et al. (2003) empirical star-forming boundary in the [N II] BPT diagram."""
-    return 0.61 / (log_n2 - 0.05) + 1.3
+    m = log M* - 10 and s = log SFR are clipped to the ranges the relation was fitted on
+    (9.2 < log M* < 11.4, -1.45 < log SFR < 0.8), so quenched galaxies do not extrapolate.
+    """
+    m = np.clip(logm, 9.2, 11.4) - 10.0
+    s = np.clip(log_sfr, -1.45, 0.8)
+    return 8.90 + 0.37 * m - 0.14 * s - 0.19 * m**2 + 0.12 * m * s - 0.054 * s**2
 
 
 def _sersic_enclosed_fraction(n: np.ndarray | float, r_over_re: np.ndarray) -> np.ndarray:
@@ -364,18 +381,18 @@ def _draw_redshift_mass(
 def _draw_star_formation(
     rng: np.random.Generator, logm: np.ndarray, z: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Quenched flag and log SFR (Msun/yr).
+    """Quenched flag and true log SFR (Msun/yr).
 
-    Star-forming galaxies scatter by 0.3 dex about the main sequence; quenched ones sit
-    about 1 dex below it with a broader 0.45 dex scatter, so their tails make a green
-    valley.
+    Star-forming galaxies scatter by 0.3 dex about the main sequence; quenched ones have
+    log sSFR = -12 with 0.4 dex scatter, the passive peak of Brinchmann et al. (2004),
+    so the two populations are ~2 dex apart and their tails make a green valley.
     """
     size = len(logm)
     quenched = rng.random(size) < _quenched_fraction(logm)
-    offset = np.where(quenched, -1.0, 0.0)
-    scatter = np.where(quenched, 0.45, 0.3)
-    log_sfr = _main_sequence(logm, z) + offset + scatter * rng.standard_normal(size)
-    return quenched, log_sfr
+    noise = rng.standard_normal(size)
+    star_forming = _main_sequence(logm, z) + 0.3 * noise
+    passive = logm + _PASSIVE_LOG_SSFR + _PASSIVE_SCATTER * noise
+    return quenched, np.where(quenched, passive, star_forming)
 
 
 def _draw_morphology(
@@ -450,9 +467,21 @@ def _draw_dust(
     return av_gas, _STELLAR_TO_GAS_EBV * av_gas
 
 
-def _draw_metallicity(rng: np.random.Generator, logm: np.ndarray) -> np.ndarray:
-    """Gas-phase 12 + log(O/H) on the Tremonti et al. (2004) scale, 0.1 dex scatter."""
-    return _mass_metallicity(np.clip(logm, 8.5, 11.5)) + 0.1 * rng.standard_normal(len(logm))
+def _draw_metallicity(
+    rng: np.random.Generator, logm: np.ndarray, log_sfr: np.ndarray, z: np.ndarray
+) -> np.ndarray:
+    """Gas-phase 12 + log(O/H) on the Tremonti et al. (2004) scale.
+
+    The Tremonti et al. (2004) mass-metallicity relation holds on the main sequence; off
+    it, O/H moves as the Mannucci et al. (2010) fundamental metallicity relation says
+    (lower at higher SFR for fixed M*, by ~0.14 dex per dex at log M* = 10), plus
+    0.08 dex intrinsic scatter.
+    """
+    offset = _fundamental_metallicity(logm, log_sfr) - _fundamental_metallicity(
+        logm, _main_sequence(logm, z)
+    )
+    oh = _mass_metallicity(np.clip(logm, 8.5, 11.5)) + offset
+    return oh + _OH_SCATTER * rng.standard_normal(len(logm))
 
 
 def _draw_velocity_dispersion(
@@ -488,7 +517,7 @@ def _star_forming_ratios(
     log_n2 = (oh_pp04 - 8.90) / 0.57 + 0.05 * rng.standard_normal(size)
     log_n2 = np.minimum(log_n2, -0.25)
     o3n2 = (8.73 - (8.90 + 0.57 * log_n2)) / 0.32
-    log_o3hb = np.minimum(o3n2 + log_n2, _kauffmann03(log_n2) - 0.3)
+    log_o3hb = np.minimum(o3n2 + log_n2, kauffmann03(log_n2) - 0.3)
     log_o3hb = log_o3hb + 0.1 * rng.standard_normal(size)
     return log_n2, log_o3hb
 
@@ -496,13 +525,14 @@ def _star_forming_ratios(
 def _agn_ratios(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Seyfert/LINER narrow-line ratios, always above the Kewley et al. (2001) line."""
     log_n2 = np.clip(0.1 + 0.12 * rng.standard_normal(size), -0.2, 0.4)
-    log_o3hb = np.maximum(0.45 + 0.3 * rng.standard_normal(size), _kewley01(log_n2) + 0.15)
+    log_o3hb = np.maximum(0.45 + 0.3 * rng.standard_normal(size), kewley01(log_n2) + 0.15)
     return log_n2, log_o3hb
 
 
 def _emission_lines(
     rng: np.random.Generator,
     log_sfr: np.ndarray,
+    log_sfr_ms: np.ndarray,
     quenched: np.ndarray,
     agn: np.ndarray,
     oh_t04: np.ndarray,
@@ -516,7 +546,9 @@ def _emission_lines(
     the bulge) and ``"agn"`` (a nuclear point source about as bright as the host's
     total lines, so it dominates the fibre spectrum). The same Calzetti (2000)
     attenuation applies to all; Hβ comes from the intrinsic decrement, so the observed
-    Hα/Hβ is ≥ 2.86 before noise.
+    Hα/Hβ is ≥ 2.86 before noise. The diffuse Hα of quenched galaxies scales with the
+    main-sequence SFR ``log_sfr_ms`` at their mass (a stellar-mass proxy), not with their
+    own, far lower SFR.
     """
     size = len(log_sfr)
     four_pi_d2 = 4.0 * np.pi * lum_dist_cm**2
@@ -526,10 +558,12 @@ def _emission_lines(
     att_ha, att_hb = 10.0 ** (-0.4 * k_ha * ebv), 10.0 ** (-0.4 * k_hb * ebv)
 
     n2_sf, o3_sf = _star_forming_ratios(rng, oh_t04)
-    # Quenched galaxies: far less Hα than their (D4000-like) SFR label implies.
+    # Quenched galaxies: diffuse LINER-like emission from old stars, ~2 dex below the
+    # Hα of a main-sequence galaxy of the same mass.
     n2_lier = 0.05 + 0.15 * rng.standard_normal(size)
     o3_lier = 0.0 + 0.2 * rng.standard_normal(size)
-    ha_lier = ha_sf * 10.0 ** (-1.1 + 0.35 * rng.standard_normal(size))
+    ha_ms = 10.0**log_sfr_ms / _KENNICUTT_HA / four_pi_d2
+    ha_lier = ha_ms * 10.0 ** (-2.1 + 0.5 * rng.standard_normal(size))
     n2_agn, o3_agn = _agn_ratios(rng, size)
     eta = 10.0 ** (-0.1 + 0.4 * rng.standard_normal(size))
 
@@ -593,15 +627,15 @@ def _bpt_class(
         n2 = np.log10(fluxes["nii_6584"] / fluxes["h_alpha"])
         o3 = np.log10(fluxes["oiii_5007"] / fluxes["h_beta"])
     all_good = np.all([sn[k] >= 3 for k in sn], axis=0)
-    below_kauff = (n2 < 0.05) & (o3 < _kauffmann03(np.minimum(n2, 0.0499)))
-    below_kew = (n2 < 0.47) & (o3 < _kewley01(np.minimum(n2, 0.4699)))
     cls = np.full(len(n2), -1, dtype=np.int16)
     ha_ok = sn["h_alpha"] >= 2
     nii_ok = sn["nii_6584"] >= 2
     cls[ha_ok & ~nii_ok] = 2
     cls[ha_ok & nii_ok & (n2 < -0.4)] = 2
     cls[ha_ok & nii_ok & (n2 >= -0.4)] = 5
-    cls[all_good] = np.where(below_kauff, 1, np.where(below_kew, 3, 4))[all_good]
+    codes = {"star-forming": 1, "composite": 3, "AGN": 4}
+    diagram = bpt_class(n2[all_good], o3[all_good])
+    cls[all_good] = [codes[name] for name in diagram]
     return cls
 
 
@@ -653,14 +687,17 @@ def _simulate_candidates(
     size = len(z)
 
     quenched, log_sfr = _draw_star_formation(rng, logm, z)
-    delta_ms = log_sfr - _main_sequence(logm, z)
+    log_sfr_ms = _main_sequence(logm, z)
+    delta_ms = log_sfr - log_sfr_ms
     morph = _draw_morphology(rng, logm, quenched, grid.interp("kpc_per_arcsec", z))
     av_gas, av_star = _draw_dust(rng, logm, delta_ms, quenched, morph["cos_i"])
-    oh_true = _draw_metallicity(rng, logm)
+    oh_true = _draw_metallicity(rng, logm, log_sfr, z)
     sigma_true = _draw_velocity_dispersion(rng, logm, morph["bulge_frac"])
     agn = _draw_agn(rng, logm, quenched)
     lum_dist = grid.interp("lum_dist_cm", z)
-    lines = _emission_lines(rng, log_sfr, quenched, agn, oh_true, av_gas, lum_dist)
+    lines = _emission_lines(
+        rng, log_sfr, log_sfr_ms, quenched, agn, oh_true, av_gas, lum_dist
+    )
 
     # Stellar continuum: a kcorrect template mixture whose mass formed in the last Gyr
     # matches the SFR (sSFR x 1 Gyr), normalised to the stellar mass at this distance.
@@ -682,15 +719,14 @@ def _simulate_candidates(
     total_lines = {k: sum(lines[c][k] for c in lines) for k in _LINE_WAVE}
     maggies = maggies + _line_maggies(model, z, total_lines)
 
-    ebv_mw = np.clip(0.03 * 10.0 ** (0.3 * rng.standard_normal(size)), 0.0, 0.5)
     out: dict[str, Any] = {}
     for b, band in enumerate(_BANDS):
-        ext = _MW_EXTINCTION_COEFF[band] * ebv_mw
-        mag = -2.5 * np.log10(maggies[:, b]) + ext + _SDSS_MINUS_AB[band]
+        # Galactic-extinction-free, as SDSS magnitudes are once dereddened.
+        mag = -2.5 * np.log10(maggies[:, b]) + _SDSS_MINUS_AB[band]
         err = _magnitude_errors(rng, mag, band)
         out[f"modelMag_{band}"] = mag + err * rng.standard_normal(size)
         out[f"modelMagErr_{band}"] = err
-        out[f"extinction_{band}"] = ext
+        out[f"extinction_{band}"] = np.zeros(size)
     out.update(
         z=z,
         logm=logm,
@@ -706,7 +742,7 @@ def _simulate_candidates(
         **morph,
     )
     if r_limit is not None:
-        passed = out["modelMag_r"] - out["extinction_r"] < r_limit
+        passed = out["modelMag_r"] < r_limit
         out = _take(out, passed)
     return out
 
@@ -725,52 +761,121 @@ def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _observe_spectra(rng: np.random.Generator, gal: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Fibre line fluxes with MPA-JHU-like errors, BPT class, σ measurement, and the
-    labels that are only measurable for some galaxies (with CAS sentinels)."""
-    size = len(gal["z"])
+def _fibre_fractions(gal: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Fractions of each line component's and of the continuum's light in the fibre."""
     frac_disc = _fibre_fraction(gal["r_half_disc"], 1.0)
     frac_bulge = _fibre_fraction(gal["r_half_bulge"], 4.0)
     # A Gaussian PSF's light inside the fibre, for the nuclear AGN.
     sigma_psf = _SEEING_FWHM / (2.0 * np.sqrt(2.0 * np.log(2.0)))
     frac_psf = 1.0 - np.exp(-0.5 * (_FIBRE_RADIUS / sigma_psf) ** 2)
-    frac = {"hii": frac_disc, "lier": frac_bulge, "agn": frac_psf}
     bt = gal["bulge_frac"]
     frac_cont = bt * frac_bulge + (1.0 - bt) * frac_disc
+    return {"hii": frac_disc, "lier": frac_bulge, "agn": frac_psf}, frac_cont
 
-    # Continuum noise grows with the starlight in the fibre.
-    fibre_cont = frac_cont * 10.0 ** (-0.4 * (gal["r_true"] - 17.0))
+
+def _observe_lines(
+    rng: np.random.Generator,
+    gal: dict[str, Any],
+    frac: dict[str, np.ndarray],
+    fibre_cont: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """galSpecLine-like fibre fluxes and errors (1e-17 erg/s/cm²).
+
+    The error grows with the starlight in the fibre; the measured flux is the fibre
+    flux plus Gaussian noise and is kept as measured (negative for some weak lines),
+    as galSpecLine does.
+    """
+    size = len(fibre_cont)
     base_err = 2.3 * np.sqrt(1.0 + fibre_cont / 0.25) * 10.0 ** (0.12 * rng.standard_normal(size))
     line_err_scale = {"h_alpha": 1.0, "h_beta": 0.85, "nii_6584": 0.95, "oiii_5007": 0.9}
     out: dict[str, np.ndarray] = {}
-    fluxes, errors = {}, {}
-    to_unit = 1e17  # erg/s/cm² -> 1e-17 erg/s/cm²
     for name, scale in line_err_scale.items():
-        true = sum(gal["lines"][c][name] * frac[c] for c in frac) * to_unit
+        true = sum(gal["lines"][c][name] * frac[c] for c in frac) * 1e17
         err = np.hypot(base_err * scale, 0.015 * true)
-        fluxes[name] = true + err * rng.standard_normal(size)
-        errors[name] = err
-        out[f"{name}_flux"] = fluxes[name]
+        out[f"{name}_flux"] = true + err * rng.standard_normal(size)
         out[f"{name}_flux_err"] = err
-    bpt = _bpt_class(fluxes, errors)
-    out["bptclass"] = bpt
+    return out
 
-    # Metallicity is only measured for confidently star-forming spectra (and a few of
-    # those fail), as in MPA-JHU.
-    oh_ok = (bpt == 1) & (rng.random(size) > 0.03)
-    out["oh_p50"] = np.where(oh_ok, gal["oh_true"], _SENTINEL)
 
-    # SDSS reports velDisp = 0 when the fit fails, mostly for dispersions below the
-    # instrumental resolution (~70 km/s) and for faint spectra.
+def _spectrum_sn(rng: np.random.Generator, fibre_cont: np.ndarray) -> np.ndarray:
+    """Median continuum S/N per pixel of an SDSS spectrum.
+
+    ``fibre_cont`` is the fibre's continuum flux in units of an r = 17 source. SDSS
+    reaches (S/N)² = 15 at fibre g = 20.2 (S/N ≈ 3.9, sky limited, so ∝ flux); brighter
+    spectra become source limited (∝ √flux). 0.1 dex scatter for sky and seeing.
+    """
+    rel = fibre_cont * 10.0 ** (0.4 * 3.2)  # flux relative to fibre mag 20.2
+    sn = 3.9 * rel / np.sqrt(1.0 + fibre_cont)
+    return sn * 10.0 ** (0.1 * rng.standard_normal(len(fibre_cont)))
+
+
+def _observe_sigma(
+    rng: np.random.Generator, gal: dict[str, Any], sn: np.ndarray
+) -> dict[str, np.ndarray]:
+    """SDSS-like ``velDisp``/``velDispErr`` (km/s, 0 where not measured) and log M_BH.
+
+    A dispersion is reported only where SDSS reports a reliable one: early-type
+    (absorption-dominated) spectra, 70 < σ < 420 km/s and S/N > 10 (and 2 % of the rest
+    fail at random). Early type means a true log sSFR below about -10.3 /yr. M_BH comes
+    from the reported σ through `astro_galpost.catalog.mbh_from_sigma` (McConnell & Ma
+    2013), so it is missing wherever σ is, which is not at random.
+    """
+    size = len(sn)
     sigma = gal["sigma_true"]
     vd_err = np.hypot(0.04 * sigma, 6.0 * 10.0 ** (0.2 * (gal["r_true"] - 17.0)))
     vd = sigma + vd_err * rng.standard_normal(size)
-    p_fail = 0.02 + 0.95 * _sigmoid((40.0 - sigma) / 6.0)
-    missing = (rng.random(size) < p_fail) | (vd <= 10.0)
-    out["velDisp"] = np.where(missing, 0.0, vd)
-    out["velDispErr"] = np.where(missing, 0.0, vd_err)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["log_mbh"] = np.where(missing, _SENTINEL, _mbh_from_sigma(out["velDisp"]))
+    log_ssfr = gal["log_sfr"] - gal["logm"]
+    early = rng.random(size) < _sigmoid((_EARLY_LOG_SSFR - log_ssfr) / _EARLY_WIDTH)
+    measured = early & (vd > _SIGMA_MIN) & (vd < _SIGMA_MAX) & (sn > _SIGMA_MIN_SN)
+    measured &= rng.random(size) > 0.02
+    log_mbh = np.full(size, _SENTINEL)
+    log_mbh[measured] = mbh_from_sigma(vd[measured] * (u.km / u.s)).value
+    return {
+        "velDisp": np.where(measured, vd, 0.0),
+        "velDispErr": np.where(measured, vd_err, 0.0),
+        "log_mbh": log_mbh,
+    }
+
+
+def _noisy_labels(
+    rng: np.random.Generator, gal: dict[str, Any], bpt: np.ndarray
+) -> dict[str, np.ndarray]:
+    """MPA-JHU-like p16/p50/p84 of stellar mass, SFR and O/H around the true values.
+
+    Each p50 is the truth plus Gaussian noise of the label's quoted width, and p16/p84
+    are p50 ∓ that width. O/H is reported (otherwise -9999) only for confidently
+    star-forming spectra (``bptclass == 1``), of which 3 % fail, as in MPA-JHU.
+    """
+    size = len(bpt)
+    sfr_width = np.full(size, _SFR_WIDTH_OTHER)
+    for cls, width in _SFR_WIDTH_BY_BPT.items():
+        sfr_width[bpt == cls] = width
+    oh_ok = (bpt == 1) & (rng.random(size) > 0.03)
+    out: dict[str, np.ndarray] = {}
+    for name, truth, width in (
+        ("lgm_tot", gal["logm"], np.full(size, _LGM_WIDTH)),
+        ("sfr_tot", gal["log_sfr"], sfr_width),
+        ("oh", gal["oh_true"], np.full(size, _OH_WIDTH)),
+    ):
+        p50 = truth + width * rng.standard_normal(size)
+        ok = oh_ok if name == "oh" else np.ones(size, dtype=bool)
+        for suffix, value in (("p16", p50 - width), ("p50", p50), ("p84", p50 + width)):
+            out[f"{name}_{suffix}"] = np.where(ok, value, _SENTINEL)
+    return out
+
+
+def _observe_spectra(rng: np.random.Generator, gal: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Fibre line fluxes with galSpecLine-like errors, BPT class, σ measurement and the
+    MPA-JHU labels with their noise (CAS sentinels where not measurable)."""
+    frac, frac_cont = _fibre_fractions(gal)
+    fibre_cont = frac_cont * 10.0 ** (-0.4 * (gal["r_true"] - 17.0))
+    out = _observe_lines(rng, gal, frac, fibre_cont)
+    lines = ("h_alpha", "h_beta", "nii_6584", "oiii_5007")
+    out["bptclass"] = _bpt_class(
+        {k: out[f"{k}_flux"] for k in lines}, {k: out[f"{k}_flux_err"] for k in lines}
+    )
+    out.update(_noisy_labels(rng, gal, out["bptclass"]))
+    out.update(_observe_sigma(rng, gal, _spectrum_sn(rng, fibre_cont)))
     return out
 
 
@@ -810,9 +915,9 @@ def make_mock_catalog(
         Seed or generator; the same integer seed gives an identical table. A generator
         passed in is advanced.
     r_limit : float or None, optional
-        Flux limit on the Galactic-extinction-corrected r-band magnitude
-        (``modelMag_r - extinction_r``; the MGS cut of 17.77 is on Petrosian r, for which
-        the model magnitude stands in here). ``None`` gives a volume-limited sample.
+        Flux limit on the (Galactic-extinction-free) r-band magnitude ``modelMag_r``; the
+        MGS cut of 17.77 is on dereddened Petrosian r, for which the model magnitude
+        stands in here. ``None`` gives a volume-limited sample.
     z_range : tuple of float, optional
         Redshift range from which candidates are drawn; the upper end must not exceed 0.5.
     logm_range : tuple of float, optional
@@ -830,25 +935,35 @@ def make_mock_catalog(
 
         - ``objID`` (int64, SDSS bit layout), ``ra``, ``dec`` (deg)
         - ``z``: spectroscopic redshift
-        - ``modelMag_{u,g,r,i,z}``, ``modelMagErr_{u,g,r,i,z}``, ``extinction_{u,g,r,i,z}``
-          (mag): observed model magnitudes on the SDSS system (AB except u - 0.04 and
-          z + 0.02) *including* Galactic extinction, as in CAS
-        - ``lgm_tot_p50``: log10 stellar mass (Msun); ``sfr_tot_p50``: log10 SFR (Msun/yr)
-        - ``oh_p50``: 12 + log(O/H) (Tremonti et al. 2004 scale), -9999 unless the
-          spectrum is confidently star forming (``bptclass == 1``), and for ~3 % of those
-        - ``velDisp``, ``velDispErr`` (km/s): 0 where the fit "failed"
+        - ``modelMag_{u,g,r,i,z}``, ``modelMagErr_{u,g,r,i,z}`` (mag): model magnitudes
+          on the SDSS system (AB except u - 0.04 and z + 0.02), **already corrected for
+          Galactic extinction** (as SDSS magnitudes are once dereddened, which the SDSS
+          path does to its inputs); ``extinction_{u,g,r,i,z}`` are kept for a CAS-like
+          layout and are 0, so ``modelMag - extinction`` is the same magnitude
+        - ``lgm_tot_p50``: log10 stellar mass (Msun); ``sfr_tot_p50``: log10 SFR
+          (Msun/yr); with ``_p16``/``_p84``: MPA-JHU-like labels, the truth plus noise of
+          the widths MPA-JHU quotes (see Notes)
+        - ``oh_p50`` (and ``oh_p16``, ``oh_p84``): 12 + log(O/H) (Tremonti et al. 2004
+          scale), -9999 unless the spectrum is confidently star forming
+          (``bptclass == 1``), and for ~3 % of those
+        - ``velDisp``, ``velDispErr`` (km/s): 0 where SDSS would not report a reliable
+          dispersion: spectra that are not early type, σ outside 70-420 km/s, or S/N below
+          10 (about 40 % of an MGS-like mock, mostly star-forming and low-mass galaxies)
         - ``log_mbh``: log10 black-hole mass (Msun) from ``velDisp`` by the McConnell &
-          Ma (2013) relation, -9999 where ``velDisp`` is 0
+          Ma (2013) relation (`astro_galpost.catalog.mbh_from_sigma`), -9999 where
+          ``velDisp`` is 0
         - ``h_alpha_flux``, ``h_beta_flux``, ``nii_6584_flux``, ``oiii_5007_flux`` and
-          their ``*_err`` (1e-17 erg/s/cm²): fibre fluxes with Gaussian noise, which can
-          be negative for weak lines as in MPA-JHU
+          their ``*_err`` (1e-17 erg/s/cm²): fibre fluxes with Gaussian noise, kept as
+          measured as in galSpecLine: 25-45 % of each line has S/N < 3 and weak lines can
+          be negative
         - ``bptclass``: 1 star forming, 2 low-S/N star forming, 3 composite, 4 AGN,
           5 low-S/N LINER, -1 unclassifiable (Brinchmann et al. 2004 scheme)
         - morphology for future images: ``bulge_frac`` (r-band B/T), ``r_half_disc`` and
           ``r_half_bulge`` (arcsec), ``sersic_n_disc`` (1), ``sersic_n_bulge`` (4),
           ``axis_ratio`` (disc b/a), ``axis_ratio_bulge``, ``position_angle`` (deg, E of N)
         - mock truths with no CAS counterpart: ``quenched``, ``agn`` (bool), ``av_gas``
-          and ``av_star`` (mag, Calzetti 2000)
+          and ``av_star`` (mag, Calzetti 2000); noise-free ``lgm_true``, ``sfr_true``,
+          ``oh_true`` (defined for every galaxy) and ``sigma_true`` (km/s)
 
         Log quantities (``z``, ``lgm_tot_p50``, ``sfr_tot_p50``, ``oh_p50``, ``log_mbh``)
         are unitless, as in CAS exports, so that sentinels stay plain numbers.
@@ -861,8 +976,17 @@ def make_mock_catalog(
     - stellar mass function: double Schechter of Baldry et al. (2012);
     - star-forming main sequence log SFR = 0.76 (log M* - 10) - 0.1, scatter 0.3 dex,
       with sSFR ∝ (1 + z)^2.8 (Sargent et al. 2014) about z = 0.1; a quenched
-      population, whose fraction rises with mass, 1 dex below with 0.45 dex scatter;
-    - mass-metallicity relation of Tremonti et al. (2004), scatter 0.1 dex;
+      population, whose fraction rises with mass, at log sSFR = -12 with 0.4 dex scatter
+      (the passive peak of Brinchmann et al. 2004, ~2 dex below the sequence);
+    - metallicity: the mass-metallicity relation of Tremonti et al. (2004) on the main
+      sequence, moved off it by the SFR dependence of the Mannucci et al. (2010)
+      fundamental metallicity relation (O/H lower at higher SFR for fixed M*), 0.08 dex
+      intrinsic scatter;
+    - labels: MPA-JHU-like noise, 1σ = (p84 - p16) / 2 of 0.09 dex in stellar mass
+      (Kauffmann et al. 2003), 0.25 dex in SFR for star-forming spectra, 0.45 dex for
+      low-S/N star-forming and composite ones and 0.75 dex for AGN, LINER and passive
+      spectra whose SFR comes from D4000 (Brinchmann et al. 2004), 0.04 dex in O/H
+      (Tremonti et al. 2004);
     - dust: A(Hα) versus mass of Garn & Best (2010), rising with SFR offset and
       inclination; Calzetti et al. (2000) curve; stellar E(B-V) = 0.44 nebular;
     - Hα from the Kennicutt (1998) SFR calibration (Chabrier IMF); Hβ from the case B
@@ -871,7 +995,9 @@ def make_mock_catalog(
       weak LINER-like lines in quenched galaxies; fibre aperture fractions from Sérsic
       profiles of the bulge and disc and 1.4 arcsec seeing;
     - sizes: Shen et al. (2003) size-mass relations; velocity dispersion: Zahid et al.
-      (2016) mass-σ relation; black-hole mass: McConnell & Ma (2013);
+      (2016) mass-σ relation, reported only where SDSS reports it (early-type spectra,
+      70 < σ < 420 km/s, median S/N > 10 per pixel; Bernardi et al. 2003); black-hole
+      mass: McConnell & Ma (2013);
     - photometry: kcorrect (Blanton & Roweis 2007) v4 templates projected on the SDSS
       filter curves at the galaxy's redshift: a star-forming continuum whose mass
       fraction rises with sSFR (tied to the mass the template formed in the last Gyr,
@@ -880,7 +1006,8 @@ def make_mock_catalog(
       with increasing mass; scaled to the stellar mass at the luminosity distance,
       attenuated by the stellar A_V, plus the modelled emission lines; SDSS-like
       magnitude errors (about 0.006 mag in r and 0.02-0.05 in u at r ≈ 17, as in the
-      MGS) and matching Gaussian noise; Galactic E(B-V) drawn around 0.03.
+      MGS) and matching Gaussian noise; no Galactic extinction (the magnitudes stand for
+      dereddened SDSS ones).
 
     The flux limit is applied by drawing candidates in batches, discarding those that
     cannot reach it even with the bluest template, simulating the rest and keeping the
@@ -889,7 +1016,7 @@ def make_mock_catalog(
     Simplifications: positions are random (no clustering, no real footprint or
     extinction map); the continuum is a three-template mixture, so colour scatter at
     fixed sSFR and dust is smaller than in real data (g-r and u-r percentiles match the
-    MGS to ~0.1 mag); labels are exact truths (no MPA-JHU posterior widths). The first
+    MGS to ~0.1 mag); label noise is Gaussian with fixed widths per class. The first
     call builds and caches the kcorrect projections (about a second); later calls take
     about 1 s per 20,000 galaxies.
 
@@ -899,7 +1026,7 @@ def make_mock_catalog(
     >>> cat = make_mock_catalog(200, random_state=1)
     >>> len(cat)
     200
-    >>> bool((cat["modelMag_r"] - cat["extinction_r"] < 17.77).all())
+    >>> bool((cat["modelMag_r"] < 17.77).all())
     True
     """
     if int(n) != n or n < 1:
@@ -944,9 +1071,9 @@ def make_mock_catalog(
     for prefix in ("modelMag", "modelMagErr", "extinction"):
         for band in _BANDS:
             table[f"{prefix}_{band}"] = gal[f"{prefix}_{band}"] * u.mag
-    table["lgm_tot_p50"] = gal["logm"]
-    table["sfr_tot_p50"] = gal["log_sfr"]
-    table["oh_p50"] = spec["oh_p50"]
+    for name in ("lgm_tot", "sfr_tot", "oh"):
+        for suffix in ("p50", "p16", "p84"):
+            table[f"{name}_{suffix}"] = spec[f"{name}_{suffix}"]
     table["velDisp"] = spec["velDisp"] * (u.km / u.s)
     table["velDispErr"] = spec["velDispErr"] * (u.km / u.s)
     table["log_mbh"] = spec["log_mbh"]
@@ -966,6 +1093,10 @@ def make_mock_catalog(
     table["agn"] = gal["agn"]
     table["av_gas"] = gal["av_gas"] * u.mag
     table["av_star"] = gal["av_star"] * u.mag
+    table["lgm_true"] = gal["logm"]
+    table["sfr_true"] = gal["log_sfr"]
+    table["oh_true"] = gal["oh_true"]
+    table["sigma_true"] = gal["sigma_true"] * (u.km / u.s)
 
     table.meta.update(
         mock=True,

@@ -4,7 +4,9 @@
 (R², RMSE, bias, σ_NMAD, outlier fraction); `~astro_galpost.evaluation.calibration`
 holds calibration diagnostics of the full posteriors (PIT with KS/CvM tests,
 interval coverage, CRPS, simulation-based calibration, TARP and joint
-highest-density coverage); `~astro_galpost.evaluation.uncertainty` splits a
+highest-density coverage); `~astro_galpost.evaluation.derived` checks the
+calibration of quantities derived from several targets (sSFR, line ratios,
+Hα SFR, ...) and the calibration per bin of an input or target; `~astro_galpost.evaluation.uncertainty` splits a
 deep ensemble's spread into aleatoric and epistemic parts (the seed paper's
 Table 2); `~astro_galpost.evaluation.report` evaluates a model on a labelled
 table and writes the paper's Tables 1 and 2 as Markdown/ECSV.
@@ -28,6 +30,14 @@ from .calibration import (
     pit_ks,
     sbc_ranks,
     tarp_coverage,
+)
+from .derived import (
+    DERIVED_QUANTITIES,
+    DerivedQuantity,
+    derived_calibration,
+    derived_samples,
+    derived_truth,
+    local_calibration,
 )
 from .metrics import (
     bias,
@@ -53,8 +63,10 @@ from .report import (
 from .uncertainty import member_moments, uncertainty_decomposition
 
 __all__ = [
+    "DERIVED_QUANTITIES",
     "SEED_PAPER_TABLE1",
     "SEED_PAPER_TABLE2",
+    "DerivedQuantity",
     "SBCResult",
     "TARPResult",
     "UniformityTest",
@@ -62,10 +74,14 @@ __all__ = [
     "calibration_summary",
     "coverage",
     "crps",
+    "derived_calibration",
+    "derived_samples",
+    "derived_truth",
     "evaluate_model",
     "evaluate_samples",
     "hpd_coverage",
     "joint_calibration",
+    "local_calibration",
     "member_moments",
     "model_space_samples",
     "model_space_truth",

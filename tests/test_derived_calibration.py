@@ -1,0 +1,157 @@
+"""Calibration of derived quantities and local (per-bin) calibration, with known answers."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.cosmology import Planck18
+from astropy.table import Table
+from astropy.uncertainty import Distribution
+from scipy import stats
+
+from astro_galpost.evaluation import (
+    DERIVED_QUANTITIES,
+    DerivedQuantity,
+    coverage,
+    derived_calibration,
+    derived_samples,
+    derived_truth,
+    local_calibration,
+)
+
+N, S, SIGMA, RHO = 2000, 300, 0.3, 0.8
+
+
+def correlated_posteriors(rho_samples: float, seed: int = 0):
+    """Gaussian posteriors of (log_sfr, log_mstar) with correlation RHO; truths drawn from
+    them; samples drawn with correlation ``rho_samples`` (the same marginals)."""
+    rng = np.random.default_rng(seed)
+    mean = np.column_stack([rng.normal(0.0, 0.5, N), rng.normal(10.5, 0.4, N)])
+
+    def draw(rho, size):
+        cov = SIGMA**2 * np.array([[1.0, rho], [rho, 1.0]])
+        return rng.multivariate_normal([0.0, 0.0], cov, size=size)
+
+    truth_draw = mean + draw(RHO, N)
+    sample_draw = mean[:, None, :] + draw(rho_samples, (N, S))
+    samples = {
+        "log_sfr": Distribution(u.Dex(sample_draw[..., 0], u.dex(u.Msun / u.yr))),
+        "log_mstar": Distribution(u.Dex(sample_draw[..., 1], u.dex(u.Msun))),
+    }
+    truth = {"log_sfr": truth_draw[:, 0], "log_mstar": truth_draw[:, 1]}
+    return samples, truth
+
+
+def test_registry_has_the_six_quantities_with_known_values():
+    assert set(DERIVED_QUANTITIES) == {
+        "log_ssfr", "log_mbh_mstar", "halpha_sfr_offset", "balmer_decrement", "n2", "o3"
+    }
+    # Flux that gives L(Hα) = 10^41.27 erg/s at z = 0.05: 1 Msun/yr (Kennicutt & Evans 2012).
+    d_l = Planck18.luminosity_distance(0.05).to_value(u.cm)
+    ha_unit = 10**41.27 / (4 * np.pi * d_l**2) / 1e-17
+    values = {
+        "log_sfr": np.array([-0.5, 0.0]), "log_mstar": np.array([10.5, 11.0]),
+        "log_mbh": np.array([8.0, 7.0]), "redshift": np.array([0.05, 0.05]),
+        "halpha": np.array([ha_unit, 286.0]), "hbeta": np.array([100.0, -1.0]),
+        "nii_6584": np.array([0.1 * ha_unit, 28.6]), "oiii_5007": np.array([100.0, 5.0]),
+    }
+    expected = {
+        "log_ssfr": [-11.0, -11.0], "log_mbh_mstar": [-2.5, -4.0],
+        "halpha_sfr_offset": [0.5, np.nan], "balmer_decrement": [ha_unit / 100.0, np.nan],
+        "n2": [-1.0, -1.0], "o3": [0.0, np.nan],
+    }
+    expected["halpha_sfr_offset"][1] = float(
+        np.log10(4 * np.pi * d_l**2 * 286e-17) - 41.27
+    )
+    for name, want in expected.items():
+        np.testing.assert_allclose(DERIVED_QUANTITIES[name](values), want, atol=1e-6, err_msg=name)
+
+
+def test_correct_correlation_passes_and_zeroed_correlation_is_flagged():
+    good_samples, truth = correlated_posteriors(RHO)
+    bad_samples, _ = correlated_posteriors(0.0)
+    # The marginals of both are calibrated: per-target checks cannot tell them apart.
+    for samples in (good_samples, bad_samples):
+        for name in truth:
+            assert coverage(samples[name], truth[name], 0.68) == pytest.approx(0.68, abs=0.03)
+    good = derived_calibration(good_samples, truth)
+    bad = derived_calibration(bad_samples, truth)
+    assert list(good["quantity"]) == ["log_ssfr"]  # the only quantity with both inputs
+    assert good["n"][0] == N and good["pit_ks"][0] < 0.05
+    assert good["coverage_68"][0] == pytest.approx(0.68, abs=0.03)
+    assert good["coverage_95"][0] == pytest.approx(0.95, abs=0.02)
+    # Zeroed correlation: sSFR width sqrt(2 σ²) instead of sqrt(2 σ² (1 - ρ)), √5 too wide;
+    # the 68 % interval then covers P(|Z| < 0.994 √5) = 0.974.
+    expected = 2 * stats.norm.cdf(stats.norm.ppf(0.84) * np.sqrt(5.0)) - 1
+    assert bad["coverage_68"][0] == pytest.approx(expected, abs=0.02)
+    assert bad["pit_ks"][0] > 0.15 and bad["pit_cvm_pvalue"][0] < 1e-6
+
+
+def test_undefined_truths_are_ignored_and_counted():
+    rng = np.random.default_rng(3)
+    n = 400
+    ha = rng.uniform(50, 500, n)
+    hb = ha / 3.0
+    hb[:40] = -2.0  # undetected Hβ measured negative: no Balmer decrement
+    truth = Table({"h_alpha_flux": ha, "h_beta_flux": hb})
+    noise = 1 + 0.05 * rng.standard_normal((n, 100))
+    samples = {"halpha": ha[:, None] * noise, "hbeta": np.abs(ha / 3.0)[:, None] * noise[:, ::-1]}
+    res = derived_calibration(samples, truth, ["balmer_decrement"])
+    assert res["n"][0] == n - 40 and res["n_undefined_truth"][0] == 40
+    np.testing.assert_allclose(derived_truth(truth, "balmer_decrement")[40:], 3.0)
+    assert np.all(np.isnan(derived_truth(truth, "balmer_decrement")[:40]))
+
+
+def test_custom_quantity_and_errors():
+    samples, truth = correlated_posteriors(RHO, seed=1)
+    total = DerivedQuantity("sum", ("log_sfr", "log_mstar"), np.add, u.dex)
+    np.testing.assert_allclose(
+        derived_samples(samples, total),
+        samples["log_sfr"].distribution.value + samples["log_mstar"].distribution.value,
+    )
+    assert derived_calibration(samples, truth, [total])["pit_ks"][0] < 0.05
+    with pytest.raises(KeyError, match="unknown derived quantity 'ssfr'"):
+        derived_calibration(samples, truth, ["ssfr"])
+    with pytest.raises(KeyError, match=r"needs samples of \['log_mbh'\]"):
+        derived_samples(samples, "log_mbh_mstar")
+
+
+def narrow_in_one_bin():
+    """Calibrated N(μ, 0.2²) posteriors except for the reddest fifth, where they are half
+    as wide as they should be."""
+    rng = np.random.default_rng(5)
+    n = 2500
+    colour = rng.uniform(0.2, 1.0, n)
+    mean = rng.normal(10.0, 0.5, n)
+    width = np.where(colour > np.quantile(colour, 0.8), 0.1, 0.2)
+    samples = {"log_mstar": mean[:, None] + width[:, None] * rng.standard_normal((n, 300))}
+    truth = Table({"lgm_tot_p50": mean + 0.2 * rng.standard_normal(n), "g_r": colour * u.mag})
+    return samples, truth
+
+
+def test_local_calibration_finds_the_one_narrow_bin():
+    samples, truth = narrow_in_one_bin()
+    overall = coverage(samples["log_mstar"], truth["lgm_tot_p50"], 0.68)
+    assert overall == pytest.approx(0.8 * 0.68 + 0.2 * 0.383, abs=0.03)  # averages out
+    res = local_calibration(samples, truth, "g_r")
+    assert len(res) == 5 and list(res["bin"]) == [0, 1, 2, 3, 4]
+    assert res["lo"].unit == u.mag and res["lo"][0] == truth["g_r"].min() * u.mag
+    assert np.all(res["n"] == 500)
+    # P(|Z| < 0.994 / 2) = 0.38 in the narrow bin; nominal elsewhere.
+    np.testing.assert_allclose(res["coverage_68"][:4], 0.68, atol=0.05)
+    assert res["coverage_68"][4] == pytest.approx(0.38, abs=0.05)
+    assert res["pit_ks"][4] > 0.1 and np.all(res["pit_ks"][:4] < 0.08)
+
+
+def test_local_calibration_by_target_edges_and_derived():
+    samples, truth = correlated_posteriors(RHO, seed=2)
+    res = local_calibration(samples, truth, "log_mstar", bins=[9.0, 10.5, 12.0],
+                            targets=["log_sfr", "log_ssfr"])
+    assert list(res["target"]) == ["log_sfr", "log_sfr", "log_ssfr", "log_ssfr"]
+    t = truth["log_mstar"]
+    assert res["n"][0] == np.sum((t >= 9.0) & (t < 10.5))
+    assert res["n"][1] == np.sum((t >= 10.5) & (t <= 12.0))
+    np.testing.assert_allclose(res["coverage_68"], 0.68, atol=0.05)
+    with pytest.raises(KeyError, match="cannot bin by 'colour'"):
+        local_calibration(samples, truth, "colour")
