@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from astro_galpost import GalaxyPosterior, ModelFormatError
-from astro_galpost.persistence import CONFIG, WEIGHTS
+from astro_galpost.persistence import CONFIG, WEIGHTS, config_checksum
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,7 @@ def test_changed_target_space_rejected(fitted, tmp_path):
     assert config["target_spaces"]["log_mstar"] == {"space": "linear", "softening": None}
     # a model saved when the line was modelled in strict log10 must not be read as asinh
     config["target_spaces"]["halpha"] = {"space": "log10", "softening": None}
+    config["config_sha256"] = config_checksum(config)  # as if saved so by an older installation
     (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
     with pytest.raises(ModelFormatError, match="halpha.*refit"):
         GalaxyPosterior.load(tmp_path / "m")
