@@ -36,11 +36,17 @@ __all__ = [
     "write_json_atomic",
     "replace_folder",
     "NotOurFolderError",
+    "output_lock",
+    "OutputLockedError",
 ]
 
 
 class NotOurFolderError(FileExistsError):
     """An existing folder would be replaced, but it was not written by this package."""
+
+
+class OutputLockedError(BlockingIOError):
+    """Another process is writing the same output (it holds the output's lock)."""
 
 
 def umask_mode(directory: bool = False) -> int:
@@ -215,3 +221,45 @@ def _swap_in(tmp: Path, path: Path, is_ours, allowed, overwrite: bool) -> None:
     fsync_path(path.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def output_lock(path) -> Iterator[Path]:
+    """Hold an exclusive advisory lock on the output ``path`` while writing it.
+
+    The lock is ``fcntl.flock`` on ``.<name>.lock`` beside ``path``: the
+    operating system releases it when the process ends, however it ends, so a
+    killed run never leaves a stale lock and a rerun can resume. The lock file
+    is removed on release. Where ``fcntl`` does not exist (Windows) no lock is
+    taken.
+
+    Raises
+    ------
+    OutputLockedError
+        Another process holds the lock: two runs must not write one output.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield Path(path)
+        return
+    path = Path(path)
+    lock = path.parent / f".{path.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, umask_mode())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise OutputLockedError(
+                f"another process is writing {path} (it holds {lock}); wait for it to finish or choose "
+                "another output") from err
+        if not lock.exists() or os.stat(lock).st_ino != os.fstat(fd).st_ino:
+            # the holder released and removed it between our open and flock
+            raise OutputLockedError(f"another process was writing {path} just now; run again")
+        try:
+            yield path
+        finally:
+            lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .io import write_table_atomic
 
 __all__ = ["main"]
@@ -216,9 +217,6 @@ _REPORT_SUFFIXES = (".md", ".markdown", ".ecsv", ".csv", ".fits", ".parquet")
 
 
 def _cmd_evaluate(args) -> int:
-    import os
-    import tempfile
-
     from . import GalaxyPosterior
 
     report_path = Path(args.report) if args.report else None
@@ -234,15 +232,7 @@ def _cmd_evaluate(args) -> int:
     report.pprint(max_lines=-1, max_width=-1)
     if report_path is not None:
         if report_path.suffix.lower() in (".md", ".markdown"):
-            report_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{report_path.name}.", dir=report_path.parent)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(_markdown(report))
-                os.replace(tmp, report_path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_text_atomic(report_path, _markdown(report), overwrite=args.overwrite)
         else:
             write_table_atomic(report, report_path, overwrite=args.overwrite)
         print(f"wrote the evaluation of {len(table)} galaxies to {report_path}")

@@ -56,7 +56,6 @@ import os
 import random
 import re
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -69,6 +68,8 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table, join, vstack
 from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
+
+from ..atomic import write_atomic
 
 __all__ = [
     "BANDS",
@@ -474,23 +475,12 @@ def _query_with_retries(query: Callable[[], Table | None], *, retries: int, back
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder and rename it into place.
+    """Write through a synced temporary file in the same folder renamed into place (`write_atomic`).
 
     A reader (or a resumed run) therefore sees either no file or a complete one,
     whatever happens during the write.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_PART_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(path, write, overwrite=True, suffix=_PART_SUFFIX)
 
 
 def _write_table(table: Table, path: Path, fmt: str) -> None:
