@@ -86,6 +86,7 @@ def _cmd_predict(args) -> int:
         args.model, args.table, args.output, chunk_size=args.chunk_size, batch_size=args.batch_size,
         n_samples=args.n_samples, random_state=args.seed, samples_path=args.samples, resume=not args.no_resume,
         progress=not args.no_progress, overwrite=args.overwrite, columns=args.columns, device=args.device,
+        replace_columns=args.replace_columns,
     )
     print(_describe(result))
     return 0
@@ -159,6 +160,10 @@ def _evaluation_table(model, table, *, n_samples: int, seed: int, batch_size: in
         samples = model.sample(table, n_samples=n_samples, random_state=seed, batch_size=batch_size)
     keys = ["n", "r2", "rmse", "bias", "sigma_nmad", "outlier_fraction", "coverage_68", "coverage_95",
             "pit_ks", "pit_ks_pvalue", "pit_cvm", "pit_cvm_pvalue", "crps"]
+    absent = [column for column in model.targets_.values() if column not in table.colnames]
+    if len(absent) == len(model.targets_):
+        raise KeyError(f"the table has none of the target columns {absent}: nothing to evaluate against "
+                       f"(columns: {', '.join(table.colnames)})")
     rows = []
     for name, column in model.targets_.items():
         target = TARGETS[name]
@@ -308,6 +313,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", nargs="+", metavar="COLUMN", default=None,
                    help="input columns to copy into the output (default: all)")
     p.add_argument("--no-resume", action="store_true", help="start over instead of continuing an interrupted run")
+    p.add_argument("--replace-columns", action="store_true",
+                   help="replace input columns that have the names of output columns (default: refuse)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--dask", metavar="SCHEDULER", default=None,

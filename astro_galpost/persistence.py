@@ -172,7 +172,7 @@ def save_model(model, path, overwrite: bool = False) -> Path:
     for name, value in model.ood_.get_arrays().items():
         tensors[f"ood.{name}"] = torch.as_tensor(np.ascontiguousarray(value))
 
-    params = model.get_params()
+    params = model.get_params(deep=False)
     params["encoder"] = [e["name"] for e in encoders]
     params = {k: _jsonable(v) for k, v in params.items()}
     config = {

@@ -298,6 +298,7 @@ def predict_catalog(
     input_format: str | None = None,
     output_format: str | None = None,
     max_chunks: int | None = None,
+    replace_columns: bool = False,
 ) -> CatalogPrediction:
     """Posterior summaries for every row of a catalog file, chunk by chunk.
 
@@ -361,6 +362,9 @@ def predict_catalog(
     max_chunks : int, optional
         Stop after this many chunks in this call, leaving a resumable partial
         output (for tests and for splitting a long run into sessions).
+    replace_columns : bool, optional
+        Replace input columns named like output columns (a catalog predicted
+        before); without it such an input raises `ValueError` before any work.
 
     Returns
     -------
@@ -433,7 +437,12 @@ def predict_catalog(
         missing = [c for c in columns if c not in available]
         if missing:
             raise KeyError(f"columns {missing} are not in {input_path} (columns: {', '.join(available)})")
-    carried = columns if columns is not None else list(available)
+    outputs = gp.output_columns(levels)
+    clash = [c for c in outputs if c in available]
+    if clash and not replace_columns:
+        raise ValueError(f"{input_path} already has the output columns {clash} (a previous prediction?); "
+                         "pass replace_columns=True (--replace-columns) to replace them")
+    carried = [c for c in (columns if columns is not None else available) if c not in outputs]
     required = _required_columns(gp, available)
     if required is None:
         read_columns = None
@@ -511,10 +520,9 @@ def predict_catalog(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UnusableRowsWarning)
                     result = gp.predict(chunk, n_samples=n_samples, percentiles=levels, random_state=seed,
-                                        batch_size=batch_size, row_offset=row)
-                new = [c for c in result.colnames if c not in chunk.colnames]
-                out = result[[c for c in carried if c in result.colnames] + new]
-                n_unusable += int(np.count_nonzero(np.ma.getmaskarray(result["ood_score"]))) if "ood_score" in new else 0
+                                        batch_size=batch_size, row_offset=row, replace_columns=replace_columns)
+                out = result[[c for c in carried if c in result.colnames] + outputs]
+                n_unusable += int(np.count_nonzero(np.ma.getmaskarray(result["ood_score"])))
                 writer.write(out)
                 if samples is not None:
                     for values, usable in _sample_arrays(gp, chunk, n_samples=n_samples, seed=seed,

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..params import ParamsMixin
 from .base import Encoder
 
 __all__ = ["GalaxyVAE", "VAEEncoder"]
@@ -245,7 +246,7 @@ def random_dihedral(
     return out, wout
 
 
-class VAEEncoder(Encoder):
+class VAEEncoder(ParamsMixin, Encoder):
     """Features of gri cutouts from a convolutional VAE: 32 latent means and 32 standard deviations.
 
     :meth:`fit` scales the images with an `~astro_galpost.images.ImagePreprocessor`,
@@ -406,12 +407,6 @@ class VAEEncoder(Encoder):
         self.random_state = random_state
         self.device = device
         self.progress = progress
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters, as in scikit-learn."""
-        import inspect
-
-        return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
 
     def __repr__(self) -> str:
         state = "fitted" if self.is_fitted else "not fitted"
@@ -694,7 +689,7 @@ class VAEEncoder(Encoder):
     # --------------------------------------------------------- persistence
     def get_config(self) -> dict:
         self._check_fitted()
-        params = self.get_params()
+        params = self.get_params(deep=False)
         seed = params["random_state"]
         params["random_state"] = int(seed) if isinstance(seed, (int, np.integer)) else None
         params["channels"] = [int(c) for c in params["channels"]]
