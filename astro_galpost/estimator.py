@@ -678,7 +678,8 @@ class GalaxyPosterior(ParamsMixin):
         result["ood_score"] = Masked(u.Quantity(ood, u.dimensionless_unscaled), mask=~usable)
         result["ood_score"].info.description = (
             "distance to the training set in feature space; 1 = the 99th percentile of training galaxies")
-        result["ood_flag"] = MaskedColumn(np.where(usable, ood > 1.0, False), mask=~usable)
+        # masked where unusable; formats without masked booleans (FITS) store False there
+        result["ood_flag"] = MaskedColumn(np.where(usable, ood > 1.0, False), mask=~usable, fill_value=False)
         result["ood_flag"].info.description = "True where the galaxy lies outside the training distribution"
         return result
 
