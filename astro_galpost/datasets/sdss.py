@@ -70,6 +70,7 @@ from astropy.table import Column, MaskedColumn, Table, join, vstack
 from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
 
 from ..atomic import write_atomic
+from ..io import TableFormatError
 
 __all__ = [
     "BANDS",
@@ -966,6 +967,20 @@ def _attach_units(table: Table) -> None:
             col.unit = unit
 
 
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> TableFormatError:
+    """A `TableFormatError` naming the file and the first line that is not UTF-8 text."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return TableFormatError(
+                    f"{path}, line {number}: not UTF-8 text ({bad.reason} at byte {bad.start} of the line: "
+                    f"{line[max(bad.start - 10, 0):bad.start + 10]!r}); a binary file, or text in another "
+                    "encoding (re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8)")
+    return TableFormatError(f"{path}: not UTF-8 text ({err.reason})")
+
+
 def read_catalog(
     path_or_table: str | os.PathLike | Table,
     format: str | None = None,
@@ -1039,10 +1054,13 @@ def read_catalog(
     else:
         path = Path(path_or_table)
         fmt = format or _format_of(path)
-        if fmt in ("csv", "skyserver", "ascii.csv"):
-            table = _read_skyserver_csv(path)
-        else:
-            table = Table.read(path, format=fmt) if fmt else Table.read(path)
+        try:
+            if fmt in ("csv", "skyserver", "ascii.csv"):
+                table = _read_skyserver_csv(path)
+            else:
+                table = Table.read(path, format=fmt) if fmt else Table.read(path)
+        except UnicodeDecodeError as err:
+            raise _not_utf8(path, err) from err
     _normalise_names(table)
     for name in ID_COLUMNS:
         if name in table.colnames:
