@@ -155,15 +155,15 @@ def _evaluation_table(model, table, *, n_samples: int, seed: int, batch_size: in
     from .evaluation import calibration_summary, point_metrics
     from .targets import TARGETS
 
+    absent = [column for column in model.targets_.values() if column not in table.colnames]
+    if len(absent) == len(model.targets_):
+        raise KeyError(f"the table has none of the target columns {absent}: nothing to evaluate against "
+                       f"(columns: {', '.join(table.colnames)})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusableRowsWarning)
         samples = model.sample(table, n_samples=n_samples, random_state=seed, batch_size=batch_size)
     keys = ["n", "r2", "rmse", "bias", "sigma_nmad", "outlier_fraction", "coverage_68", "coverage_95",
             "pit_ks", "pit_ks_pvalue", "pit_cvm", "pit_cvm_pvalue", "crps"]
-    absent = [column for column in model.targets_.values() if column not in table.colnames]
-    if len(absent) == len(model.targets_):
-        raise KeyError(f"the table has none of the target columns {absent}: nothing to evaluate against "
-                       f"(columns: {', '.join(table.colnames)})")
     rows = []
     for name, column in model.targets_.items():
         target = TARGETS[name]
