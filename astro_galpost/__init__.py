@@ -11,7 +11,13 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 from .encoders import ENCODERS, Encoder, PhotometryEncoder, VAEEncoder, register_encoder
-from .estimator import GalaxyPosterior, NotFittedError, PosteriorSamples, UnusableRowsWarning
+from .estimator import (
+    DegenerateLabelsWarning,
+    GalaxyPosterior,
+    NotFittedError,
+    PosteriorSamples,
+    UnusableRowsWarning,
+)
 from .flows import FLOWS, register_flow
 from .persistence import ModelFormatError
 from .targets import GROUPS, TARGETS, Target, TargetGroup, register_group, register_target
@@ -21,6 +27,7 @@ __all__ = [
     "PosteriorSamples",
     "NotFittedError",
     "UnusableRowsWarning",
+    "DegenerateLabelsWarning",
     "ModelFormatError",
     "TARGETS",
     "Target",

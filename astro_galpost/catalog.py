@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from astropy import units as u
+from astropy.constants import c as speed_of_light
 from astropy.table import Column, MaskedColumn, QTable, Table
 from astropy.uncertainty import Distribution
 from astropy.utils.masked import Masked
@@ -45,6 +46,7 @@ __all__ = [
     "MBH_SIGMA_RELATIONS",
     "SDSS_FIBER_RADIUS",
     "SIGMA_COLUMN_CANDIDATES",
+    "SIGMA_RANGE_KMS",
     "MSigmaRelation",
     "add_mbh_column",
     "aperture_correct_sigma",
@@ -178,6 +180,22 @@ def _check_positive_finite(values: np.ndarray, mask: np.ndarray | None, name: st
                          "are handled by add_mbh_column, or mask them yourself")
 
 
+#: Velocity dispersions accepted by `mbh_from_sigma`, in km/s: from 1 m/s to the speed of light.
+SIGMA_RANGE_KMS = (1e-3, float(speed_of_light.to_value(u.km / u.s)))
+
+
+def _check_dispersion(values: np.ndarray, mask: np.ndarray | None, name: str = "sigma") -> None:
+    """Positive, finite, and physical: at least 1 m/s and slower than light."""
+    _check_positive_finite(values, mask, name)
+    check = values if mask is None else values[~np.broadcast_to(mask, values.shape)]
+    low, high = SIGMA_RANGE_KMS
+    bad = (check < low) | (check >= high)
+    if bad.any():
+        raise ValueError(
+            f"{name} must lie between 1 m/s and the speed of light ({high:.0f} km/s); got {int(bad.sum())} "
+            f"value(s) outside (first: {check[bad].flat[0]:g} km/s): check the unit (km/s vs m/s)")
+
+
 def mbh_from_sigma(
     sigma: u.Quantity | Distribution,
     relation: str | MSigmaRelation = "mcconnell_ma_2013",
@@ -222,7 +240,8 @@ def mbh_from_sigma(
     astropy.units.UnitTypeError
         If ``sigma`` has a unit that is not a velocity.
     ValueError
-        If an unmasked ``sigma`` is NaN, infinite or not strictly positive, if
+        If an unmasked ``sigma`` is NaN, infinite, below 1 m/s or not slower
+        than light (`SIGMA_RANGE_KMS`), if
         ``relation`` is unknown, or if ``n_samples`` is not a positive integer.
 
     Notes
@@ -248,7 +267,7 @@ def mbh_from_sigma(
     if isinstance(sigma, Distribution):
         samples = sigma.distribution
         values, mask = _split_quantity(samples, "sigma", u.km / u.s, "velocity", "km/s")
-        _check_positive_finite(values, None, "sigma")
+        _check_dispersion(values, None)
         logm = rel.log_mass(values)
         if scatter:
             rng = np.random.default_rng(random_state)
@@ -256,7 +275,7 @@ def mbh_from_sigma(
         return Distribution(u.Dex(logm, _LOG_MSUN))
 
     values, mask = _split_quantity(sigma, "sigma", u.km / u.s, "velocity", "km/s")
-    _check_positive_finite(values, mask, "sigma")
+    _check_dispersion(values, mask)
     if mask is not None:
         mask = np.broadcast_to(mask, values.shape)
         values = np.where(mask, np.nan, values)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .io import write_table_atomic
 
 __all__ = ["main"]
@@ -85,6 +86,7 @@ def _cmd_predict(args) -> int:
         args.model, args.table, args.output, chunk_size=args.chunk_size, batch_size=args.batch_size,
         n_samples=args.n_samples, random_state=args.seed, samples_path=args.samples, resume=not args.no_resume,
         progress=not args.no_progress, overwrite=args.overwrite, columns=args.columns, device=args.device,
+        replace_columns=args.replace_columns,
     )
     print(_describe(result))
     return 0
@@ -153,6 +155,10 @@ def _evaluation_table(model, table, *, n_samples: int, seed: int, batch_size: in
     from .evaluation import calibration_summary, point_metrics
     from .targets import TARGETS
 
+    absent = [column for column in model.targets_.values() if column not in table.colnames]
+    if len(absent) == len(model.targets_):
+        raise KeyError(f"the table has none of the target columns {absent}: nothing to evaluate against "
+                       f"(columns: {', '.join(table.colnames)})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusableRowsWarning)
         samples = model.sample(table, n_samples=n_samples, random_state=seed, batch_size=batch_size)
@@ -216,9 +222,6 @@ _REPORT_SUFFIXES = (".md", ".markdown", ".ecsv", ".csv", ".fits", ".parquet")
 
 
 def _cmd_evaluate(args) -> int:
-    import os
-    import tempfile
-
     from . import GalaxyPosterior
 
     report_path = Path(args.report) if args.report else None
@@ -234,15 +237,7 @@ def _cmd_evaluate(args) -> int:
     report.pprint(max_lines=-1, max_width=-1)
     if report_path is not None:
         if report_path.suffix.lower() in (".md", ".markdown"):
-            report_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{report_path.name}.", dir=report_path.parent)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(_markdown(report))
-                os.replace(tmp, report_path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_text_atomic(report_path, _markdown(report), overwrite=args.overwrite)
         else:
             write_table_atomic(report, report_path, overwrite=args.overwrite)
         print(f"wrote the evaluation of {len(table)} galaxies to {report_path}")
@@ -318,6 +313,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", nargs="+", metavar="COLUMN", default=None,
                    help="input columns to copy into the output (default: all)")
     p.add_argument("--no-resume", action="store_true", help="start over instead of continuing an interrupted run")
+    p.add_argument("--replace-columns", action="store_true",
+                   help="replace input columns that have the names of output columns (default: refuse)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--dask", metavar="SCHEDULER", default=None,

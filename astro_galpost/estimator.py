@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import numbers
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -11,7 +13,7 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 import torch
-from astropy.table import QTable, Table
+from astropy.table import MaskedColumn, QTable, Table
 from astropy.uncertainty import Distribution
 from astropy.utils.masked import Masked
 from tqdm.auto import tqdm
@@ -19,11 +21,12 @@ from tqdm.auto import tqdm
 from .encoders import ENCODERS, Encoder, PhotometryEncoder
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
+from .params import ParamsMixin
 from .recalibration import fit_residual_scales
 from .targets import GROUPS, TARGETS, TargetGroup, group_order
 from .training import split_indices, train_network
 
-__all__ = ["GalaxyPosterior", "PosteriorSamples", "NotFittedError", "UnusableRowsWarning"]
+__all__ = ["GalaxyPosterior", "PosteriorSamples", "NotFittedError", "UnusableRowsWarning", "DegenerateLabelsWarning"]
 
 #: The nine targets of the seed paper, in its order.
 ALL_TARGETS = (
@@ -39,6 +42,10 @@ class NotFittedError(RuntimeError, AttributeError):
 
 class UnusableRowsWarning(UserWarning):
     """Some rows had too little usable input for a posterior; their outputs are masked."""
+
+
+class DegenerateLabelsWarning(UserWarning):
+    """A target's training labels are all equal: its posterior cannot learn a spread."""
 
 
 class PosteriorSamples(dict):
@@ -101,7 +108,82 @@ def _torch_seed(seed: int):
         yield
 
 
-class GalaxyPosterior:
+def _check_int(name: str, value: Any, low: int) -> int:
+    """``value`` as an int of at least ``low``, or a ValueError naming the parameter."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not ok and isinstance(value, float) and value.is_integer():
+        ok = True
+    if not ok or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_float(name: str, value: Any, low: float, high: float, closed_high: bool = False) -> float:
+    """``value`` as a float in [low, high) (or [low, high]), or a ValueError naming the parameter."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    inside = low <= number <= high if closed_high else low <= number < high
+    if isinstance(value, bool) or not inside:
+        interval = f"[{low:g}, {high:g}{']' if closed_high else ')'}"
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+    return number
+
+
+def _check_device(device: Any) -> None:
+    """The device exists on this machine (torch would fail later with a bare AssertionError)."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from err
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}, but torch finds no CUDA GPU on this machine: use device='cpu'")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r}, but the MPS backend is not available: use device='cpu'")
+
+
+def _check_photometry(photometry: Any) -> None:
+    if photometry is None:
+        return
+    if isinstance(photometry, str):
+        raise TypeError(f"photometry must be a sequence of column names, e.g. [{photometry!r}], "
+                        f"not the string {photometry!r}")
+    names = list(photometry)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"photometry lists the columns {repeated} more than once")
+
+
+def _check_n_samples(n_samples: Any) -> int:
+    return _check_int("n_samples", n_samples, 1)
+
+
+def _check_percentiles(percentiles: Any) -> list[float]:
+    levels = [float(p) for p in ([percentiles] if np.isscalar(percentiles) else percentiles)]
+    if not levels:
+        raise ValueError("percentiles must list at least one percentile, e.g. (16, 50, 84)")
+    bad = [p for p in levels if not 0 <= p <= 100]
+    if bad:
+        raise ValueError(f"percentiles must lie in [0, 100], got {bad}")
+    if len(set(levels)) != len(levels):
+        raise ValueError(f"percentiles {levels} repeat a value (each names an output column)")
+    return levels
+
+
+def _check_labels(y: np.ndarray, valid: np.ndarray, targets: Mapping[str, str]) -> None:
+    """At least two usable labels per target; a warning when they are all equal."""
+    for j, (name, column) in enumerate(targets.items()):
+        values = y[valid[:, j], j]
+        if len(values) < 2:
+            raise ValueError(f"target {name!r}: column {column!r} has {len(values)} usable value(s) in the "
+                             "training table; at least 2 are needed")
+        if np.ptp(values) == 0:
+            warnings.warn(f"target {name!r}: every usable value of column {column!r} equals {values[0]:g}; "
+                          "its posterior cannot learn a spread", DegenerateLabelsWarning, stacklevel=3)
+
+
+class GalaxyPosterior(ParamsMixin):
     """Calibrated posteriors of galaxy properties and emission-line fluxes.
 
     The method of Siddiqua, Mahmud & Martinez-Galarza (seed paper): encoders turn
@@ -212,6 +294,20 @@ class GalaxyPosterior:
         self.progress = progress
 
     # ------------------------------------------------------------------ setup
+    def _validate_params(self) -> None:
+        """Check every constructor parameter; errors name the parameter and its allowed range."""
+        _check_photometry(self.photometry)
+        for name in ("representation", "hidden", "n_ensemble", "batch_size", "max_epochs", "patience"):
+            _check_int(name, getattr(self, name), 1)
+        _check_float("dropout", self.dropout, 0.0, 1.0)
+        _check_float("validation_fraction", self.validation_fraction, 0.0, 1.0)
+        _check_float("learning_rate", self.learning_rate, 1e-12, float("inf"))
+        _check_float("weight_decay", self.weight_decay, 0.0, float("inf"))
+        _check_device(self.device)
+        if not (self.random_state is None or isinstance(self.random_state, (numbers.Integral, np.random.Generator,
+                                                                            np.random.SeedSequence))):
+            raise TypeError(f"random_state must be None, an int or a numpy Generator, got {self.random_state!r}")
+
     def _resolve_targets(self) -> dict[str, str]:
         spec = self.targets
         if isinstance(spec, str):
@@ -235,7 +331,9 @@ class GalaxyPosterior:
         encoders = []
         for spec in specs:
             if isinstance(spec, Encoder):
-                encoders.append(spec)
+                # a fitted encoder is reused as given; an unfitted one is copied, so that fitting
+                # (and refitting) this estimator never changes the user's object
+                encoders.append(spec if spec.is_fitted else copy.deepcopy(spec))
             elif spec == PhotometryEncoder.name:
                 if not self.photometry:
                     raise ValueError("encoder 'photometry' needs magnitude columns, but photometry=None")
@@ -327,6 +425,7 @@ class GalaxyPosterior:
         -------
         self : GalaxyPosterior
         """
+        self._validate_params()
         table, images = self._check_input(table, images, "training table")
         targets = self._resolve_targets()
         photometry = set(self.photometry or [])
@@ -339,11 +438,7 @@ class GalaxyPosterior:
                 )
         self.targets_ = targets
         y, valid = self._read_labels(table)
-        for j, name in enumerate(targets):
-            if not valid[:, j].any():
-                raise ValueError(
-                    f"target {name!r}: column {targets[name]!r} has no usable value in the training table"
-                )
+        _check_labels(y, valid, targets)
 
         encoders = self._make_encoders()
         for enc in encoders:
@@ -372,6 +467,10 @@ class GalaxyPosterior:
             train_index, val_index = split_indices(
                 len(x), self.validation_fraction, np.random.default_rng(split_seed), fold=k
             )
+            if len(train_index) < 2:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} leaves {len(train_index)} of {len(x)} usable "
+                    "rows for training; at least 2 are needed: lower validation_fraction or add rows")
             seed = int(member.generate_state(1)[0])
             with _torch_seed(seed):
                 net = self._build_network()
@@ -415,8 +514,6 @@ class GalaxyPosterior:
         catalog processed in chunks whose lengths are multiples of
         ``batch_size`` gives exactly the result of one call on the whole catalog.
         """
-        if int(n_samples) < 1:
-            raise ValueError(f"n_samples must be at least 1, got {n_samples}")
         base_seed = int(_seed_sequence(self.random_state if random_state is None else random_state).generate_state(1)[0])
         k = len(self.networks_)
         # equal-weight mixture of the ensemble: each member draws its share of samples
@@ -501,7 +598,8 @@ class GalaxyPosterior:
         """
         self._check_fitted()
         table, images = self._check_input(table, images, "table")
-        batches = list(self._iter_samples(table, images, int(n_samples), random_state, batch_size, row_offset))
+        n_samples, batch_size = _check_n_samples(n_samples), _check_int("batch_size", batch_size, 1)
+        batches = list(self._iter_samples(table, images, n_samples, random_state, batch_size, row_offset))
         out = np.concatenate([b[1] for b in batches])
         usable = np.concatenate([b[3] for b in batches])
         probs = {g: np.concatenate([b[2][g] for b in batches]) for g in batches[0][2]}
@@ -518,6 +616,7 @@ class GalaxyPosterior:
         random_state: int | None = None,
         batch_size: int = 1024,
         row_offset: int = 0,
+        replace_columns: bool = False,
     ) -> QTable:
         """Posterior summaries as new columns of a copy of ``table``.
 
@@ -525,7 +624,16 @@ class GalaxyPosterior:
         requested ``percentiles``) with the target's unit, for metallicity
         ``metallicity_prob``, the probability that it is measurable, and
         ``ood_score``/``ood_flag`` (out-of-distribution score and flag). Rows
-        with unusable inputs are masked. Parameters are those of `sample`.
+        with unusable inputs are masked (``ood_flag`` too). Other parameters
+        are those of `sample`.
+
+        Parameters
+        ----------
+        percentiles : iterable of float, optional
+            Percentiles in [0, 100], at least one, each once.
+        replace_columns : bool, optional
+            Replace input columns that have the names of output columns (see
+            `output_columns`); without it such a table raises `ValueError`.
 
         Returns
         -------
@@ -533,7 +641,12 @@ class GalaxyPosterior:
         """
         self._check_fitted()
         table, images = self._check_input(table, images, "table")
-        levels = list(percentiles)
+        levels = _check_percentiles(percentiles)
+        n_samples, batch_size = _check_n_samples(n_samples), _check_int("batch_size", batch_size, 1)
+        clash = [c for c in self.output_columns(levels) if c in table.colnames]
+        if clash and not replace_columns:
+            raise ValueError(f"the table already has the output columns {clash} (a previous prediction?); "
+                             "remove or rename them, or pass replace_columns=True (--replace-columns)")
         names = [f"{name}_p{level:g}".replace(".", "_") for name in self.targets_ for level in levels]
         values = np.full((len(table), len(names)), np.nan)
         usable = np.zeros(len(table), bool)
@@ -542,7 +655,7 @@ class GalaxyPosterior:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows of unusable inputs
             for rows, out, batch_probs, ok, batch_ood in self._iter_samples(
-                table, images, int(n_samples), random_state, batch_size, row_offset
+                table, images, n_samples, random_state, batch_size, row_offset
             ):
                 # (levels, rows, targets) -> rows x (targets, levels), matching `names`
                 q = np.nanpercentile(out, levels, axis=1)
@@ -569,9 +682,18 @@ class GalaxyPosterior:
         result["ood_score"] = Masked(u.Quantity(ood, u.dimensionless_unscaled), mask=~usable)
         result["ood_score"].info.description = (
             "distance to the training set in feature space; 1 = the 99th percentile of training galaxies")
-        result["ood_flag"] = np.where(usable, ood > 1.0, False)
+        # masked where unusable; formats without masked booleans (FITS) store False there
+        result["ood_flag"] = MaskedColumn(np.where(usable, ood > 1.0, False), mask=~usable, fill_value=False)
         result["ood_flag"].info.description = "True where the galaxy lies outside the training distribution"
         return result
+
+    def output_columns(self, percentiles: Iterable[float] = (16, 50, 84)) -> list[str]:
+        """Names of the columns `predict` adds, in order."""
+        self._check_fitted()
+        levels = _check_percentiles(percentiles)
+        names = [f"{name}_p{level:g}".replace(".", "_") for name in self.targets_ for level in levels]
+        names += [f"{g.name}_prob" for g in self.groups_ if g.detect]
+        return [*names, "ood_score", "ood_flag"]
 
     # ------------------------------------------------------------ persistence
     def save(self, path, overwrite: bool = False) -> None:
@@ -592,13 +714,3 @@ class GalaxyPosterior:
         from .persistence import load_model
 
         return load_model(path, device=device)
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters, as in scikit-learn."""
-        import inspect
-
-        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters if name != "self"}
-
-    def __repr__(self) -> str:
-        fitted = "fitted" if hasattr(self, "networks_") else "not fitted"
-        return f"<GalaxyPosterior targets={list(self._resolve_targets())} ({fitted})>"

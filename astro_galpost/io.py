@@ -62,16 +62,15 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from .atomic import fsync_path, write_atomic
 
 __all__ = [
     "write_table_atomic",
@@ -107,22 +106,12 @@ class TableFormatError(ValueError):
 def write_table_atomic(table, path, overwrite: bool = False, **kwargs) -> Path:
     """Write an astropy table to ``path`` via a temporary file renamed when complete.
 
-    An interrupted run never leaves a half-written file under the final name.
+    An interrupted run never leaves a half-written file under the final name
+    (see `astro_galpost.atomic.write_atomic`: synced, umask permissions).
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=path.parent)
-    os.close(fd)
-    try:
-        fmt = kwargs.pop("format", None)
-        table.write(tmp, overwrite=True, format=fmt, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    fmt = kwargs.pop("format", None)
+    return write_atomic(path, lambda tmp: table.write(tmp, overwrite=True, format=fmt, **kwargs),
+                        overwrite=overwrite)
 
 
 # ---------------------------------------------------------------- formats
@@ -503,9 +492,12 @@ class _CSVReader(_Reader):
 
         with open(self.path, newline="", encoding="utf-8") as f:
             f.readline()
-            for _ in range(start):
-                if not f.readline():
+            skipped = 0
+            while skipped < start:  # data rows, not lines: pandas skips blank lines too
+                line = f.readline()
+                if not line:
                     break
+                skipped += bool(line.strip())
             try:
                 # pandas 3 parses floats exactly by default (and deprecates float_precision)
                 exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
@@ -514,7 +506,8 @@ class _CSVReader(_Reader):
                     chunksize=chunk_size, skip_blank_lines=True, **exact,
                 )
                 for frame in reader:
-                    yield _frame_to_table(frame)
+                    if len(frame):  # at the end of the file pandas may give one empty frame
+                        yield _frame_to_table(frame)
             except pd.errors.EmptyDataError:
                 return
             except (pd.errors.ParserError, UnicodeDecodeError) as err:
@@ -888,7 +881,9 @@ class ChunkedTableWriter:
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True (--overwrite) to replace it")
         self._finish()
+        fsync_path(self.tmp_path)
         os.replace(self.tmp_path, self.path)
+        fsync_path(self.path.parent)
         return self.path
 
 
@@ -1206,9 +1201,8 @@ class _ParquetWriter(ChunkedTableWriter):
                                         if data.dtype.kind not in "US" else data, type=field.type))
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         part = self._part(self.parts)
-        tmp = part.with_suffix(".tmp")
-        pq.write_table(pa.Table.from_arrays(columns, schema=schema), tmp)
-        os.replace(tmp, part)
+        data = pa.Table.from_arrays(columns, schema=schema)
+        write_atomic(part, lambda tmp: pq.write_table(data, tmp), overwrite=True, suffix=".tmp")
         self.parts += 1
 
     def _state(self):
@@ -1262,12 +1256,3 @@ def open_chunked_writer(path, *, format: str | None = None, state: dict | None =
     """
     fmt = detect_format(path, format)
     return _WRITERS[fmt](path, state=state, hdf5_path=hdf5_path)
-
-
-def _json_dump_atomic(data: Any, path: Path) -> None:
-    """Write JSON to ``path`` through a temporary file (used for progress state)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        _fsync(f)
-    os.replace(tmp, path)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .params import ParamsMixin
+
 __all__ = ["NeighbourDistance"]
 
 
-class NeighbourDistance:
+class NeighbourDistance(ParamsMixin):
     """Mean distance to the k nearest training galaxies in feature space, scaled to a threshold.
 
     The reference set is (a random subset of) the training features. The

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
+from .atomic import fsync_path, output_lock, write_json_atomic
 from .io import (
     ChunkedTableWriter,
-    _json_dump_atomic,
     count_rows,
     detect_format,
     iter_table_chunks,
@@ -206,7 +206,9 @@ class _SamplesHDF5:
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True (--overwrite) to replace it")
         self.abort()
+        fsync_path(self.tmp_path)
         os.replace(self.tmp_path, self.path)
+        fsync_path(self.path.parent)
         return self.path
 
 
@@ -296,6 +298,7 @@ def predict_catalog(
     input_format: str | None = None,
     output_format: str | None = None,
     max_chunks: int | None = None,
+    replace_columns: bool = False,
 ) -> CatalogPrediction:
     """Posterior summaries for every row of a catalog file, chunk by chunk.
 
@@ -359,6 +362,9 @@ def predict_catalog(
     max_chunks : int, optional
         Stop after this many chunks in this call, leaving a resumable partial
         output (for tests and for splitting a long run into sessions).
+    replace_columns : bool, optional
+        Replace input columns named like output columns (a catalog predicted
+        before); without it such an input raises `ValueError` before any work.
 
     Returns
     -------
@@ -431,7 +437,12 @@ def predict_catalog(
         missing = [c for c in columns if c not in available]
         if missing:
             raise KeyError(f"columns {missing} are not in {input_path} (columns: {', '.join(available)})")
-    carried = columns if columns is not None else list(available)
+    outputs = gp.output_columns(levels)
+    clash = [c for c in outputs if c in available]
+    if clash and not replace_columns:
+        raise ValueError(f"{input_path} already has the output columns {clash} (a previous prediction?); "
+                         "pass replace_columns=True (--replace-columns) to replace them")
+    carried = [c for c in (columns if columns is not None else available) if c not in outputs]
     required = _required_columns(gp, available)
     if required is None:
         read_columns = None
@@ -460,98 +471,98 @@ def predict_catalog(
     samples_attrs = {"seed": str(seed), "n_samples": n_samples, "model_checksum": checksum,
                      "input": str(input_path.resolve())}
 
-    state = None
-    if resume and state_file.is_file():
-        try:
-            previous = json.loads(state_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            previous = None
-        if previous and previous.get("identity") == identity:
-            state = previous
-        elif previous:
-            warnings.warn(f"ignoring the progress in {state_file}: it was made with a different input, model "
-                          "or settings; starting over", UserWarning, stacklevel=2)
-    writer = samples = None
-    if state is not None:
-        try:
-            writer = open_chunked_writer(output_path, format=out_fmt, state=state["writer"])
-            if samples_path is not None:
-                samples = _samples_writer(samples_path, gp, n_samples, samples_attrs, samples_dtype, state["samples"])
-        except (ValueError, KeyError, OSError) as err:
-            warnings.warn(f"cannot continue the interrupted run ({err}); starting over", UserWarning, stacklevel=2)
-            if writer is not None:
-                writer.abort()
-            writer = samples = state = None
-    if state is None:
-        state_file.unlink(missing_ok=True)
-        writer = open_chunked_writer(output_path, format=out_fmt)
-        if samples_path is not None:
-            samples = _samples_writer(samples_path, gp, n_samples, samples_attrs, samples_dtype, None)
-        state = {"identity": identity, "rows": 0, "chunks": 0}
-    start, done_chunks = int(state["rows"]), int(state["chunks"])
-    resumed = start
-
-    try:
-        total = count_rows(input_path, in_fmt) if progress else None
-    except Exception:  # noqa: BLE001 - progress only
-        total = None
-    from tqdm.auto import tqdm
-
-    from .estimator import UnusableRowsWarning
-
-    bar = tqdm(total=total, initial=start, desc="predict", unit="galaxy", disable=not progress, smoothing=0.1)
-    old_progress, gp.progress = gp.progress, False
-    n_unusable, chunks_this_call, row = 0, 0, start
-    complete = True
-    try:
-        for chunk in iter_table_chunks(input_path, chunk_size, start=start, columns=read_columns, format=in_fmt):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UnusableRowsWarning)
-                result = gp.predict(chunk, n_samples=n_samples, percentiles=levels, random_state=seed,
-                                    batch_size=batch_size, row_offset=row)
-            new = [c for c in result.colnames if c not in chunk.colnames]
-            out = result[[c for c in carried if c in result.colnames] + new]
-            n_unusable += int(np.count_nonzero(np.ma.getmaskarray(result["ood_score"]))) if "ood_score" in new else 0
-            writer.write(out)
-            if samples is not None:
-                for values, usable in _sample_arrays(gp, chunk, n_samples=n_samples, seed=seed,
-                                                     batch_size=batch_size, row_offset=row):
-                    samples.write(values.astype(samples_dtype, copy=False), usable)
-            row += len(chunk)
-            done_chunks += 1
-            chunks_this_call += 1
-            state["writer"] = writer.checkpoint()
-            state["samples"] = samples.checkpoint() if samples is not None else None
-            state["rows"], state["chunks"] = row, done_chunks
-            _json_dump_atomic(state, state_file)
-            bar.update(len(chunk))
-            del chunk, result, out
-            gc.collect()  # sliced tables form reference cycles: free their arrays now, not at a later gen-2 pass
-            if max_chunks is not None and chunks_this_call >= max_chunks:
-                complete = False
-                break
-        if complete:
-            if row == 0:
-                raise ValueError(f"input table {input_path} has no rows: nothing to predict")
-            # check the samples target first: renaming the output must be the last step
-            if samples is not None and samples.path.exists() and not overwrite:
-                raise FileExistsError(f"{samples.path} exists; pass overwrite=True (--overwrite) to replace it")
-            writer.close(overwrite=overwrite)
-            if samples is not None:
-                samples.close(overwrite=overwrite)
+    with output_lock(output_path):  # two runs writing one output: the second stops here
+        state = None
+        if resume and state_file.is_file():
+            try:
+                previous = json.loads(state_file.read_text())
+            except (OSError, json.JSONDecodeError):
+                previous = None
+            if previous and previous.get("identity") == identity:
+                state = previous
+            elif previous:
+                warnings.warn(f"ignoring the progress in {state_file}: it was made with a different input, model "
+                              "or settings; starting over", UserWarning, stacklevel=2)
+        writer = samples = None
+        if state is not None:
+            try:
+                writer = open_chunked_writer(output_path, format=out_fmt, state=state["writer"])
+                if samples_path is not None:
+                    samples = _samples_writer(samples_path, gp, n_samples, samples_attrs, samples_dtype, state["samples"])
+            except (ValueError, KeyError, OSError) as err:
+                warnings.warn(f"cannot continue the interrupted run ({err}); starting over", UserWarning, stacklevel=2)
+                if writer is not None:
+                    writer.abort()
+                writer = samples = state = None
+        if state is None:
             state_file.unlink(missing_ok=True)
-        else:
+            writer = open_chunked_writer(output_path, format=out_fmt)
+            if samples_path is not None:
+                samples = _samples_writer(samples_path, gp, n_samples, samples_attrs, samples_dtype, None)
+            state = {"identity": identity, "rows": 0, "chunks": 0}
+        start, done_chunks = int(state["rows"]), int(state["chunks"])
+        resumed = start
+
+        try:
+            total = count_rows(input_path, in_fmt) if progress else None
+        except Exception:  # noqa: BLE001 - progress only
+            total = None
+        from tqdm.auto import tqdm
+
+        from .estimator import UnusableRowsWarning
+
+        bar = tqdm(total=total, initial=start, desc="predict", unit="galaxy", disable=not progress, smoothing=0.1)
+        old_progress, gp.progress = gp.progress, False
+        n_unusable, chunks_this_call, row = 0, 0, start
+        complete = True
+        try:
+            for chunk in iter_table_chunks(input_path, chunk_size, start=start, columns=read_columns, format=in_fmt):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UnusableRowsWarning)
+                    result = gp.predict(chunk, n_samples=n_samples, percentiles=levels, random_state=seed,
+                                        batch_size=batch_size, row_offset=row, replace_columns=replace_columns)
+                out = result[[c for c in carried if c in result.colnames] + outputs]
+                n_unusable += int(np.count_nonzero(np.ma.getmaskarray(result["ood_score"])))
+                writer.write(out)
+                if samples is not None:
+                    for values, usable in _sample_arrays(gp, chunk, n_samples=n_samples, seed=seed,
+                                                         batch_size=batch_size, row_offset=row):
+                        samples.write(values.astype(samples_dtype, copy=False), usable)
+                row += len(chunk)
+                done_chunks += 1
+                chunks_this_call += 1
+                state["writer"] = writer.checkpoint()
+                state["samples"] = samples.checkpoint() if samples is not None else None
+                state["rows"], state["chunks"] = row, done_chunks
+                write_json_atomic(state_file, state)
+                bar.update(len(chunk))
+                del chunk, result, out
+                gc.collect()  # sliced tables form reference cycles: free their arrays now, not at a later gen-2 pass
+                if max_chunks is not None and chunks_this_call >= max_chunks:
+                    complete = False
+                    break
+            if complete:
+                if row == 0:
+                    raise ValueError(f"input table {input_path} has no rows: nothing to predict")
+                # check the samples target first: renaming the output must be the last step
+                if samples is not None and samples.path.exists() and not overwrite:
+                    raise FileExistsError(f"{samples.path} exists; pass overwrite=True (--overwrite) to replace it")
+                writer.close(overwrite=overwrite)
+                if samples is not None:
+                    samples.close(overwrite=overwrite)
+                state_file.unlink(missing_ok=True)
+            else:
+                writer.abort()
+                if samples is not None:
+                    samples.abort()
+        except BaseException:
             writer.abort()
             if samples is not None:
                 samples.abort()
-    except BaseException:
-        writer.abort()
-        if samples is not None:
-            samples.abort()
-        raise
-    finally:
-        gp.progress = old_progress
-        bar.close()
+            raise
+        finally:
+            gp.progress = old_progress
+            bar.close()
 
     if n_unusable:
         warnings.warn(f"{n_unusable} of {row - resumed} rows have unusable inputs (too few measured bands); "

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from astro_galpost import GalaxyPosterior, ModelFormatError
-from astro_galpost.persistence import CONFIG, WEIGHTS
+from astro_galpost.persistence import CONFIG, WEIGHTS, config_checksum
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,17 @@ def test_newer_format_rejected(fitted, tmp_path):
         GalaxyPosterior.load(tmp_path / "m")
 
 
+def test_format_before_chained_groups_rejected(fitted, tmp_path):
+    # format 2 models had classifiers on the representation alone and M_BH inside the core flow
+    fitted.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / CONFIG).read_text())
+    config["format_version"] = 2
+    config["config_sha256"] = config_checksum(config)
+    (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="refit"):
+        GalaxyPosterior.load(tmp_path / "m")
+
+
 def test_changed_target_space_rejected(fitted, tmp_path):
     fitted.save(tmp_path / "m")
     config = json.loads((tmp_path / "m" / CONFIG).read_text())
@@ -72,6 +83,7 @@ def test_changed_target_space_rejected(fitted, tmp_path):
     assert config["target_spaces"]["log_mstar"] == {"space": "linear", "softening": None}
     # a model saved when the line was modelled in strict log10 must not be read as asinh
     config["target_spaces"]["halpha"] = {"space": "log10", "softening": None}
+    config["config_sha256"] = config_checksum(config)  # as if saved so by an older installation
     (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
     with pytest.raises(ModelFormatError, match="halpha.*refit"):
         GalaxyPosterior.load(tmp_path / "m")

@@ -56,7 +56,6 @@ import os
 import random
 import re
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -69,6 +68,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table, join, vstack
 from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
+
+from ..atomic import write_atomic
+from ..io import TableFormatError
 
 __all__ = [
     "BANDS",
@@ -474,23 +476,12 @@ def _query_with_retries(query: Callable[[], Table | None], *, retries: int, back
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder and rename it into place.
+    """Write through a synced temporary file in the same folder renamed into place (`write_atomic`).
 
     A reader (or a resumed run) therefore sees either no file or a complete one,
     whatever happens during the write.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_PART_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(path, write, overwrite=True, suffix=_PART_SUFFIX)
 
 
 def _write_table(table: Table, path: Path, fmt: str) -> None:
@@ -976,6 +967,20 @@ def _attach_units(table: Table) -> None:
             col.unit = unit
 
 
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> TableFormatError:
+    """A `TableFormatError` naming the file and the first line that is not UTF-8 text."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return TableFormatError(
+                    f"{path}, line {number}: not UTF-8 text ({bad.reason} at byte {bad.start} of the line: "
+                    f"{line[max(bad.start - 10, 0):bad.start + 10]!r}); a binary file, or text in another "
+                    "encoding (re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8)")
+    return TableFormatError(f"{path}: not UTF-8 text ({err.reason})")
+
+
 def read_catalog(
     path_or_table: str | os.PathLike | Table,
     format: str | None = None,
@@ -1049,10 +1054,13 @@ def read_catalog(
     else:
         path = Path(path_or_table)
         fmt = format or _format_of(path)
-        if fmt in ("csv", "skyserver", "ascii.csv"):
-            table = _read_skyserver_csv(path)
-        else:
-            table = Table.read(path, format=fmt) if fmt else Table.read(path)
+        try:
+            if fmt in ("csv", "skyserver", "ascii.csv"):
+                table = _read_skyserver_csv(path)
+            else:
+                table = Table.read(path, format=fmt) if fmt else Table.read(path)
+        except UnicodeDecodeError as err:
+            raise _not_utf8(path, err) from err
     _normalise_names(table)
     for name in ID_COLUMNS:
         if name in table.colnames:

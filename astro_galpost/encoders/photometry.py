@@ -42,17 +42,42 @@ def find_error_column(column: str, colnames: Sequence[str]) -> str | None:
     return next((c for c in candidates if c in colnames), None)
 
 
+#: A flux column whose median converts to an AB magnitude brighter than this, while its raw median lies
+#: in `MAGNITUDE_LIKE` (the span of catalogue magnitudes), holds magnitudes, not fluxes.
+BRIGHTEST_MEDIAN_AB = 10.0
+MAGNITUDE_LIKE = (10.0, 35.0)
+
+
+def _check_flux_looks_like_flux(mags, raw, mask, column: str, unit) -> None:
+    """Refuse magnitudes (~20) labelled as a flux unit: converted, they would be galaxies of AB ≈ 5."""
+    if isinstance(unit, u.MagUnit) or unit == u.mag:
+        return
+    good = ~mask & np.isfinite(mags)
+    if not good.any():
+        return
+    looks_like_mags = MAGNITUDE_LIKE[0] <= np.median(raw[good]) <= MAGNITUDE_LIKE[1]
+    if looks_like_mags and np.median(mags[good]) < BRIGHTEST_MEDIAN_AB:
+        raise ValueError(
+            f"photometry column {column!r} is labelled {unit} but its values (median {np.median(raw[good]):.3g}) "
+            f"convert to a median AB magnitude of {np.median(mags[good]):.1f}: they look like magnitudes. "
+            "Give the column a magnitude unit (u.mag or u.ABmag), or fluxes in the unit it names")
+
+
 def read_magnitudes(table: Table, column: str) -> np.ndarray:
     """Column ``column`` as float AB-like magnitudes, NaN where missing.
 
     Plain numbers are taken as magnitudes. Quantity columns may be in a
     magnitude unit, in maggies/nanomaggies (SDSS fluxes) or in a spectral flux
     density (converted to AB); other units raise `~astropy.units.UnitConversionError`.
+    A flux-labelled column whose values look like magnitudes (median in
+    `MAGNITUDE_LIKE`, converting to AB brighter than `BRIGHTEST_MEDIAN_AB`)
+    raises `ValueError`.
     """
     if column not in table.colnames:
         raise KeyError(f"photometry column {column!r} is not in the table (columns: {', '.join(table.colnames)})")
     try:
-        values, mask, unit = column_data(table[column])
+        raw, mask, unit = column_data(table[column])
+        values = raw
     except TypeError as err:
         raise TypeError(f"photometry column {column!r} is not numeric") from err
     if values.ndim != 1:
@@ -70,6 +95,7 @@ def read_magnitudes(table: Table, column: str) -> np.ndarray:
                     f"photometry column {column!r} has unit {unit}; expected magnitudes, "
                     "maggies or a spectral flux density"
                 )
+        _check_flux_looks_like_flux(values, raw, mask, column, unit)
     values = values.copy()
     bad = mask | ~np.isfinite(values) | (values <= _MAG_RANGE[0]) | (values >= _MAG_RANGE[1])
     values[bad] = np.nan

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..params import ParamsMixin
 from .base import Encoder
 
 __all__ = ["GalaxyVAE", "VAEEncoder"]
@@ -245,7 +246,7 @@ def random_dihedral(
     return out, wout
 
 
-class VAEEncoder(Encoder):
+class VAEEncoder(ParamsMixin, Encoder):
     """Features of gri cutouts from a convolutional VAE: 32 latent means and 32 standard deviations.
 
     :meth:`fit` scales the images with an `~astro_galpost.images.ImagePreprocessor`,
@@ -406,12 +407,6 @@ class VAEEncoder(Encoder):
         self.random_state = random_state
         self.device = device
         self.progress = progress
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters, as in scikit-learn."""
-        import inspect
-
-        return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
 
     def __repr__(self) -> str:
         state = "fitted" if self.is_fitted else "not fitted"
@@ -694,7 +689,7 @@ class VAEEncoder(Encoder):
     # --------------------------------------------------------- persistence
     def get_config(self) -> dict:
         self._check_fitted()
-        params = self.get_params()
+        params = self.get_params(deep=False)
         seed = params["random_state"]
         params["random_state"] = int(seed) if isinstance(seed, (int, np.integer)) else None
         params["channels"] = [int(c) for c in params["channels"]]
@@ -770,19 +765,9 @@ class VAEEncoder(Encoder):
 # ------------------------------------------------- stand-alone encoder files
 def _save_encoder(encoder: Encoder, path, overwrite: bool = False) -> Path:
     """Save any fitted encoder on its own, in the layout of `astro_galpost.persistence`."""
-    import json
-    import os
-    import shutil
-    import tempfile
-
-    from safetensors.torch import save_file
-
     from .. import __version__
-    from ..persistence import CONFIG, FORMAT_VERSION, WEIGHTS, _jsonable, _sha256
+    from ..persistence import FORMAT_VERSION, _jsonable, write_model_folder
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     tensors = {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in encoder.get_arrays().items()}
     config = {
         "format_version": FORMAT_VERSION,
@@ -792,52 +777,18 @@ def _save_encoder(encoder: Encoder, path, overwrite: bool = False) -> Path:
         "kind": "encoder",
         "encoder": {"name": encoder.name, "config": _jsonable(encoder.get_config())},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        save_file(tensors, tmp / WEIGHTS, metadata={"format_version": str(FORMAT_VERSION)})
-        config["weights_sha256"] = _sha256(tmp / WEIGHTS)
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return write_model_folder(path, tensors, config, overwrite=overwrite)
 
 
 def _load_encoder(path, expected: type[Encoder] | None = None) -> Encoder:
     """Read an encoder written by `_save_encoder` (any registered encoder, or ``expected``)."""
-    import json
-
-    from safetensors.torch import load_file
-
-    from ..persistence import CONFIG, FORMAT_VERSION, WEIGHTS, ModelFormatError, _sha256
+    from ..persistence import ModelFormatError, read_model_folder
 
     path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"no saved encoder at {path} (expected a folder with {CONFIG} and {WEIGHTS})")
-    for name in (CONFIG, WEIGHTS):
-        if not (path / name).is_file():
-            raise FileNotFoundError(f"saved encoder {path} is incomplete: {name} is missing")
-    try:
-        config = json.loads((path / CONFIG).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFormatError(f"{path / CONFIG} is not valid JSON: {err}") from err
-    if config.get("package") != "astro_galpost" or config.get("kind") != "encoder":
+    config, tensors = read_model_folder(path, "encoder")
+    if config.get("kind") != "encoder":
         raise ModelFormatError(f"{path} is not a saved astro_galpost encoder")
-    if config["format_version"] > FORMAT_VERSION:
-        raise ModelFormatError(
-            f"{path} was saved in format {config['format_version']} by astro_galpost "
-            f"{config.get('package_version')}; this version reads format {FORMAT_VERSION} and older: upgrade"
-        )
-    if _sha256(path / WEIGHTS) != config.get("weights_sha256"):
-        raise ModelFormatError(f"{path / WEIGHTS} does not match its checksum: the file is corrupted or was modified")
-    try:
-        arrays = {k: v.numpy() for k, v in load_file(path / WEIGHTS, device="cpu").items()}
-    except Exception as err:  # noqa: BLE001 - safetensors raises several types
-        raise ModelFormatError(f"cannot read {path / WEIGHTS}: {err}") from err
+    arrays = {k: v.numpy() for k, v in tensors.items()}
     spec = config["encoder"]
     if expected is not None:
         if spec["name"] != expected.name:

@@ -16,7 +16,6 @@ as in the catalog.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
+from ..atomic import write_text_atomic
 from ..targets import CORE, LINES, TARGETS
 from .calibration import (
     calibration_summary,
@@ -604,21 +604,6 @@ def to_markdown(table: Table, *, floatfmt: str = ".3f", title: str | None = None
     return "\n".join(lines)
 
 
-def _write_text_atomic(text: str, path: Path, overwrite: bool) -> Path:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _ecsv_safe(table: Table) -> Table:
     """A copy whose meta is plain (YAML-serialisable) Python."""
     out = table.copy(copy_data=False)
@@ -683,13 +668,13 @@ def write_report(
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in title) or "table"
 
     if suffix == ".md":
-        return [_write_text_atomic(markdown(), path, overwrite)]
+        return [write_text_atomic(path, markdown(), overwrite=overwrite)]
     if suffix == ".ecsv":
         if len(tables) != 1:
             raise ValueError(f"an .ecsv file holds one table, got {len(tables)}: give a folder instead")
         (table,) = tables.values()
         return [write_table_atomic(_ecsv_safe(table), path, overwrite=overwrite, format="ascii.ecsv")]
-    written = [_write_text_atomic(markdown(), path / "report.md", overwrite)]
+    written = [write_text_atomic(path / "report.md", markdown(), overwrite=overwrite)]
     for title, table in tables.items():
         written.append(write_table_atomic(_ecsv_safe(table), path / f"{safe_name(title)}.ecsv",
                                           overwrite=overwrite, format="ascii.ecsv"))

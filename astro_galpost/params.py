@@ -1,0 +1,87 @@
+"""Constructor parameters as in scikit-learn: `get_params`, `set_params`, `clone` and a plain `repr`.
+
+`ParamsMixin` gives a class whose ``__init__`` stores each argument unchanged
+under its own name the scikit-learn estimator API, without depending on
+scikit-learn: `sklearn.base.clone` works on it, nested objects with their own
+``get_params`` are reached with ``name__param`` keys, and the `repr` shows the
+parameters that differ from their defaults (it reads attributes only: no
+registry lookup, no validation, so it never fails).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+__all__ = ["ParamsMixin"]
+
+
+class ParamsMixin:
+    """scikit-learn style parameter access for classes whose ``__init__`` stores its arguments."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """Names of the ``__init__`` arguments (no ``self``, ``*args`` or ``**kwargs``)."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as in scikit-learn.
+
+        Parameters
+        ----------
+        deep : bool, optional
+            Also list the parameters of parameter values that have
+            ``get_params`` themselves, as ``name__param``.
+
+        Returns
+        -------
+        dict
+        """
+        out: dict[str, Any] = {}
+        for name in self._param_names():
+            value = getattr(self, name)
+            out[name] = value
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{name}__{key}", sub) for key, sub in value.get_params(deep=True).items())
+        return out
+
+    def set_params(self, **params: Any):
+        """Set constructor parameters (``name`` or nested ``name__param``); return ``self``.
+
+        Raises
+        ------
+        ValueError
+            For a name that is not a parameter of this class (or of the nested object).
+        """
+        valid = self._param_names()
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                raise ValueError(f"{key!r} is not a parameter of {type(self).__name__}; "
+                                 f"its parameters are: {', '.join(valid)}")
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub_params in nested.items():
+            owner = getattr(self, name)
+            if not hasattr(owner, "set_params"):
+                raise ValueError(f"parameter {name!r} of {type(self).__name__} holds {type(owner).__name__}, "
+                                 f"which has no parameters to set ({', '.join(sub_params)})")
+            owner.set_params(**sub_params)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        shown = []
+        for name in self._param_names():
+            value, default = getattr(self, name, None), defaults[name].default
+            try:
+                same = value is default or bool(value == default)
+            except Exception:  # noqa: BLE001 - arrays and odd objects compare oddly: show them
+                same = False
+            if not same:
+                shown.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"

@@ -1,0 +1,154 @@
+"""Issue 12: nothing lost and no silent wrong answer (saving, loading, atomic writes)."""
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from astro_galpost import GalaxyPosterior, ModelFormatError
+from astro_galpost.atomic import NotOurFolderError, replace_folder, write_atomic
+from astro_galpost.persistence import CONFIG, WEIGHTS, _sha256, config_checksum, is_model_folder
+
+
+@pytest.fixture(scope="module")
+def fitted(mock_table, one_torch_thread):
+    from conftest import TINY
+
+    return GalaxyPosterior(targets=["log_mstar", "redshift"], random_state=3, **TINY).fit(mock_table[:300])
+
+
+def _rewrite(folder, edit):
+    """Edit a saved config and recompute both checksums, as a careless (or hostile) user could."""
+    config = json.loads((folder / CONFIG).read_text())
+    edit(config)
+    config["weights_sha256"] = _sha256(folder / WEIGHTS)
+    config["config_sha256"] = config_checksum(config)
+    (folder / CONFIG).write_text(json.dumps(config))
+
+
+# ------------------------------------------------------------- item 1
+def test_overwrite_refuses_a_folder_that_is_not_a_model(fitted, tmp_path):
+    papers = tmp_path / "papers"
+    papers.mkdir()
+    (papers / "thesis.pdf").write_bytes(b"%PDF precious")
+    with pytest.raises(NotOurFolderError, match="not a folder written by astro_galpost"):
+        fitted.save(papers, overwrite=True)
+    assert (papers / "thesis.pdf").read_bytes() == b"%PDF precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["papers"]  # no temporary left behind
+
+
+def test_overwrite_refuses_a_model_folder_holding_user_files(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    with pytest.raises(NotOurFolderError, match="notes.txt"):
+        fitted.save(tmp_path / "m", overwrite=True)
+    assert (tmp_path / "m" / "notes.txt").read_text() == "mine"
+
+
+def test_cli_fit_overwrite_dot_keeps_the_current_folder(mock_table, tmp_path, monkeypatch, capsys):
+    from astro_galpost.cli import main
+
+    mock_table[:200].write(tmp_path / "train.ecsv")
+    (tmp_path / "keep.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    code = main(["fit", "train.ecsv", ".", "--targets", "redshift", "--overwrite", "--max-epochs", "1",
+                 "--no-progress"])
+    assert code == 2
+    assert "not a folder written by astro_galpost" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "train.ecsv"]
+
+
+# ------------------------------------------------------------- item 2
+def test_interrupted_overwrite_leaves_the_old_model(fitted, tmp_path, monkeypatch):
+    fitted.save(tmp_path / "m")
+    before = (tmp_path / "m" / WEIGHTS).read_bytes()
+    real_rename = os.rename
+
+    def crash_on_swap(src, dst):
+        if str(src).endswith(".tmp"):  # the moment the new folder would be renamed into place
+            raise KeyboardInterrupt
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", crash_on_swap)
+    with pytest.raises(KeyboardInterrupt):
+        fitted.save(tmp_path / "m", overwrite=True)
+    monkeypatch.undo()
+    assert (tmp_path / "m" / WEIGHTS).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    GalaxyPosterior.load(tmp_path / "m")
+
+
+def test_writes_are_fsynced_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    write_atomic(tmp_path / "a.txt", lambda tmp: tmp.write_text("x"))
+    assert events.index("fsync") < events.index("replace")
+
+
+# ------------------------------------------------------------- item 6
+def test_edited_config_fails_its_checksum(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / CONFIG).read_text())
+    config["targets"] = {"redshift": "z", "log_mstar": "lgm_tot_p50"}  # renamed targets
+    (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="config.json does not match its checksum"):
+        GalaxyPosterior.load(tmp_path / "m")
+
+
+def test_short_label_mean_is_rejected_even_with_a_valid_checksum(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    _rewrite(tmp_path / "m", lambda c: c.update(label_mean=c["label_mean"][:1]))
+    with pytest.raises(ModelFormatError, match="label_mean must hold 2 finite values"):
+        GalaxyPosterior.load(tmp_path / "m")
+
+
+def test_nan_weights_are_rejected_even_with_a_valid_checksum(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    tensors = load_file(tmp_path / "m" / WEIGHTS)
+    name = next(k for k, v in tensors.items() if k.startswith("network0") and v.is_floating_point())
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    save_file(tensors, tmp_path / "m" / WEIGHTS)
+    _rewrite(tmp_path / "m", lambda c: None)
+    with pytest.raises(ModelFormatError, match="non-finite"):
+        GalaxyPosterior.load(tmp_path / "m")
+
+
+def test_generator_seed_survives_save_and_load(fitted, mock_table, tmp_path):
+    gp = GalaxyPosterior(**{**fitted.get_params(), "random_state": np.random.default_rng(5)})
+    for name in ("targets_", "encoders_", "ood_", "label_mean_", "label_scale_", "groups_", "flows_",
+                 "networks_", "history_", "n_features_in_", "n_train_"):
+        setattr(gp, name, getattr(fitted, name))
+    gp.save(tmp_path / "m")
+    loaded = GalaxyPosterior.load(tmp_path / "m")
+    a = gp.sample(mock_table[300:320], n_samples=16)["redshift"].distribution
+    b = loaded.sample(mock_table[300:320], n_samples=16)["redshift"].distribution
+    np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------- item 10 (outputs)
+def test_saved_model_follows_the_umask(fitted, tmp_path):
+    old = os.umask(0o022)
+    try:
+        fitted.save(tmp_path / "m")
+        write_atomic(tmp_path / "t.txt", lambda tmp: tmp.write_text("x"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "m" / WEIGHTS).stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "t.txt").stat().st_mode) == 0o644
+
+
+def test_replace_folder_recognises_its_own_folders(tmp_path):
+    with replace_folder(tmp_path / "m", is_ours=lambda p: (p / "mark").is_file()) as tmp:
+        (tmp / "mark").write_text("1")
+    with replace_folder(tmp_path / "m", overwrite=True, is_ours=lambda p: (p / "mark").is_file()) as tmp:
+        (tmp / "mark").write_text("2")
+    assert (tmp_path / "m" / "mark").read_text() == "2"
+    assert not is_model_folder(tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
