@@ -22,7 +22,7 @@ from .encoders import ENCODERS, Encoder, PhotometryEncoder
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
 from .params import ParamsMixin
-from .recalibration import fit_residual_scales
+from .recalibration import fit_recalibration
 from .targets import GROUPS, TARGETS, TargetGroup, group_order
 from .training import split_indices, train_network
 
@@ -227,10 +227,10 @@ class GalaxyPosterior(ParamsMixin):
     validation_fraction : float, optional
         Fraction of training rows held out for early stopping.
     recalibrate : bool, optional
-        After training, fit one factor per target on the flow residuals so that
-        the central credible intervals of the held-out rows have their nominal
-        coverage (`astro_galpost.recalibration`; the factors are
-        ``residual_scales_``). Needs ``validation_fraction > 0``.
+        After training, fit a shift and a factor per target on the flow
+        residuals so that the PIT values of the held-out rows are closest to
+        uniform (`astro_galpost.recalibration`; they are ``residual_shifts_``
+        and ``residual_scales_``). Needs ``validation_fraction > 0``.
     batch_size, max_epochs, learning_rate, weight_decay, patience : optional
         Optimisation settings (AdamW; the learning rate halves on plateaus;
         training stops after ``patience`` epochs without improvement).
@@ -483,7 +483,7 @@ class GalaxyPosterior(ParamsMixin):
                 )
                 if self.recalibrate and len(val_index):
                     net.to(self.device)
-                    fit_residual_scales(net, x[val_index], y[val_index], valid[val_index])
+                    fit_recalibration(net, x[val_index], y[val_index], valid[val_index])
             self.networks_.append(net.to("cpu") if self.device == "cpu" else net)
             self.history_.append(history)
         return self
@@ -491,9 +491,18 @@ class GalaxyPosterior(ParamsMixin):
     @property
     def residual_scales_(self) -> dict[str, np.ndarray]:
         """Per target, the factor on the flow residuals of each ensemble member (see ``recalibrate``)."""
+        return self._per_member("residual_scale")
+
+    @property
+    def residual_shifts_(self) -> dict[str, np.ndarray]:
+        """Per target, the shift of each ensemble member, in the target's modelled space (see ``recalibrate``)."""
+        shifts = self._per_member("residual_shift")
+        return {name: shifts[name] * self.label_scale_[j] for j, name in enumerate(self.targets_)}
+
+    def _per_member(self, buffer: str) -> dict[str, np.ndarray]:
         self._check_fitted()
-        scales = np.stack([net.residual_scale.cpu().numpy() for net in self.networks_])
-        return {name: scales[:, j] for j, name in enumerate(self.targets_)}
+        values = np.stack([getattr(net, buffer).cpu().numpy() for net in self.networks_])
+        return {name: values[:, j] for j, name in enumerate(self.targets_)}
 
     def _build_network(self) -> PosteriorNetwork:
         return PosteriorNetwork(

@@ -97,8 +97,9 @@ class PosteriorNetwork(nn.Module):
             nn.Linear(hidden, representation), nn.SiLU(),
         )
         n_labels = 1 + max(max(g.targets) for g in groups)
-        # per-label factor on the flow residuals, set after training by
-        # `astro_galpost.recalibration.fit_residual_scales` (1 = as trained)
+        # per-label shift and factor on the flow residuals, set after training by
+        # `astro_galpost.recalibration.fit_recalibration` (0 and 1 = as trained)
+        self.register_buffer("residual_shift", torch.zeros(n_labels))
         self.register_buffer("residual_scale", torch.ones(n_labels))
         self.means = nn.ModuleDict()
         self.flows = nn.ModuleDict()
@@ -256,7 +257,7 @@ class PosteriorNetwork(nn.Module):
             # sample_flow: per-galaxy context work once for zuko RealNVP/affine flows
             # (same draws as zuko), zuko's own sampling for any other flow
             resid = sample_flow(self.flows[g.name], h, n_samples, sample_context=given)
-            out[..., g.targets] = mean + resid * self.residual_scale[g.targets]
+            out[..., g.targets] = mean + self.residual_shift[g.targets] + resid * self.residual_scale[g.targets]
         return out, detect
 
     def _measurable(self, h: Tensor, given: Tensor | None, g: GroupSpec) -> tuple[Tensor, Tensor | None]:

@@ -282,8 +282,6 @@ def load_model(path, device: str = "cpu"):
         prefix = f"network{k}."
         state = {name[len(prefix):]: value for name, value in tensors.items() if name.startswith(prefix)}
         net = model._build_network()
-        # models saved before residual recalibration existed sample with factor 1
-        state.setdefault("residual_scale", torch.ones_like(net.residual_scale))
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as err:

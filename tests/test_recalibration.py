@@ -4,7 +4,7 @@ import torch
 
 from astro_galpost import GalaxyPosterior
 from astro_galpost.network import GroupSpec, PosteriorNetwork
-from astro_galpost.recalibration import SCALE_GRID, _best_scale, central_coverage_error, fit_residual_scales
+from astro_galpost.recalibration import SCALE_GRID, _best_shift_scale, central_coverage_error, fit_recalibration, pit_uniformity_error
 
 
 def test_coverage_error_is_small_for_uniform_pit_and_large_for_narrow():
@@ -16,12 +16,21 @@ def test_coverage_error_is_small_for_uniform_pit_and_large_for_narrow():
     assert central_coverage_error(norm.cdf(2 * z)) > 0.01
 
 
+def test_pit_uniformity_error_is_small_for_uniform_and_large_for_biased():
+    rng = np.random.default_rng(0)
+    assert pit_uniformity_error(rng.uniform(size=20000)) < 1e-4
+    assert pit_uniformity_error(rng.uniform(size=20000) ** 1.5) > 1e-3  # lopsided, central coverage fine-ish
+
+
 @pytest.mark.parametrize("true_width", [0.6, 1.0, 1.5])
-def test_best_scale_recovers_the_width_ratio(true_width):
+@pytest.mark.parametrize("true_shift", [0.0, 0.2])
+def test_best_shift_scale_recovers_the_bias_and_width_ratio(true_width, true_shift):
     rng = np.random.default_rng(1)
     resid = rng.normal(size=(400, 3000))  # the flow's residual draws: unit width
-    offset = rng.normal(scale=true_width, size=3000)  # what the truths need
-    assert _best_scale(resid, offset, SCALE_GRID) == pytest.approx(true_width, rel=0.05)
+    offset = true_shift + rng.normal(scale=true_width, size=3000)  # what the truths need
+    shift, scale = _best_shift_scale(resid, offset)
+    assert scale == pytest.approx(true_width, rel=0.05)
+    assert shift == pytest.approx(true_shift, abs=0.04 * true_width + 0.02)
 
 
 def _net_and_data(n=600, noise=0.5, seed=0):
@@ -34,10 +43,10 @@ def _net_and_data(n=600, noise=0.5, seed=0):
     return net, x, y.astype(np.float32), np.ones_like(y, dtype=bool)
 
 
-def test_fit_residual_scales_sets_the_buffer_and_widens_an_untrained_narrow_flow():
+def test_fit_recalibration_sets_the_buffer_and_widens_an_untrained_narrow_flow():
     net, x, y, valid = _net_and_data(noise=3.0)
     # an untrained flow has unit-width residuals; the truths scatter three times more
-    scales = fit_residual_scales(net, x, y, valid, n_samples=100)
+    _, scales = fit_recalibration(net, x, y, valid, n_samples=100)
     assert np.all(scales == net.residual_scale.numpy())
     assert np.all(scales > 1.5)
     with torch.inference_mode():
@@ -51,8 +60,8 @@ def test_fit_residual_scales_sets_the_buffer_and_widens_an_untrained_narrow_flow
 def test_too_few_labelled_rows_keep_factor_one():
     net, x, y, valid = _net_and_data(noise=3.0)
     valid[10:, 1] = False
-    scales = fit_residual_scales(net, x, y, valid, n_samples=50, min_rows=30)
-    assert scales[1] == 1.0 and scales[0] > 1.5
+    shifts, scales = fit_recalibration(net, x, y, valid, n_samples=50, min_rows=30)
+    assert scales[1] == 1.0 and shifts[1] == 0.0 and scales[0] > 1.5
 
 
 def test_estimator_recalibrates_by_default_and_can_be_told_not_to(mock_table, tiny):
