@@ -155,3 +155,21 @@ def test_local_calibration_by_target_edges_and_derived():
     np.testing.assert_allclose(res["coverage_68"], 0.68, atol=0.05)
     with pytest.raises(KeyError, match="cannot bin by 'colour'"):
         local_calibration(samples, truth, "colour")
+
+
+def test_works_on_a_fitted_model(mock_table, tiny, one_torch_thread):
+    """PosteriorSamples (Distributions in dex and flux units) go straight in."""
+    from astro_galpost import GalaxyPosterior
+
+    train, test = mock_table[:500], mock_table[500:]
+    post = GalaxyPosterior(random_state=0, **tiny).fit(train).sample(test, n_samples=50, random_state=1)
+    res = derived_calibration(post, test)
+    assert list(res["quantity"]) == list(DERIVED_QUANTITIES)
+    ha, hb = (np.asarray(test[c], dtype=float) for c in ("h_alpha_flux", "h_beta_flux"))
+    labelled = (ha != 0) & (hb != 0)
+    row = list(res["quantity"]).index("balmer_decrement")
+    assert res["n_undefined_truth"][row] == np.sum(labelled & ((ha < 0) | (hb < 0)))
+    mbh = list(res["quantity"]).index("log_mbh_mstar")
+    assert res["n"][mbh] == np.sum(np.asarray(test["velDisp"]) > 0)
+    local = local_calibration(post, test, "modelMag_r", targets=["log_ssfr"])
+    assert np.sum(local["n"]) == len(test) and local["lo"].unit == u.mag
