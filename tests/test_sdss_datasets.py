@@ -58,8 +58,8 @@ def _galaxies(n: int, seed: int = 3) -> list[dict]:
             "z": rng.uniform(0.01, 0.3), "zErr": rng.uniform(1e-5, 3e-4),
             "plate": 266 + k, "mjd": 51630 + k, "fiberID": 1 + k,
             "velDisp": rng.uniform(60, 300), "velDispErr": rng.uniform(5, 20),
-            "v_disp": rng.uniform(60, 300), "v_disp_err": rng.uniform(5, 20),
-            "sn_median": rng.uniform(5, 40),
+            "v_disp": rng.uniform(80, 300), "v_disp_err": rng.uniform(3, 15),
+            "sn_median": rng.uniform(12, 40),
             "petroMag_r": rng.uniform(14, 17.7),
             "petroR50_r": rng.uniform(1, 5), "petroR90_r": rng.uniform(5, 12),
             "lgm_tot_p50": rng.uniform(9, 11.5), "sfr_tot_p50": rng.uniform(-2, 1),
@@ -76,7 +76,7 @@ def _galaxies(n: int, seed: int = 3) -> list[dict]:
             row[f"{line}_flux_err"] = rng.uniform(1, 5)
         rows.append(row)
     # SDSS's ways of saying "not measured"
-    missing = {1: {"velDisp": 0.0, "velDispErr": 0.0},
+    missing = {1: {"velDisp": 0.0, "velDispErr": 0.0, "v_disp": 0.0, "v_disp_err": 0.0},
                2: {"lgm_tot_p50": -9999.0, "sfr_tot_p50": -9999.0, "oh_p50": -9999.0},
                4: {"h_alpha_flux": 0.0, "h_alpha_flux_err": -1.0},
                7: {"oiii_5007_flux": 0.0, "oiii_5007_flux_err": 0.0},
@@ -390,10 +390,10 @@ def test_read_skyserver_csv_with_table_line(tmp_path):
     assert cat["modelMag_u"].mask[8] and cat["modelMagErr_u"].mask[8]
     assert cat["h_alpha_flux"].mask[4] and cat["oiii_5007_flux"].mask[7]
     assert cat["velDisp"].unit == u.km / u.s
-    # log_mbh from velDisp (McConnell & Ma 2013), masked where velDisp is
+    # log_mbh from galSpecInfo v_disp (McConnell & Ma 2013), masked where v_disp is
     mbh = cat["log_mbh"]
-    assert mbh.mask[1] and mbh.mask.sum() == 1
-    sigma = np.array([r["velDisp"] for r in rows])[~mbh.mask]
+    assert mbh.mask[1] and mbh.mask.sum() == 1 and cat["log_mbh_reason"][1] == "not measured"
+    sigma = np.array([r["v_disp"] for r in rows])[~mbh.mask]
     np.testing.assert_allclose(np.asarray(mbh)[~mbh.mask], 8.32 + 5.64 * np.log10(sigma / 200),
                                rtol=1e-6)
     # header only: SkyServer's answer when nothing matches

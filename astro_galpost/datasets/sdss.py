@@ -966,13 +966,15 @@ def _mask_sentinels(table: Table) -> None:
         col.mask |= bad
         table[name] = col
     # a velocity dispersion <= 0 means "not measured" (SDSS writes 0)
-    if "velDisp" in table.colnames:
-        bad = np.ma.filled(table["velDisp"] <= 0, True)
-        for name in ("velDisp", "velDispErr"):
+    for sigma, error in (("velDisp", "velDispErr"), ("v_disp", "v_disp_err")):
+        if sigma not in table.colnames:
+            continue
+        bad = np.ma.filled(table[sigma] <= 0, True)
+        for name in (sigma, error):
             if name in table.colnames:
                 table[name].mask |= bad
-        if "velDispErr" in table.colnames:
-            table["velDispErr"].mask |= np.ma.filled(table["velDispErr"] <= 0, True)
+        if error in table.colnames:
+            table[error].mask |= np.ma.filled(table[error] <= 0, True)
     # MPA-JHU writes flux 0 and error <= 0 where a line was not fitted
     for name in table.colnames:
         if name.endswith("_flux") and f"{name}_err" in table.colnames:
@@ -1052,8 +1054,12 @@ def read_catalog(
     * units: deg (``ra``, ``dec``), mag (magnitudes, extinctions), arcsec
       (Petrosian radii), km/s (``velDisp`` …), and
       `~astro_galpost.targets.LINE_FLUX_UNIT` (1e-17 erg/s/cm2) for line fluxes;
-    * ``log_mbh`` from ``velDisp`` with
-      :func:`astro_galpost.catalog.add_mbh_column` (McConnell & Ma 2013).
+    * ``log_mbh`` from galSpecInfo ``v_disp`` (the DR7 measurement, consistent
+      with the MPA-JHU labels) or else SpecObj ``velDisp`` with
+      :func:`astro_galpost.catalog.add_mbh_column` (McConnell & Ma 2013),
+      masked where :func:`astro_galpost.catalog.sigma_quality` finds σ
+      unreliable (outside 70-420 km/s, median S/N < 10, error > 25%), with the
+      reason in ``log_mbh_reason``.
 
     Columns such as the MPA-JHU ``lgm_tot_p50`` (log M*/Msun), ``sfr_tot_p50``
     (log SFR) and ``oh_p50`` (12 + log O/H) stay unitless logarithms, which is
@@ -1067,7 +1073,7 @@ def read_catalog(
         Force a format: ``"csv"`` (SkyServer CSV) or any `astropy.table.Table.read`
         format. By default it follows the file suffix.
     derive_mbh : bool, optional
-        Add ``log_mbh`` when the table has ``velDisp`` and no ``log_mbh``.
+        Add ``log_mbh`` when the table has ``v_disp`` or ``velDisp`` and no ``log_mbh``.
 
     Returns
     -------
@@ -1106,10 +1112,11 @@ def read_catalog(
             table[name] = _to_uint64(table[name], name)
     _mask_sentinels(table)
     _attach_units(table)
-    if derive_mbh and "velDisp" in table.colnames and "log_mbh" not in table.colnames:
+    sigma_column = next((c for c in ("v_disp", "velDisp") if c in table.colnames), None)
+    if derive_mbh and sigma_column is not None and "log_mbh" not in table.colnames:
         from ..catalog import add_mbh_column
 
-        table = add_mbh_column(table, sigma_column="velDisp", name="log_mbh")
+        table = add_mbh_column(table, sigma_column=sigma_column, name="log_mbh")
     return table
 
 
