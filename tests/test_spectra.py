@@ -142,8 +142,14 @@ def test_external_continuum_corrects_balmer_absorption():
     spec = _spectrum(noise=False)
     with_abs = Spectrum(flux=spec.flux + absorption * FLAM, spectral_axis=spec.spectral_axis,
                         uncertainty=spec.uncertainty)
-    plain = measure_lines(with_abs, Z_SYN, lines="hbeta")
-    assert plain["flux"][0].value < 0.9 * 200  # biased low without a continuum model
+    plain = measure_lines(with_abs, Z_SYN, lines="hbeta", balmer_absorption=False)
+    assert plain["flux"][0].value < 0.9 * 200  # biased low with a bare linear continuum
+    # the fitted absorption component recovers the emission and the trough
+    fitted = measure_lines(with_abs, Z_SYN, lines="hbeta")
+    assert fitted["flux"][0].value == pytest.approx(200, rel=0.01)
+    trough = -4.0 * 25 * (mu / 6000) ** -1.2
+    assert fitted["absorption_flux"][0].value == pytest.approx(trough, rel=0.02)
+    assert fitted.meta["absorption_sigma"] == pytest.approx(12.0 / mu * 299792.458, rel=0.02)
     model = (_continuum(LAM) + absorption) * FLAM
     fixed = measure_lines(with_abs, Z_SYN, lines="hbeta", continuum=model)
     assert fixed["flux"][0].value == pytest.approx(200, rel=5e-3)
@@ -207,7 +213,7 @@ def test_low_snr_and_absent_line_flagged():
 def test_tie_all_and_no_uncertainty():
     table = measure_lines(_spectrum(noise=False), Z_SYN, tie="all")
     assert np.ptp(table["sigma"].value) == 0  # a single width for all lines
-    assert table.meta["families"] == ["all"]
+    assert table.meta["families"] == ["all", "absorption"]  # emission lines tied; the trough apart
     assert table.meta["all_sigma"] == pytest.approx(table["sigma"][0].value)
     noisy = _spectrum(seed=1, uncertainty=None)
     est = measure_lines(noisy, Z_SYN)
@@ -346,10 +352,8 @@ def test_read_sdss_spectrum(shared_data):
 
 
 # (file, tolerance for H-alpha). SPZLINE is the idlspec2d Gaussian fit after subtracting a
-# stellar continuum model; we fit a local linear continuum, so Balmer lines sitting in
-# stellar absorption come out lower.  [NII] and [OIII] have no underlying absorption and
-# agree within a few per cent (worst 6%); H-alpha within 4% except in the weak-line
-# galaxy spec-0390 (EW ~ 9 A), where absorption costs ~11%.
+# stellar continuum model; we fit a local linear continuum plus a broad Balmer absorption
+# trough.  [NII] and [OIII] have no underlying absorption and agree within a few per cent.
 REAL = [
     ("spec-1045-52725-0628.fits", 0.10),
     ("spec-0412-51871-0308.fits", 0.10),
@@ -371,12 +375,11 @@ def test_real_spectra_match_sdss_pipeline(shared_data, filename, ha_tol):
         assert ratio == pytest.approx(1.0, abs=0.10), (name, ratio)
     ratio = got["halpha"]["flux"].value / ref["halpha"][0]
     assert ratio == pytest.approx(1.0, abs=ha_tol), ratio
-    assert ratio < 1.03  # never above the absorption-corrected pipeline value
-    # H-beta: stellar absorption matters most (EW of the absorption ~ 3-5 A). We measure
-    # 0.68 (spec-0390, weak H-beta) to 0.98 of SPZLINE; MPA-JHU, which also models the
-    # absorption, gives even more (38.0 vs SPZLINE 27.7 for spec-0390).
+    # H-beta: stellar absorption matters most (EW of the absorption ~ 3-5 A). Without the
+    # absorption component this was 0.68 (spec-0390, weak H-beta) to 0.98 of SPZLINE.
     ratio = got["hbeta"]["flux"].value / ref["hbeta"][0]
-    assert 0.6 < ratio < 1.03, ratio
+    assert ratio == pytest.approx(1.0, abs=0.15), ratio
+    assert got["hbeta"]["absorption_flux"].value < 0
     # the pipeline's error bars and ours agree: same data, same ivar
     for name in ("halpha", "nii_6584", "oiii_5007"):
         err_ratio = got[name]["flux_err"].value / ref[name][1]
@@ -409,3 +412,51 @@ def test_real_quasar_lines_out_of_range(shared_data):
     assert spec.meta["redshift"] > 1
     with pytest.raises(ValueError, match=r"'halpha'.*outside the spectrum's coverage"):
         measure_lines(spec)
+
+
+def _real_galaxy_balmer_lines(data):
+    """(file, line) for every GALAXY-class spectrum whose SPZLINE H-alpha/H-beta has S/N > 10."""
+    from astropy.io import fits
+
+    cases = []
+    for path in sorted((data / "sdss_spectra").glob("*.fits")):
+        with fits.open(path) as hdul:
+            if hdul[2].data["CLASS"][0].strip() != "GALAXY":
+                continue
+        for name, (area, err) in _spzline(path).items():
+            if name in ("halpha", "hbeta") and err > 0 and area / err > 10:
+                cases.append((path.name, name))
+    return cases
+
+
+# Known misses (checked one by one): spec-0266-51602-0166 is the broad-line object of
+# spec-0266-51630-0174 (SUBCLASS BROADLINE), whose H-alpha SPZLINE fits with one broad
+# Gaussian (we get 0.46 of it); in 1237658802572296399 SPZLINE's template continuum
+# holds a deeper H-beta trough than our Gaussian one (we get 0.70).
+_KNOWN_MISSES = {("spec-0266-51602-0166.fits", "halpha"), ("1237658802572296399.fits", "hbeta")}
+
+
+def test_real_balmer_lines_agree_with_spzline(shared_data):
+    """Every S/N > 10 H-alpha and H-beta of the real galaxy spectra: within 15% of SPZLINE."""
+    cases = _real_galaxy_balmer_lines(shared_data)
+    assert len(cases) >= 35
+    misses = set()
+    for filename, name in cases:
+        path = shared_data / "sdss_spectra" / filename
+        table = measure_lines(read_sdss_spectrum(path), on_error="flag")
+        ratio = table[list(table["line"]).index(name)]["flux"].value / _spzline(path)[name][0]
+        if not 0.85 <= ratio <= 1.15:
+            misses.add((filename, name))
+    assert misses == _KNOWN_MISSES
+
+
+@pytest.mark.parametrize("filename, name, area", [
+    ("1237652899686318136.fits", "hbeta", 97.07),
+    ("spec-0411-51873-0101.fits", "halpha", 71.28),
+])
+def test_real_lines_once_refused_are_measured(shared_data, filename, name, area):
+    """Lines the pipeline measured that a too strict and_mask once called 'all masked'."""
+    table = measure_lines(read_sdss_spectrum(shared_data / "sdss_spectra" / filename))
+    row = table[list(table["line"]).index(name)]
+    assert row["flag"] == 0
+    assert row["flux"].value == pytest.approx(area, rel=0.15)
