@@ -48,6 +48,7 @@ from astropy.io import fits
 from astropy.nddata import InverseVariance, NDUncertainty
 from astropy.stats import mad_std, sigma_clip
 from astropy.table import QTable
+from astropy.utils.masked import Masked
 from scipy.optimize import least_squares
 from scipy.special import ndtr
 
@@ -63,6 +64,7 @@ __all__ = [
     "EmissionLine",
     "LineFlag",
     "measure_lines",
+    "measure_spectra",
     "read_sdss_spectrum",
 ]
 
@@ -678,6 +680,12 @@ def measure_lines(
         raise TypeError(f"redshift must be a number, got {type(redshift).__name__}") from None
     if not np.isfinite(z) or z <= -0.05:
         raise ValueError(f"invalid redshift {z!r}: must be finite and > -0.05")
+    pipeline_class = str((spectrum.meta or {}).get("class", "")).strip().upper()
+    refuse = pipeline_class == "STAR" or (pipeline_class == "QSO" and z > 1)
+    if refuse and on_error == "raise":
+        raise ValueError(f"the SDSS pipeline classifies this spectrum as {pipeline_class} (z = {z:.4g}), "
+                         "not a galaxy: there are no galaxy emission lines to measure "
+                         "(on_error='flag' returns NaN rows flagged not_galaxy)")
 
     finite_flux = flux[np.isfinite(flux)]
     if finite_flux.size == 0 or np.all(finite_flux == 0):
@@ -697,7 +705,8 @@ def measure_lines(
 
     lam_min, lam_max = lam[0], lam[-1]
     edges = _pixel_edges(lam)
-    flags: dict[str, int] = {n: 0 for n in requested}
+    flags: dict[str, int] = {n: LineFlag.NOT_GALAXY if pipeline_class in ("STAR", "QSO") else 0
+                             for n in requested}
 
     def obs(name: str) -> float:
         return _ALL_LINES[name].wavelength * (1.0 + z)
@@ -713,7 +722,7 @@ def measure_lines(
             return "nodata"
         return "ok"
 
-    for name in requested:
+    for name in [] if refuse else requested:
         st = status(name)
         if st == "outside":
             msg = (f"line {name!r} ({LINES[name].label}, vacuum rest {LINES[name].wavelength:.2f} "
@@ -730,7 +739,7 @@ def measure_lines(
                 raise ValueError(msg)
             flags[name] |= LineFlag.NO_DATA
 
-    modelled = [n for n in requested if flags[n] == 0]
+    modelled = [] if refuse else [n for n in requested if flags[n] & ~LineFlag.NOT_GALAXY == 0]
     # add doublet partners and neighbours inside the windows
     changed = True
     while changed:
@@ -958,3 +967,65 @@ def measure_lines(
     table["flag"] = np.array([int(flags[r]) for r in requested], dtype=np.int32)
     table["quality"] = [_flag_names(flags[r]) for r in requested]
     return table
+
+
+# --------------------------------------------------------------------------- batches
+def measure_spectra(
+    spectra: Sequence[str | PathLike | Spectrum],
+    lines: str | Sequence[str] = ("halpha", "hbeta", "nii_6584", "oiii_5007"),
+    **options: Any,
+) -> QTable:
+    """Measure lines in many spectra; one that cannot be measured never stops the batch.
+
+    Each spectrum (an SDSS ``spec`` file, read with :func:`read_sdss_spectrum`,
+    or a `specutils.Spectrum`) goes through :func:`measure_lines` with
+    ``on_error="flag"``: a line outside the coverage or fully masked, a star or
+    a z > 1 quasar gives flagged rows. A spectrum that cannot be measured at
+    all (all-zero flux, every pixel masked, a FITS file that is not a
+    spectrum) gives rows flagged ``NO_DATA`` whose ``error`` says why.
+
+    Parameters
+    ----------
+    spectra : sequence of path-like or `specutils.Spectrum`
+        The spectra.
+    lines : str or sequence of str, optional
+        Lines to report (see :data:`LINES`).
+    **options
+        Passed to :func:`measure_lines` (not ``on_error``).
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        One row per spectrum and line: ``spectrum`` (index), ``source`` (file
+        name or ``""``), ``line``, ``flux``, ``flux_err``, ``absorption_flux``
+        (masked where not measured), ``snr``, ``flag``, ``quality``, ``error``.
+    """
+    requested = _parse_lines(lines)
+    rows = []
+    for k, item in enumerate(spectra):
+        source = "" if isinstance(item, Spectrum) else str(item)
+        try:
+            spectrum = item if isinstance(item, Spectrum) else read_sdss_spectrum(item)
+            table = measure_lines(spectrum, lines=requested, on_error="flag", **options)
+        except (ValueError, OSError) as err:
+            rows += [(k, source, name, np.nan, np.nan, np.nan, np.nan, int(LineFlag.NO_DATA), str(err))
+                     for name in requested]
+            continue
+        for r in table:
+            rows.append((k, source, r["line"], r["flux"].value, r["flux_err"].value,
+                         r["absorption_flux"].value, r["snr"], int(r["flag"]), ""))
+    names = ("spectrum", "source", "line", "flux", "flux_err", "absorption_flux", "snr", "flag", "error")
+    columns = dict(zip(names, zip(*rows))) if rows else {n: [] for n in names}
+    out = QTable()
+    out["spectrum"] = np.asarray(columns["spectrum"], dtype=int)
+    out["source"] = np.asarray(columns["source"], dtype=str)
+    out["line"] = np.asarray(columns["line"], dtype=str)
+    unit = u.Unit("1e-17 erg / (s cm2)")
+    for name in ("flux", "flux_err", "absorption_flux"):
+        values = np.asarray(columns[name], dtype=float)
+        out[name] = Masked(values * unit, mask=~np.isfinite(values))
+    out["snr"] = np.asarray(columns["snr"], dtype=float)
+    out["flag"] = np.asarray(columns["flag"], dtype=np.int32)
+    out["quality"] = [_flag_names(f) for f in out["flag"]]
+    out["error"] = np.asarray(columns["error"], dtype=str)
+    return out
