@@ -129,7 +129,7 @@ def resolve_mbh(args) -> dict:
                                sbc=False, joint=False, rng=args.seed)[0]
         truth, pred = np.concatenate(truths), np.concatenate(base_pred)
         r2_hgb = 1 - np.sum((pred - truth) ** 2) / np.sum((truth - truth.mean()) ** 2)
-        results[label] = {"n": int(len(t)), "r2": float(row["r2"]), "r2_hgb": float(r2_hgb),
+        results[label] = {"n": len(t), "r2": float(row["r2"]), "r2_hgb": float(r2_hgb),
                           "pit_ks": float(row["pit_ks"]), "coverage_68": float(row["coverage_68"])}
     print(f"\nRESOLVE M_BH (McConnell & Ma 2013 from vdisp), {args.folds}-fold cross-validation")
     print(f"{'sample':14s} {'n':>4s} {'R2 galpost':>10s} {'R2 HGB':>8s} {'PIT KS':>7s} {'cov68':>6s}")

@@ -13,9 +13,9 @@ from astro_galpost.catalog import (
     MBH_SIGMA_RELATIONS,
     MSigmaRelation,
     add_mbh_column,
-    sigma_quality,
     aperture_correct_sigma,
     mbh_from_sigma,
+    sigma_quality,
 )
 
 KMS = u.km / u.s

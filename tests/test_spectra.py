@@ -7,7 +7,13 @@ from astropy.io import fits
 from astropy.nddata import InverseVariance, StdDevUncertainty
 from astropy.table import QTable
 
-from astro_galpost.spectra import LINES, LineFlag, measure_lines, measure_spectra, read_sdss_spectrum
+from astro_galpost.spectra import (
+    LINES,
+    LineFlag,
+    measure_lines,
+    measure_spectra,
+    read_sdss_spectrum,
+)
 
 try:
     from specutils import Spectrum
