@@ -80,6 +80,7 @@ SIGMA_COLUMN_CANDIDATES = ("v_disp", "velDisp", "vdisp", "sigma", "sigmaStars")
 #: documentation, "Velocity dispersions"): below ~70 km/s the SDSS instrumental
 #: resolution (~60-70 km/s) dominates, above 420 km/s the template fits fail.
 SIGMA_MIN = 70.0 * u.km / u.s
+#: Upper end of the reliable SDSS velocity-dispersion range (see :data:`SIGMA_MIN`).
 SIGMA_MAX = 420.0 * u.km / u.s
 #: Median spectral S/N per pixel below which SDSS calls a dispersion unreliable.
 SIGMA_SN_MIN = 10.0
