@@ -186,3 +186,12 @@ def test_extra_scalar_inputs():
     np.testing.assert_array_equal(x, again.transform(t)[0])
     with pytest.raises(KeyError, match="'mu'"):
         enc.transform(t[[c for c in t.colnames if c != "mu"]])
+
+
+def test_input_columns_name_everything_read(kcorrect_rows):
+    t = kcorrect_rows.copy()
+    t["petroR50_r"] = np.full(len(t), 2.0) * u.arcsec
+    enc = PhotometryEncoder(CAS, extra=["petroR50_r"]).fit(t)
+    expected = [*CAS, *(f"modelMagErr_{b}" for b in "ugriz"), *(f"extinction_{b}" for b in "ugriz"), "petroR50_r"]
+    assert enc.input_columns == expected
+    np.testing.assert_array_equal(enc.transform(t[expected])[0], enc.transform(t)[0])

@@ -330,6 +330,12 @@ class PhotometryEncoder(Encoder):
         features = (raw - self.feature_mean_) / self.feature_scale_
         return features.astype(np.float32), usable
 
+    @property
+    def input_columns(self) -> list[str]:
+        """Every table column the fitted encoder reads: magnitudes, errors, extinctions, extra inputs."""
+        names = [*self.columns, *self.error_columns_, *self.extinction_columns_, *self.extra_columns_]
+        return list(dict.fromkeys(n for n in names if n))
+
     def feature_names(self) -> list[str]:
         bands = self.columns
         names = list(bands) + [f"{a}-{b}" for a, b in zip(bands[:-1], bands[1:])]
