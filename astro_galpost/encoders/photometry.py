@@ -175,7 +175,8 @@ class PhotometryEncoder(Encoder):
             raise ValueError(f"extinction must be 'auto', None or a mapping, got {self.extinction!r}")
         found = [find_extinction_column(c, table.colnames) for c in self.columns]
         cas = [c for c in self.columns if re.fullmatch(r"[A-Za-z0-9]+Mag_[A-Za-z0-9]+", c)]
-        missing = [c for c, e in zip(self.columns, found) if e is None and c in cas]
+        # a magnitude column absent from the table is reported by _read, by name
+        missing = [c for c, e in zip(self.columns, found) if e is None and c in cas and c in table.colnames]
         if any(found) and missing:
             raise ValueError(f"extinction columns found for some magnitudes but not for {', '.join(missing)}: "
                              "pass extinction={magnitude: extinction column} or extinction=None")
@@ -371,8 +372,8 @@ class PhotometryEncoder(Encoder):
     def from_config(cls, config: dict, arrays: dict[str, np.ndarray]) -> PhotometryEncoder:
         # models saved before dereddening and extra inputs existed used neither
         extra = dict(zip(config.get("extra_columns_", []), config.get("extra_scales_", [])))
-        enc = cls(config["columns"], config["errors"], config["min_bands"],
-                  extinction=config.get("extinction"), extra=extra)
+        enc = cls(config["columns"], config["errors"], config["min_bands"])  # subclasses may take no more
+        enc.extinction, enc.extra = config.get("extinction"), extra
         enc.extinction_columns_ = list(config.get("extinction_columns_") or [None] * len(enc.columns))
         enc.extra_columns_, enc.extra_scales_ = list(extra), list(extra.values())
         enc.extra_fill_ = np.asarray(arrays.get("extra_fill", np.zeros(0)), dtype=float)
