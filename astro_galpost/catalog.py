@@ -46,11 +46,15 @@ __all__ = [
     "MBH_SIGMA_RELATIONS",
     "SDSS_FIBER_RADIUS",
     "SIGMA_COLUMN_CANDIDATES",
+    "SIGMA_MAX",
+    "SIGMA_MIN",
     "SIGMA_RANGE_KMS",
+    "SIGMA_SN_MIN",
     "MSigmaRelation",
     "add_mbh_column",
     "aperture_correct_sigma",
     "mbh_from_sigma",
+    "sigma_quality",
 ]
 
 #: Radius of an SDSS-I/II spectroscopic fibre (3 arcsec diameter).  BOSS fibres
@@ -69,9 +73,22 @@ CAPPELLARI_2006_EXPONENT = -0.066
 JORGENSEN_1995_EXPONENT = -0.04
 
 #: Names of velocity-dispersion columns looked for by :func:`add_mbh_column`, in
-#: order: SDSS SpecObj ``velDisp``, SDSS/NYU-VAGC ``vdisp``, generic ``sigma`` and
-#: Portsmouth ``sigmaStars``.
-SIGMA_COLUMN_CANDIDATES = ("velDisp", "vdisp", "sigma", "sigmaStars")
+#: order: MPA-JHU galSpecInfo ``v_disp`` (the DR7 measurement, consistent with
+#: the MPA-JHU labels), SDSS SpecObj ``velDisp`` (DR8+ pipeline), SDSS/NYU-VAGC
+#: ``vdisp``, generic ``sigma`` and Portsmouth ``sigmaStars``.
+SIGMA_COLUMN_CANDIDATES = ("v_disp", "velDisp", "vdisp", "sigma", "sigmaStars")
+
+#: SDSS velocity dispersions are reliable between these limits (SDSS DR7/DR8
+#: documentation, "Velocity dispersions"): below ~70 km/s the SDSS instrumental
+#: resolution (~60-70 km/s) dominates, above 420 km/s the template fits fail.
+SIGMA_MIN = 70.0 * u.km / u.s
+#: Upper end of the reliable SDSS velocity-dispersion range (see :data:`SIGMA_MIN`).
+SIGMA_MAX = 420.0 * u.km / u.s
+#: Median spectral S/N per pixel below which SDSS calls a dispersion unreliable.
+SIGMA_SN_MIN = 10.0
+
+#: Columns holding the median S/N of the spectrum, looked for by :func:`sigma_quality`.
+_SN_COLUMNS = ("sn_median", "snMedian", "sn_median_all")
 
 
 @dataclass(frozen=True)
@@ -412,6 +429,82 @@ def _column_values(table: Table, name: str, unit: u.UnitBase,
     return values, mask
 
 
+def _error_column(table: Table, sigma_column: str) -> str | None:
+    for candidate in (f"{sigma_column}_err", f"{sigma_column}Err", f"e_{sigma_column}"):
+        if candidate in table.colnames:
+            return candidate
+    return None
+
+
+def sigma_quality(
+    table: Table,
+    sigma_column: str,
+    *,
+    sigma_min: u.Quantity = SIGMA_MIN,
+    sigma_max: u.Quantity = SIGMA_MAX,
+    sn_min: float | None = SIGMA_SN_MIN,
+    max_fractional_error: float | None = 0.25,
+) -> np.ndarray:
+    """Why each velocity dispersion is unusable for M–σ: one reason per row, ``""`` if usable.
+
+    Reasons, the first that applies: ``"not measured"`` (masked, NaN, <= 0),
+    ``"below resolution"`` (< ``sigma_min``), ``"above limit"`` (> ``sigma_max``),
+    ``"low S/N"`` (the spectrum's median S/N per pixel, column ``sn_median`` or
+    ``snMedian`` when present, below ``sn_min``) and ``"large error"`` (the
+    error column ``<sigma>_err``/``<sigma>Err``, when present, above
+    ``max_fractional_error`` times σ).
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        Catalogue with the dispersion (a column without unit is taken as km/s).
+    sigma_column : str
+        Name of the dispersion column.
+    sigma_min, sigma_max : `~astropy.units.Quantity`, optional
+        Reliable range; default :data:`SIGMA_MIN` to :data:`SIGMA_MAX` (70-420 km/s).
+    sn_min : float or None, optional
+        Lowest median S/N; `None` skips the cut.
+    max_fractional_error : float or None, optional
+        Largest σ error over σ; `None` skips the cut.
+
+    Returns
+    -------
+    `~numpy.ndarray`
+        str array of shape ``(len(table),)``.
+
+    Raises
+    ------
+    astropy.units.UnitTypeError
+        If the dispersion or its error is not a velocity (the message names the column).
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> from astro_galpost.catalog import sigma_quality
+    >>> t = Table({"velDisp": [200.0, 0.0, 40.0, 850.0, 150.0], "velDispErr": [10.0, 0, 5, 90, 80]})
+    >>> sigma_quality(t, "velDisp").tolist()
+    ['', 'not measured', 'below resolution', 'above limit', 'large error']
+    """
+    kms = u.km / u.s
+    sigma, missing = _column_values(table, sigma_column, kms, kms)
+    reason = np.full(len(table), "", dtype="<U16")
+    checks = [(missing, "not measured"),
+              (sigma < u.Quantity(sigma_min, kms).value, "below resolution"),
+              (sigma > u.Quantity(sigma_max, kms).value, "above limit")]
+    sn_column = next((c for c in _SN_COLUMNS if c in table.colnames), None)
+    if sn_min is not None and sn_column is not None:
+        sn, sn_missing = _column_values(table, sn_column, u.one, u.one)
+        checks.append((sn_missing | (sn < sn_min), "low S/N"))
+    err_column = _error_column(table, sigma_column)
+    if max_fractional_error is not None and err_column is not None:
+        err, err_missing = _column_values(table, err_column, kms, kms)
+        checks.append((err_missing | (err > max_fractional_error * sigma), "large error"))
+    for bad, why in checks:
+        with np.errstate(invalid="ignore"):
+            reason[(reason == "") & np.asarray(bad, dtype=bool)] = why
+    return reason
+
+
 def add_mbh_column(
     table: Table,
     sigma_column: str | None = None,
@@ -422,6 +515,9 @@ def add_mbh_column(
     exponent: float = CAPPELLARI_2006_EXPONENT,
     scatter_column: str | None = None,
     overwrite: bool = False,
+    quality: bool = True,
+    propagate_scatter: bool = False,
+    random_state: int | np.random.Generator | None = None,
 ) -> Table:
     """Add a black-hole mass column to a catalogue from its velocity dispersion.
 
@@ -454,6 +550,19 @@ def add_mbh_column(
         masked where the mass is.
     overwrite : bool, optional
         Replace an existing column called ``name`` (default: raise).
+    quality : bool, optional
+        Mask masses whose dispersion :func:`sigma_quality` finds unreliable
+        (outside 70-420 km/s, low S/N, large error) and add a column
+        ``<name>_reason`` saying why each masked mass is masked (``""`` where
+        usable). `False` masks only unmeasured dispersions.
+    propagate_scatter : bool, optional
+        Draw each label from its uncertainty instead of the relation's mean:
+        ``log M + N(0, s)`` with ``s`` the relation's intrinsic scatter and the
+        dispersion error propagated (``beta * err / (sigma ln 10)``) added in
+        quadrature, so that a model trained on the labels learns the full
+        M–σ uncertainty. ``s`` goes to ``scatter_column`` when that is given.
+    random_state : int, Generator or None, optional
+        Seed of the draws of ``propagate_scatter``.
 
     Returns
     -------
@@ -504,6 +613,12 @@ def add_mbh_column(
 
     kms = u.km / u.s
     sigma, mask = _column_values(table, sigma_column, kms, kms)
+    reason = sigma_quality(table, sigma_column) if quality else np.where(mask, "not measured", "")
+    mask |= reason != ""
+    sigma_err = np.zeros(len(table))
+    err_column = _error_column(table, sigma_column)
+    if err_column is not None:
+        sigma_err, _ = _column_values(table, err_column, kms, kms)
 
     if reff_column is not None:
         if reff_column not in table.colnames:
@@ -522,17 +637,25 @@ def add_mbh_column(
 
     logm = np.full(len(table), np.nan)
     logm[~mask] = rel.log_mass(sigma[~mask])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.hypot(rel.scatter, rel.beta * np.nan_to_num(sigma_err) / (sigma * np.log(10.0)))
+    spread = np.where(mask, np.nan, spread)
+    if propagate_scatter:
+        rng = np.random.default_rng(random_state)
+        logm[~mask] += rng.normal(0.0, spread[~mask])
 
     if isinstance(table, QTable):
         table[name] = Masked(u.Dex(logm, _LOG_MSUN), mask=mask)
         if scatter_column is not None:
-            table[scatter_column] = Masked(np.full(len(table), rel.scatter) * u.dex, mask=mask)
+            table[scatter_column] = Masked(spread * u.dex, mask=mask)
     else:
         table[name] = MaskedColumn(logm, mask=mask, unit=_LOG_MSUN,
                                    description=f"log10 black-hole mass from {sigma_column} "
                                                f"({rel.reference})")
         if scatter_column is not None:
             table[scatter_column] = MaskedColumn(
-                np.full(len(table), rel.scatter), mask=mask.copy(), unit=u.dex,
-                description="intrinsic scatter of the M-sigma relation")
+                spread, mask=mask.copy(), unit=u.dex,
+                description="M-sigma intrinsic scatter and propagated sigma error, in quadrature")
+    if quality:
+        table[f"{name}_reason"] = Column(reason, description=f"why {name} is masked ('' = usable)")
     return table

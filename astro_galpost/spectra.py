@@ -48,6 +48,7 @@ from astropy.io import fits
 from astropy.nddata import InverseVariance, NDUncertainty
 from astropy.stats import mad_std, sigma_clip
 from astropy.table import QTable
+from astropy.utils.masked import Masked
 from scipy.optimize import least_squares
 from scipy.special import ndtr
 
@@ -63,6 +64,7 @@ __all__ = [
     "EmissionLine",
     "LineFlag",
     "measure_lines",
+    "measure_spectra",
     "read_sdss_spectrum",
 ]
 
@@ -104,6 +106,19 @@ LINES: dict[str, EmissionLine] = {
     )
 }
 
+#: Broad stellar Balmer absorption under the Balmer emission lines, fitted by
+#: :func:`measure_lines` with ``balmer_absorption=True`` (one negative Gaussian
+#: per Balmer line, sharing one velocity and one width; never reported as lines).
+_ABSORPTION: dict[str, EmissionLine] = {
+    f"{name}_absorption": EmissionLine(f"{name}_absorption", LINES[name].wavelength, "absorption",
+                                       f"{LINES[name].label} absorption")
+    for name in ("hgamma", "hbeta", "halpha")
+}
+_ALL_LINES: dict[str, EmissionLine] = {**LINES, **_ABSORPTION}
+#: Width range (km/s) of the absorption component: Balmer troughs of A/F stars
+#: in galaxy spectra have sigma ~ 10-20 Angstrom (600-1200 km/s).
+_ABSORPTION_SIGMA = (300.0, 2500.0)
+
 #: SDSS ``and_mask``/``or_mask`` pixel bits (SPPIXMASK, from idlspec2d ``sdssMaskbits.par``).
 SPPIXMASK: dict[str, int] = {
     "NOPLUG": 0, "BADTRACE": 1, "BADFLAT": 2, "BADARC": 3, "MANYBADCOLUMNS": 4,
@@ -144,6 +159,9 @@ class LineFlag(enum.IntFlag):
     FIT_FAILED = 128
     #: Fewer than 4 usable side-band pixels: the linear continuum is poorly constrained.
     POOR_CONTINUUM = 256
+    #: The SDSS pipeline classifies the spectrum as a star or a quasar (``meta["class"]``),
+    #: not a galaxy: stars and z > 1 quasars are not measured (values NaN).
+    NOT_GALAXY = 512
 
 
 def _flag_names(flag: int) -> str:
@@ -373,7 +391,7 @@ class _LineModel:
         self.hi = edges[1][idx]
         self.width = self.hi - self.lo
         # free lines: those without a modelled partner
-        self.free = [n for n in lines if not (LINES[n].tied_to and LINES[n].tied_to in lines)]
+        self.free = [n for n in lines if not (_ALL_LINES[n].tied_to and _ALL_LINES[n].tied_to in lines)]
         self.free_index = {n: i for i, n in enumerate(self.free)}
         self.fam_of = {n: families.index(_family(n, families)) for n in lines}
         n_fam, n_free = len(families), len(self.free)
@@ -393,7 +411,7 @@ class _LineModel:
         # line -> (free parent index, ratio)
         self.parent = {}
         for n in lines:
-            line = LINES[n]
+            line = _ALL_LINES[n]
             if n in self.free_index:
                 self.parent[n] = (self.free_index[n], 1.0)
             else:
@@ -404,7 +422,7 @@ class _LineModel:
         out, d_dv, d_sig = {}, {}, {}
         for n in self.lines:
             f = self.fam_of[n]
-            lam0 = LINES[n].wavelength * (1.0 + self.z)
+            lam0 = _ALL_LINES[n].wavelength * (1.0 + self.z)
             mu = lam0 * (1.0 + dv[f] / _C_KMS)
             s = mu * sig[f] / _C_KMS
             a = (self.lo - mu) / s
@@ -468,8 +486,36 @@ class _LineModel:
         return jac * self.sqrt_w[:, None]
 
 
+def _covariance(jac: np.ndarray) -> np.ndarray:
+    """Parameter covariance ``(J^T J)^-1`` (pseudo-inverse when singular)."""
+    jtj = jac.T @ jac
+    try:
+        cov = np.linalg.inv(jtj)
+        if np.all(np.isfinite(cov)) and np.all(np.diag(cov) >= 0):
+            return cov
+    except np.linalg.LinAlgError:
+        pass
+    return np.linalg.pinv(jtj)
+
+
+def _free_parameters(model: _LineModel, p: np.ndarray, families: Sequence[str],
+                     absorbing: np.ndarray) -> np.ndarray:
+    """Parameters that are not held fixed: the absorption velocity (pinned to the
+    redshift) and an absorption flux at its bound 0 do not enter the covariance,
+    and neither does the absorption width when no absorption was found."""
+    free = np.ones(model.n_par, dtype=bool)
+    if "absorption" in families:
+        k = list(families).index("absorption")
+        at_zero = absorbing[p[absorbing] > -1e-9 * max(1.0, np.max(np.abs(p[model.i_flux])))]
+        free[model.i_dv[k]] = False
+        free[at_zero] = False
+        if at_zero.size == absorbing.size:
+            free[model.i_sig[k]] = False
+    return np.flatnonzero(free)
+
+
 def _family(name: str, families: Sequence[str]) -> str:
-    fam = LINES[name].family
+    fam = _ALL_LINES[name].family
     return fam if fam in families else families[0]
 
 
@@ -504,6 +550,7 @@ def measure_lines(
     snr_min: float = 3.0,
     rescale_errors: bool = False,
     on_error: str = "raise",
+    balmer_absorption: bool = True,
 ) -> QTable:
     """Measure emission-line fluxes with a joint Gaussian fit.
 
@@ -549,8 +596,18 @@ def measure_lines(
         when the inverse variance is known to be underestimated).
     on_error : {"raise", "flag"}, optional
         What to do with a requested line that is outside the spectral coverage
-        or whose pixels are all masked: raise `ValueError` (default), or return
-        a NaN row flagged ``OUTSIDE_COVERAGE`` / ``NO_DATA`` and fit the others.
+        or whose pixels are all masked, and with a spectrum the SDSS pipeline
+        classifies as a star or a z > 1 quasar (``spectrum.meta["class"]``):
+        raise `ValueError` (default), or return NaN rows flagged
+        ``OUTSIDE_COVERAGE`` / ``NO_DATA`` / ``NOT_GALAXY`` and fit the others.
+        Lower-redshift quasars are measured and flagged ``NOT_GALAXY``.
+    balmer_absorption : bool, optional
+        Fit the stellar Balmer absorption under H-alpha, H-beta and H-gamma as
+        one broad negative Gaussian per line (at the given redshift, with one
+        shared width of 300-2500 km/s), so that the emission fluxes are not biased low by it
+        (default). Its flux (<= 0) is reported in ``absorption_flux``. Ignored
+        when an external ``continuum`` model is given (which already holds the
+        absorption).
 
     Returns
     -------
@@ -623,6 +680,12 @@ def measure_lines(
         raise TypeError(f"redshift must be a number, got {type(redshift).__name__}") from None
     if not np.isfinite(z) or z <= -0.05:
         raise ValueError(f"invalid redshift {z!r}: must be finite and > -0.05")
+    pipeline_class = str((spectrum.meta or {}).get("class", "")).strip().upper()
+    refuse = pipeline_class == "STAR" or (pipeline_class == "QSO" and z > 1)
+    if refuse and on_error == "raise":
+        raise ValueError(f"the SDSS pipeline classifies this spectrum as {pipeline_class} (z = {z:.4g}), "
+                         "not a galaxy: there are no galaxy emission lines to measure "
+                         "(on_error='flag' returns NaN rows flagged not_galaxy)")
 
     finite_flux = flux[np.isfinite(flux)]
     if finite_flux.size == 0 or np.all(finite_flux == 0):
@@ -642,10 +705,11 @@ def measure_lines(
 
     lam_min, lam_max = lam[0], lam[-1]
     edges = _pixel_edges(lam)
-    flags: dict[str, int] = {n: 0 for n in requested}
+    flags: dict[str, int] = {n: LineFlag.NOT_GALAXY if pipeline_class in ("STAR", "QSO") else 0
+                             for n in requested}
 
     def obs(name: str) -> float:
-        return LINES[name].wavelength * (1.0 + z)
+        return _ALL_LINES[name].wavelength * (1.0 + z)
 
     # ---- which lines can be modelled
     def status(name: str) -> str:
@@ -658,7 +722,7 @@ def measure_lines(
             return "nodata"
         return "ok"
 
-    for name in requested:
+    for name in [] if refuse else requested:
         st = status(name)
         if st == "outside":
             msg = (f"line {name!r} ({LINES[name].label}, vacuum rest {LINES[name].wavelength:.2f} "
@@ -675,7 +739,7 @@ def measure_lines(
                 raise ValueError(msg)
             flags[name] |= LineFlag.NO_DATA
 
-    modelled = [n for n in requested if flags[n] == 0]
+    modelled = [] if refuse else [n for n in requested if flags[n] & ~LineFlag.NOT_GALAXY == 0]
     # add doublet partners and neighbours inside the windows
     changed = True
     while changed:
@@ -690,21 +754,24 @@ def measure_lines(
             if partner or near:
                 modelled.append(name)
                 changed = True
-    modelled.sort(key=lambda n: LINES[n].wavelength)
+    if balmer_absorption and cont_ext is None:
+        modelled += [f"{n}_absorption" for n in modelled if f"{n}_absorption" in _ABSORPTION]
+    modelled.sort(key=lambda n: _ALL_LINES[n].wavelength)
 
     families = ["all"] if tie == "all" else []
-    if tie == "family":
-        for n in modelled:
-            if LINES[n].family not in families:
-                families.append(LINES[n].family)
+    for n in modelled:
+        fam = _ALL_LINES[n].family
+        if fam not in families and (tie == "family" or fam == "absorption"):
+            families.append(fam)
 
     meta: dict[str, Any] = {"redshift": z, "line_flux_unit": line_unit.to_string(), "tie": tie}
     result_rows: dict[str, dict[str, float]] = {}
 
     if modelled:
         # ---- complexes of overlapping windows
-        spans = sorted((obs(n) * (1 - win_kms / _C_KMS), obs(n) * (1 + win_kms / _C_KMS), n)
-                       for n in modelled)
+        # broad absorption troughs need twice the window to separate them from the continuum
+        half = {n: win_kms * (2 if n in _ABSORPTION else 1) / _C_KMS for n in modelled}
+        spans = sorted((obs(n) * (1 - half[n]), obs(n) * (1 + half[n]), n) for n in modelled)
         complexes: list[_Complex] = []
         for lo, hi, n in spans:
             if complexes and lo <= complexes[-1].hi:
@@ -756,13 +823,17 @@ def measure_lines(
         # ---- starting point: coarse grid in (dv, sigma) per family, linear params solved
         dv_grid = np.array([-0.5, 0.0, 0.5]) * min(vmax, 300.0)
         sig_grid = np.clip(np.array([0.5, 1.0, 2.0, 4.0]) * sig0, sig_lo * 1.01, sig_hi * 0.99)
+        fam_lo = np.array([_ABSORPTION_SIGMA[0] if f == "absorption" else sig_lo for f in families])
+        fam_hi = np.array([_ABSORPTION_SIGMA[1] if f == "absorption" else sig_hi for f in families])
+        grids = [[(0.0, ss) for ss in (500.0, 800.0, 1200.0, 1800.0)] if fam == "absorption"
+                 else [(dvv, ss) for dvv in dv_grid for ss in sig_grid] for fam in families]
         best = (np.inf, None, None)
-        per_fam = [(dvv, ss) for dvv in dv_grid for ss in sig_grid]
-        start_dv, start_sig = np.zeros(nfam), np.full(nfam, sig0)
+        start_dv = np.zeros(nfam)
+        start_sig = np.where([f == "absorption" for f in families], 800.0, sig0)
         # optimise one family at a time (coordinate descent), two sweeps
         for _ in range(2):
             for f in range(nfam):
-                for dvv, ss in per_fam:
+                for dvv, ss in grids[f]:
                     dv, sg = start_dv.copy(), start_sig.copy()
                     dv[f], sg[f] = dvv, ss
                     coef, chi2 = model.linear_solve(dv, sg)
@@ -776,8 +847,14 @@ def measure_lines(
         p0[model.i_cont] = coef[len(model.free):]
         lower = np.full(model.n_par, -np.inf)
         upper = np.full(model.n_par, np.inf)
-        lower[model.i_dv], upper[model.i_dv] = -vmax, vmax
-        lower[model.i_sig], upper[model.i_sig] = sig_lo, sig_hi
+        # the absorption is stellar: held at the redshift (SDSS's comes from stellar templates);
+        # left free it drifts to the bound, trading flux with the emission lines
+        vlim = np.array([min(vmax, 1.0) if f == "absorption" else vmax for f in families])
+        lower[model.i_dv], upper[model.i_dv] = -vlim, vlim
+        lower[model.i_sig], upper[model.i_sig] = fam_lo, fam_hi
+        absorbing = model.i_flux[[n in _ABSORPTION for n in model.free]]
+        upper[absorbing] = 0.0  # an absorption trough, never emission
+        p0[absorbing] = np.minimum(p0[absorbing], 0.0)
 
         fit_ok = True
         try:
@@ -798,13 +875,9 @@ def measure_lines(
             at_bound = (np.abs(p - lower) < tol) | (np.abs(upper - p) < tol)
         cov = None
         if fit_ok and jac is not None:
-            jtj = jac.T @ jac
-            try:
-                cov = np.linalg.inv(jtj)
-                if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
-                    cov = np.linalg.pinv(jtj)
-            except np.linalg.LinAlgError:
-                cov = np.linalg.pinv(jtj)
+            free = _free_parameters(model, p, families, absorbing)
+            cov = np.zeros((model.n_par, model.n_par))
+            cov[np.ix_(free, free)] = _covariance(jac[:, free])
             if rescale_errors and dof > 0 and chi2 / dof > 1:
                 cov = cov * (chi2 / dof)
         err = np.sqrt(np.clip(np.diag(cov), 0, None)) if cov is not None \
@@ -858,7 +931,9 @@ def measure_lines(
             snr = line_flux / line_err if np.isfinite(line_err) and line_err > 0 else np.nan
             if not np.isfinite(snr) or abs(snr) < snr_min or snr < 0:
                 fl_flag |= LineFlag.LOW_SNR
+            absorption = f"{name}_absorption"
             result_rows[name] = {
+                "absorption": fl[model.free_index[absorption]] if absorption in model.free_index else np.nan,
                 "wavelength": mu, "velocity": dv[f], "flux": line_flux, "flux_err": line_err,
                 "sigma": sg[f], "sigma_err": err[model.i_sig[f]], "continuum": cont,
                 "snr": snr,
@@ -885,9 +960,72 @@ def measure_lines(
     table["sigma"] = col("sigma") * u.km / u.s
     table["sigma_err"] = col("sigma_err") * u.km / u.s
     table["fwhm"] = col("sigma") * _FWHM_PER_SIGMA * u.km / u.s
+    table["absorption_flux"] = col("absorption") * line_unit
     table["continuum"] = cont_v * work_unit
     table["ew"] = ew * u.AA
     table["snr"] = col("snr") if result_rows else nan
     table["flag"] = np.array([int(flags[r]) for r in requested], dtype=np.int32)
     table["quality"] = [_flag_names(flags[r]) for r in requested]
     return table
+
+
+# --------------------------------------------------------------------------- batches
+def measure_spectra(
+    spectra: Sequence[str | PathLike | Spectrum],
+    lines: str | Sequence[str] = ("halpha", "hbeta", "nii_6584", "oiii_5007"),
+    **options: Any,
+) -> QTable:
+    """Measure lines in many spectra; one that cannot be measured never stops the batch.
+
+    Each spectrum (an SDSS ``spec`` file, read with :func:`read_sdss_spectrum`,
+    or a `specutils.Spectrum`) goes through :func:`measure_lines` with
+    ``on_error="flag"``: a line outside the coverage or fully masked, a star or
+    a z > 1 quasar gives flagged rows. A spectrum that cannot be measured at
+    all (all-zero flux, every pixel masked, a FITS file that is not a
+    spectrum) gives rows flagged ``NO_DATA`` whose ``error`` says why.
+
+    Parameters
+    ----------
+    spectra : sequence of path-like or `specutils.Spectrum`
+        The spectra.
+    lines : str or sequence of str, optional
+        Lines to report (see :data:`LINES`).
+    **options
+        Passed to :func:`measure_lines` (not ``on_error``).
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        One row per spectrum and line: ``spectrum`` (index), ``source`` (file
+        name or ``""``), ``line``, ``flux``, ``flux_err``, ``absorption_flux``
+        (masked where not measured), ``snr``, ``flag``, ``quality``, ``error``.
+    """
+    requested = _parse_lines(lines)
+    rows = []
+    for k, item in enumerate(spectra):
+        source = "" if isinstance(item, Spectrum) else str(item)
+        try:
+            spectrum = item if isinstance(item, Spectrum) else read_sdss_spectrum(item)
+            table = measure_lines(spectrum, lines=requested, on_error="flag", **options)
+        except (ValueError, OSError) as err:
+            rows += [(k, source, name, np.nan, np.nan, np.nan, np.nan, int(LineFlag.NO_DATA), str(err))
+                     for name in requested]
+            continue
+        for r in table:
+            rows.append((k, source, r["line"], r["flux"].value, r["flux_err"].value,
+                         r["absorption_flux"].value, r["snr"], int(r["flag"]), ""))
+    names = ("spectrum", "source", "line", "flux", "flux_err", "absorption_flux", "snr", "flag", "error")
+    columns = dict(zip(names, zip(*rows))) if rows else {n: [] for n in names}
+    out = QTable()
+    out["spectrum"] = np.asarray(columns["spectrum"], dtype=int)
+    out["source"] = np.asarray(columns["source"], dtype=str)
+    out["line"] = np.asarray(columns["line"], dtype=str)
+    unit = u.Unit("1e-17 erg / (s cm2)")
+    for name in ("flux", "flux_err", "absorption_flux"):
+        values = np.asarray(columns[name], dtype=float)
+        out[name] = Masked(values * unit, mask=~np.isfinite(values))
+    out["snr"] = np.asarray(columns["snr"], dtype=float)
+    out["flag"] = np.asarray(columns["flag"], dtype=np.int32)
+    out["quality"] = [_flag_names(f) for f in out["flag"]]
+    out["error"] = np.asarray(columns["error"], dtype=str)
+    return out

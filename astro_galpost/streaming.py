@@ -132,7 +132,7 @@ def _required_columns(model, available: Sequence[str]) -> list[str] | None:
     for enc in model.encoders_:
         if type(enc) is not PhotometryEncoder:
             return None
-        for name in [*enc.columns, *(c for c in enc.error_columns_ if c)]:
+        for name in enc.input_columns:
             if name not in needed:
                 needed.append(name)
     return needed

@@ -317,15 +317,15 @@ _BUILTIN: Sequence[Target] = (
            derive=_derive_log_mbh),
     Target("metallicity", u.dimensionless_unscaled, "oh_p50", METALLICITY,
            missing=(-9999.0, -999.0, -99.9, -99.0, -1.0), valid_range=(6.0, 10.0),
-           description="gas-phase metallicity, 12 + log10(O/H)"),
+           description="gas-phase metallicity in the 3-arcsec SDSS fibre, 12 + log10(O/H)"),
     Target("halpha", LINE_FLUX_UNIT, "h_alpha_flux", LINES, "asinh", _LINE_MISSING, softening=_LINE_SOFTENING,
-           description="Hα 6563 flux"),
+           description="Hα 6563 flux in the 3-arcsec SDSS fibre"),
     Target("hbeta", LINE_FLUX_UNIT, "h_beta_flux", LINES, "asinh", _LINE_MISSING, softening=_LINE_SOFTENING,
-           description="Hβ 4861 flux"),
+           description="Hβ 4861 flux in the 3-arcsec SDSS fibre"),
     Target("nii_6584", LINE_FLUX_UNIT, "nii_6584_flux", LINES, "asinh", _LINE_MISSING, softening=_LINE_SOFTENING,
-           description="[N II] 6584 flux"),
+           description="[N II] 6584 flux in the 3-arcsec SDSS fibre"),
     Target("oiii_5007", LINE_FLUX_UNIT, "oiii_5007_flux", LINES, "asinh", _LINE_MISSING, softening=_LINE_SOFTENING,
-           description="[O III] 5007 flux"),
+           description="[O III] 5007 flux in the 3-arcsec SDSS fibre"),
 )
 for _target in _BUILTIN:
     register_target(_target)

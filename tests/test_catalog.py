@@ -15,6 +15,7 @@ from astro_galpost.catalog import (
     add_mbh_column,
     aperture_correct_sigma,
     mbh_from_sigma,
+    sigma_quality,
 )
 
 KMS = u.km / u.s
@@ -194,7 +195,7 @@ def test_add_mbh_column_masked_input_and_units():
     t = Table()
     t["velDisp"] = MaskedColumn([2.0e5, 1.0e5, 5.0e4], mask=[False, True, False], unit="m/s")
     t["vdisp"] = [1.0, 1.0, 1.0]  # lower priority: velDisp is used
-    add_mbh_column(t, relation="gultekin_2009")
+    add_mbh_column(t, relation="gultekin_2009", quality=False)  # 50 km/s: below SDSS resolution
     np.testing.assert_array_equal(t["log_mbh"].mask, [False, True, False])
     assert t["log_mbh"][0] == pytest.approx(8.12)
     assert t["log_mbh"][2] == pytest.approx(8.12 + 4.24 * np.log10(0.25))
@@ -208,7 +209,7 @@ def test_add_mbh_column_detection_order_and_errors():
         add_mbh_column(t)
     add_mbh_column(t, sigma_column="sigmaStars", overwrite=True)
     assert t["log_mbh"][0] < 8.32
-    with pytest.raises(KeyError, match="velDisp, vdisp, sigma, sigmaStars"):
+    with pytest.raises(KeyError, match="v_disp, velDisp, vdisp, sigma, sigmaStars"):
         add_mbh_column(Table({"ra": [1.0]}))
     with pytest.raises(KeyError, match="'nope' not in table"):
         add_mbh_column(Table({"vdisp": [1.0]}), sigma_column="nope")
@@ -241,7 +242,7 @@ def test_add_mbh_column_qtable():
 def test_resolve_catalogue(shared_data):
     """RESOLVE: ``vdisp`` is 0 where not measured; 167 galaxies have a measurement."""
     t = Table.read(shared_data / "resolve.fits")
-    add_mbh_column(t)  # auto-detects "vdisp", unitless -> km/s
+    add_mbh_column(t, quality=False)  # auto-detects "vdisp", unitless -> km/s; no sigma cuts
     vdisp = np.asarray(t["vdisp"], dtype=float)
     measured = vdisp > 0
     assert measured.sum() == 167
@@ -253,3 +254,46 @@ def test_resolve_catalogue(shared_data):
     logm = t["log_mbh"].compressed()
     assert 3 < np.median(logm) < 8
     assert logm.max() < 10.5
+
+
+# --------------------------------------------------------------------------- sigma quality
+def test_sigma_quality_reasons_and_masked_masses():
+    t = Table({"velDisp": [200.0, 0.0, 40.0, 850.0, 150.0, 180.0],
+               "velDispErr": [10.0, 0.0, 5.0, 90.0, 80.0, 9.0],
+               "sn_median": [20.0, 20.0, 20.0, 20.0, 20.0, 4.0]})
+    assert sigma_quality(t, "velDisp").tolist() == [
+        "", "not measured", "below resolution", "above limit", "large error", "low S/N"]
+    add_mbh_column(t)
+    assert t["log_mbh"].mask.tolist() == [False, True, True, True, True, True]
+    assert t["log_mbh_reason"][3] == "above limit"
+    # 850 km/s would have given an unphysical 1e11.9 Msun
+    assert 8.32 + 5.64 * np.log10(850 / 200) > 11.8
+
+
+def test_sigma_quality_on_real_resolve(shared_data):
+    """The 167 RESOLVE dispersions: the ones below 70 km/s are masked with a reason."""
+    t = Table.read(shared_data / "resolve.fits")
+    t = t[np.asarray(t["vdisp"]) > 0]
+    assert len(t) == 167
+    reason = sigma_quality(t, "vdisp")
+    sigma = np.asarray(t["vdisp"])
+    np.testing.assert_array_equal(reason == "below resolution", sigma < 70)
+    np.testing.assert_array_equal(reason == "above limit", sigma > 420)
+    assert set(reason) <= {"", "below resolution", "above limit"}
+    out = add_mbh_column(t, sigma_column="vdisp")
+    assert int((~out["log_mbh"].mask).sum()) == int(((sigma >= 70) & (sigma <= 420)).sum())
+    assert np.all(out["log_mbh"][~out["log_mbh"].mask] < 10.0)
+
+
+def test_sigma_in_wrong_unit_named():
+    with pytest.raises(u.UnitTypeError, match="'velDisp'"):
+        sigma_quality(Table({"velDisp": [200.0] * u.kpc}), "velDisp")
+
+
+def test_propagated_scatter_has_the_relation_width():
+    t = Table({"velDisp": np.full(4000, 200.0), "velDispErr": np.full(4000, 20.0)})
+    add_mbh_column(t, propagate_scatter=True, random_state=1, scatter_column="s")
+    expected = np.hypot(0.38, 5.64 * 20.0 / (200.0 * np.log(10)))
+    assert t["s"][0] == pytest.approx(expected)
+    assert np.std(t["log_mbh"]) == pytest.approx(expected, rel=0.05)
+    assert np.mean(t["log_mbh"]) == pytest.approx(8.32, abs=0.03)

@@ -105,3 +105,93 @@ def test_config_round_trip():
     enc = PhotometryEncoder(list("ugriz")).fit(t)
     again = PhotometryEncoder.from_config(enc.get_config(), enc.get_arrays())
     np.testing.assert_array_equal(enc.transform(t)[0], again.transform(t)[0])
+
+
+# -- Galactic extinction (SDSS CAS convention) and extra scalar inputs ------------------
+CAS = [f"modelMag_{b}" for b in "ugriz"]
+
+
+@pytest.fixture(scope="module")
+def kcorrect_rows():
+    from astro_galpost.datasets import load_kcorrect_sample
+
+    return load_kcorrect_sample(deredden=True)[:400]
+
+
+def test_cas_magnitudes_dereddened_like_dered_columns(kcorrect_rows):
+    """modelMag_<b> - extinction_<b> on real SDSS rows gives the features of CAS dered_<b>."""
+    t = kcorrect_rows
+    enc = PhotometryEncoder(CAS).fit(t)
+    assert enc.extinction_columns_ == [f"extinction_{b}" for b in "ugriz"]
+    dered = t.copy()
+    for b in "ugriz":
+        dered[f"modelMag_{b}"] = dered[f"dered_{b}"]
+        del dered[f"extinction_{b}"]
+    plain = PhotometryEncoder(CAS, extinction=None).fit(dered)
+    np.testing.assert_allclose(enc.transform(t)[0], plain.transform(dered)[0], atol=1e-5)
+    # raw magnitude feature is the corrected one: u is 0.1-0.3 mag brighter than modelMag_u
+    raw_u = enc.transform(t)[0][:, 0] * enc.feature_scale_[0] + enc.feature_mean_[0]
+    np.testing.assert_allclose(raw_u, np.asarray(t["dered_u"]), atol=1e-4)
+
+
+def test_saved_encoder_refuses_table_without_extinction(kcorrect_rows):
+    enc = PhotometryEncoder(CAS).fit(kcorrect_rows)
+    again = PhotometryEncoder.from_config(enc.get_config(), enc.get_arrays())
+    np.testing.assert_array_equal(enc.transform(kcorrect_rows)[0], again.transform(kcorrect_rows)[0])
+    stripped = kcorrect_rows.copy()
+    del stripped["extinction_g"]
+    with pytest.raises(KeyError, match="extinction_g"):
+        again.transform(stripped)
+
+
+def test_model_without_extinction_refuses_uncorrected_table(kcorrect_rows):
+    corrected = kcorrect_rows.copy()
+    for b in "ugriz":
+        corrected[f"modelMag_{b}"] = corrected[f"dered_{b}"]
+        del corrected[f"extinction_{b}"]
+    enc = PhotometryEncoder(CAS).fit(corrected)
+    assert enc.extinction_columns_ == [None] * 5
+    with pytest.raises(ValueError, match="extinction_u"):
+        enc.transform(kcorrect_rows)
+
+
+def test_partial_extinction_columns_named(kcorrect_rows):
+    t = kcorrect_rows.copy()
+    del t["extinction_z"]
+    with pytest.raises(ValueError, match="modelMag_z"):
+        PhotometryEncoder(CAS).fit(t)
+
+
+def test_extinction_in_wrong_unit_named(kcorrect_rows):
+    t = kcorrect_rows.copy()
+    t["extinction_r"].unit = u.km
+    with pytest.raises(u.UnitConversionError, match="extinction_r"):
+        PhotometryEncoder(CAS).fit(t)
+
+
+def test_extra_scalar_inputs():
+    t = _table()
+    t["r50"] = np.linspace(1, 10, len(t)) * u.arcsec
+    t["r50"][0] = np.nan
+    t["mu"] = np.linspace(20, 23, len(t))
+    enc = PhotometryEncoder(list("ugriz"), extra=["r50", "mu"]).fit(t)
+    assert enc.extra_scales_ == ["log", "linear"]
+    assert enc.feature_names()[-2:] == ["log_r50", "mu"]
+    x, _ = enc.transform(t)
+    raw = x[:, -2:] * enc.feature_scale_[-2:] + enc.feature_mean_[-2:]
+    np.testing.assert_allclose(raw[1:, 0], np.log10(t["r50"][1:].value), atol=1e-5)
+    assert raw[0, 0] == pytest.approx(np.median(np.log10(t["r50"][1:].value)), abs=1e-5)
+    np.testing.assert_allclose(raw[:, 1], t["mu"], atol=1e-4)
+    again = PhotometryEncoder.from_config(enc.get_config(), enc.get_arrays())
+    np.testing.assert_array_equal(x, again.transform(t)[0])
+    with pytest.raises(KeyError, match="'mu'"):
+        enc.transform(t[[c for c in t.colnames if c != "mu"]])
+
+
+def test_input_columns_name_everything_read(kcorrect_rows):
+    t = kcorrect_rows.copy()
+    t["petroR50_r"] = np.full(len(t), 2.0) * u.arcsec
+    enc = PhotometryEncoder(CAS, extra=["petroR50_r"]).fit(t)
+    expected = [*CAS, *(f"modelMagErr_{b}" for b in "ugriz"), *(f"extinction_{b}" for b in "ugriz"), "petroR50_r"]
+    assert enc.input_columns == expected
+    np.testing.assert_array_equal(enc.transform(t[expected])[0], enc.transform(t)[0])

@@ -58,6 +58,8 @@ def _galaxies(n: int, seed: int = 3) -> list[dict]:
             "z": rng.uniform(0.01, 0.3), "zErr": rng.uniform(1e-5, 3e-4),
             "plate": 266 + k, "mjd": 51630 + k, "fiberID": 1 + k,
             "velDisp": rng.uniform(60, 300), "velDispErr": rng.uniform(5, 20),
+            "v_disp": rng.uniform(80, 300), "v_disp_err": rng.uniform(3, 15),
+            "sn_median": rng.uniform(12, 40),
             "petroMag_r": rng.uniform(14, 17.7),
             "petroR50_r": rng.uniform(1, 5), "petroR90_r": rng.uniform(5, 12),
             "lgm_tot_p50": rng.uniform(9, 11.5), "sfr_tot_p50": rng.uniform(-2, 1),
@@ -68,12 +70,13 @@ def _galaxies(n: int, seed: int = 3) -> list[dict]:
             row[f"modelMag_{b}"] = rng.uniform(14, 20)
             row[f"modelMagErr_{b}"] = rng.uniform(0.005, 0.2)
             row[f"extinction_{b}"] = rng.uniform(0.01, 0.3)
+            row[f"fiberMag_{b}"] = row[f"modelMag_{b}"] + rng.uniform(0.5, 2.0)
         for line in LINES:
             row[f"{line}_flux"] = rng.uniform(5, 500)
             row[f"{line}_flux_err"] = rng.uniform(1, 5)
         rows.append(row)
     # SDSS's ways of saying "not measured"
-    missing = {1: {"velDisp": 0.0, "velDispErr": 0.0},
+    missing = {1: {"velDisp": 0.0, "velDispErr": 0.0, "v_disp": 0.0, "v_disp_err": 0.0},
                2: {"lgm_tot_p50": -9999.0, "sfr_tot_p50": -9999.0, "oh_p50": -9999.0},
                4: {"h_alpha_flux": 0.0, "h_alpha_flux_err": -1.0},
                7: {"oiii_5007_flux": 0.0, "oiii_5007_flux_err": 0.0},
@@ -224,7 +227,7 @@ def test_compact_sql_is_short_enough_for_a_get_request():
 def _sqlite_db() -> sqlite3.Connection:
     """A miniature CAS with the tables and columns the query uses."""
     db = sqlite3.connect(":memory:")
-    mags = ", ".join(f"{p}_{b} REAL" for p in ("modelMag", "modelMagErr", "extinction")
+    mags = ", ".join(f"{p}_{b} REAL" for p in ("modelMag", "modelMagErr", "extinction", "fiberMag")
                      for b in "ugriz")
     lines = ", ".join(f"{line}_flux{e} REAL" for line in LINES for e in ("", "_err"))
     db.executescript(f"""
@@ -233,7 +236,8 @@ def _sqlite_db() -> sqlite3.Connection:
             plate INTEGER, mjd INTEGER, fiberID INTEGER, velDisp REAL, velDispErr REAL);
         CREATE TABLE PhotoObj (objID INTEGER PRIMARY KEY, ra REAL, dec REAL, z REAL, {mags},
             petroMag_r REAL, petroR50_r REAL, petroR90_r REAL);
-        CREATE TABLE galSpecInfo (specObjID INTEGER PRIMARY KEY, z REAL, reliable INTEGER);
+        CREATE TABLE galSpecInfo (specObjID INTEGER PRIMARY KEY, z REAL, reliable INTEGER,
+            v_disp REAL, v_disp_err REAL, sn_median REAL);
         CREATE TABLE galSpecExtra (specObjID INTEGER PRIMARY KEY, lgm_tot_p50 REAL,
             sfr_tot_p50 REAL, oh_p50 REAL, bptclass INTEGER);
         CREATE TABLE galSpecLine (specObjID INTEGER PRIMARY KEY, {lines});
@@ -251,6 +255,8 @@ def _sqlite_db() -> sqlite3.Connection:
         (109, "GALAXY", 0, 0.05, 64, 17.80, 0.01, True),   # too faint
         (110, "GALAXY", 0, 0.05, 64, 16.0, 0.1, False),    # no MPA-JHU row
         (111, "GALAXY", 0, 0.12, 64 | 32, 14.0, 0.1, True),  # selected
+        (112, "GALAXY", 0, 0.005, 64, 14.0, 0.1, True),    # below z_min: peculiar velocities
+        (113, "GALAXY", 0, 0.05, 64, 14.0, 0.1, True),     # galSpecInfo reliable = 0
     ]
     for spec, cls, zwarn, z, bits, petro, ext, lines_ok in spectra:
         obj = 10 * spec
@@ -258,9 +264,10 @@ def _sqlite_db() -> sqlite3.Connection:
                    (spec, obj, 1.0, 2.0, z, 1e-4, zwarn, cls, bits, 266, 51630, 1, 150.0, 9.0))
         # PhotoObj.z is the z-band magnitude (15.5), a trap for an unqualified "z"
         photo = (obj, 1.0, 2.0, 15.5, *([17.0] * 5), *([0.02] * 5), 0.3, 0.2, ext, 0.1, 0.05,
-                 petro, 2.0, 6.0)
+                 *([17.5] * 5), petro, 2.0, 6.0)
         db.execute(f"INSERT INTO PhotoObj VALUES ({','.join('?' * len(photo))})", photo)
-        db.execute("INSERT INTO galSpecInfo VALUES (?,?,?)", (spec, z, 1))
+        db.execute("INSERT INTO galSpecInfo VALUES (?,?,?,?,?,?)",
+                   (spec, z, int(spec != 113), 150.0, 9.0, 20.0))
         db.execute("INSERT INTO galSpecExtra VALUES (?,?,?,?,?)", (spec, 10.5, 0.1, 8.9, 1))
         if lines_ok:
             db.execute(f"INSERT INTO galSpecLine VALUES ({','.join('?' * 9)})",
@@ -291,6 +298,8 @@ def test_query_semantics_on_a_miniature_cas():
     assert len(_run_sqlite(db, build_query(after=111))) == 0
     assert list(_run_sqlite(db, build_query(z_max=0.1))["specObjID"]) == [101, 103, 108]
     assert 109 in _run_sqlite(db, build_query(r_max=17.9, dereddened=False))["specObjID"]
+    everything = _run_sqlite(db, build_query(z_min=0.0, reliable_only=False))["specObjID"]
+    assert {112, 113} <= set(everything)
     # paging by objID works too (objID = 10 * specObjID here)
     assert list(_run_sqlite(db, build_query(2, after=1020, page_key="objID"))["objID"]) == [
         1030, 1080]
@@ -381,10 +390,10 @@ def test_read_skyserver_csv_with_table_line(tmp_path):
     assert cat["modelMag_u"].mask[8] and cat["modelMagErr_u"].mask[8]
     assert cat["h_alpha_flux"].mask[4] and cat["oiii_5007_flux"].mask[7]
     assert cat["velDisp"].unit == u.km / u.s
-    # log_mbh from velDisp (McConnell & Ma 2013), masked where velDisp is
+    # log_mbh from galSpecInfo v_disp (McConnell & Ma 2013), masked where v_disp is
     mbh = cat["log_mbh"]
-    assert mbh.mask[1] and mbh.mask.sum() == 1
-    sigma = np.array([r["velDisp"] for r in rows])[~mbh.mask]
+    assert mbh.mask[1] and mbh.mask.sum() == 1 and cat["log_mbh_reason"][1] == "not measured"
+    sigma = np.array([r["v_disp"] for r in rows])[~mbh.mask]
     np.testing.assert_allclose(np.asarray(mbh)[~mbh.mask], 8.32 + 5.64 * np.log10(sigma / 200),
                                rtol=1e-6)
     # header only: SkyServer's answer when nothing matches
@@ -729,3 +738,41 @@ def test_live_skyserver_tiny_fetch(tmp_path):
     for name in COLUMNS:
         assert name in cat.colnames
     assert "log_mbh" in cat.colnames and isinstance(cat["log_mbh"], MaskedColumn)
+
+
+def test_query_defaults_cut_low_redshift_and_unreliable_rows():
+    sql = build_query()
+    assert "s.z > 0.01" in sql and "i.reliable = 1" in sql
+    for column in ("p.fiberMag_r", "p.petroR50_r", "p.petroR90_r", "i.v_disp", "i.sn_median"):
+        assert column in sql
+    sql = build_query(z_min=0.0, reliable_only=False)
+    assert "s.z > 0.0" in sql and "i.reliable" not in sql.split("WHERE")[1]
+
+
+@pytest.mark.filterwarnings("ignore:ID column:astropy.utils.exceptions.AstropyUserWarning")
+def test_duplicated_z_header_resolved_from_its_position(shared_data, tmp_path):
+    """A real SkyServer export whose header says z twice (redshift, then the z magnitude)."""
+    lines = (shared_data / "sdss_dr14_skyserver_10k.csv").read_text().splitlines()[:200]
+    header = lines[0].split(",")
+    assert header[3:8] == list("ugriz") and header[14] == "redshift"
+    real = Table.read("\n".join(lines), format="ascii.csv")
+    # put the redshift first, named as CAS names it: "specobjid,z,...,u,g,r,i,z"
+    order = [14] + [k for k in range(len(header)) if k != 14]
+    path = tmp_path / "dup.csv"
+    new_header = ",".join("z" if k == 14 else header[k] for k in order)
+    rows = [",".join(row.split(",")[k] for k in order) for row in lines[1:]]
+    path.write_text("\n".join([new_header, *rows]) + "\n")
+    cat = read_catalog(path)
+    np.testing.assert_allclose(np.asarray(cat["z"]), real["redshift"])
+    np.testing.assert_allclose(np.asarray(cat["modelMag_z"]), real["z"])
+    assert "z_1" not in cat.colnames
+
+
+def test_duplicated_z_header_without_a_band_run_refused(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("specObjID,z,u,g,z,r,i\n1,0.1,18,17,16,15.5,15.2\n")
+    with pytest.raises(ValueError, match="'z' more than once"):
+        read_catalog(path)
+    table = Table({"z": [0.1], "u": [18.0], "g": [17.0], "r": [16.0], "i": [15.5], "z_1": [15.2]})
+    with pytest.raises(ValueError, match="z_1"):
+        read_catalog(table)

@@ -27,29 +27,38 @@ def kcorrect_sample_path() -> Path:
     return path
 
 
-def load_kcorrect_sample(deredden: bool = True) -> Table:
+def load_kcorrect_sample(deredden: bool = False) -> Table:
     """10,000 real SDSS galaxies with ugriz model photometry and spectroscopic redshift.
 
     Read from the test data of the ``kcorrect`` package (Blanton & Roweis 2007),
     whose ``MODELFLUX`` (nanomaggies) and inverse variances are converted to
-    SDSS CAS-style columns: ``modelMag_u`` … ``modelMag_z`` (AB, corrected for
-    Galactic extinction when ``deredden``), ``modelMagErr_u`` …, ``z``
+    SDSS CAS-style columns, following the CAS convention: ``modelMag_u`` …
+    ``modelMag_z`` (AB, *not* corrected for Galactic extinction), their errors
+    ``modelMagErr_u`` …, the extinctions ``extinction_u`` … (mag), ``z``
     (redshift), ``ra``, ``dec``. Non-positive fluxes give masked magnitudes.
+    The default `~astro_galpost.encoders.PhotometryEncoder` dereddens
+    ``modelMag_<band>`` with ``extinction_<band>``.
+
+    Parameters
+    ----------
+    deredden : bool, optional
+        Also add the corrected magnitudes under CAS's own name for them,
+        ``dered_<band> = modelMag_<band> - extinction_<band>``.
 
     Examples
     --------
     >>> from astro_galpost.datasets import load_kcorrect_sample
     >>> t = load_kcorrect_sample()
-    >>> len(t), t["modelMag_r"].unit
-    (10000, Unit("mag"))
+    >>> len(t), t["modelMag_r"].unit, t["extinction_r"].unit
+    (10000, Unit("mag"), Unit("mag"))
     """
     raw = Table.read(kcorrect_sample_path())
     flux = np.asarray(raw["MODELFLUX"], dtype=float)
     ivar = np.asarray(raw["MODELFLUX_IVAR"], dtype=float)
-    extinction = np.asarray(raw["EXTINCTION"], dtype=float) if deredden else np.zeros_like(flux)
+    extinction = np.asarray(raw["EXTINCTION"], dtype=float)
     good = (flux > 0) & (ivar > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mag = 22.5 - 2.5 * np.log10(flux) - extinction
+        mag = 22.5 - 2.5 * np.log10(flux)
         err = _MAG_PER_LN / (flux * np.sqrt(ivar))
     out = Table(meta={"source": str(kcorrect_sample_path()),
                       "description": "SDSS galaxies from the kcorrect package test data"})
@@ -58,6 +67,12 @@ def load_kcorrect_sample(deredden: bool = True) -> Table:
     for j, band in enumerate(_BANDS):
         out[f"modelMag_{band}"] = MaskedColumn(mag[:, j], mask=~good[:, j], unit=u.mag)
         out[f"modelMagErr_{band}"] = MaskedColumn(err[:, j], mask=~good[:, j], unit=u.mag)
+    for j, band in enumerate(_BANDS):
+        out[f"extinction_{band}"] = MaskedColumn(extinction[:, j], unit=u.mag,
+                                                 description="Galactic extinction (SFD98)")
+    if deredden:
+        for j, band in enumerate(_BANDS):
+            out[f"dered_{band}"] = MaskedColumn(mag[:, j] - extinction[:, j], mask=~good[:, j], unit=u.mag)
     out["z"] = np.asarray(raw["Z"], dtype=float)
     out["z"].description = "spectroscopic redshift"
     return out

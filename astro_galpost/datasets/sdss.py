@@ -75,6 +75,7 @@ from ..io import TableFormatError
 __all__ = [
     "BANDS",
     "MGS_TARGET_BITS",
+    "Z_MIN",
     "DEFAULT_COLUMNS",
     "ID_COLUMNS",
     "CATALOG_FILENAME",
@@ -124,9 +125,13 @@ DEFAULT_COLUMNS: tuple[str, ...] = (
     "s.fiberID",
     "s.velDisp",
     "s.velDispErr",
+    "i.v_disp",
+    "i.v_disp_err",
+    "i.sn_median",
     *(f"p.modelMag_{b}" for b in BANDS),
     *(f"p.modelMagErr_{b}" for b in BANDS),
     *(f"p.extinction_{b}" for b in BANDS),
+    *(f"p.fiberMag_{b}" for b in BANDS),
     "p.petroMag_r",
     "p.petroR50_r",
     "p.petroR90_r",
@@ -141,6 +146,10 @@ DEFAULT_COLUMNS: tuple[str, ...] = (
 #: Identifier columns read as unsigned 64-bit integers (CAS ``bigint`` or
 #: ``numeric(20)``; ``specObjID`` and ``plateID`` exceed 2**63 for DR8+ plates).
 ID_COLUMNS = ("objID", "specObjID", "bestObjID", "targetObjID", "plateID", "fieldID")
+
+#: Default lower redshift limit of :func:`build_query`: below it peculiar
+#: velocities (~300 km/s, i.e. z ~ 0.001) are 10% or more of the Hubble flow.
+Z_MIN = 0.01
 
 #: Name of the concatenated catalogue written by :func:`fetch_catalog`.
 CATALOG_FILENAME = "sdss_catalog.fits"
@@ -171,7 +180,8 @@ _MPA_PROPERTIES = tuple(
     for q in ("lgm_tot", "lgm_fib", "sfr_tot", "sfr_fib", "specsfr_tot", "specsfr_fib", "oh")
     for stat in ("p2p5", "p16", "p50", "p84", "p97p5", "entropy")
 )
-_KMS_COLUMNS = ("velDisp", "velDispErr", "sigma_balmer", "sigma_balmer_err", "sigma_forbidden",
+_KMS_COLUMNS = ("velDisp", "velDispErr", "v_disp", "v_disp_err", "sigma_balmer", "sigma_balmer_err",
+                "sigma_forbidden",
                 "sigma_forbidden_err", "v_off_balmer", "v_off_balmer_err", "v_off_forbidden",
                 "v_off_forbidden_err", "sigmaStars", "sigmaStarsErr")
 
@@ -181,7 +191,7 @@ _KMS_COLUMNS = ("velDisp", "velDispErr", "sigma_balmer", "sigma_balmer_err", "si
 _CANONICAL = (
     *ID_COLUMNS, "ra", "dec", "z", "zErr", "zWarning", "class", "subClass", "plate", "mjd",
     "fiberID", "velDisp", "velDispErr", "rChi2", "legacy_target1", "sciencePrimary",
-    "bptclass", "reliable", "d4000", "d4000_err", "d4000_n", "d4000_n_err",
+    "bptclass", "reliable", "sn_median", "d4000", "d4000_err", "d4000_n", "d4000_n_err",
     *(f"{p}_{b}" for p in _MAG_PREFIXES for b in BANDS),
     *(f"petroR{k}_{b}" for k in (50, 90) for b in BANDS),
     *_MPA_PROPERTIES,
@@ -193,7 +203,7 @@ _CANONICAL_BY_LOWER = {name.lower(): name for name in _CANONICAL}
 #: Float columns where -99 and -999 are sentinels too; elsewhere only -9999 is
 #: (a velocity offset of -99 km/s is a real value).
 _MEASUREMENTS = frozenset(
-    {"z", "zErr", "velDisp", "velDispErr", *(f"{p}_{b}" for p in _MAG_PREFIXES for b in BANDS),
+    {"z", "zErr", "velDisp", "velDispErr", "v_disp", "v_disp_err", *(f"{p}_{b}" for p in _MAG_PREFIXES for b in BANDS),
      *(f"petroR{k}_{b}" for k in (50, 90) for b in BANDS), *_MPA_PROPERTIES,
      *(f"{line}_{s}" for line in _MPA_LINES for s in ("flux", "flux_err")), "log_mbh"}
 )
@@ -224,7 +234,7 @@ def _check_count(value: int | None, name: str) -> int | None:
 def build_query(
     n: int | None = None,
     *,
-    z_min: float = 0.0,
+    z_min: float = Z_MIN,
     z_max: float = 0.3,
     r_max: float | None = 17.77,
     top: int | None = None,
@@ -234,7 +244,7 @@ def build_query(
     extra_columns: Sequence[str] = (),
     target_bits: int | None = MGS_TARGET_BITS,
     dereddened: bool = True,
-    reliable_only: bool = False,
+    reliable_only: bool = True,
 ) -> str:
     """SkyServer SQL selecting the seed paper's SDSS Main Galaxy Sample.
 
@@ -251,7 +261,9 @@ def build_query(
         Maximum number of rows (SQL ``TOP``); ``top`` is a synonym of ``n``.
         `None` selects every matching row.
     z_min, z_max : float, optional
-        Redshift range ``z_min < z <= z_max`` (default ``0 < z <= 0.3``).
+        Redshift range ``z_min < z <= z_max`` (default ``0.01 < z <= 0.3``,
+        :data:`Z_MIN`: below ``z ~ 0.01`` peculiar velocities of a few hundred
+        km/s make the redshift a poor distance). Pass ``z_min=0`` to drop it.
     r_max : float or None, optional
         Petrosian r-band limit of the Main Galaxy Sample (17.77). `None` drops
         the cut (the target bits alone still select the MGS).
@@ -275,8 +287,8 @@ def build_query(
         ``petroMag_r - extinction_r``, as the MGS target selection did (Strauss
         et al. 2002); `False` cuts on ``petroMag_r``.
     reliable_only : bool, optional
-        Keep only rows with galSpecInfo ``reliable = 1``. The flag is selected
-        either way, so it can be applied later.
+        Keep only rows with galSpecInfo ``reliable = 1`` (default). `False`
+        keeps them all; the flag is selected either way, so it can be applied later.
 
     Returns
     -------
@@ -831,6 +843,8 @@ def _read_skyserver_csv(path: Path) -> Table:
     start = 0
     while start < len(lines) and (lines[start].startswith("#") or not lines[start].strip()):
         start += 1  # SkyServer writes "#Table1" before the header
+    if start < len(lines):
+        lines[start] = _dedupe_header(lines[start], path)
     body = "\n".join(lines[start:])
     if not body.strip():
         raise ValueError(f"{path}: no table in the file")
@@ -847,10 +861,43 @@ def _read_skyserver_csv(path: Path) -> Table:
                           fill_values=[("", "0"), ("null", "0"), ("NULL", "0")])
 
 
+def _dedupe_header(header: str, path: Any) -> str:
+    """Resolve a CSV header that names a column twice, or refuse it.
+
+    The one duplicate CAS produces is ``z``: ``SELECT s.z, p.u, p.g, p.r, p.i,
+    p.z`` gives ``z,u,g,r,i,z``, the redshift and the z-band magnitude. The
+    ``z`` that closes a ``u,g,r,i,z`` run is the magnitude (it becomes
+    ``modelMag_z`` with the other shorthand bands); any other duplicate is an error.
+    """
+    import csv
+
+    names = next(csv.reader([header]))
+    stripped = [n.strip() for n in names]
+    duplicates = sorted({n for n in stripped if stripped.count(n) > 1})
+    if not duplicates:
+        return header
+    positions = [k for k, n in enumerate(stripped) if n == "z"]
+    run = [k for k in positions if k >= 4 and stripped[k - 4:k] == list(BANDS[:4])]
+    if duplicates != ["z"] or len(positions) != 2 or len(run) != 1:
+        raise ValueError(
+            f"{path}: the header names column(s) {', '.join(map(repr, duplicates))} more than once "
+            f"(positions {[k + 1 for k, n in enumerate(stripped) if n in duplicates]}); which is which cannot be "
+            "told from the header: alias them in the SQL select (e.g. 's.z AS redshift')"
+        )
+    for k in range(run[0] - 4, run[0] + 1):
+        stripped[k] = f"modelMag_{stripped[k]}"
+    return ",".join(stripped)
+
+
 def _normalise_names(table: Table) -> None:
     """Rename columns to their CAS spelling where that is unambiguous."""
     names = table.colnames
     bare = [b for b in BANDS if b in names]
+    if len(bare) == len(BANDS) and "z_1" in names:
+        # astropy's name for a second "z" column: a redshift and a magnitude
+        raise ValueError("the table has shorthand magnitudes u g r i z and also 'z_1' (a duplicated 'z' "
+                         "header renamed by astropy): one is the redshift and one the z-band magnitude, "
+                         "and which is which is lost; read the CSV file itself, or rename the columns")
     if len(bare) == len(BANDS):
         # SkyServer's PhotoObj shorthands: u, g, r, i, z are modelMag_u…modelMag_z
         # and err_u… their errors. Here "z" is a magnitude, not a redshift.
@@ -910,13 +957,15 @@ def _mask_sentinels(table: Table) -> None:
         col.mask |= bad
         table[name] = col
     # a velocity dispersion <= 0 means "not measured" (SDSS writes 0)
-    if "velDisp" in table.colnames:
-        bad = np.ma.filled(table["velDisp"] <= 0, True)
-        for name in ("velDisp", "velDispErr"):
+    for sigma, error in (("velDisp", "velDispErr"), ("v_disp", "v_disp_err")):
+        if sigma not in table.colnames:
+            continue
+        bad = np.ma.filled(table[sigma] <= 0, True)
+        for name in (sigma, error):
             if name in table.colnames:
                 table[name].mask |= bad
-        if "velDispErr" in table.colnames:
-            table["velDispErr"].mask |= np.ma.filled(table["velDispErr"] <= 0, True)
+        if error in table.colnames:
+            table[error].mask |= np.ma.filled(table[error] <= 0, True)
     # MPA-JHU writes flux 0 and error <= 0 where a line was not fitted
     for name in table.colnames:
         if name.endswith("_flux") and f"{name}_err" in table.colnames:
@@ -1010,8 +1059,12 @@ def read_catalog(
     * units: deg (``ra``, ``dec``), mag (magnitudes, extinctions), arcsec
       (Petrosian radii), km/s (``velDisp`` …), and
       `~astro_galpost.targets.LINE_FLUX_UNIT` (1e-17 erg/s/cm2) for line fluxes;
-    * ``log_mbh`` from ``velDisp`` with
-      :func:`astro_galpost.catalog.add_mbh_column` (McConnell & Ma 2013).
+    * ``log_mbh`` from galSpecInfo ``v_disp`` (the DR7 measurement, consistent
+      with the MPA-JHU labels) or else SpecObj ``velDisp`` with
+      :func:`astro_galpost.catalog.add_mbh_column` (McConnell & Ma 2013),
+      masked where :func:`astro_galpost.catalog.sigma_quality` finds σ
+      unreliable (outside 70-420 km/s, median S/N < 10, error > 25%), with the
+      reason in ``log_mbh_reason``.
 
     Columns such as the MPA-JHU ``lgm_tot_p50`` (log M*/Msun), ``sfr_tot_p50``
     (log SFR) and ``oh_p50`` (12 + log O/H) stay unitless logarithms, which is
@@ -1025,7 +1078,7 @@ def read_catalog(
         Force a format: ``"csv"`` (SkyServer CSV) or any `astropy.table.Table.read`
         format. By default it follows the file suffix.
     derive_mbh : bool, optional
-        Add ``log_mbh`` when the table has ``velDisp`` and no ``log_mbh``.
+        Add ``log_mbh`` when the table has ``v_disp`` or ``velDisp`` and no ``log_mbh``.
 
     Returns
     -------
@@ -1067,10 +1120,11 @@ def read_catalog(
             table[name] = _to_uint64(table[name], name)
     _mask_sentinels(table)
     _attach_units(table)
-    if derive_mbh and "velDisp" in table.colnames and "log_mbh" not in table.colnames:
+    sigma_column = next((c for c in ("v_disp", "velDisp") if c in table.colnames), None)
+    if derive_mbh and sigma_column is not None and "log_mbh" not in table.colnames:
         from ..catalog import add_mbh_column
 
-        table = add_mbh_column(table, sigma_column="velDisp", name="log_mbh")
+        table = add_mbh_column(table, sigma_column=sigma_column, name="log_mbh")
     return table
 
 
@@ -1128,8 +1182,12 @@ def add_fetch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="rows per SkyServer request (default: %(default)s)")
     parser.add_argument("--data-release", type=int, default=17,
                         help="SDSS data release (default: %(default)s)")
+    parser.add_argument("--z-min", type=float, default=Z_MIN,
+                        help="minimum redshift, exclusive (default: %(default)s; 0 drops the cut)")
     parser.add_argument("--z-max", type=float, default=0.3,
                         help="maximum redshift (default: %(default)s)")
+    parser.add_argument("--include-unreliable", action="store_true",
+                        help="keep galaxies with galSpecInfo reliable = 0 (default: dropped)")
     parser.add_argument("--r-max", type=float, default=17.77,
                         help="dereddened Petrosian r limit (default: %(default)s)")
     parser.add_argument("--retries", type=int, default=4,
@@ -1142,7 +1200,8 @@ def add_fetch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def run_fetch(args: argparse.Namespace) -> int:
     """Run ``galpost fetch`` with parsed ``args``; returns the exit code."""
-    options = {"z_max": args.z_max, "r_max": args.r_max}
+    options = {"z_min": args.z_min, "z_max": args.z_max, "r_max": args.r_max,
+               "reliable_only": not args.include_unreliable}
     try:
         if args.dry_run:
             first = min(args.page_size, args.n) if args.n else args.page_size

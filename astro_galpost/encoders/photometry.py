@@ -13,7 +13,7 @@ from astropy.table import Table
 from .._columns import column_data
 from .base import Encoder
 
-__all__ = ["PhotometryEncoder", "find_error_column", "read_magnitudes"]
+__all__ = ["PhotometryEncoder", "find_error_column", "find_extinction_column", "read_magnitudes"]
 
 # Magnitudes outside this range are "not measured": SDSS writes -9999/9999,
 # ECO and RESOLVE write 0.
@@ -61,6 +61,31 @@ def _check_flux_looks_like_flux(mags, raw, mask, column: str, unit) -> None:
             f"photometry column {column!r} is labelled {unit} but its values (median {np.median(raw[good]):.3g}) "
             f"convert to a median AB magnitude of {np.median(mags[good]):.1f}: they look like magnitudes. "
             "Give the column a magnitude unit (u.mag or u.ABmag), or fluxes in the unit it names")
+
+
+def find_extinction_column(column: str, colnames: Sequence[str]) -> str | None:
+    """Find the Galactic-extinction column of an SDSS CAS magnitude column.
+
+    CAS PhotoObj stores magnitudes *uncorrected* for Galactic extinction
+    (``modelMag_r``, ``petroMag_r``, ``fiberMag_r`` …) beside the extinction
+    ``extinction_r`` (Schlegel, Finkbeiner & Davis 1998 maps) in the same band;
+    its ``dered_r`` is ``modelMag_r - extinction_r``. Columns already corrected
+    (``dered_<band>``) and non-CAS names get `None`.
+
+    Examples
+    --------
+    >>> find_extinction_column("modelMag_r", ["modelMag_r", "extinction_r"])
+    'extinction_r'
+    >>> find_extinction_column("dered_r", ["dered_r", "extinction_r"]) is None
+    True
+    >>> find_extinction_column("rmag", ["rmag", "extr"]) is None
+    True
+    """
+    match = re.fullmatch(r"([A-Za-z0-9]+Mag)_([A-Za-z0-9]+)", column)
+    if not match:
+        return None
+    name = f"extinction_{match.group(2)}"
+    return name if name in colnames else None
 
 
 def read_magnitudes(table: Table, column: str) -> np.ndarray:
@@ -120,6 +145,22 @@ class PhotometryEncoder(Encoder):
         ``"auto"``; none with `None`; or given explicitly.
     min_bands : int, optional
         Fewest measured bands for a usable row; default: half the bands, at least 1.
+    extinction : "auto", None or mapping, optional
+        Galactic-extinction correction, subtracted from the magnitudes before
+        anything else. ``"auto"`` (default) follows the SDSS CAS convention:
+        magnitudes named ``<kind>Mag_<band>`` are uncorrected and are dereddened
+        with ``extinction_<band>`` when the training table has that column for
+        every band (see `find_extinction_column`). `None` never dereddens (the
+        magnitudes are taken as already corrected, e.g. ``dered_<band>``); a
+        mapping ``{magnitude column: extinction column}`` names the columns.
+        What was applied is saved with the model, and `transform` refuses a
+        table that does not carry the same extinction columns.
+    extra : sequence of str or mapping, optional
+        Further scalar inputs (sizes such as ``petroR50_r``, fibre magnitudes,
+        surface brightness), each one standardised feature. A mapping
+        ``{column: "log" or "linear"}`` says whether to take ``log10``; in a
+        plain sequence, columns with an angular unit are converted to arcsec and
+        logged, others used as they are. Missing values get the training median.
     """
 
     name = "photometry"
@@ -129,10 +170,14 @@ class PhotometryEncoder(Encoder):
         columns: Sequence[str],
         errors: str | Sequence[str] | Mapping[str, str] | None = "auto",
         min_bands: int | None = None,
+        extinction: str | Mapping[str, str] | None = "auto",
+        extra: Sequence[str] | Mapping[str, str] = (),
     ) -> None:
         self.columns = list(columns)
         self.errors = errors
         self.min_bands = min_bands
+        self.extinction = extinction
+        self.extra = extra
 
     # -- reading ---------------------------------------------------------------
     def _resolve_errors(self, table: Table) -> list[str | None]:
@@ -147,8 +192,79 @@ class PhotometryEncoder(Encoder):
             raise ValueError(f"{len(errors)} error columns given for {len(self.columns)} photometry columns")
         return errors
 
+    def _resolve_extinction(self, table: Table) -> list[str | None]:
+        if self.extinction is None:
+            return [None] * len(self.columns)
+        if isinstance(self.extinction, Mapping):
+            return [self.extinction.get(c) for c in self.columns]
+        if self.extinction != "auto":
+            raise ValueError(f"extinction must be 'auto', None or a mapping, got {self.extinction!r}")
+        found = [find_extinction_column(c, table.colnames) for c in self.columns]
+        cas = [c for c in self.columns if re.fullmatch(r"[A-Za-z0-9]+Mag_[A-Za-z0-9]+", c)]
+        # a magnitude column absent from the table is reported by _read, by name
+        missing = [c for c, e in zip(self.columns, found) if e is None and c in cas and c in table.colnames]
+        if any(found) and missing:
+            raise ValueError(f"extinction columns found for some magnitudes but not for {', '.join(missing)}: "
+                             "pass extinction={magnitude: extinction column} or extinction=None")
+        return found
+
+    def _check_extinction(self, table: Table) -> None:
+        """Refuse a table whose extinction columns do not match what the model was fitted with."""
+        used = [e for e in self.extinction_columns_ if e is not None]
+        missing = [e for e in used if e not in table.colnames]
+        if missing:
+            raise KeyError(
+                f"the model dereddens its magnitudes with {', '.join(used)}, but the table lacks "
+                f"{', '.join(missing)}: pass the SDSS CAS extinction columns beside the uncorrected "
+                "magnitudes (a table of already corrected magnitudes needs a model fitted with extinction=None)"
+            )
+        if self.extinction == "auto" and not used:
+            present = [e for e in (find_extinction_column(c, table.colnames) for c in self.columns) if e]
+            if present:
+                raise ValueError(
+                    f"the table has {', '.join(present)}, so its {', '.join(self.columns)} are uncorrected "
+                    "SDSS CAS magnitudes, but the model was fitted without extinction columns (on magnitudes "
+                    "taken as already corrected): refit with those columns, or drop them from the table"
+                )
+
+    def _read_extinction(self, table: Table, j: int) -> np.ndarray:
+        name = self.extinction_columns_[j]
+        if name is None:
+            return np.zeros(len(table))
+        values, mask, unit = column_data(table[name])
+        if unit is not None and unit not in (u.mag, u.dimensionless_unscaled):
+            raise u.UnitConversionError(f"extinction column {name!r} has unit {unit}; expected mag")
+        return np.where(mask, np.nan, values)
+
+    def _read_extra(self, table: Table) -> np.ndarray:
+        out = np.full((len(table), len(self.extra_columns_)), np.nan)
+        for j, (name, scale) in enumerate(zip(self.extra_columns_, self.extra_scales_)):
+            if name not in table.colnames:
+                raise KeyError(f"extra input column {name!r} is not in the table")
+            values, mask, unit = column_data(table[name])
+            if unit is not None and unit.physical_type == "angle":
+                values = values * unit.to(u.arcsec)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = np.log10(np.where(values > 0, values, np.nan)) if scale == "log" else values
+            out[:, j] = np.where(mask, np.nan, values)
+        return out
+
+    def _resolve_extra(self, table: Table) -> tuple[list[str], list[str]]:
+        if isinstance(self.extra, Mapping):
+            bad = {k: v for k, v in self.extra.items() if v not in ("log", "linear")}
+            if bad:
+                raise ValueError(f"extra inputs must map to 'log' or 'linear', got {bad}")
+            return list(self.extra), list(self.extra.values())
+        names = [self.extra] if isinstance(self.extra, str) else list(self.extra)
+        scales = []
+        for name in names:
+            unit = getattr(table[name], "unit", None) if name in table.colnames else None
+            scales.append("log" if unit is not None and u.Unit(unit).physical_type == "angle" else "linear")
+        return names, scales
+
     def _read(self, table: Table) -> tuple[np.ndarray, np.ndarray]:
-        mags = np.column_stack([read_magnitudes(table, c) for c in self.columns])
+        mags = np.column_stack([read_magnitudes(table, c) - self._read_extinction(table, j)
+                                for j, c in enumerate(self.columns)])
         errs = np.full_like(mags, np.nan)
         for j, name in enumerate(self.error_columns_):
             if name is None:
@@ -166,7 +282,11 @@ class PhotometryEncoder(Encoder):
         if not self.columns:
             raise ValueError("the photometry encoder needs at least one magnitude column")
         self.error_columns_ = self._resolve_errors(table)
+        self.extinction_columns_ = self._resolve_extinction(table)
+        self.extra_columns_, self.extra_scales_ = self._resolve_extra(table)
         mags, errs = self._read(table)
+        extra = self._read_extra(table)
+        self.extra_fill_ = np.array([np.nanmedian(col) if np.isfinite(col).any() else 0.0 for col in extra.T])
         n_bands = len(self.columns)
         self.min_bands_ = self.min_bands or max(1, (n_bands + 1) // 2)
         measured = np.isfinite(mags)
@@ -189,7 +309,7 @@ class PhotometryEncoder(Encoder):
             np.nanpercentile(log_err[:, j], 95) if np.isfinite(log_err[:, j]).any() else 0.0
             for j in range(n_bands)
         ])
-        raw = self._raw_features(mags, errs)
+        raw = self._raw_features(mags, errs, extra)
         self.feature_mean_ = raw.mean(axis=0)
         std = raw.std(axis=0)
         self.feature_scale_ = np.where(std > 0, std, 1.0)
@@ -212,14 +332,15 @@ class PhotometryEncoder(Encoder):
             mags[rows, j] = ref + self.colour_offsets_[j, nearest]
         return mags
 
-    def _raw_features(self, mags: np.ndarray, errs: np.ndarray) -> np.ndarray:
+    def _raw_features(self, mags: np.ndarray, errs: np.ndarray, extra: np.ndarray) -> np.ndarray:
         missing = ~np.isfinite(mags)
         filled = self._impute(mags)
         colours = filled[:, :-1] - filled[:, 1:]
         log_err = np.log10(errs)
         log_err = np.where(np.isfinite(log_err), log_err, self.error_fill_)
         has_errors = [c is not None for c in self.error_columns_]
-        parts = [filled, colours, log_err[:, has_errors], missing.astype(float)]
+        extra = np.where(np.isfinite(extra), extra, self.extra_fill_)
+        parts = [filled, colours, log_err[:, has_errors], missing.astype(float), extra]
         raw = np.concatenate(parts, axis=1)
         return np.nan_to_num(raw, nan=0.0)
 
@@ -227,20 +348,27 @@ class PhotometryEncoder(Encoder):
     def transform(self, table: Table, images: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if not self.is_fitted:
             raise RuntimeError("the photometry encoder is not fitted")
+        self._check_extinction(table)
         mags, errs = self._read(table)
         usable = np.isfinite(mags).sum(axis=1) >= self.min_bands_
         if len(table) == 0:
             return np.zeros((0, self.n_features_), np.float32), usable
-        raw = self._raw_features(mags, errs)
+        raw = self._raw_features(mags, errs, self._read_extra(table))
         features = (raw - self.feature_mean_) / self.feature_scale_
         return features.astype(np.float32), usable
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Every table column the fitted encoder reads: magnitudes, errors, extinctions, extra inputs."""
+        names = [*self.columns, *self.error_columns_, *self.extinction_columns_, *self.extra_columns_]
+        return list(dict.fromkeys(n for n in names if n))
 
     def feature_names(self) -> list[str]:
         bands = self.columns
         names = list(bands) + [f"{a}-{b}" for a, b in zip(bands[:-1], bands[1:])]
         names += [f"log_err_{c}" for c, e in zip(bands, self.error_columns_) if e is not None]
         names += [f"missing_{c}" for c in bands]
-        return names
+        return names + [f"log_{c}" if s == "log" else c for c, s in zip(self.extra_columns_, self.extra_scales_)]
 
     # -- persistence ----------------------------------------------------------
     def get_config(self) -> dict:
@@ -248,6 +376,10 @@ class PhotometryEncoder(Encoder):
             "columns": self.columns,
             "errors": self.errors if isinstance(self.errors, (str, type(None))) else list(self.error_columns_),
             "min_bands": self.min_bands,
+            "extinction": dict(self.extinction) if isinstance(self.extinction, Mapping) else self.extinction,
+            "extinction_columns_": self.extinction_columns_,
+            "extra_columns_": self.extra_columns_,
+            "extra_scales_": self.extra_scales_,
             "error_columns_": self.error_columns_,
             "min_bands_": self.min_bands_,
             "n_features_": self.n_features_,
@@ -259,11 +391,18 @@ class PhotometryEncoder(Encoder):
             "error_fill": self.error_fill_,
             "feature_mean": self.feature_mean_,
             "feature_scale": self.feature_scale_,
+            "extra_fill": self.extra_fill_,
         }
 
     @classmethod
     def from_config(cls, config: dict, arrays: dict[str, np.ndarray]) -> PhotometryEncoder:
-        enc = cls(config["columns"], config["errors"], config["min_bands"])
+        # models saved before dereddening and extra inputs existed used neither
+        extra = dict(zip(config.get("extra_columns_", []), config.get("extra_scales_", [])))
+        enc = cls(config["columns"], config["errors"], config["min_bands"])  # subclasses may take no more
+        enc.extinction, enc.extra = config.get("extinction"), extra
+        enc.extinction_columns_ = list(config.get("extinction_columns_") or [None] * len(enc.columns))
+        enc.extra_columns_, enc.extra_scales_ = list(extra), list(extra.values())
+        enc.extra_fill_ = np.asarray(arrays.get("extra_fill", np.zeros(0)), dtype=float)
         enc.error_columns_ = list(config["error_columns_"])
         enc.min_bands_ = int(config["min_bands_"])
         enc.n_features_ = int(config["n_features_"])
