@@ -88,6 +88,17 @@ def test_interrupted_overwrite_leaves_the_old_model(fitted, tmp_path, monkeypatc
     GalaxyPosterior.load(tmp_path / "m")
 
 
+def test_leftovers_of_killed_saves_are_removed_by_the_next_save(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    (tmp_path / ".m.k1ll3d.tmp").mkdir()
+    (tmp_path / ".m.k1ll3d.tmp" / WEIGHTS).write_bytes(b"half")
+    (tmp_path / ".m.0123456789ab.old").mkdir()
+    (tmp_path / ".m.user.tmp").mkdir()
+    (tmp_path / ".m.user.tmp" / "mine.txt").write_text("not ours")
+    fitted.save(tmp_path / "m", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.user.tmp", "m"]
+
+
 def test_writes_are_fsynced_before_the_rename(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
