@@ -30,15 +30,15 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "umask_mode",
-    "fsync_path",
-    "write_atomic",
-    "write_text_atomic",
-    "write_json_atomic",
-    "replace_folder",
     "NotOurFolderError",
-    "output_lock",
     "OutputLockedError",
+    "fsync_path",
+    "output_lock",
+    "replace_folder",
+    "umask_mode",
+    "write_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
 ]
 
 

@@ -13,7 +13,13 @@ from safetensors.torch import load_file, save_file
 from astro_galpost import GalaxyPosterior, ModelFormatError
 from astro_galpost.atomic import NotOurFolderError, replace_folder, write_atomic
 from astro_galpost.io import write_table_atomic
-from astro_galpost.persistence import CONFIG, WEIGHTS, _sha256, config_checksum, is_model_folder
+from astro_galpost.persistence import (
+    CONFIG,
+    WEIGHTS,
+    _sha256,
+    config_checksum,
+    is_model_folder,
+)
 
 
 @pytest.fixture(scope="module")
