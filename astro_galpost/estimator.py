@@ -709,4 +709,5 @@ class GalaxyPosterior(ParamsMixin):
         """Load a model saved with `save`, on ``device`` (CPU by default, whatever trained it)."""
         from .persistence import load_model
 
+        _check_device(device)
         return load_model(path, device=device)
