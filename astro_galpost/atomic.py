@@ -13,7 +13,8 @@ the final name is replaced only when it is recognised as one the package wrote
 (``is_ours``) and holds nothing else, by renaming it aside, renaming the new
 one into place, and only then removing the old one. Any interruption leaves the
 old or the new folder under the final name (plus, at worst, a hidden
-``.<name>.*`` temporary folder beside it), and no user file is ever deleted.
+``.<name>.*`` temporary folder beside it, removed by the next write of that
+folder), and no user file is ever deleted.
 """
 
 from __future__ import annotations
@@ -29,15 +30,15 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "umask_mode",
-    "fsync_path",
-    "write_atomic",
-    "write_text_atomic",
-    "write_json_atomic",
-    "replace_folder",
     "NotOurFolderError",
-    "output_lock",
     "OutputLockedError",
+    "fsync_path",
+    "output_lock",
+    "replace_folder",
+    "umask_mode",
+    "write_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
 ]
 
 
@@ -189,19 +190,31 @@ def replace_folder(
         if not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
         _check_replaceable(path, is_ours, allowed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        for child in tmp.iterdir():
-            fsync_path(child)
-            os.chmod(child, umask_mode())
-        os.chmod(tmp, umask_mode(directory=True))
-        fsync_path(tmp)
-        _swap_in(tmp, path, is_ours, allowed, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with output_lock(path):  # one writer at a time, so leftovers of killed writers can go
+        _remove_leftovers(path, allowed)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            yield tmp
+            for child in tmp.iterdir():
+                fsync_path(child)
+                os.chmod(child, umask_mode())
+            os.chmod(tmp, umask_mode(directory=True))
+            fsync_path(tmp)
+            _swap_in(tmp, path, is_ours, allowed, overwrite)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _remove_leftovers(path: Path, allowed: Collection[str] | None) -> None:
+    """Remove ``.<name>.*.tmp``/``.old`` folders of killed writers (only if they hold only ``allowed`` names)."""
+    if allowed is None:
+        return
+    for pattern in (f".{path.name}.*.tmp", f".{path.name}.*.old"):
+        for leftover in path.parent.glob(pattern):
+            if leftover.is_dir() and not leftover.is_symlink() and \
+                    all(p.name in allowed for p in leftover.iterdir()):
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _swap_in(tmp: Path, path: Path, is_ours, allowed, overwrite: bool) -> None:

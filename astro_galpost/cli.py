@@ -56,9 +56,15 @@ def _cmd_demo(args) -> int:
 def _cmd_fit(args) -> int:
     from . import GalaxyPosterior
 
+    from .atomic import NotOurFolderError
+    from .persistence import is_model_folder
+
     out = Path(args.model)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if out.exists() and not is_model_folder(out):  # say so before training, not after
+        raise NotOurFolderError(f"{out} exists and is not a folder written by astro_galpost; "
+                                "refusing to replace it: choose another model folder")
     table = _read_table(args.table)
     kwargs = {}
     targets = _parse_targets(args.targets)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .datasets import load_kcorrect_sample, make_mock_catalog
 from .estimator import GalaxyPosterior
 from .io import write_table_atomic
@@ -88,9 +89,7 @@ def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bo
     left.suptitle("real SDSS (kcorrect sample)")
     plot_predicted_vs_true(pred_mock, ncols=3, fig=right)
     right.suptitle("mock catalog, nine targets")
-    tmp = paths["figure"].with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(paths["figure"])
+    write_atomic(paths["figure"], lambda tmp: fig.savefig(tmp, dpi=110, format="png"), overwrite=True)
     plt.close(fig)
     for path in paths.values():
         print(f"wrote {path}")

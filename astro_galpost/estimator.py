@@ -144,6 +144,7 @@ def _check_device(device: Any) -> None:
 
 
 def _check_photometry(photometry: Any) -> None:
+    """Photometry is None or a sequence of distinct column names (not one string)."""
     if photometry is None:
         return
     if isinstance(photometry, str):
@@ -156,11 +157,16 @@ def _check_photometry(photometry: Any) -> None:
 
 
 def _check_n_samples(n_samples: Any) -> int:
+    """``n_samples`` as an int of at least 1."""
     return _check_int("n_samples", n_samples, 1)
 
 
 def _check_percentiles(percentiles: Any) -> list[float]:
-    levels = [float(p) for p in ([percentiles] if np.isscalar(percentiles) else percentiles)]
+    """Percentiles as floats: at least one, each in [0, 100] and given once."""
+    try:
+        levels = [float(p) for p in ([percentiles] if np.isscalar(percentiles) else percentiles)]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"percentiles must be numbers in [0, 100], got {percentiles!r}") from err
     if not levels:
         raise ValueError("percentiles must list at least one percentile, e.g. (16, 50, 84)")
     bad = [p for p in levels if not 0 <= p <= 100]
@@ -241,6 +247,15 @@ class GalaxyPosterior(ParamsMixin):
         Seed for the split, initialisation, batching and sampling.
     progress : bool, optional
         Show progress bars.
+
+    Notes
+    -----
+    The estimator follows scikit-learn's conventions: ``get_params``,
+    ``set_params`` and `sklearn.base.clone` work, and the constructor only
+    stores its arguments. They are checked by `fit`, whose errors name the
+    parameter and its allowed range. `fit` works on copies of unfitted encoder
+    objects (``encoders_``), so refitting never reuses an encoder fitted by an
+    earlier call; an encoder that is already fitted is used as it is.
 
     Examples
     --------
@@ -726,4 +741,5 @@ class GalaxyPosterior(ParamsMixin):
         """Load a model saved with `save`, on ``device`` (CPU by default, whatever trained it)."""
         from .persistence import load_model
 
+        _check_device(device)
         return load_model(path, device=device)

@@ -7,11 +7,19 @@ import stat
 import numpy as np
 import pytest
 import torch
+from astropy.table import Table
 from safetensors.torch import load_file, save_file
 
 from astro_galpost import GalaxyPosterior, ModelFormatError
 from astro_galpost.atomic import NotOurFolderError, replace_folder, write_atomic
-from astro_galpost.persistence import CONFIG, WEIGHTS, _sha256, config_checksum, is_model_folder
+from astro_galpost.io import write_table_atomic
+from astro_galpost.persistence import (
+    CONFIG,
+    WEIGHTS,
+    _sha256,
+    config_checksum,
+    is_model_folder,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +74,18 @@ def test_cli_fit_overwrite_dot_keeps_the_current_folder(mock_table, tmp_path, mo
 def test_interrupted_overwrite_leaves_the_old_model(fitted, tmp_path, monkeypatch):
     fitted.save(tmp_path / "m")
     before = (tmp_path / "m" / WEIGHTS).read_bytes()
-    real_rename = os.rename
+    real_rename, real_replace = os.rename, os.replace
 
-    def crash_on_swap(src, dst):
-        if str(src).endswith(".tmp"):  # the moment the new folder would be renamed into place
-            raise KeyboardInterrupt
-        return real_rename(src, dst)
+    def crash_on_swap(real):
+        def rename(src, dst):
+            name = os.path.basename(str(src))
+            if name.startswith(".m.") and not name.endswith(".old") and os.path.basename(str(dst)) == "m":
+                raise KeyboardInterrupt  # killed just as the new model would be renamed into place
+            return real(src, dst)
+        return rename
 
-    monkeypatch.setattr(os, "rename", crash_on_swap)
+    monkeypatch.setattr(os, "rename", crash_on_swap(real_rename))
+    monkeypatch.setattr(os, "replace", crash_on_swap(real_replace))
     with pytest.raises(KeyboardInterrupt):
         fitted.save(tmp_path / "m", overwrite=True)
     monkeypatch.undo()
@@ -82,13 +94,24 @@ def test_interrupted_overwrite_leaves_the_old_model(fitted, tmp_path, monkeypatc
     GalaxyPosterior.load(tmp_path / "m")
 
 
+def test_leftovers_of_killed_saves_are_removed_by_the_next_save(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    (tmp_path / ".m.k1ll3d.tmp").mkdir()
+    (tmp_path / ".m.k1ll3d.tmp" / WEIGHTS).write_bytes(b"half")
+    (tmp_path / ".m.0123456789ab.old").mkdir()
+    (tmp_path / ".m.user.tmp").mkdir()
+    (tmp_path / ".m.user.tmp" / "mine.txt").write_text("not ours")
+    fitted.save(tmp_path / "m", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.user.tmp", "m"]
+
+
 def test_writes_are_fsynced_before_the_rename(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
-    write_atomic(tmp_path / "a.txt", lambda tmp: tmp.write_text("x"))
-    assert events.index("fsync") < events.index("replace")
+    write_table_atomic(Table({"a": [1, 2]}), tmp_path / "a.ecsv")
+    assert "fsync" in events and events.index("fsync") < events.index("replace")
 
 
 # ------------------------------------------------------------- item 6

@@ -123,6 +123,10 @@ def test_too_large_validation_fraction_for_the_rows(tiny_fit, mock_table):
 def test_cuda_without_a_gpu(tiny_fit, train_file_for_cli, capsys):
     with pytest.raises(ValueError, match="torch finds no CUDA GPU"):
         tiny_fit(device="cuda")
+    gp = tiny_fit()
+    gp.save(train_file_for_cli.parent / "saved")
+    with pytest.raises(ValueError, match="torch finds no CUDA GPU"):
+        GalaxyPosterior.load(train_file_for_cli.parent / "saved", device="cuda")
     code = main(["fit", str(train_file_for_cli), str(train_file_for_cli.parent / "m"), "--targets", "redshift",
                  "--device", "cuda", "--max-epochs", "1", "--no-progress"])
     err = capsys.readouterr().err

@@ -17,14 +17,14 @@ from astropy.table import MaskedColumn, QTable, Table
 from astro_galpost import GalaxyPosterior
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 BANDS = [f"modelMag_{b}" for b in "ugriz"]
 ERRORS = [f"modelMagErr_{b}" for b in "ugriz"]
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                      HealthCheck.too_slow], derandomize=True)
+SETTINGS = {"deadline": None, "derandomize": True,
+            "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
 
 #: How one column of a table is spoiled.
 SPOILERS = ("keep", "nan", "inf", "-inf", "sentinel", "zero", "masked", "huge", "strings", "jansky",

@@ -7,10 +7,11 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.table import MaskedColumn, QTable
+from astropy.table import MaskedColumn, QTable, Table
 from astropy.utils.masked import Masked
 
 from astro_galpost import GalaxyPosterior, UnusableRowsWarning
+from astro_galpost.atomic import OutputLockedError, output_lock
 from astro_galpost.io import TableFormatError, iter_table_chunks, open_chunked_writer
 from astro_galpost.streaming import model_checksum, predict_catalog
 
@@ -228,3 +229,39 @@ def test_chunked_io_roundtrip_keeps_units_masks_and_strings(tmp_path):
                 writer = open_chunked_writer(out, state=state)
         writer.close()
         assert_same(t[3:], QTable.read(out))
+
+
+# ------------------------------------------------ issue 12 items 4 and 5: two writers, CSV resume
+def test_a_second_writer_of_one_output_stops(setup, tmp_path):
+    source = write_catalog(setup, "parquet")
+    out = tmp_path / "out.parquet"
+    with output_lock(out), pytest.raises(OutputLockedError, match="another process is writing"):
+        run(setup, source, out, random_state=1)  # while another run is writing it
+    assert not out.exists()
+    assert run(setup, source, out).complete  # the lock went with its holder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]
+
+
+def test_csv_resume_when_every_chunk_was_written(setup, tmp_path):
+    source = write_catalog(setup, "csv")
+    clean = run(setup, source, tmp_path / "clean.csv")
+    out = tmp_path / "out.csv"
+    partial = run(setup, source, out, max_chunks=clean.n_chunks)  # stopped before the final rename
+    assert not partial.complete and not out.exists()
+    resumed = run(setup, source, out)
+    assert resumed.complete and resumed.resumed_rows == clean.n_rows
+    assert out.read_bytes() == (tmp_path / "clean.csv").read_bytes()
+
+
+def test_csv_resume_with_a_blank_line_does_not_duplicate_rows(setup, tmp_path):
+    lines = write_catalog(setup, "csv").read_text().splitlines(keepends=True)
+    source = tmp_path / "blank.csv"
+    source.write_text("".join(lines[:10] + ["\n"] + lines[10:]))
+    run(setup, source, tmp_path / "clean.csv")
+    out = tmp_path / "out.csv"
+    run(setup, source, out, max_chunks=1)
+    resumed = run(setup, source, out)
+    assert resumed.resumed_rows == CHUNK and resumed.n_rows == len(setup["catalog"])
+    got, clean = Table.read(out), Table.read(tmp_path / "clean.csv")
+    assert len(got) == len(clean) == len(setup["catalog"])
+    assert list(got["objID"]) == list(clean["objID"]) == list(setup["catalog"]["objID"])  # no row twice
