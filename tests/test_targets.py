@@ -10,7 +10,7 @@ EXPECTED = {
     "log_mstar": (u.dex(u.Msun), "lgm_tot_p50", "core", "linear"),
     "log_sfr": (u.dex(u.Msun / u.yr), "sfr_tot_p50", "core", "linear"),
     "redshift": (u.dimensionless_unscaled, "z", "core", "linear"),
-    "log_mbh": (u.dex(u.Msun), "log_mbh", "core", "linear"),
+    "log_mbh": (u.dex(u.Msun), "log_mbh", "black_hole", "linear"),  # chained on the core since format 3
     "metallicity": (u.dimensionless_unscaled, "oh_p50", "metallicity", "linear"),
     "halpha": (LINE_FLUX_UNIT, "h_alpha_flux", "lines", "asinh"),
     "hbeta": (LINE_FLUX_UNIT, "h_beta_flux", "lines", "asinh"),
