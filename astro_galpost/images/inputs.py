@@ -547,7 +547,8 @@ def colour_composites(images: Any, stretch: float = 0.5, Q: float = 8.0) -> np.n
     data, mask = as_image_array(images)
     data = np.where(mask | ~np.isfinite(data), 0.0, data)
     out = np.empty(data.shape, np.float32)
-    for k, (g, r, i) in enumerate(data):
-        rgb = make_lupton_rgb(i, r, g, minimum=0.0, stretch=stretch, Q=Q)
-        out[k] = np.asarray(rgb, np.float32).transpose(2, 0, 1)[::-1] / 255.0
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 where a pixel has no flux: black
+        for k, (g, r, i) in enumerate(data):
+            rgb = make_lupton_rgb(i, r, g, minimum=0.0, stretch=stretch, Q=Q)
+            out[k] = np.asarray(rgb, np.float32).transpose(2, 0, 1)[::-1] / 255.0
     return out
