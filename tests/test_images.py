@@ -460,3 +460,40 @@ class TestPreprocessor:
         out = resample_images(images, 20)
         assert np.isnan(out[0, 0, :9]).all() and np.isfinite(out[0, 0, 11:]).all()
         np.testing.assert_allclose(out[np.isfinite(out)], 1.0)
+
+
+# ----------------------------------------------------------------------------- colour_composites
+
+
+class TestColourComposites:
+    def test_band_to_channel_and_scale(self, tmp_path):
+        from PIL import Image
+
+        from astro_galpost.images import colour_composites
+
+        cube = np.zeros((3, 3, 8, 8), np.float32)
+        cube[0, 0, 4, 4] = 1.0  # g only: blue in the picture, channel 0 (g) here
+        cube[1, :, 4, 4] = 1.0  # equal flux in every band: grey
+        cube[2, :, 4, 4] = 1e6  # far beyond the stretch: saturated white
+        out = colour_composites(cube)
+        assert out.shape == (3, 3, 8, 8) and out.dtype == np.float32
+        assert out[0, 0, 4, 4] > 0 and out[0, 1:, 4, 4].max() == 0.0
+        assert out[1, 0, 4, 4] == out[1, 1, 4, 4] == out[1, 2, 4, 4] > 0
+        np.testing.assert_array_equal(out[2, :, 4, 4], 1.0)
+        np.testing.assert_array_equal(out[:, :, 0, 0], 0.0)  # no flux: black
+        np.testing.assert_array_equal(out * 255, np.round(out * 255))  # 8-bit levels, like a JPEG
+        # written as an SDSS-style PNG (i -> R, r -> G, g -> B) and read back: the same array
+        rgb = np.round(out[0, ::-1].transpose(1, 2, 0) * 255).astype(np.uint8)
+        Image.fromarray(rgb).save(tmp_path / "g.png")
+        np.testing.assert_allclose(load_images(tmp_path / "g.png")[0], out[0], atol=1e-6)
+
+    def test_masked_pixels_are_black_and_bad_arguments(self):
+        from astro_galpost.images import colour_composites
+
+        cube = np.ones((1, 3, 4, 4), np.float32)
+        cube[0, :, 1, 1] = np.nan
+        out = colour_composites(cube)
+        np.testing.assert_array_equal(out[0, :, 1, 1], 0.0)
+        assert (out[0, :, 0, 0] > 0).all()
+        with pytest.raises(ValueError, match="stretch"):
+            colour_composites(cube, stretch=0)

@@ -155,6 +155,16 @@ def test_training_reduces_loss(vae):
     assert h.val_loss[h.best_epoch] == min(h.val_loss)
 
 
+def test_fixed_schedule_without_validation_split():
+    images, _ = blobs(64, seed=3)
+    enc = VAEEncoder(image_size=SIZE, max_epochs=4, patience=0, validation_fraction=0.0, batch_size=32,
+                     learning_rate=1e-3, random_state=0, progress=False).fit_images(images)
+    h = enc.history_
+    # every epoch runs (patience 0 would stop after one with a validation split); the last is kept
+    assert len(h.train_loss) == 4 and h.best_epoch == 3 and not h.stopped_early
+    assert h.val_loss == h.train_loss
+
+
 def test_transform_features(vae):
     images, _ = blobs(10, seed=2)
     features, usable = vae.transform(np.zeros(10), images)  # anything with len() as the "table"
@@ -336,6 +346,22 @@ def test_reused_by_two_estimators(vae, registered, mock_table, tiny, tmp_path):
         GalaxyPosterior(targets=["log_mstar"], encoder=[vae, "photometry"], **tiny).fit(table)
     with pytest.raises(ValueError, match="images"):
         both.sample(table[:5], images=images[:4], n_samples=10)
+
+
+def test_widths_recalibrated_on_the_image_path(vae, mock_table, tiny):
+    """Image-only posteriors rescale their widths on each member's own validation rows."""
+    from astro_galpost.recalibration import SCALE_GRID
+
+    table = mock_table[:150]
+    images, _ = blobs(len(table), seed=13)
+    kwargs = dict(targets=["log_mstar"], photometry=None, encoder=vae, n_ensemble=2, validation_fraction=0.25,
+                  random_state=0, **tiny)
+    scales = GalaxyPosterior(**kwargs).fit(table, images=images).residual_scales_["log_mstar"]
+    # 38 validation rows per member (at least the 30 recalibration needs): a factor from the grid, not 1
+    assert scales.shape == (2,) and np.isin(scales, SCALE_GRID.astype(np.float32)).all()
+    assert (scales != 1.0).any()
+    plain = GalaxyPosterior(**kwargs, recalibrate=False).fit(table, images=images).residual_scales_["log_mstar"]
+    np.testing.assert_array_equal(plain, 1.0)
 
 
 def test_unfitted_vae_trained_by_estimator(mock_table, tiny):

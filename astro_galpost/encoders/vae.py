@@ -307,11 +307,16 @@ class VAEEncoder(ParamsMixin, Encoder):
     batch_size : int, optional
         Images per optimisation step, and per encoding batch.
     max_epochs : int, optional
-        Most passes over the training images.
+        Most passes over the training images (all of them with
+        ``validation_fraction=0``).
     patience : int, optional
         Epochs without improvement of the validation loss before stopping.
     validation_fraction : float, optional
-        Fraction of images held out for early stopping.
+        Fraction of images held out for early stopping. ``0`` trains on every
+        image for exactly ``max_epochs`` epochs and keeps the last weights (a
+        fixed schedule): with a few hundred images a 10% validation set is a
+        few dozen galaxies, too few to decide when to stop (see
+        ``benchmarks/metallicity_images.py``, which uses 30 epochs).
     channels : tuple of 3 int, optional
         Widths of the three convolutional layers.
     ignore_masked : bool, optional
@@ -559,17 +564,21 @@ class VAEEncoder(ParamsMixin, Encoder):
                 raise FloatingPointError(
                     f"VAE: the validation loss became {val} at epoch {epoch}; try a smaller learning_rate"
                 )
+            bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{val:.4g}", best=f"{best:.4g}")
+            if not len(val_index):  # a fixed schedule: every epoch runs, the last one is kept
+                history.best_epoch = epoch
+                continue
             if not math.isfinite(best) or val < best - 1e-4 * abs(best):
                 best, waited, history.best_epoch = val, 0, epoch
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 waited += 1
-            bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{val:.4g}", best=f"{best:.4g}")
             if waited >= int(self.patience):
                 history.stopped_early = True
                 break
         bar.close()
-        model.load_state_dict(best_state)
+        if len(val_index):
+            model.load_state_dict(best_state)
         self.model_ = self._freeze(model)
         self.history_ = history
         self.feature_mean_ = self.feature_scale_ = None

@@ -9,7 +9,7 @@ resizes and rescales them for a network.
 """
 
 from .cutouts import make_cutouts
-from .inputs import DEFAULT_BANDS, as_image_array, load_images
+from .inputs import DEFAULT_BANDS, as_image_array, colour_composites, load_images
 from .preprocess import SCALINGS, ImagePreprocessor, resample_images
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "SCALINGS",
     "ImagePreprocessor",
     "as_image_array",
+    "colour_composites",
     "load_images",
     "make_cutouts",
     "resample_images",

@@ -20,7 +20,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import NDData
 
-__all__ = ["DEFAULT_BANDS", "as_image_array", "load_images"]
+__all__ = ["DEFAULT_BANDS", "as_image_array", "colour_composites", "load_images"]
 
 #: Band order of every image array in this package (the seed paper's gri).
 DEFAULT_BANDS: tuple[str, str, str] = ("g", "r", "i")
@@ -513,3 +513,42 @@ def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
     if len(pair) != 2 or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) and s > 0 for s in pair):
         raise ValueError(f"size must be a positive int or a pair of positive ints, got {size!r}")
     return int(pair[0]), int(pair[1])
+
+
+def colour_composites(images: Any, stretch: float = 0.5, Q: float = 8.0) -> np.ndarray:
+    """Render gri flux cutouts as SkyServer-style colour composites, scaled 0-1.
+
+    Each cutout becomes an 8-bit arcsinh colour image (Lupton et al. 2004, with
+    `astropy.visualization.make_lupton_rgb`: i → red, r → green, g → blue),
+    returned in the form :func:`load_images` gives a SkyServer JPEG: g, r, i
+    channels scaled 0-1. Use it to put calibrated cutouts (from
+    :func:`make_cutouts`, or the mock images) on the scale of JPEG composites,
+    for instance to pretrain a VAE on them before it encodes real composites.
+
+    Parameters
+    ----------
+    images : array-like
+        gri cutouts in any form :func:`as_image_array` reads; fluxes in linear
+        units (nanomaggies for SDSS). Bad pixels count as zero flux.
+    stretch : float, optional
+        Linear range of the arcsinh stretch, in the units of ``images``.
+    Q : float, optional
+        Softening of the arcsinh stretch.
+
+    Returns
+    -------
+    `~numpy.ndarray`
+        float32, shape ``(N, 3, H, W)``, values in [0, 1] in steps of 1/255.
+    """
+    from astropy.visualization import make_lupton_rgb
+
+    if not stretch > 0 or not Q > 0:
+        raise ValueError(f"stretch and Q must be positive, got stretch={stretch!r}, Q={Q!r}")
+    data, mask = as_image_array(images)
+    data = np.where(mask | ~np.isfinite(data), 0.0, data)
+    out = np.empty(data.shape, np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 where a pixel has no flux: black
+        for k, (g, r, i) in enumerate(data):
+            rgb = make_lupton_rgb(i, r, g, minimum=0.0, stretch=stretch, Q=Q)
+            out[k] = np.asarray(rgb, np.float32).transpose(2, 0, 1)[::-1] / 255.0
+    return out
