@@ -14,7 +14,7 @@ from astropy.table import Table
 
 from astro_galpost import GalaxyPosterior
 from astro_galpost.datasets import mock_catalog_with_images
-from astro_galpost.encoders import VAEEncoder
+from astro_galpost.encoders import PhotometryEncoder, VAEEncoder
 from astro_galpost.images import make_cutouts
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -51,7 +51,9 @@ def trained():
     table, images = mock_catalog_with_images(300, size=SIZE, random_state=0)
     vae = VAEEncoder(image_size=SIZE, latent_dim=8, channels=(8, 16, 32), max_epochs=3, validation_fraction=0.0,
                      learning_rate=1e-3, batch_size=32, random_state=0, progress=False).fit_images(images)
-    gp = GalaxyPosterior(targets=["log_mstar"], encoder=[vae, "photometry"], representation=16, hidden=16,
+    # the mock's and RESOLVE's magnitudes are both already free of Galactic extinction
+    photometry = PhotometryEncoder([f"modelMag_{b}" for b in "ugriz"], extinction=None)
+    gp = GalaxyPosterior(targets=["log_mstar"], encoder=[vae, photometry], representation=16, hidden=16,
                          max_epochs=3, batch_size=64, flows={}, random_state=0, progress=False)
     return vae, gp.fit(table, images=images)
 
