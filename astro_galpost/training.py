@@ -59,6 +59,14 @@ def _batched_loss(net, x, y, valid, batch_size: int) -> float:
     return total / max(count, 1)
 
 
+def _say_stopped_early(bar, description: str, epoch: int, best_epoch: int, progress: bool) -> None:
+    """Put "stopped early at epoch N (best N′)" (1-based) on the bar and, when shown, on its own line."""
+    message = f"{description}: stopped early at epoch {epoch + 1} (best {best_epoch + 1})"
+    bar.set_description(message)
+    if progress:
+        tqdm.write(message)
+
+
 def train_network(
     net: torch.nn.Module,
     x: np.ndarray,
@@ -79,7 +87,8 @@ def train_network(
 ) -> TrainingHistory:
     """Train ``net`` (which must have ``loss(x, y, valid)``) and keep its best state.
 
-    Stops when the validation loss has not improved for ``patience`` epochs and
+    Stops when the validation loss has not improved for ``patience`` epochs
+    (saying "stopped early at epoch N (best N′)" when ``progress``) and
     restores the weights of the best epoch. The learning rate is halved when
     the validation loss stalls for ``patience // 3`` epochs.
     """
@@ -129,6 +138,7 @@ def train_network(
             )
         if waited >= patience:
             history.stopped_early = True
+            _say_stopped_early(bar, description, epoch, history.best_epoch, progress)
             break
     bar.close()
     net.load_state_dict(best_state)
