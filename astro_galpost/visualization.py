@@ -9,6 +9,7 @@ fluxes are shown in log10, the space they are modelled in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,6 +58,7 @@ def axis_label(name: str, words: bool = True) -> str:
     quantity = quantity or name
     if target.is_logarithmic:  # dex(unit): the description's symbol over the physical unit
         symbol = expression.replace("log10", "").split("/")[0].strip() or name
+        symbol = re.sub(r"_(\w+)", r"$_\\mathrm{\1}$", symbol)  # M_BH: subscript in matplotlib's mathtext
         unit = _unit_text(target.unit.physical_unit)
         short = f"log {symbol}/({unit})" if " " in unit else f"log {symbol}/{unit}"
     elif target.in_log10:
