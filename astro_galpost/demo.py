@@ -80,7 +80,7 @@ def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bo
     out : str or path
         Output folder.
     quick : bool, optional
-        Fewer galaxies and epochs (see ``_SETTINGS``).
+        Fewer galaxies and epochs: 2400 + 2000 training galaxies, at most 40 + 15 epochs.
     progress : bool, optional
         Show progress bars.
     random_state : int, optional

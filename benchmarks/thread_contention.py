@@ -20,7 +20,7 @@ last, one JSON line.
 
 Usage::
 
-    nice -n 10 python benchmarks/thread_contention.py [--rows 3000] [--epochs 8] [--repeat 1]
+    nice -n 10 python benchmarks/thread_contention.py [--rows 2000] [--epochs 6] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def measure(policy: str, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=3000, help="mock galaxies per fit (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=8, help="epochs per fit (default: %(default)s)")
+    parser.add_argument("--rows", type=int, default=2000, help="mock galaxies per fit (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per fit (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=1, help="measurements per policy (default: %(default)s)")
     parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
     parser.add_argument("--child", choices=POLICIES, help=argparse.SUPPRESS)
