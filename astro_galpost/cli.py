@@ -285,7 +285,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Photometric-redshift posteriors for real SDSS galaxies (kcorrect's test sample) and "
                                    "all nine targets on the mock catalog; writes tables and a PNG figure.")
     p.add_argument("--out", default="galpost_demo", help="output folder (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="fewer galaxies and epochs (30 s of CPU time measured)")
+    p.add_argument("--quick", action="store_true", help="fewer galaxies and epochs (about 30 s of CPU time, measured)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_threads(p)
     p.set_defaults(func=_cmd_demo)
