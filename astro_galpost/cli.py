@@ -16,8 +16,12 @@ from pathlib import Path
 
 from .atomic import write_text_atomic
 from .io import write_table_atomic
+from .threads import default_threads
 
 __all__ = ["main"]
+
+#: Optional packages of the ``data`` extra that some table formats need (HDF5, chunked CSV reading).
+_DATA_EXTRA = ("h5py", "pandas", "pyarrow")
 
 
 def _read_table(path: str):
@@ -43,6 +47,12 @@ def _parse_targets(values: Sequence[str] | None):
     from .targets import TARGETS
 
     return dict(v.split("=", 1) if "=" in v else (v, TARGETS[v].column) for v in values)
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch threads (default: $OMP_NUM_THREADS if set, else 1, the measured best on a shared "
+                             "machine; never more than the CPUs this process may use)")
 
 
 # ---------------------------------------------------------------- commands
@@ -276,8 +286,9 @@ def _parser() -> argparse.ArgumentParser:
                        description="Photometric-redshift posteriors for real SDSS galaxies (kcorrect's test sample) and "
                                    "all nine targets on the mock catalog; writes tables and a PNG figure.")
     p.add_argument("--out", default="galpost_demo", help="output folder (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="smaller samples and fewer epochs (about a minute)")
+    p.add_argument("--quick", action="store_true", help="fewer galaxies and epochs (about 30 s of CPU time, measured)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_threads(p)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("fit", help="train a model on a labelled table and save it",
@@ -293,6 +304,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_threads(p)
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser(
@@ -328,6 +340,7 @@ def _parser() -> argparse.ArgumentParser:
                         "LocalCluster on this machine; the input must be Parquet (file or dataset) or a HATS "
                         "catalog; no resume")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_threads(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(
@@ -347,6 +360,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_threads(p)
     p.set_defaults(func=_cmd_evaluate)
 
     from .datasets.sdss import add_fetch_arguments
@@ -372,12 +386,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with default_threads(getattr(args, "threads", None)):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("galpost: interrupted", file=sys.stderr)
         return 130
     except (OSError, ImportError, KeyError, ValueError, TypeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, ImportError) and err.name in _DATA_EXTRA:
+            message = f"{err}; it comes with the 'data' extra: pip install 'astro_galpost[data]'"
         print(f"galpost {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -24,6 +24,7 @@ from .ood import NeighbourDistance
 from .params import ParamsMixin
 from .recalibration import fit_recalibration
 from .targets import GROUPS, TARGETS, TargetGroup, group_order
+from .threads import torch_threads
 from .training import split_indices, train_network
 
 __all__ = ["GalaxyPosterior", "PosteriorSamples", "NotFittedError", "UnusableRowsWarning", "DegenerateLabelsWarning"]
@@ -247,6 +248,12 @@ class GalaxyPosterior(ParamsMixin):
         Seed for the split, initialisation, batching and sampling.
     progress : bool, optional
         Show progress bars.
+    n_threads : int or None, optional
+        Torch intra-op threads used inside `fit`, `sample` and `predict` (the
+        caller's setting is restored afterwards). None: automatic, see
+        `astro_galpost.threads` (``OMP_NUM_THREADS`` if set, else 1, the
+        measured best on a shared machine); never more than the CPUs this
+        process may use.
 
     Notes
     -----
@@ -289,6 +296,7 @@ class GalaxyPosterior(ParamsMixin):
         device: str = "cpu",
         random_state: int | np.random.Generator | None = None,
         progress: bool = True,
+        n_threads: int | None = None,
     ) -> None:
         self.targets = targets
         self.photometry = photometry
@@ -308,6 +316,7 @@ class GalaxyPosterior(ParamsMixin):
         self.device = device
         self.random_state = random_state
         self.progress = progress
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------------ setup
     def _validate_params(self) -> None:
@@ -442,6 +451,10 @@ class GalaxyPosterior(ParamsMixin):
         self : GalaxyPosterior
         """
         self._validate_params()
+        with torch_threads(self.n_threads):
+            return self._fit(table, images)
+
+    def _fit(self, table: Table, images: Any) -> GalaxyPosterior:
         table, images = self._check_input(table, images, "training table")
         targets = self._resolve_targets()
         photometry = set(self.photometry or [])
@@ -627,7 +640,8 @@ class GalaxyPosterior(ParamsMixin):
         self._check_fitted()
         table, images = self._check_input(table, images, "table")
         n_samples, batch_size = _check_n_samples(n_samples), _check_int("batch_size", batch_size, 1)
-        batches = list(self._iter_samples(table, images, n_samples, random_state, batch_size, row_offset))
+        with torch_threads(self.n_threads):
+            batches = list(self._iter_samples(table, images, n_samples, random_state, batch_size, row_offset))
         out = np.concatenate([b[1] for b in batches])
         usable = np.concatenate([b[3] for b in batches])
         probs = {g: np.concatenate([b[2][g] for b in batches]) for g in batches[0][2]}
@@ -680,7 +694,7 @@ class GalaxyPosterior(ParamsMixin):
         usable = np.zeros(len(table), bool)
         probs = {g.name: np.full(len(table), np.nan) for g in self.groups_ if g.detect}
         ood = np.full(len(table), np.nan)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch_threads(self.n_threads):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows of unusable inputs
             for rows, out, batch_probs, ok, batch_ood in self._iter_samples(
                 table, images, n_samples, random_state, batch_size, row_offset

@@ -47,7 +47,9 @@ Threads. Nothing here changes torch's thread settings unless asked
 ``chunk_rows`` rows (2048 on CPU, measured best of 1024-8192); on a 2-core
 machine shared with other work one thread was measured to beat two by far
 (other processes take the second core and the two threads wait for each
-other), see ``benchmarks/sampling_throughput.py`` and :func:`choose_threads`.
+other), see ``benchmarks/sampling_throughput.py`` and
+:func:`~astro_galpost.threads.choose_threads` (re-exported here), the package's
+thread policy, which `~astro_galpost.GalaxyPosterior` applies around sampling.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ from zuko.flows.coupling import GeneralCouplingTransform
 from zuko.flows.gaussianization import ElementWiseTransform
 from zuko.lazy import Flow, LazyComposedTransform, UnconditionalDistribution
 from zuko.transforms import MonotonicAffineTransform
+
+from .threads import choose_threads, torch_threads
 
 __all__ = [
     "FAST_SAMPLING",
@@ -112,40 +116,6 @@ _ELEMENTWISE = (
 
 class UnsupportedFlowError(TypeError):
     """The flow is not a structure :class:`FastCouplingSampler` reproduces."""
-
-
-def choose_threads(n_rows: int | None = None) -> int:
-    """Recommended intra-op thread count for sampling ``n_rows`` (samples × galaxies) rows on CPU.
-
-    Policy: 1 for small jobs (under 16384 rows, i.e. 16 galaxies × 1000
-    samples), where the products of a 2048-row block are too small to split
-    well; otherwise torch's current setting (``torch.get_num_threads()``, by
-    default the number of physical cores). The cut is a heuristic, not a
-    measurement. What was measured (``benchmarks/sampling_throughput.py``, a
-    2-core machine shared with other jobs, load average 5-8): 2 threads were 4×
-    to 17× *slower* than 1, because the second thread's core is mostly taken.
-    On a shared machine, or to use many cores, prefer 1 thread per process and
-    several processes on separate galaxies (the samples of different galaxies
-    are independent). This function only recommends: pass the result as
-    ``threads=`` or call ``torch.set_num_threads`` yourself.
-    """
-    current = torch.get_num_threads()
-    if n_rows is not None and n_rows < 16384:
-        return 1
-    return current
-
-
-@contextlib.contextmanager
-def _num_threads(n: int | None):
-    if n is None or n == torch.get_num_threads():
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # ---------------------------------------------------------------- structure
@@ -381,7 +351,7 @@ class FastCouplingSampler:
         if chunk_rows is None:
             chunk_rows = _CPU_CHUNK_ROWS if device.type == "cpu" else _GPU_CHUNK_ROWS
 
-        with torch.no_grad(), _num_threads(threads):
+        with torch.no_grad(), (contextlib.nullcontext() if threads is None else torch_threads(threads)):
             # the base draws, as Normal.rsample: loc + eps * scale, eps of the full shape
             eps = torch.empty(sample_shape + batch + (self.features,), dtype=dtype, device=device)
             eps.normal_(generator=generator)

@@ -66,6 +66,14 @@ def _batched_loss(net, x, y, valid, batch_size: int) -> float:
     return total / max(count, 1)
 
 
+def _say_stopped_early(bar, description: str, epoch: int, best_epoch: int, progress: bool) -> None:
+    """Put "stopped early at epoch N (best N′)" (1-based) on the bar and, when shown, on its own line."""
+    message = f"{description}: stopped early at epoch {epoch + 1} (best {best_epoch + 1})"
+    bar.set_description(message)
+    if progress:
+        tqdm.write(message)
+
+
 def train_network(
     net: torch.nn.Module,
     x: np.ndarray,
@@ -91,7 +99,8 @@ def train_network(
     standardised mean) and each visit of a row advances them (see
     `astro_galpost.network.PosteriorNetwork.impute`).
 
-    Stops when the validation loss has not improved for ``patience`` epochs and
+    Stops when the validation loss has not improved for ``patience`` epochs
+    (saying "stopped early at epoch N (best N′)" when ``progress``) and
     restores the weights of the best epoch. The learning rate is halved when
     the validation loss stalls for ``patience // 3`` epochs.
     """
@@ -142,6 +151,7 @@ def train_network(
             )
         if waited >= patience:
             history.stopped_early = True
+            _say_stopped_early(bar, description, epoch, history.best_epoch, progress)
             break
     bar.close()
     net.load_state_dict(best_state)

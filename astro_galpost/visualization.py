@@ -9,6 +9,7 @@ fluxes are shown in log10, the space they are modelled in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,27 +18,60 @@ from astropy.table import Table
 
 from .targets import TARGETS
 
-__all__ = ["plot_bpt", "plot_corner", "plot_coverage", "plot_pit_histogram", "plot_predicted_vs_true"]
+__all__ = ["axis_label", "plot_bpt", "plot_corner", "plot_coverage", "plot_pit_histogram", "plot_predicted_vs_true"]
 
-#: Axis labels of the targets in plots (modelled space).
-_LABELS = {
-    "log_mstar": r"$\log M_\star\,[M_\odot]$",
-    "log_sfr": r"$\log \mathrm{SFR}\,[M_\odot\,\mathrm{yr}^{-1}]$",
-    "redshift": r"$z$",
-    "log_mbh": r"$\log M_\mathrm{BH}\,[M_\odot]$",
-    "metallicity": r"$12 + \log(\mathrm{O/H})$",
-    "halpha": r"$\log F(\mathrm{H}\alpha)$",
-    "hbeta": r"$\log F(\mathrm{H}\beta)$",
-    "nii_6584": r"$\log F([\mathrm{N\,II}])$",
-    "oiii_5007": r"$\log F([\mathrm{O\,III}])$",
-}
 _BPT_LINES = ("halpha", "hbeta", "nii_6584", "oiii_5007")
 
 
-def _label(name: str) -> str:
-    if name in _LABELS:
-        return _LABELS[name]
-    return f"log10 {name}" if name in TARGETS and TARGETS[name].in_log10 else name
+def _unit_text(unit) -> str:
+    """A unit in words for axis labels: ``M☉ yr⁻¹``, ``10⁻¹⁷ erg s⁻¹ cm⁻²``."""
+    return unit.to_string("unicode").removeprefix("1×")
+
+
+def axis_label(name: str, words: bool = True) -> str:
+    """Axis label of a target in the space it is plotted (modelled) in, built from its description and unit.
+
+    Parameters
+    ----------
+    name : str
+        Registry name of the target (other names are returned unchanged).
+    words : bool, optional
+        Start with the quantity in words (the part of the target's
+        ``description`` before a comma); False for the symbol and unit alone.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from astro_galpost.visualization import axis_label
+    >>> axis_label("log_sfr")
+    'star formation rate, log SFR/(M☉ yr⁻¹)'
+    >>> axis_label("halpha", words=False)
+    'log flux/(10⁻¹⁷ erg s⁻¹ cm⁻²)'
+    """
+    if name not in TARGETS:
+        return name
+    target = TARGETS[name]
+    quantity, _, expression = target.description.partition(", ")
+    quantity = quantity or name
+    if target.is_logarithmic:  # dex(unit): the description's symbol over the physical unit
+        symbol = expression.replace("log10", "").split("/")[0].strip() or name
+        symbol = re.sub(r"_(\w+)", r"$_\\mathrm{\1}$", symbol)  # M_BH: subscript in matplotlib's mathtext
+        unit = _unit_text(target.unit.physical_unit)
+        short = f"log {symbol}/({unit})" if " " in unit else f"log {symbol}/{unit}"
+    elif target.in_log10:
+        symbol = quantity.split()[-1] if quantity.split()[-1] == "flux" else "value"
+        short = f"log {symbol}/({_unit_text(target.unit)})"
+    elif expression:
+        short = expression.replace("log10", "log")
+    else:
+        unit = _unit_text(target.unit)
+        short = f"{name} [{unit}]" if unit else name
+    if not words:
+        return short
+    return quantity if short == name else f"{quantity}, {short}"
 
 
 def _values(col) -> np.ndarray:
@@ -45,6 +79,15 @@ def _values(col) -> np.ndarray:
 
     data, mask, _ = column_data(col)
     return np.where(mask, np.nan, data)
+
+
+def _square_limits(ax, values: np.ndarray) -> None:
+    """Equal x and y limits holding every value (no point clipped), with the 1:1 line."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "r--", lw=1, zorder=3, label="1:1")
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
 
 
 def plot_predicted_vs_true(
@@ -58,8 +101,10 @@ def plot_predicted_vs_true(
 ):
     """Predicted (posterior median with 16–84% bars) against true values, one panel per target.
 
-    The layout of the seed paper's Figure 2, with the 1:1 line dashed in red.
-    Emission-line fluxes are shown in log10, as they are modelled.
+    The layout of the seed paper's Figure 2, with the 1:1 line dashed in red
+    and a legend in the first panel. Axis labels name the quantity and its unit
+    (`axis_label`); the limits hold every point. Emission-line fluxes are
+    shown in log10, as they are modelled.
 
     Parameters
     ----------
@@ -108,22 +153,19 @@ def plot_predicted_vs_true(
         ok = np.isfinite(true) & np.isfinite(p50)
         if errorbars:
             ax.errorbar(true[ok], p50[ok], yerr=[p50[ok] - p16[ok], p84[ok] - p50[ok]], fmt="none",
-                        ecolor="0.75", elinewidth=0.5, zorder=1)
-        ax.scatter(true[ok], p50[ok], s=4, alpha=0.6, zorder=2)
+                        ecolor="0.75", elinewidth=0.5, zorder=1, label="16–84% interval")
+        ax.scatter(true[ok], p50[ok], s=4, alpha=0.6, zorder=2, label="posterior median")
         if ok.any():
-            lo, hi = np.nanpercentile(np.concatenate([true[ok], p50[ok]]), [0.5, 99.5])
-            pad = 0.05 * (hi - lo or 1.0)
-            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "r--", lw=1, zorder=3)
-            ax.set_xlim(lo - pad, hi + pad)
-            ax.set_ylim(lo - pad, hi + pad)
+            _square_limits(ax, np.concatenate([true[ok], p50[ok]]))
             resid = p50[ok] - true[ok]
             r2 = 1 - np.sum(resid**2) / np.sum((true[ok] - true[ok].mean()) ** 2)
             ax.text(0.04, 0.96, f"$R^2$ = {r2:.2f}\nN = {ok.sum()}", transform=ax.transAxes, va="top", fontsize=8)
-        label = f"log10 {name}" if target.in_log10 else name
-        unit = "" if target.unit.to_string() == "" else f" [{target.unit.to_string()}]"
-        ax.set_xlabel(f"true {label}{unit}", fontsize=8)
-        ax.set_ylabel(f"predicted {label}", fontsize=8)
-        ax.set_title(target.description, fontsize=8)
+        quantity = axis_label(name, words=False)
+        ax.set_xlabel(f"true {quantity}", fontsize=8)
+        ax.set_ylabel(f"predicted {quantity}", fontsize=8)
+        ax.set_title(axis_label(name).partition(", ")[0], fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7, loc="lower right", handletextpad=0.3, borderaxespad=0.3)
     for ax in axes[len(targets):]:
         ax.set_visible(False)
     return fig
@@ -220,7 +262,7 @@ def plot_corner(
     truth = _truth_values(truths, names, index, dict(columns or {}))
     if fig is None:
         fig = plt.figure(figsize=(2.2 * len(names) + 0.6, 2.2 * len(names) + 0.6))
-    options = {"bins": bins, "labels": [_label(n) for n in names], "color": "k", "show_titles": True,
+    options = {"bins": bins, "labels": [axis_label(n, words=False) for n in names], "color": "k", "show_titles": True,
                    "title_fmt": ".2f", "title_kwargs": {"fontsize": 8}, "label_kwargs": {"fontsize": 9},
                    "plot_datapoints": False, "fill_contours": True, "levels": (0.393, 0.865)}
     options.update(corner_kwargs)

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -57,10 +58,13 @@ def test_console_script_installed():
     assert result.returncode == 0 and "astro_galpost" in result.stdout
 
 
-def test_demo_quick(tmp_path):
+def test_demo_quick(tmp_path, capsys):
     from astro_galpost.demo import run_demo
 
     paths = run_demo(tmp_path / "demo", quick=True, progress=False)
+    printed = capsys.readouterr().out
+    assert "2400 training / 600 test galaxies" in printed and "limit 40)" in printed
+    assert re.search(r"demo finished in \d+ s wall time", printed)
     assert paths["figure"].stat().st_size > 10_000
     assert len(QTable.read(paths["sdss"])) == 600
     mock = QTable.read(paths["mock"])

@@ -147,3 +147,36 @@ def test_predicted_vs_true_still_works(posterior, tmp_path):
     fig = plot_predicted_vs_true(pred, ncols=2)
     _saved(fig, tmp_path / "pvt.png")
     assert sum(ax.get_visible() for ax in fig.axes) == 3
+
+
+@pytest.mark.parametrize("name, words, expected", [
+    ("log_mstar", True, "stellar mass, log M*/M☉"),
+    ("log_sfr", True, "star formation rate, log SFR/(M☉ yr⁻¹)"),
+    ("log_sfr", False, "log SFR/(M☉ yr⁻¹)"),
+    ("redshift", True, "spectroscopic redshift"),
+    ("metallicity", False, "12 + log(O/H)"),
+    ("oiii_5007", True, "[O III] 5007 flux, log flux/(10⁻¹⁷ erg s⁻¹ cm⁻²)"),
+    ("not_a_target", True, "not_a_target"),
+])
+def test_axis_labels_in_words_with_units(name, words, expected):
+    from astro_galpost.visualization import axis_label
+
+    assert axis_label(name, words=words) == expected
+
+
+def test_predicted_vs_true_labels_legend_and_no_clipped_points(posterior):
+    samples, truth = posterior
+    pred = Table(truth, copy=True)
+    for name in ("log_mstar", "log_sfr"):
+        v = np.percentile(samples[name].distribution.value, [16, 50, 84], axis=1)
+        for p, row in zip((16, 50, 84), v):
+            pred[f"{name}_p{p}"] = row
+    for p, value in ((16, 3.8), (50, 4.0), (84, 4.2)):  # an outlier far above the rest (truths about 0 ± 0.5)
+        pred[f"log_sfr_p{p}"][0] = value
+    fig = plot_predicted_vs_true(pred, ncols=2)
+    mass, sfr = fig.axes[:2]
+    assert mass.get_xlabel() == "true log M*/M☉" and mass.get_ylabel() == "predicted log M*/M☉"
+    assert sfr.get_title() == "star formation rate"
+    legend = [t.get_text() for t in mass.get_legend().get_texts()]
+    assert "16–84% interval" in legend and "posterior median" in legend
+    assert sfr.get_ylim()[1] > 4.0 and sfr.get_xlim()[1] > 4.0  # the outlier is inside, the panel square

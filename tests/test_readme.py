@@ -1,0 +1,45 @@
+"""The README's analysis snippet runs as written (with a tiny network and few galaxies), so it cannot rot."""
+
+import functools
+import re
+from pathlib import Path
+
+import numpy as np
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _python_snippets() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
+
+
+def test_readme_has_one_python_snippet():
+    assert len(_python_snippets()) == 1
+
+
+def test_readme_snippet_runs(tmp_path, monkeypatch, tiny):
+    import astro_galpost
+    import astro_galpost.datasets
+
+    init = astro_galpost.GalaxyPosterior.__init__
+
+    @functools.wraps(init)
+    def tiny_init(self, *args, **kwargs):
+        """The README's arguments, with a tiny network and few epochs."""
+        init(self, *args, **{**kwargs, **tiny})
+
+    load = astro_galpost.datasets.load_kcorrect_sample
+    monkeypatch.setattr(astro_galpost.GalaxyPosterior, "__init__", tiny_init)
+    monkeypatch.setattr(astro_galpost.datasets, "load_kcorrect_sample", lambda *a, **k: load(*a, **k)[:500])
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(_python_snippets()[0], str(README), "exec"), namespace)  # noqa: S102 - the README's own code
+
+    test_table, out = namespace["test_table"], namespace["out"]
+    assert 0 < len(test_table) < 500 and np.all(np.asarray(test_table["z"]) <= 0.3)
+    assert namespace["post"]["redshift"].shape == (len(test_table),)
+    assert namespace["post"]["redshift"].n_samples == 1000
+    assert {"redshift_p16", "redshift_p50", "redshift_p84"} <= set(out.colnames)
+    assert (tmp_path / "model_dir").is_dir()
+    again = namespace["gp2"].predict(test_table)
+    np.testing.assert_allclose(again["redshift_p50"].unmasked.value, out["redshift_p50"].unmasked.value, rtol=1e-5)
