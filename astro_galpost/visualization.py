@@ -62,7 +62,7 @@ def axis_label(name: str, words: bool = True) -> str:
         unit = _unit_text(target.unit.physical_unit)
         short = f"log {symbol}/({unit})" if " " in unit else f"log {symbol}/{unit}"
     elif target.in_log10:
-        symbol = quantity.split()[-1] if quantity.split()[-1] == "flux" else "value"
+        symbol = "flux" if "flux" in quantity.split() else "value"
         short = f"log {symbol}/({_unit_text(target.unit)})"
     elif expression:
         short = expression.replace("log10", "log")

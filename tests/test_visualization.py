@@ -155,7 +155,7 @@ def test_predicted_vs_true_still_works(posterior, tmp_path):
     ("log_sfr", False, "log SFR/(M☉ yr⁻¹)"),
     ("redshift", True, "spectroscopic redshift"),
     ("metallicity", False, "12 + log(O/H)"),
-    ("oiii_5007", True, "[O III] 5007 flux, log flux/(10⁻¹⁷ erg s⁻¹ cm⁻²)"),
+    ("oiii_5007", True, "[O III] 5007 flux in the 3-arcsec SDSS fibre, log flux/(10⁻¹⁷ erg s⁻¹ cm⁻²)"),
     ("not_a_target", True, "not_a_target"),
 ])
 def test_axis_labels_in_words_with_units(name, words, expected):
