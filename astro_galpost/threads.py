@@ -4,10 +4,11 @@ torch starts with one intra-op thread per core of the machine. On a machine
 whose cores are shared with other busy processes (or a container given fewer
 CPUs than the host has), those threads wait for each other and training slows
 down many times over. Measured (``benchmarks/thread_contention.py`` on this project's 2-core
-machine shared with other jobs, load average 4-10, a nine-target fit of 2,000
-mock galaxies for 6 epochs): with one thread, 4.6 s alone and 5.5 s for the
-slower of two fits started together (ratio 1.19); with torch's default two
-threads, 98.5 s alone and 682 s together (ratio 6.92).
+machine shared with other jobs, load average 2-10, a nine-target fit of 2,000
+mock galaxies for 6 epochs, two runs): with one thread, 4.6 s / 5.0 s alone
+and 5.5 s / 9.8 s for the slower of two fits started together (ratios 1.19 /
+1.97); with torch's default two threads, 98.5 s / 255 s alone and 682 s /
+526 s together (ratios 6.92 / 2.06).
 ``benchmarks/sampling_throughput.py`` found the same for sampling. So the
 automatic choice is one thread.
 
