@@ -5,9 +5,9 @@ the mean head was fitted to, where residuals are smaller than on new galaxies;
 with a few hundred labels (metallicity is measured for about a third of
 galaxies) the posteriors come out too narrow, while short training leaves them
 too wide. As in temperature scaling (Guo et al. 2017) and the recalibration of
-Kuleshov et al. (2018), one number per target is fitted on the validation
-galaxies the network was not trained on: a shift ``δ`` and a factor ``τ`` on the
-flow's residuals, ``y = mean + δ + τ · residual``.
+Kuleshov et al. (2018), two numbers per target are fitted after training: a
+shift ``δ`` and a factor ``τ`` on the flow's residuals,
+``y = mean + δ + τ · residual``.
 
 * The shift corrects a bias of the posterior medians: the median, over galaxies,
   of the truth minus the posterior median, kept only where it differs from zero
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from astropy.stats import mad_std
 
 from .network import PosteriorNetwork
 
@@ -69,8 +70,6 @@ def central_coverage_error(pit: np.ndarray, levels: np.ndarray = LEVELS) -> floa
 
 def _best_shift(resid: np.ndarray, offset: np.ndarray, significance: float = SHIFT_SIGNIFICANCE) -> float:
     """The median of ``offset`` (N,) = truth − mean minus each row's median residual draw (S, N); 0 unless significant."""
-    from astropy.stats import mad_std
-
     error = offset - np.median(resid, axis=0)
     shift = float(np.median(error))
     standard_error = 1.2533 * float(mad_std(error)) / np.sqrt(len(error))
