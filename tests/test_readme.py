@@ -2,6 +2,7 @@
 
 import functools
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +44,33 @@ def test_readme_snippet_runs(tmp_path, monkeypatch, tiny):
     assert (tmp_path / "model_dir").is_dir()
     again = namespace["gp2"].predict(test_table)
     np.testing.assert_allclose(again["redshift_p50"].unmasked.value, out["redshift_p50"].unmasked.value, rtol=1e-5)
+
+
+def _galpost_commands() -> list[list[str]]:
+    """The README's command-line example after ``galpost demo --quick``, as argument lists."""
+    block = re.search(r"^```bash\n(galpost demo --quick.*?)^```", README.read_text(encoding="utf-8"),
+                      flags=re.MULTILINE | re.DOTALL).group(1)
+    lines = [line.split("#")[0].strip() for line in block.splitlines()]
+    commands = [shlex.split(line)[1:] for line in lines if line.startswith("galpost ")]
+    return [argv for argv in commands if argv[0] != "demo"]
+
+
+def test_readme_command_line_example_runs(tmp_path, monkeypatch):
+    from astro_galpost import GalaxyPosterior
+    from astro_galpost.cli import main
+    from astro_galpost.datasets import make_mock_catalog
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "galpost_demo").mkdir()
+    # as the demo writes it: labelled mock galaxies with an earlier model's posterior columns
+    table = make_mock_catalog(300, random_state=0)
+    demo = GalaxyPosterior(targets=["log_mstar", "redshift"], max_epochs=2, representation=16, hidden=16,
+                           flows={"core": ("realnvp", {"transforms": 2, "hidden_features": (16, 16)})},
+                           progress=False, random_state=0).fit(table)
+    demo.predict(table, n_samples=50).write(tmp_path / "galpost_demo" / "mock_posteriors.ecsv")
+    commands = _galpost_commands()
+    assert [c[0] for c in commands] == ["fit", "predict", "evaluate"]
+    for argv in commands:
+        argv = ["2" if previous == "--max-epochs" else a for previous, a in zip([None, *argv], argv)]
+        assert main(argv) == 0, argv
+    assert (tmp_path / "posteriors.parquet").is_file() and (tmp_path / "report.md").is_file()
