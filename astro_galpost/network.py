@@ -138,9 +138,9 @@ class PosteriorNetwork(nn.Module):
             needed[g.name] = need
         return needed
 
-    def _log_density(self, h: Tensor, y: Tensor, valid: Tensor, means: dict[str, Tensor]) -> Tensor:
-        """(N,) log-density of each row's labels: the flows of the groups that matter, and the classifiers."""
-        needed = self._needed(valid)
+    def _log_density(self, h: Tensor, y: Tensor, valid: Tensor, means: dict[str, Tensor],
+                     needed: dict[str, Tensor]) -> Tensor:
+        """(N,) log-density of each row's labels: the flows of the groups ``needed``, and the classifiers."""
         total = h.new_zeros(h.shape[0])
         for g in self.groups:
             context = self._context(h, y, g)
@@ -213,10 +213,11 @@ class PosteriorNetwork(nn.Module):
         step = self._step_sizes(y, valid, means)
         h, yr, vr, ur = h[rows], y[rows], valid[rows], update[rows]
         means = {k: m[rows] for k, m in means.items()}
-        current = self._log_density(h, yr, vr, means)
+        needed = {k: n[rows] for k, n in needed.items()}
+        current = self._log_density(h, yr, vr, means, needed)
         for _ in range(n_steps):
             proposal = torch.where(ur, yr + step * torch.randn_like(yr), yr)
-            new = self._log_density(h, proposal, vr, means)
+            new = self._log_density(h, proposal, vr, means, needed)
             accept = torch.rand_like(new).log() < new - current
             yr = torch.where(accept[:, None], proposal, yr)
             current = torch.where(accept, new, current)
