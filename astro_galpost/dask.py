@@ -99,7 +99,7 @@ class ModelPayload:
     @classmethod
     def from_model(cls, model, device: str = "cpu") -> ModelPayload:
         """Payload of a fitted `GalaxyPosterior` or of a saved model folder."""
-        from .persistence import CONFIG, WEIGHTS
+        from .model.persistence import CONFIG, WEIGHTS
         from .streaming import _folder_checksum
 
         def read(folder: Path) -> ModelPayload:
@@ -122,7 +122,7 @@ class ModelPayload:
         key = (self.checksum, self.device)
         with _CACHE_LOCK:
             if key not in _MODEL_CACHE:
-                from .persistence import load_model
+                from .model.persistence import load_model
 
                 with tempfile.TemporaryDirectory(prefix="galpost-model-") as tmp:
                     for name, data in self.files.items():
@@ -225,7 +225,7 @@ def _predict_frame(model, frame, *, header, offset, n_samples, seed, batch_size,
     """Predict one pandas partition; returns the output partition (carried columns + predictions)."""
     import pandas as pd
 
-    from .estimator import UnusableRowsWarning
+    from .model.estimator import UnusableRowsWarning
 
     if len(frame) == 0:
         raise ValueError("empty partition")  # handled by the caller
@@ -260,7 +260,7 @@ def _predict_pieces(payload, frames, bounds, offset, options, meta):
 
 def prediction_units(model, percentiles: Iterable[float] = (16, 50, 84)) -> dict[str, str]:
     """Units of the prediction columns (``{column: unit string}``), as in ``df.attrs["units"]``."""
-    from .targets import TARGETS
+    from .model.targets import TARGETS
 
     units = {}
     levels = list(percentiles)
@@ -286,7 +286,7 @@ def frame_to_table(frame, units: dict[str, str] | None = None):
     from astropy.utils.masked import Masked
 
     from .io import _frame_to_table
-    from .targets import _as_quantity
+    from .model.targets import _as_quantity
 
     import astropy.units as u
 

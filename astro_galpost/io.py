@@ -70,7 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import fsync_path, write_atomic
+from .utils.atomic import fsync_path, write_atomic
 
 __all__ = [
     "write_table_atomic",
@@ -107,7 +107,7 @@ def write_table_atomic(table, path, overwrite: bool = False, **kwargs) -> Path:
     """Write an astropy table to ``path`` via a temporary file renamed when complete.
 
     An interrupted run never leaves a half-written file under the final name
-    (see `astro_galpost.atomic.write_atomic`: synced, umask permissions).
+    (see `astro_galpost.utils.atomic.write_atomic`: synced, umask permissions).
     """
     fmt = kwargs.pop("format", None)
     return write_atomic(path, lambda tmp: table.write(tmp, overwrite=True, format=fmt, **kwargs),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
-from .atomic import fsync_path, output_lock, write_json_atomic
+from .utils.atomic import fsync_path, output_lock, write_json_atomic
 from .io import (
     ChunkedTableWriter,
     count_rows,
@@ -82,7 +82,7 @@ class CatalogPrediction:
 
 # ------------------------------------------------------------------ model
 def _folder_checksum(path: Path) -> str:
-    from .persistence import CONFIG, ModelFormatError
+    from .model.persistence import CONFIG, ModelFormatError
 
     try:
         config = json.loads((path / CONFIG).read_text())
@@ -112,7 +112,7 @@ def model_checksum(model) -> str:
 
 def resolve_model(model, device: str | None = None):
     """``(GalaxyPosterior, checksum)`` from a fitted model or a saved model folder."""
-    from .estimator import GalaxyPosterior
+    from .model.estimator import GalaxyPosterior
 
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
@@ -223,7 +223,7 @@ class _SamplesTable:
     def write(self, samples: np.ndarray, usable: np.ndarray) -> None:
         from astropy.table import QTable
 
-        from .targets import TARGETS
+        from .model.targets import TARGETS
 
         table = QTable()
         for j, name in enumerate(self.targets):
@@ -242,7 +242,7 @@ class _SamplesTable:
 
 
 def _samples_writer(path, model, n_samples, attrs, dtype, state):
-    from .targets import TARGETS
+    from .model.targets import TARGETS
 
     path = Path(path)
     targets = list(model.targets_)
@@ -509,7 +509,7 @@ def predict_catalog(
             total = None
         from tqdm.auto import tqdm
 
-        from .estimator import UnusableRowsWarning
+        from .model.estimator import UnusableRowsWarning
 
         bar = tqdm(total=total, initial=start, desc="predict", unit="galaxy", disable=not progress, smoothing=0.1)
         old_progress, gp.progress = gp.progress, False

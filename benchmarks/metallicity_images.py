@@ -49,7 +49,7 @@ from astro_galpost import GalaxyPosterior, VAEEncoder
 from astro_galpost.datasets import mock_catalog_with_images, shared_data_dir
 from astro_galpost.evaluation import calibration_summary, point_metrics
 from astro_galpost.images import colour_composites, load_images
-from astro_galpost.targets import TARGETS
+from astro_galpost.model.targets import TARGETS
 
 # Fixed a priori for a few hundred labelled galaxies (docs/images.rst explains each):
 # a small, regularised network with small batches (the default 256 would leave one

@@ -1,14 +1,14 @@
-"""Throughput of posterior sampling: zuko's RealNVP sampling vs `astro_galpost.sampling`.
+"""Throughput of posterior sampling: zuko's RealNVP sampling vs `astro_galpost.model.sampling`.
 
 Run ``python benchmarks/sampling_throughput.py`` (about 1-3 minutes on 2 CPU
 cores). It builds the issue's architecture (4 core targets, 256-d context, 12
-coupling layers with 2 × 128 hidden units: ``astro_galpost.flows.realnvp(4,
+coupling layers with 2 × 128 hidden units: ``astro_galpost.model.flows.realnvp(4,
 256)``), trains it briefly on synthetic correlated, heteroscedastic residuals
 (so that shifts and scales are not trivial), and measures galaxies per second
 for 1,000 posterior samples each:
 
 (a) zuko's plain ``flow(context).sample((1000,))``;
-(b) ``astro_galpost.sampling.FastCouplingSampler`` (per-galaxy context terms
+(b) ``astro_galpost.model.sampling.FastCouplingSampler`` (per-galaxy context terms
     computed once, blocked per-sample work).
 
 It also measures this machine's fp32 matmul rate and the FLOP floor it implies
@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from astro_galpost import sampling
-from astro_galpost.flows import realnvp
-from astro_galpost.sampling import FastCouplingSampler
+from astro_galpost.model.flows import realnvp
+from astro_galpost.model.sampling import FastCouplingSampler
 
 
 # ----------------------------------------------------------------- helpers

@@ -6,7 +6,7 @@ is (slower of the two together) / (alone); the goal is at most 2.5, and two
 processes on two free cores would give about 1. Policies:
 
 ``package``
-    the package's automatic choice (``n_threads=None``: `astro_galpost.threads`);
+    the package's automatic choice (``n_threads=None``: `astro_galpost.utils.threads`);
 ``torch``
     torch's default thread count (one per core), as before the policy.
 
@@ -98,7 +98,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.rows, args.epochs)
         return
-    from astro_galpost.threads import available_cpus
+    from astro_galpost.utils.threads import available_cpus
 
     results = [measure(policy, args) for _ in range(args.repeat) for policy in args.policies]
     print(f"{available_cpus()} CPUs available; {args.rows} mock galaxies, nine targets, {args.epochs} epochs per fit")

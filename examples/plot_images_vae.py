@@ -26,7 +26,7 @@ from astropy.table import Table
 from astro_galpost.datasets import mock_catalog_with_images, shared_data_dir
 from astro_galpost.encoders import VAEEncoder
 from astro_galpost.images import colour_composites, load_images
-from astro_galpost.interpret import (
+from astro_galpost.visualization import (
     embed_latents,
     perturbational_decoding,
     plot_embedding,

@@ -59,7 +59,7 @@ def test_console_script_installed():
 
 
 def test_demo_quick(tmp_path, capsys):
-    from astro_galpost.demo import run_demo
+    from astro_galpost.datasets.demo import run_demo
 
     paths = run_demo(tmp_path / "demo", quick=True, progress=False)
     printed = capsys.readouterr().out

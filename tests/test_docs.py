@@ -153,8 +153,8 @@ def test_docstring_check_catches_missing_docs():
     assert not _has_own_docstring(undocumented)
     assert not _has_own_docstring(Plain)
     assert _has_own_docstring(astro_galpost.GalaxyPosterior)
-    assert "TARGETS" in _documented_assignments("astro_galpost.targets")
-    assert "T" not in _documented_assignments("astro_galpost.registry")  # a TypeVar without doc
+    assert "TARGETS" in _documented_assignments("astro_galpost.model.targets")
+    assert "T" not in _documented_assignments("astro_galpost.utils.registry")  # a TypeVar without doc
 
 
 # --------------------------------------------------------------------------- API page

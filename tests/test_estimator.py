@@ -8,7 +8,7 @@ from astropy.table import MaskedColumn, QTable, Table
 from astropy.uncertainty import Distribution
 
 from astro_galpost import GalaxyPosterior, NotFittedError, UnusableRowsWarning
-from astro_galpost.targets import LINE_FLUX_UNIT
+from astro_galpost.model.targets import LINE_FLUX_UNIT
 
 
 def _photoz_table(mock):

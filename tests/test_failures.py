@@ -11,9 +11,9 @@ from astropy.table import Table
 from safetensors.torch import load_file, save_file
 
 from astro_galpost import GalaxyPosterior, ModelFormatError
-from astro_galpost.atomic import NotOurFolderError, replace_folder, write_atomic
+from astro_galpost.utils.atomic import NotOurFolderError, replace_folder, write_atomic
 from astro_galpost.io import write_table_atomic
-from astro_galpost.persistence import (
+from astro_galpost.model.persistence import (
     CONFIG,
     WEIGHTS,
     _sha256,

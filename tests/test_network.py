@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from astro_galpost.network import GroupSpec, PosteriorNetwork
+from astro_galpost.model.network import GroupSpec, PosteriorNetwork
 
 
 def _net():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from astro_galpost import GalaxyPosterior, ModelFormatError
-from astro_galpost.persistence import CONFIG, WEIGHTS, config_checksum
+from astro_galpost.model.persistence import CONFIG, WEIGHTS, config_checksum
 
 
 @pytest.fixture(scope="module")

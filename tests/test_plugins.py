@@ -12,7 +12,7 @@ PLUGIN = '''
 import astropy.units as u
 import numpy as np
 from astro_galpost import Target, PhotometryEncoder
-from astro_galpost.flows import realnvp
+from astro_galpost.model.flows import realnvp
 
 VELOCITY = Target("velocity_dispersion", u.km / u.s, "velDisp", "kinematics", space="log10",
                   missing=(0.0, -9999.0), description="stellar velocity dispersion")

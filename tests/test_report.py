@@ -19,7 +19,7 @@ from astro_galpost.evaluation import (
     to_markdown,
     write_report,
 )
-from astro_galpost.targets import TARGETS
+from astro_galpost.model.targets import TARGETS
 
 
 def _gaussian_posteriors(n=3000, s=200, seed=0):

@@ -9,10 +9,10 @@ import zuko
 from scipy import stats
 from torch import nn
 
-from astro_galpost import sampling
-from astro_galpost.flows import affine1d, nsf, realnvp
-from astro_galpost.network import GroupSpec, PosteriorNetwork
-from astro_galpost.sampling import (
+from astro_galpost.model import sampling
+from astro_galpost.model.flows import affine1d, nsf, realnvp
+from astro_galpost.model.network import GroupSpec, PosteriorNetwork
+from astro_galpost.model.sampling import (
     FastCouplingSampler,
     UnsupportedFlowError,
     choose_threads,

@@ -34,7 +34,7 @@ from astro_galpost.datasets.sdss import (
     read_catalog,
     run_fetch,
 )
-from astro_galpost.targets import LINE_FLUX_UNIT, TARGETS
+from astro_galpost.model.targets import LINE_FLUX_UNIT, TARGETS
 
 TWO63 = 2**63
 COLUMNS = [sdss._select_alias(expr) for expr in DEFAULT_COLUMNS]

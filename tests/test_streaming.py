@@ -11,7 +11,7 @@ from astropy.table import MaskedColumn, QTable, Table
 from astropy.utils.masked import Masked
 
 from astro_galpost import GalaxyPosterior, UnusableRowsWarning
-from astro_galpost.atomic import OutputLockedError, output_lock
+from astro_galpost.utils.atomic import OutputLockedError, output_lock
 from astro_galpost.io import TableFormatError, iter_table_chunks, open_chunked_writer
 from astro_galpost.streaming import model_checksum, predict_catalog
 

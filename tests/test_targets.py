@@ -4,7 +4,7 @@ import pytest
 from astropy.table import MaskedColumn, QTable, Table
 
 from astro_galpost import TARGETS, Target, register_target
-from astro_galpost.targets import LINE_FLUX_UNIT
+from astro_galpost.model.targets import LINE_FLUX_UNIT
 
 EXPECTED = {
     "log_mstar": (u.dex(u.Msun), "lgm_tot_p50", "core", "linear"),

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from astro_galpost import GalaxyPosterior, threads
-from astro_galpost.threads import (
+from astro_galpost import GalaxyPosterior
+from astro_galpost.utils import threads
+from astro_galpost.utils.threads import (
     available_cpus,
     cgroup_cpu_limit,
     choose_threads,
@@ -94,8 +95,8 @@ def test_torch_threads_restores_the_callers_setting(four_cpus, restore_torch_thr
 
 def test_estimator_uses_its_count_inside_fit_and_sample(four_cpus, restore_torch_threads, monkeypatch, mock_table,
                                                         tiny):
-    from astro_galpost import estimator
-    from astro_galpost.network import PosteriorNetwork
+    from astro_galpost.model import estimator
+    from astro_galpost.model.network import PosteriorNetwork
 
     seen = []
     train = estimator.train_network
@@ -128,7 +129,7 @@ def test_estimator_uses_its_count_inside_fit_and_sample(four_cpus, restore_torch
 
 
 def test_cli_threads_option():
-    from astro_galpost.cli import _parser
+    from astro_galpost.cli.main import _parser
 
     for command in (["demo"], ["fit", "t.ecsv", "m"], ["predict", "m", "t.ecsv", "o.ecsv"], ["evaluate", "m", "t.ecsv"]):
         assert _parser().parse_args([*command, "--threads", "2"]).threads == 2

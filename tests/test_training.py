@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from astro_galpost.training import train_network
+from astro_galpost.model.training import train_network
 
 
 class _Constant(torch.nn.Module):

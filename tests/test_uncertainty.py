@@ -14,7 +14,7 @@ from astropy.table import Table
 
 from astro_galpost import GalaxyPosterior, NotFittedError
 from astro_galpost.evaluation import member_moments, uncertainty_decomposition
-from astro_galpost.targets import TARGETS
+from astro_galpost.model.targets import TARGETS
 
 NAMES = {"log_mstar": "lgm_tot_p50", "halpha": "h_alpha_flux"}
 

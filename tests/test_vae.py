@@ -9,7 +9,7 @@ import torch
 from astro_galpost import GalaxyPosterior
 from astro_galpost.encoders import ENCODERS
 from astro_galpost.encoders.vae import GalaxyVAE, VAEEncoder
-from astro_galpost.interpret import (
+from astro_galpost.visualization import (
     embed_latents,
     perturbational_decoding,
     plot_embedding,
@@ -272,7 +272,7 @@ def test_from_config_of_an_older_encoder(vae):
 
 
 def test_save_load_round_trip(vae, tmp_path):
-    from astro_galpost.persistence import ModelFormatError
+    from astro_galpost.model.persistence import ModelFormatError
 
     images, _ = blobs(6, seed=6)
     vae.save(tmp_path / "vae")
@@ -350,7 +350,7 @@ def test_reused_by_two_estimators(vae, registered, mock_table, tiny, tmp_path):
 
 def test_widths_recalibrated_on_the_image_path(vae, mock_table, tiny):
     """Image-only posteriors rescale their widths on each member's own validation rows."""
-    from astro_galpost.recalibration import SCALE_GRID
+    from astro_galpost.model.recalibration import SCALE_GRID
 
     table = mock_table[:150]
     images, _ = blobs(len(table), seed=13)

@@ -8,7 +8,7 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from astro_galpost.targets import TARGETS
+from astro_galpost.model.targets import TARGETS
 from astro_galpost.visualization import (
     plot_bpt,
     plot_corner,

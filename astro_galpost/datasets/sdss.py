@@ -69,7 +69,7 @@ import numpy as np
 from astropy.table import Column, MaskedColumn, Table, join, vstack
 from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
 
-from ..atomic import write_atomic
+from ..utils.atomic import write_atomic
 from ..io import TableFormatError
 
 __all__ = [
@@ -980,7 +980,7 @@ def _mask_sentinels(table: Table) -> None:
 
 
 def _unit_for(name: str) -> u.UnitBase | None:
-    from ..targets import LINE_FLUX_UNIT
+    from ..model.targets import LINE_FLUX_UNIT
 
     if name in ("ra", "dec"):
         return u.deg
@@ -1058,7 +1058,7 @@ def read_catalog(
       errors) whose error is ``<= 0`` (no fit);
     * units: deg (``ra``, ``dec``), mag (magnitudes, extinctions), arcsec
       (Petrosian radii), km/s (``velDisp`` …), and
-      `~astro_galpost.targets.LINE_FLUX_UNIT` (1e-17 erg/s/cm2) for line fluxes;
+      `~astro_galpost.model.targets.LINE_FLUX_UNIT` (1e-17 erg/s/cm2) for line fluxes;
     * ``log_mbh`` from galSpecInfo ``v_disp`` (the DR7 measurement, consistent
       with the MPA-JHU labels) or else SpecObj ``velDisp`` with
       :func:`astro_galpost.catalog.add_mbh_column` (McConnell & Ma 2013),
@@ -1068,7 +1068,7 @@ def read_catalog(
 
     Columns such as the MPA-JHU ``lgm_tot_p50`` (log M*/Msun), ``sfr_tot_p50``
     (log SFR) and ``oh_p50`` (12 + log O/H) stay unitless logarithms, which is
-    what :data:`astro_galpost.targets.TARGETS` reads.
+    what :data:`astro_galpost.model.targets.TARGETS` reads.
 
     Parameters
     ----------

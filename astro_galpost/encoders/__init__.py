@@ -4,7 +4,7 @@ The registry :data:`ENCODERS` maps names to encoder classes; packages add their
 own through the ``astro_galpost.encoders`` entry-point group.
 """
 
-from ..registry import Registry
+from ..utils.registry import Registry
 from .base import Encoder
 from .image_stats import ImageStatsEncoder
 from .photometry import PhotometryEncoder

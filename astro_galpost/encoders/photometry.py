@@ -10,7 +10,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from .._columns import column_data
+from ..utils.columns import column_data
 from .base import Encoder
 
 __all__ = ["PhotometryEncoder", "find_error_column", "find_extinction_column", "read_magnitudes"]

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..params import ParamsMixin
+from ..utils.params import ParamsMixin
 from .base import Encoder
 
 __all__ = ["GalaxyVAE", "VAEEncoder"]
@@ -351,7 +351,7 @@ class VAEEncoder(ParamsMixin, Encoder):
         The trained, frozen network.
     preprocessor_ : `~astro_galpost.images.ImagePreprocessor`
         The fitted image scaling.
-    history_ : `~astro_galpost.training.TrainingHistory`
+    history_ : `~astro_galpost.model.training.TrainingHistory`
         Train and validation loss per epoch.
     n_features_ : int
         ``2 * latent_dim``.
@@ -488,7 +488,7 @@ class VAEEncoder(ParamsMixin, Encoder):
     def _fit_arrays(self, array: np.ndarray, mask: np.ndarray) -> VAEEncoder:
         from tqdm.auto import tqdm
 
-        from ..training import TrainingHistory, split_indices
+        from ..model.training import TrainingHistory, split_indices
 
         _, ImagePreprocessor = _images_api()
         usable = self._usable(array, mask)
@@ -726,7 +726,7 @@ class VAEEncoder(ParamsMixin, Encoder):
     @classmethod
     def from_config(cls, config: dict, arrays: dict[str, np.ndarray]) -> VAEEncoder:
         """Rebuild a fitted encoder (on the CPU) from :meth:`get_config` and :meth:`get_arrays`."""
-        from ..training import TrainingHistory
+        from ..model.training import TrainingHistory
 
         _, ImagePreprocessor = _images_api()
         params = dict(config["params"])
@@ -773,9 +773,9 @@ class VAEEncoder(ParamsMixin, Encoder):
 
 # ------------------------------------------------- stand-alone encoder files
 def _save_encoder(encoder: Encoder, path, overwrite: bool = False) -> Path:
-    """Save any fitted encoder on its own, in the layout of `astro_galpost.persistence`."""
+    """Save any fitted encoder on its own, in the layout of `astro_galpost.model.persistence`."""
     from .. import __version__
-    from ..persistence import FORMAT_VERSION, _jsonable, write_model_folder
+    from ..model.persistence import FORMAT_VERSION, _jsonable, write_model_folder
 
     tensors = {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in encoder.get_arrays().items()}
     config = {
@@ -791,7 +791,7 @@ def _save_encoder(encoder: Encoder, path, overwrite: bool = False) -> Path:
 
 def _load_encoder(path, expected: type[Encoder] | None = None) -> Encoder:
     """Read an encoder written by `_save_encoder` (any registered encoder, or ``expected``)."""
-    from ..persistence import ModelFormatError, read_model_folder
+    from ..model.persistence import ModelFormatError, read_model_folder
 
     path = Path(path)
     config, tensors = read_model_folder(path, "encoder")

@@ -30,9 +30,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from .._columns import column_data
+from ..utils.columns import column_data
 from ..physics import balmer_decrement, sfr_from_halpha
-from ..targets import TARGETS
+from ..model.targets import TARGETS
 from .calibration import coverage, pit, pit_cvm, pit_ks
 from .report import model_space_samples, model_space_truth
 
@@ -180,7 +180,7 @@ def derived_truth(
     Parameters
     ----------
     truth : `~astropy.table.Table` or dict
-        Labelled table (labels read with `~astro_galpost.targets.Target.read`, so
+        Labelled table (labels read with `~astro_galpost.model.targets.Target.read`, so
         sentinels count as missing) or ``{target: values}`` in catalog units.
     quantity : str or `DerivedQuantity`
         A name in `DERIVED_QUANTITIES` or a custom quantity.

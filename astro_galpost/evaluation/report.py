@@ -24,8 +24,8 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from ..atomic import write_text_atomic
-from ..targets import CORE, LINES, TARGETS
+from ..utils.atomic import write_text_atomic
+from ..model.targets import CORE, LINES, TARGETS
 from .calibration import (
     calibration_summary,
     coverage,
@@ -401,7 +401,7 @@ def evaluate_model(
     """
     import warnings
 
-    from ..estimator import UnusableRowsWarning
+    from ..model.estimator import UnusableRowsWarning
 
     with warnings.catch_warnings():
         # unusable rows are NaN and skipped by every metric; the count goes in meta

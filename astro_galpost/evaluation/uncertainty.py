@@ -34,7 +34,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from ..targets import TARGETS
+from ..model.targets import TARGETS
 
 __all__ = ["member_moments", "uncertainty_decomposition"]
 
@@ -46,7 +46,7 @@ ROWS = ("sigma_ale", "sigma_epi", "sigma_tot")
 
 
 def _check_ensemble(model: Any) -> int:
-    from ..estimator import NotFittedError
+    from ..model.estimator import NotFittedError
 
     if not hasattr(model, "networks_"):
         raise NotFittedError("the model is not fitted yet: call fit(table) before decomposing its uncertainty")
@@ -61,7 +61,7 @@ def _check_ensemble(model: Any) -> int:
 
 def _checked_input(model: Any, table: Any, images: Any) -> tuple[Table, Any]:
     """The table as a Table and the images as the model reads them (a FITS path becomes an array)."""
-    from ..estimator import _as_table
+    from ..model.estimator import _as_table
 
     check = getattr(model, "_check_input", None)
     if check is None:
@@ -124,7 +124,7 @@ def member_moments(
     """
     import torch
 
-    from ..estimator import _seed_sequence, _torch_seed
+    from ..model.estimator import _seed_sequence, _torch_seed
 
     if int(n_samples) < 2:
         raise ValueError(f"n_samples must be at least 2 to estimate a variance, got {n_samples}")
@@ -289,7 +289,7 @@ def uncertainty_decomposition(
     ------
     ValueError
         If the model has fewer than two ensemble members.
-    astro_galpost.estimator.NotFittedError
+    astro_galpost.model.estimator.NotFittedError
         If the model is not fitted.
 
     Examples

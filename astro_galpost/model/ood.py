@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .params import ParamsMixin
+from ..utils.params import ParamsMixin
 
 __all__ = ["NeighbourDistance"]
 

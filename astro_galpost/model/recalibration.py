@@ -102,7 +102,7 @@ def fit_recalibration(
 
     Parameters
     ----------
-    net : `~astro_galpost.network.PosteriorNetwork`
+    net : `~astro_galpost.model.network.PosteriorNetwork`
         A trained network (its ``residual_shift`` and ``residual_scale`` buffers
         are overwritten).
     x : `~numpy.ndarray`

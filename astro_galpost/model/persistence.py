@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .atomic import replace_folder
-from .encoders import ENCODERS
+from ..utils.atomic import replace_folder
+from ..encoders import ENCODERS
 from .network import GroupSpec
 from .ood import NeighbourDistance
 from .targets import TARGETS
@@ -91,7 +91,7 @@ def write_model_folder(path, tensors: dict[str, torch.Tensor], config: dict, ove
     """Write ``weights.safetensors`` and ``config.json`` (with both checksums) atomically to ``path``.
 
     Only a folder `is_model_folder` recognises, holding nothing but those two
-    files, is ever replaced (see `astro_galpost.atomic.replace_folder`).
+    files, is ever replaced (see `astro_galpost.utils.atomic.replace_folder`).
     """
     with replace_folder(path, overwrite=overwrite, is_ours=is_model_folder, allowed=(CONFIG, WEIGHTS)) as tmp:
         save_file(tensors, tmp / WEIGHTS, metadata={"format_version": str(FORMAT_VERSION)})
@@ -151,13 +151,13 @@ def save_model(model, path, overwrite: bool = False) -> Path:
     """Write a fitted `~astro_galpost.GalaxyPosterior` to the folder ``path``.
 
     The folder is written under a temporary name, synced, and swapped in when
-    complete (`astro_galpost.atomic.replace_folder`), so an interrupted save
+    complete (`astro_galpost.utils.atomic.replace_folder`), so an interrupted save
     leaves the old or the new model under ``path``, never none or half of one.
     With ``overwrite=True`` only a folder holding a saved model (and nothing
-    else) is replaced; any other folder raises `~astro_galpost.atomic.NotOurFolderError`
+    else) is replaced; any other folder raises `~astro_galpost.utils.atomic.NotOurFolderError`
     (a `FileExistsError`), and nothing is deleted.
     """
-    from . import __version__
+    from .. import __version__
 
     tensors: dict[str, torch.Tensor] = {}
     for k, net in enumerate(model.networks_):

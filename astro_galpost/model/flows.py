@@ -21,7 +21,7 @@ from zuko.flows.gaussianization import ElementWiseTransform
 from zuko.lazy import Flow, LazyDistribution, UnconditionalDistribution
 from zuko.distributions import DiagNormal
 
-from .registry import Registry
+from ..utils.registry import Registry
 
 __all__ = ["FLOWS", "register_flow", "build_flow", "realnvp", "affine1d", "nsf"]
 

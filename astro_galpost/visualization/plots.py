@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from .targets import TARGETS
+from ..model.targets import TARGETS
 
 __all__ = ["axis_label", "plot_bpt", "plot_corner", "plot_coverage", "plot_pit_histogram", "plot_predicted_vs_true"]
 
@@ -75,7 +75,7 @@ def axis_label(name: str, words: bool = True) -> str:
 
 
 def _values(col) -> np.ndarray:
-    from ._columns import column_data
+    from ..utils.columns import column_data
 
     data, mask, _ = column_data(col)
     return np.where(mask, np.nan, data)
@@ -176,7 +176,7 @@ def plot_predicted_vs_true(
 # ----------------------------------------------------------------------------
 def _truth_values(truths: Any, names: Sequence[str], index: int, columns: Mapping[str, str]) -> list[float] | None:
     """Truths of one galaxy in modelled space (NaN where unknown)."""
-    from .evaluation.report import model_space_truth
+    from ..evaluation.report import model_space_truth
 
     if truths is None:
         return None
@@ -250,7 +250,7 @@ def plot_corner(
     import corner
     import matplotlib.pyplot as plt
 
-    from .evaluation.report import model_space_samples
+    from ..evaluation.report import model_space_samples
 
     names = [n for n in samples if n in TARGETS] if targets is None else list(targets)
     if not names:
@@ -479,7 +479,7 @@ def plot_bpt(
     import matplotlib.pyplot as plt
     from astropy.uncertainty import Distribution
 
-    from .physics import bpt_class_probabilities, bpt_line_ratios, kauffmann03, kewley01
+    from ..physics import bpt_class_probabilities, bpt_line_ratios, kauffmann03, kewley01
 
     columns = dict(columns or {})
     lines = _line_inputs(samples, columns)

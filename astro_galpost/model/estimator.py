@@ -18,13 +18,13 @@ from astropy.uncertainty import Distribution
 from astropy.utils.masked import Masked
 from tqdm.auto import tqdm
 
-from .encoders import ENCODERS, Encoder, PhotometryEncoder
+from ..encoders import ENCODERS, Encoder, PhotometryEncoder
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
-from .params import ParamsMixin
+from ..utils.params import ParamsMixin
 from .recalibration import fit_recalibration
 from .targets import GROUPS, TARGETS, TargetGroup, group_order
-from .threads import torch_threads
+from ..utils.threads import torch_threads
 from .training import split_indices, train_network
 
 __all__ = ["GalaxyPosterior", "PosteriorSamples", "NotFittedError", "UnusableRowsWarning", "DegenerateLabelsWarning"]
@@ -64,7 +64,7 @@ class PosteriorSamples(dict):
         measurement (see :ref:`targets`).
     ood_score : `~numpy.ndarray`
         Out-of-distribution score (N,); above 1 the galaxy lies farther from
-        the training set than 99% of training galaxies (see `~astro_galpost.ood`).
+        the training set than 99% of training galaxies (see `~astro_galpost.model.ood`).
     """
 
     def __init__(
@@ -197,7 +197,7 @@ class GalaxyPosterior(ParamsMixin):
     photometry (and gri images) into features; a shared MLP makes a 256-d
     representation; per target group, an MLP predicts the means and a
     conditional normalizing flow models the joint residuals. Groups are
-    chained as they declare (`astro_galpost.targets.GROUPS`): black-hole mass
+    chained as they declare (`astro_galpost.model.targets.GROUPS`): black-hole mass
     and the emission lines on the core targets (M*, SFR, z), metallicity on the
     core and the lines, with a classifier of whether it is measurable, so every
     draw is one joint sample of all targets. Missing labels are imputed from
@@ -217,7 +217,7 @@ class GalaxyPosterior(ParamsMixin):
         as it is). Default ``"photometry"``.
     flows : dict, optional
         Per group, the registered flow name, or ``(name, options)``. Defaults
-        are declared by the groups (`astro_galpost.targets.GROUPS`):
+        are declared by the groups (`astro_galpost.model.targets.GROUPS`):
         ``realnvp`` (12 affine coupling layers) for the core and line groups,
         ``affine1d`` for black-hole mass and metallicity. A group of a single
         target cannot couple and gets ``nsf`` (a spline flow) unless a flow is
@@ -237,7 +237,7 @@ class GalaxyPosterior(ParamsMixin):
         After training, fit a shift per target that removes a significant bias
         of the posterior medians and a factor on the flow residuals that gives
         the held-out rows' central credible intervals their nominal coverage
-        (`astro_galpost.recalibration`; they are ``residual_shifts_`` and
+        (`astro_galpost.model.recalibration`; they are ``residual_shifts_`` and
         ``residual_scales_``). Needs ``validation_fraction > 0``.
     batch_size, max_epochs, learning_rate, weight_decay, patience : optional
         Optimisation settings (AdamW; the learning rate halves on plateaus;
@@ -251,7 +251,7 @@ class GalaxyPosterior(ParamsMixin):
     n_threads : int or None, optional
         Torch intra-op threads used inside `fit`, `sample` and `predict` (the
         caller's setting is restored afterwards). None: automatic, see
-        `astro_galpost.threads` (``OMP_NUM_THREADS`` if set, else 1, the
+        `astro_galpost.utils.threads` (``OMP_NUM_THREADS`` if set, else 1, the
         measured best on a shared machine); never more than the CPUs this
         process may use.
 
@@ -425,7 +425,7 @@ class GalaxyPosterior(ParamsMixin):
             raise ValueError(f"the {what} is empty: nothing to {'fit' if what == 'training table' else 'predict'}")
         if isinstance(images, (str, os.PathLike)):
             # a FITS cube on disk: read it once, keeping its mask, so batches can slice it
-            from .images import as_image_array
+            from ..images import as_image_array
 
             cube, mask = as_image_array(images, n_rows=len(table))
             images = np.ma.MaskedArray(cube, mask=mask)
@@ -743,7 +743,7 @@ class GalaxyPosterior(ParamsMixin):
 
         See Also
         --------
-        astro_galpost.persistence.save_model
+        astro_galpost.model.persistence.save_model
         """
         from .persistence import save_model
 

@@ -48,7 +48,7 @@ Threads. Nothing here changes torch's thread settings unless asked
 machine shared with other work one thread was measured to beat two by far
 (other processes take the second core and the two threads wait for each
 other), see ``benchmarks/sampling_throughput.py`` and
-:func:`~astro_galpost.threads.choose_threads` (re-exported here), the package's
+:func:`~astro_galpost.utils.threads.choose_threads` (re-exported here), the package's
 thread policy, which `~astro_galpost.GalaxyPosterior` applies around sampling.
 """
 
@@ -69,7 +69,7 @@ from zuko.flows.gaussianization import ElementWiseTransform
 from zuko.lazy import Flow, LazyComposedTransform, UnconditionalDistribution
 from zuko.transforms import MonotonicAffineTransform
 
-from .threads import choose_threads, torch_threads
+from ..utils.threads import choose_threads, torch_threads
 
 __all__ = [
     "FAST_SAMPLING",
@@ -90,7 +90,7 @@ def _env_flag(name: str, default: bool) -> bool:
 
 #: Whether :func:`sample_flow` (and so `PosteriorNetwork.sample`) uses the fast
 #: sampler for supported flows. Set ``ASTRO_GALPOST_FAST_SAMPLING=0`` in the
-#: environment, or assign ``astro_galpost.sampling.FAST_SAMPLING = False``, to
+#: environment, or assign ``astro_galpost.model.sampling.FAST_SAMPLING = False``, to
 #: sample every flow the plain zuko way.
 FAST_SAMPLING: bool = _env_flag("ASTRO_GALPOST_FAST_SAMPLING", True)
 

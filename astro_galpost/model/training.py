@@ -97,7 +97,7 @@ def train_network(
     A network with ``impute(x, y, valid)`` fills missing labels: the imputed
     values live in the label arrays (missing entries start at 0, the
     standardised mean) and each visit of a row advances them (see
-    `astro_galpost.network.PosteriorNetwork.impute`).
+    `astro_galpost.model.network.PosteriorNetwork.impute`).
 
     Stops when the validation loss has not improved for ``patience`` epochs
     (saying "stopped early at epoch N (best N′)" when ``progress``) and

@@ -9,7 +9,7 @@ joint flow models it. Each :class:`TargetGroup` declares its flow, the groups it
 is conditioned on (the chain rule: ``p(core, lines | x) = p(core | x)
 p(lines | core, x)``) and whether it has a "measurable" classifier. The nine
 targets and four groups of the paper are registered here; other packages add
-targets and groups through the ``astro_galpost.targets`` and
+targets and groups through the ``astro_galpost.model.targets`` and
 ``astro_galpost.groups`` entry-point groups.
 """
 
@@ -23,8 +23,8 @@ import numpy as np
 from astropy.table import Table
 from astropy.uncertainty import Distribution
 
-from ._columns import column_data
-from .registry import Registry
+from ..utils.columns import column_data
+from ..utils.registry import Registry
 
 __all__ = [
     "Target",
@@ -227,7 +227,7 @@ class TargetGroup:
     name : str
         Group name, the ``group`` of its targets.
     flow : str
-        Registered flow (`astro_galpost.flows.FLOWS`) for the group's residuals.
+        Registered flow (`astro_galpost.model.flows.FLOWS`) for the group's residuals.
         A group that ends up with a single target cannot couple: ``"realnvp"``
         is then replaced by ``"nsf"``.
     condition_on : tuple of str
@@ -289,7 +289,7 @@ def register_target(target: Target, *, overwrite: bool = False) -> Target:
 
 def _derive_log_mbh(table: Table):
     """Black-hole mass from a velocity-dispersion column, if the table has one."""
-    from .catalog import SIGMA_COLUMN_CANDIDATES, add_mbh_column
+    from ..catalog import SIGMA_COLUMN_CANDIDATES, add_mbh_column
 
     if not any(name in table.colnames for name in SIGMA_COLUMN_CANDIDATES):
         return None

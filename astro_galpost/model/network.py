@@ -98,7 +98,7 @@ class PosteriorNetwork(nn.Module):
         )
         n_labels = 1 + max(max(g.targets) for g in groups)
         # per-label shift and factor on the flow residuals, set after training by
-        # `astro_galpost.recalibration.fit_recalibration` (0 and 1 = as trained)
+        # `astro_galpost.model.recalibration.fit_recalibration` (0 and 1 = as trained)
         self.register_buffer("residual_shift", torch.zeros(n_labels))
         self.register_buffer("residual_scale", torch.ones(n_labels))
         self.means = nn.ModuleDict()

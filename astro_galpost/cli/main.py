@@ -14,9 +14,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .atomic import write_text_atomic
-from .io import write_table_atomic
-from .threads import default_threads
+from ..utils.atomic import write_text_atomic
+from ..io import write_table_atomic
+from ..utils.threads import default_threads
 
 __all__ = ["main"]
 
@@ -27,7 +27,7 @@ _DATA_EXTRA = ("h5py", "pandas", "pyarrow")
 def _read_table(path: str):
     from astropy.table import QTable
 
-    from .io import TableFormatError
+    from ..io import TableFormatError
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"input table {path} does not exist")
@@ -44,7 +44,7 @@ def _parse_targets(values: Sequence[str] | None):
         return None
     if not any("=" in v for v in values):
         return list(values)
-    from .targets import TARGETS
+    from ..model.targets import TARGETS
 
     return dict(v.split("=", 1) if "=" in v else (v, TARGETS[v].column) for v in values)
 
@@ -57,17 +57,17 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------- commands
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from ..datasets.demo import run_demo
 
     run_demo(args.out, quick=args.quick, progress=not args.no_progress)
     return 0
 
 
 def _cmd_fit(args) -> int:
-    from . import GalaxyPosterior
+    from .. import GalaxyPosterior
 
-    from .atomic import NotOurFolderError
-    from .persistence import is_model_folder
+    from ..utils.atomic import NotOurFolderError
+    from ..model.persistence import is_model_folder
 
     out = Path(args.model)
     if out.exists() and not args.overwrite:
@@ -96,7 +96,7 @@ def _cmd_fit(args) -> int:
 def _cmd_predict(args) -> int:
     if args.dask:
         return _predict_with_dask(args)
-    from .streaming import _describe, predict_catalog
+    from ..streaming import _describe, predict_catalog
 
     result = predict_catalog(
         args.model, args.table, args.output, chunk_size=args.chunk_size, batch_size=args.batch_size,
@@ -110,7 +110,7 @@ def _cmd_predict(args) -> int:
 
 def _predict_with_dask(args) -> int:
     """``galpost predict --dask``: partitions computed on a cluster, written here in order."""
-    from .io import detect_format, open_chunked_writer
+    from ..io import detect_format, open_chunked_writer
 
     if args.samples:
         raise ValueError("--samples is not available with --dask")
@@ -126,7 +126,7 @@ def _predict_with_dask(args) -> int:
         raise ValueError("--dask needs dask.distributed (pip install 'dask[distributed]')") from err
     from tqdm.auto import tqdm
 
-    from .dask import frame_to_table, predict_dask
+    from ..dask import frame_to_table, predict_dask
 
     t0 = time.perf_counter()
     cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None) \
@@ -167,9 +167,9 @@ def _evaluation_table(model, table, *, n_samples: int, seed: int, batch_size: in
     import numpy as np
     from astropy.table import Table
 
-    from .estimator import UnusableRowsWarning
-    from .evaluation import calibration_summary, point_metrics
-    from .targets import TARGETS
+    from ..model.estimator import UnusableRowsWarning
+    from ..evaluation import calibration_summary, point_metrics
+    from ..model.targets import TARGETS
 
     absent = [column for column in model.targets_.values() if column not in table.colnames]
     if len(absent) == len(model.targets_):
@@ -238,7 +238,7 @@ _REPORT_SUFFIXES = (".md", ".markdown", ".ecsv", ".csv", ".fits", ".parquet")
 
 
 def _cmd_evaluate(args) -> int:
-    from . import GalaxyPosterior
+    from .. import GalaxyPosterior
 
     report_path = Path(args.report) if args.report else None
     if report_path is not None:
@@ -261,19 +261,19 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_fetch_cutouts(args) -> int:
-    from .datasets.sdss import run_fetch_cutouts
+    from ..datasets.sdss import run_fetch_cutouts
 
     return run_fetch_cutouts(args)
 
 
 def _cmd_fetch(args) -> int:
-    from .datasets.sdss import run_fetch
+    from ..datasets.sdss import run_fetch
 
     return run_fetch(args)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="galpost",
@@ -363,7 +363,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_threads(p)
     p.set_defaults(func=_cmd_evaluate)
 
-    from .datasets.sdss import add_fetch_arguments
+    from ..datasets.sdss import add_fetch_arguments
 
     p = sub.add_parser("fetch-sdss", help="download the seed paper's SDSS training sample (needs a network)",
                        description="Query SkyServer for the SDSS Main Galaxy Sample with MPA-JHU labels, "
@@ -371,7 +371,7 @@ def _parser() -> argparse.ArgumentParser:
     add_fetch_arguments(p)
     p.set_defaults(func=_cmd_fetch)
 
-    from .datasets.sdss import add_fetch_cutouts_arguments
+    from ..datasets.sdss import add_fetch_cutouts_arguments
 
     p = sub.add_parser("fetch-cutouts", help="download SDSS frames and write per-galaxy gri cutouts (needs a network)",
                        description="Fetch the calibrated SDSS frames of each galaxy's field (once per field, cached) "

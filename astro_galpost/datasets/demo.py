@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_atomic
-from .datasets import load_kcorrect_sample, make_mock_catalog
-from .estimator import GalaxyPosterior
-from .io import write_table_atomic
-from .targets import TARGETS
-from .threads import available_cpus, choose_threads
+from ..utils.atomic import write_atomic
+from . import load_kcorrect_sample, make_mock_catalog
+from ..model.estimator import GalaxyPosterior
+from ..io import write_table_atomic
+from ..model.targets import TARGETS
+from ..utils.threads import available_cpus, choose_threads
 
 __all__ = ["run_demo"]
 
@@ -58,7 +58,7 @@ def _figure(pred_sdss, pred_mock, accounts: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .visualization import plot_predicted_vs_true
+    from ..visualization.plots import plot_predicted_vs_true
 
     fig = plt.figure(figsize=(15, 10), layout="constrained")
     left, right = fig.subfigures(1, 2, width_ratios=[1, 3])

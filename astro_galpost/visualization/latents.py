@@ -11,7 +11,7 @@
 Examples
 --------
 >>> import numpy as np
->>> from astro_galpost.interpret import top_latent_dimensions
+>>> from astro_galpost.visualization import top_latent_dimensions
 >>> rng = np.random.default_rng(0)
 >>> latents = rng.normal(size=(500, 32))
 >>> target = 2.0 * latents[:, 5] - 0.5 * latents[:, 9] + rng.normal(0, 0.1, 500)
@@ -38,7 +38,7 @@ __all__ = [
 
 def _float_values(values: Any) -> np.ndarray:
     """Plain float values (NaN where masked) of an array, Quantity, Column or Masked array."""
-    from ._columns import column_data
+    from ..utils.columns import column_data
 
     data, mask, _ = column_data(values)
     return np.where(mask, np.nan, data)

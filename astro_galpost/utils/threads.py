@@ -135,7 +135,7 @@ def choose_threads(n_rows: int | None = None, n_threads: int | None = None) -> i
 
     Examples
     --------
-    >>> from astro_galpost.threads import available_cpus, choose_threads
+    >>> from astro_galpost.utils.threads import available_cpus, choose_threads
     >>> choose_threads(n_threads=10_000) == available_cpus()
     True
     """
@@ -163,7 +163,7 @@ def torch_threads(n_threads: int | None = None) -> Iterator[int]:
     Examples
     --------
     >>> import torch
-    >>> from astro_galpost.threads import torch_threads
+    >>> from astro_galpost.utils.threads import torch_threads
     >>> before = torch.get_num_threads()
     >>> with torch_threads(1) as n:
     ...     n == torch.get_num_threads() == 1
