@@ -8,7 +8,7 @@ from astropy.table import Table
 from sklearn.base import clone
 
 from astro_galpost import GalaxyPosterior, UnusableRowsWarning
-from astro_galpost.catalog import mbh_from_sigma
+from astro_galpost.physics import mbh_from_sigma
 from astro_galpost.cli import main
 from astro_galpost.encoders import PhotometryEncoder, VAEEncoder
 from astro_galpost.estimator import DegenerateLabelsWarning

@@ -1,4 +1,4 @@
-"""Tests of astro_galpost.physics: BPT classes, Balmer decrement, A_V and SFR."""
+"""Tests of astro_galpost.physics.lines and .dust: BPT classes, Balmer decrement, A_V and SFR."""
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ from astro_galpost.physics import (
     kewley01,
     sfr_from_halpha,
 )
-from astro_galpost.physics import _luminosity_distance_cm
+from astro_galpost.physics.lines import _luminosity_distance_cm
 
 CGS = u.erg / u.s / u.cm**2
 

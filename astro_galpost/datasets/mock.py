@@ -817,7 +817,7 @@ def _observe_sigma(
     A dispersion is reported only where SDSS reports a reliable one: early-type
     (absorption-dominated) spectra, 70 < σ < 420 km/s and S/N > 10 (and 2 % of the rest
     fail at random). Early type means a true log sSFR below about -10.3 /yr. M_BH comes
-    from the reported σ through `astro_galpost.catalog.mbh_from_sigma` (McConnell & Ma
+    from the reported σ through `astro_galpost.physics.mbh_from_sigma` (McConnell & Ma
     2013), so it is missing wherever σ is, which is not at random.
     """
     size = len(sn)
@@ -950,7 +950,7 @@ def make_mock_catalog(
           dispersion: spectra that are not early type, σ outside 70-420 km/s, or S/N below
           10 (about 40 % of an MGS-like mock, mostly star-forming and low-mass galaxies)
         - ``log_mbh``: log10 black-hole mass (Msun) from ``velDisp`` by the McConnell &
-          Ma (2013) relation (`astro_galpost.catalog.mbh_from_sigma`), -9999 where
+          Ma (2013) relation (`astro_galpost.physics.mbh_from_sigma`), -9999 where
           ``velDisp`` is 0
         - ``h_alpha_flux``, ``h_beta_flux``, ``nii_6584_flux``, ``oiii_5007_flux`` and
           their ``*_err`` (1e-17 erg/s/cm²): fibre fluxes with Gaussian noise, kept as
