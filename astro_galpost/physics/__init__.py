@@ -57,30 +57,6 @@ from .msigma import (
 )
 from .sersic import sersic_b, sersic_enclosed_fraction
 
-# specutils takes over a second to import and is an optional dependency: the names of
-# the spectrum modules are imported on first use (PEP 562).
-_LAZY = {
-    ".spectra": ("SDSS_FLUX_UNIT", "SPPIXMASK", "SPPIXMASK_BAD", "read_sdss_spectrum",
-                 "spectrum_arrays"),
-    ".linefit": ("LineFlag", "measure_lines", "measure_spectra"),
-}
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
-
-
-def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(_MODULE_OF[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
-
-
 __all__ = [
     "BPT_CLASSES",
     "CALZETTI2000_RANGE",
@@ -128,3 +104,24 @@ __all__ = [
     "spectrum_arrays",
     "vacuum_to_air",
 ]
+
+# specutils takes over a second to import and is an optional dependency: the names of
+# the spectrum modules are imported on first use (PEP 562).
+_LAZY = {
+    ".spectra": ("SDSS_FLUX_UNIT", "SPPIXMASK", "SPPIXMASK_BAD", "read_sdss_spectrum",
+                 "spectrum_arrays"),
+    ".linefit": ("LineFlag", "measure_lines", "measure_spectra"),
+}
+
+
+def __getattr__(name):
+    module = next((m for m, names in _LAZY.items() if name in names), None)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(module, __name__), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
