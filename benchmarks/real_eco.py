@@ -39,10 +39,10 @@ import numpy as np
 from astropy.table import Table
 
 from astro_galpost import GalaxyPosterior
-from astro_galpost.physics import add_mbh_column
 from astro_galpost.datasets import shared_data_dir
 from astro_galpost.encoders import PhotometryEncoder
 from astro_galpost.evaluation import evaluate_samples, model_space_truth
+from astro_galpost.physics import add_mbh_column
 
 BANDS = [f"{b}mag" for b in "ugriz"]
 ECO_TARGETS = {"log_mstar": "logmstar", "log_sfr": "log_sfr_nuv", "halpha": "h_alpha_flux",

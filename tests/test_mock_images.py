@@ -17,7 +17,6 @@ from scipy.special import gammaincinv
 from scipy.stats import spearmanr
 
 from astro_galpost.datasets.mock import make_mock_catalog
-from astro_galpost.physics import sersic_b
 from astro_galpost.datasets.mock_images import (
     SDSS_DEPTH_5SIGMA,
     MockImages,
@@ -26,6 +25,7 @@ from astro_galpost.datasets.mock_images import (
     mock_catalog_with_images,
     sky_noise_from_depth,
 )
+from astro_galpost.physics import sersic_b
 
 BANDS = ("g", "r", "i")
 PIXEL = 0.396  # arcsec

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from astropy import units as u
-from astropy.cosmology import Planck18, WMAP9
+from astropy.cosmology import WMAP9, Planck18
 from astropy.table import QTable
 from astropy.uncertainty import Distribution
 
