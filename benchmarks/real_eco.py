@@ -13,7 +13,7 @@ Kolmogorov-Smirnov statistic and 68% central-interval coverage.
 RESOLVE (``resolve.fits``): M_BH from the stellar velocity dispersion ``vdisp``
 (McConnell & Ma 2013) for the 167 galaxies with a measurement, by k-fold
 cross-validation: all 167 (``quality=False``) and the ones whose σ passes
-`astro_galpost.catalog.sigma_quality` (70-420 km/s).
+`astro_galpost.physics.sigma_quality` (70-420 km/s).
 
 Inputs, chosen before any run: ugriz magnitudes ``umag … zmag`` with their errors
 ``e_umag …`` (ECO's own photometry; 0 = missing), plus log ``r50`` and ``r90``
@@ -39,10 +39,10 @@ import numpy as np
 from astropy.table import Table
 
 from astro_galpost import GalaxyPosterior
-from astro_galpost.catalog import add_mbh_column
 from astro_galpost.datasets import shared_data_dir
 from astro_galpost.encoders import PhotometryEncoder
 from astro_galpost.evaluation import evaluate_samples, model_space_truth
+from astro_galpost.physics import add_mbh_column
 
 BANDS = [f"{b}mag" for b in "ugriz"]
 ECO_TARGETS = {"log_mstar": "logmstar", "log_sfr": "log_sfr_nuv", "halpha": "h_alpha_flux",

@@ -5,7 +5,7 @@ Black-hole masses from velocity dispersions
 The seed paper's black-hole masses are not measured: they come from each galaxy's
 stellar velocity dispersion σ through an :math:`M_\\bullet`–σ relation
 (McConnell & Ma 2013). This example shows the relations that
-:mod:`astro_galpost.catalog` ships, the aperture correction from an SDSS fibre to the
+:mod:`astro_galpost.physics` ships, the aperture correction from an SDSS fibre to the
 effective radius, and how the relation's intrinsic scatter turns one σ into a
 distribution of masses. It trains nothing.
 """
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from astropy.table import Table
 
-from astro_galpost.catalog import (
+from astro_galpost.physics import (
     MBH_SIGMA_RELATIONS,
     SDSS_FIBER_RADIUS,
     add_mbh_column,

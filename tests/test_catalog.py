@@ -1,4 +1,4 @@
-"""Tests of astro_galpost.catalog: M-sigma black-hole masses and aperture corrections."""
+"""Tests of astro_galpost.physics.msigma: M-sigma black-hole masses and aperture corrections."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from astropy.table import Column, MaskedColumn, QTable, Table
 from astropy.uncertainty import Distribution
 from astropy.utils.masked import Masked
 
-from astro_galpost.catalog import (
+from astro_galpost.physics import (
     CAPPELLARI_2006_EXPONENT,
     JORGENSEN_1995_EXPONENT,
     MBH_SIGMA_RELATIONS,

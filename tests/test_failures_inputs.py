@@ -8,12 +8,12 @@ from astropy.table import Table
 from sklearn.base import clone
 
 from astro_galpost import GalaxyPosterior, UnusableRowsWarning
-from astro_galpost.catalog import mbh_from_sigma
 from astro_galpost.cli import main
 from astro_galpost.encoders import PhotometryEncoder, VAEEncoder
 from astro_galpost.model.estimator import DegenerateLabelsWarning
 from astro_galpost.io import TableFormatError
 from astro_galpost.model.ood import NeighbourDistance
+from astro_galpost.physics import mbh_from_sigma
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 BANDS = [f"modelMag_{b}" for b in "ugriz"]

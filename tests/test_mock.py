@@ -333,15 +333,15 @@ def test_morphology_columns(cat):
 def test_photometry_uses_kcorrect_projections():
     """Dust-free template maggies agree with kcorrect's own reconstruct()."""
     kcorrect_kc = pytest.importorskip("kcorrect.kcorrect")
-    from astro_galpost.datasets import mock
+    from astro_galpost.datasets import mock_photometry
 
-    model = mock._photometry_model()
+    model = mock_photometry.photometry_model()
     kc = kcorrect_kc.Kcorrect(
         responses=[f"sdss_{b}0" for b in "ugriz"], redshift_range=[0.0, 0.5], nredshift=26
     )
     for iz in (2, 5, 10):  # z = 0.04, 0.1, 0.2: grid nodes, so no interpolation enters
-        z = mock._Z_NODES[iz]
-        for ours, theirs in ((0, mock._OLD_TEMPLATE), (1, mock._YOUNG_TEMPLATE)):
+        z = mock_photometry.Z_NODES[iz]
+        for ours, theirs in ((0, mock_photometry._OLD_TEMPLATE), (1, mock_photometry._YOUNG_TEMPLATE)):
             coeffs = np.zeros(kc.templates.nsed, dtype=np.float32)
             coeffs[theirs] = 1.0
             expected = kc.reconstruct(redshift=z, coeffs=coeffs)

@@ -20,12 +20,12 @@ from astro_galpost.datasets.mock import make_mock_catalog
 from astro_galpost.datasets.mock_images import (
     SDSS_DEPTH_5SIGMA,
     MockImages,
-    _sersic_b,
     _sersic_ft_numeric,
     make_mock_images,
     mock_catalog_with_images,
     sky_noise_from_depth,
 )
+from astro_galpost.physics import sersic_b
 
 BANDS = ("g", "r", "i")
 PIXEL = 0.396  # arcsec
@@ -315,11 +315,13 @@ def test_sersic_transform_table():
     """The numerical Hankel transform reproduces the analytic exponential transform."""
     log_kappa, ft = _sersic_ft_numeric(1.0)
     kappa = np.exp(log_kappa)
-    exact = (1.0 + (kappa / _sersic_b(1.0)) ** 2) ** -1.5
+    exact = (1.0 + (kappa / sersic_b(1.0)) ** 2) ** -1.5
     assert np.max(np.abs(ft - exact)) < 1e-5
-    # b_n (Ciotti & Bertin 1999) puts half the light inside r_e.
-    for n in (1.0, 4.0):
-        assert abs(_sersic_b(n) / gammaincinv(2 * n, 0.5) - 1.0) < 3e-5
+    # b_n puts half the light inside r_e; the published values (Ciotti & Bertin 1999,
+    # Table 1 of Graham & Driver 2005) are b_1 = 1.67835, b_4 = 7.66925.
+    for n, published in ((1.0, 1.67835), (4.0, 7.66925)):
+        assert abs(sersic_b(n) / gammaincinv(2 * n, 0.5) - 1.0) < 3e-5
+        assert sersic_b(n) == pytest.approx(published, abs=1e-5)
 
 
 def test_neighbours_and_mask(cat):

@@ -1,9 +1,9 @@
-"""Tests of astro_galpost.physics: BPT classes, Balmer decrement, A_V and SFR."""
+"""Tests of astro_galpost.physics.lines and .dust: BPT classes, Balmer decrement, A_V and SFR."""
 
 import numpy as np
 import pytest
 from astropy import units as u
-from astropy.cosmology import Planck18, WMAP9
+from astropy.cosmology import WMAP9, Planck18
 from astropy.table import QTable
 from astropy.uncertainty import Distribution
 
@@ -11,6 +11,7 @@ from astro_galpost.physics import (
     FLUX_UNIT,
     HALPHA_WAVELENGTH,
     HBETA_WAVELENGTH,
+    LINES,
     av_from_balmer,
     balmer_decrement,
     bpt_class,
@@ -21,8 +22,9 @@ from astro_galpost.physics import (
     kauffmann03,
     kewley01,
     sfr_from_halpha,
+    vacuum_to_air,
 )
-from astro_galpost.physics import _luminosity_distance_cm
+from astro_galpost.physics.lines import _luminosity_distance_cm
 
 CGS = u.erg / u.s / u.cm**2
 
@@ -170,6 +172,32 @@ def test_k_lambda_literature_values():
         k_lambda(3.0 * u.micron)
     with pytest.raises(ValueError):
         k_lambda(0.5 * u.micron, "smc")
+
+
+def test_k_lambda_ranges():
+    """Outside a curve's range: an error naming it, or the end value with clip=True."""
+    with pytest.raises(ValueError, match="0.12-2.2 micron"):
+        k_lambda(0.1 * u.micron)
+    np.testing.assert_allclose(k_lambda([0.05, 0.12, 2.2, 5.0] * u.micron, clip=True),
+                               k_lambda([0.12, 0.12, 2.2, 2.2] * u.micron))
+    with pytest.raises(ValueError, match="Cardelli"):
+        k_lambda(0.05 * u.micron, "cardelli1989")
+    # dust_extinction's CCM89 is defined for 2 <= R_V <= 6
+    with pytest.raises(ValueError, match="r_v = 7.0"):
+        k_lambda(0.5 * u.micron, "cardelli1989", 7.0)
+
+
+def test_air_wavelengths_of_the_line_table():
+    """Morton (2000) vacuum-to-air, as specutils implements it, and air Halpha/Hbeta."""
+    specutils_wcs = pytest.importorskip("specutils.utils.wcs_utils")
+    vac = np.array([line.wavelength for line in LINES.values()]) * u.AA
+    np.testing.assert_allclose(vacuum_to_air(vac).to_value(u.AA),
+                               specutils_wcs.vac_to_air(vac, method="Morton2000").to_value(u.AA),
+                               rtol=1e-9)
+    # the NIST air wavelengths used before the table (6562.819 and 4861.333) within 0.03 A
+    assert HALPHA_WAVELENGTH.to_value(u.AA) == pytest.approx(6562.819, abs=0.03)
+    assert HBETA_WAVELENGTH.to_value(u.AA) == pytest.approx(4861.333, abs=0.03)
+    assert LINES["halpha"].air_wavelength == pytest.approx(HALPHA_WAVELENGTH.to_value(u.AA))
 
 
 @pytest.mark.parametrize("curve", ["calzetti2000", "cardelli1989"])

@@ -1,4 +1,4 @@
-"""Tests of astro_galpost.spectra: SDSS spectrum reader and emission-line fitting."""
+"""Tests of astro_galpost.physics.spectra and .linefit: SDSS spectrum reader and emission-line fitting."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from astropy.io import fits
 from astropy.nddata import InverseVariance, StdDevUncertainty
 from astropy.table import QTable
 
-from astro_galpost.spectra import (
+from astro_galpost.physics import (
     LINES,
     LineFlag,
     measure_lines,

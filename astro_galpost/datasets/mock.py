@@ -13,56 +13,48 @@ instance gri images of Sérsic bulge + disc galaxies) can reuse the same draws.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 import astropy.units as u
 import numpy as np
 from astropy.cosmology import FLRW, Planck18
+from astropy.stats import gaussian_fwhm_to_sigma
 from astropy.table import Table
-from scipy.special import expit, gammainc
+from scipy.special import expit
 
-from ..catalog import mbh_from_sigma
-from ..physics import bpt_class, kauffmann03, kewley01
+from ..physics import (
+    CURVE_R_V,
+    FLUX_UNIT,
+    HALPHA_WAVELENGTH,
+    HBETA_WAVELENGTH,
+    LINES,
+    SDSS_FIBER_RADIUS,
+    SIGMA_MAX,
+    SIGMA_MIN,
+    SIGMA_SN_MIN,
+    bpt_class,
+    k_lambda,
+    kauffmann03,
+    kewley01,
+    mbh_from_sigma,
+    sersic_enclosed_fraction,
+)
+from .mock_photometry import (
+    BANDS,
+    Z_MAX_SUPPORTED,
+    PhotometryModel,
+    brightest_r,
+    line_maggies,
+    observed_magnitudes,
+    photometry_model,
+    stellar_maggies,
+)
 
 __all__ = ["make_mock_catalog"]
 
-# numpy < 2 names it trapz.
-_trapezoid = getattr(np, "trapezoid", None) or np.trapz
-
-#: SDSS bands, in order.
-_BANDS = ("u", "g", "r", "i", "z")
-#: kcorrect names of the SDSS 2.5 m filter responses (1.3 airmass, "0" = standard set).
-_RESPONSES = tuple(f"sdss_{b}0" for b in _BANDS)
-#: Indices, in kcorrect's default v4 template set (Blanton & Roweis 2007), of the two
-#: emission-line-free templates used: an old population and a star-forming one. A third,
-#: kcorrect's metal-rich LRG template, joins the old one in massive galaxies.
-_OLD_TEMPLATE, _YOUNG_TEMPLATE = 3, 4
-#: Scale and power of the star-forming template's mass fraction versus sSFR x 1 Gyr
-#: (see `_young_fraction`), tuned so that g-r and u-r percentiles at z = 0.03-0.15 agree
-#: with the SDSS MGS photometry in the shared real-data folder to within ~0.1 mag.
-_YOUNG_BOOST = 1.1
-_YOUNG_POWER = 1.3
 #: Width (mag) of the half-normal A(Hα) of quenched galaxies: nearly dust free.
 _QUENCHED_AHA = 0.1
-#: Stellar A_V nodes at which dust-attenuated templates are projected; log-maggies are
-#: interpolated between them (error < 0.002 mag for a 1 mag step).
-_AV_NODES = np.arange(0.0, 4.0, 1.0)
-#: Redshift nodes of the projected templates; log-maggies are interpolated between them.
-_Z_NODES = np.linspace(0.0, 0.5, 26)
-#: Largest redshift the mock supports (the projected template grid ends here).
-_Z_MAX_SUPPORTED = float(_Z_NODES[-1])
-
-#: Rest-frame vacuum-ish wavelengths (Angstrom) of the modelled lines.
-_LINE_WAVE = {
-    "h_alpha": 6564.6,
-    "h_beta": 4862.7,
-    "nii_6584": 6585.3,
-    "nii_6548": 6549.9,
-    "oiii_5007": 5008.2,
-    "oiii_4959": 4960.3,
-}
 #: Case B intrinsic Balmer decrement Hα/Hβ for star-forming gas (Osterbrock 1989).
 _BALMER_SF = 2.86
 #: Harder-field (AGN) intrinsic Balmer decrement (Halpern & Steiner 1983; Gaskell & Ferland 1984).
@@ -85,29 +77,24 @@ _SFR_WIDTH_BY_BPT = {1: 0.25, 2: 0.45, 3: 0.45}
 _SFR_WIDTH_OTHER = 0.75
 _OH_WIDTH = 0.04
 #: SDSS reports a reliable velDisp only for early-type (absorption-dominated) spectra
-#: with 70 < σ < 420 km/s and median S/N > 10 per pixel (Bernardi et al. 2003; SDSS DR7
-#: velDisp notes). A spectrum counts as early type below this log sSFR (1/yr), with a
-#: logistic transition of the given width.
-_SIGMA_MIN, _SIGMA_MAX, _SIGMA_MIN_SN = 70.0, 420.0, 10.0
+#: with σ in `~astro_galpost.physics.SIGMA_MIN`-`~astro_galpost.physics.SIGMA_MAX` and
+#: median S/N above `~astro_galpost.physics.SIGMA_SN_MIN` per pixel (Bernardi et al.
+#: 2003; SDSS DR7 velDisp notes). A spectrum counts as early type below this log sSFR
+#: (1/yr), with a logistic transition of the given width.
 _EARLY_LOG_SSFR, _EARLY_WIDTH = -10.3, 0.2
-#: Calzetti (2000) total-to-selective extinction ratio.
-_RV_CALZETTI = 4.05
 #: Stellar continuum E(B-V) is 0.44 times the nebular one (Calzetti 2000).
 _STELLAR_TO_GAS_EBV = 0.44
-#: SDSS spectroscopic fibre radius and median r-band seeing FWHM, arcsec.
-_FIBRE_RADIUS = 1.5
+#: SDSS-I/II spectroscopic fibre radius, arcsec.
+_FIBRE_RADIUS_ARCSEC = SDSS_FIBER_RADIUS.to_value(u.arcsec)
+#: Median SDSS r-band seeing FWHM, arcsec.
 _SEEING_FWHM = 1.4
 #: MPA-JHU / CAS sentinel for a missing value.
 _SENTINEL = -9999.0
-#: SDSS magnitude error model per band: modelMagErr at mag 17 and log10 slope per mag,
-#: fitted by eye to the MGS photometry in the shared real-data folder.
-_MAG_ERR_17 = {"u": 0.0165, "g": 0.0056, "r": 0.0060, "i": 0.0066, "z": 0.0177}
-_MAG_ERR_SLOPE = {"u": 0.225, "g": 0.18, "r": 0.16, "i": 0.16, "z": 0.19}
-#: SDSS magnitudes are not exactly AB: u_SDSS = u_AB + 0.04, z_SDSS = z_AB - 0.02
-#: (SDSS DR7 photometric calibration notes).
-_SDSS_MINUS_AB = {"u": 0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": -0.02}
-#: Unit of the MPA-JHU line fluxes.
-_LINE_UNIT = u.Unit(1e-17 * u.erg / (u.s * u.cm**2))
+#: Catalogue column (without ``_flux``) of each reported line of `~astro_galpost.physics.LINES`.
+_LINE_COLUMNS = {"halpha": "h_alpha", "hbeta": "h_beta", "nii_6584": "nii_6584",
+                 "oiii_5007": "oiii_5007"}
+#: Lines whose flux the photometry includes: the reported ones and their doublet partners.
+_PHOTOMETRY_LINES = ("halpha", "hbeta", "nii_6584", "nii_6548", "oiii_5007", "oiii_4959")
 
 
 # --------------------------------------------------------------------------------------
@@ -115,19 +102,7 @@ _LINE_UNIT = u.Unit(1e-17 * u.erg / (u.s * u.cm**2))
 # --------------------------------------------------------------------------------------
 
 
-def _calzetti_k(wave_angstrom: np.ndarray | float) -> np.ndarray:
-    """Calzetti et al. (2000) attenuation curve k(λ) = A_λ / E(B-V).
-
-    Clamped to the fitted range 0.12-2.2 µm (the bands used never leave it at z ≤ 0.5
-    except the far blue edge of u) and to k ≥ 0.
-    """
-    lam = np.clip(np.asarray(wave_angstrom, dtype=float) / 1e4, 0.12, 2.2)
-    k_red = 2.659 * (-1.857 + 1.040 / lam) + _RV_CALZETTI
-    k_blue = 2.659 * (-2.156 + 1.509 / lam - 0.198 / lam**2 + 0.011 / lam**3) + _RV_CALZETTI
-    return np.clip(np.where(lam >= 0.63, k_red, k_blue), 0.0, None)
-
-
-#: Logistic function (also used by `mock_images`).
+#: Logistic function.
 _sigmoid = expit
 
 
@@ -169,16 +144,6 @@ def _fundamental_metallicity(logm: np.ndarray, log_sfr: np.ndarray) -> np.ndarra
     return 8.90 + 0.37 * m - 0.14 * s - 0.19 * m**2 + 0.12 * m * s - 0.054 * s**2
 
 
-def _sersic_enclosed_fraction(n: np.ndarray | float, r_over_re: np.ndarray) -> np.ndarray:
-    """Fraction of a circular Sérsic profile's light inside radius r (Graham & Driver 2005).
-
-    Uses b_n ≈ 2n - 1/3 + 0.009876/n (Prugniel & Simien 1997).
-    """
-    n = np.asarray(n, dtype=float)
-    b_n = 2.0 * n - 1.0 / 3.0 + 0.009876 / n
-    return gammainc(2.0 * n, b_n * np.asarray(r_over_re) ** (1.0 / n))
-
-
 def _fibre_fraction(r_half_arcsec: np.ndarray, n: np.ndarray | float) -> np.ndarray:
     """Fraction of a Sérsic component's light that falls in the 3 arcsec SDSS fibre.
 
@@ -187,11 +152,11 @@ def _fibre_fraction(r_half_arcsec: np.ndarray, n: np.ndarray | float) -> np.ndar
     nearby galaxies and saturates it for compact, distant ones as it should.
     """
     r_eff = np.hypot(r_half_arcsec, 0.5 * _SEEING_FWHM)
-    return _sersic_enclosed_fraction(n, _FIBRE_RADIUS / r_eff)
+    return sersic_enclosed_fraction(n, _FIBRE_RADIUS_ARCSEC / r_eff)
 
 
 # --------------------------------------------------------------------------------------
-# Cosmology and kcorrect set-up (cached: they do not depend on the draws)
+# Distances (cached: they do not depend on the draws)
 # --------------------------------------------------------------------------------------
 
 
@@ -222,7 +187,7 @@ def _distance_grid(cosmology: FLRW) -> _DistanceGrid:
 
 
 def _make_distance_grid(cosmology: FLRW) -> _DistanceGrid:
-    z = np.linspace(1e-4, _Z_MAX_SUPPORTED, 1001)
+    z = np.linspace(1e-4, Z_MAX_SUPPORTED, 1001)
     return _DistanceGrid(
         z=z,
         distmod=cosmology.distmod(z).to_value(u.mag),
@@ -230,128 +195,6 @@ def _make_distance_grid(cosmology: FLRW) -> _DistanceGrid:
         kpc_per_arcsec=cosmology.kpc_proper_per_arcmin(z).to_value(u.kpc / u.arcmin) / 60.0,
         dvdz=cosmology.differential_comoving_volume(z).to_value(u.Mpc**3 / u.sr),
     )
-
-
-@dataclass(frozen=True)
-class _PhotometryModel:
-    """kcorrect template projections onto the SDSS filters, and what lines need."""
-
-    log_maggies: np.ndarray  # [nz, nband, ntemplate(3), nAV] log maggies per unit coefficient
-    mremain: np.ndarray  # [3] surviving stellar mass per unit coefficient (Msun)
-    gyr_fraction: np.ndarray  # [3] mass formed in the last Gyr per surviving mass
-    line_wave: tuple[np.ndarray, ...]  # per band: response wavelengths (Angstrom)
-    line_resp: tuple[np.ndarray, ...]  # per band: response values
-    ab_norm: np.ndarray  # [nband] ∫ f_AB R λ dλ, so maggies = F R(λ) λ / ab_norm
-
-
-@functools.lru_cache(maxsize=1)
-def _photometry_model() -> _PhotometryModel:
-    """Project dust-attenuated kcorrect templates onto the SDSS ugriz responses.
-
-    Uses kcorrect (Blanton & Roweis 2007) v4 templates 3 (old, no emission lines) and 4
-    (star-forming continuum, no emission lines) and the metal-rich LRG template, each
-    attenuated by a Calzetti curve at the A_V nodes and handed to
-    ``kcorrect.kcorrect.Kcorrect`` as its template set; its ``Amatrix`` then gives the AB
-    maggies per unit template coefficient (Msun at 10 pc) through the SDSS responses on
-    the redshift grid. Emission lines are added separately, from the line labels, so the
-    photometry is consistent with them.
-    """
-    import os
-
-    import kcorrect
-    import kcorrect.kcorrect
-    import kcorrect.response
-    import kcorrect.template
-    import kcorrect.utils
-
-    tdir = os.path.join(kcorrect.KCORRECT_DIR, "data", "templates")
-    base = kcorrect.template.Template(
-        filename=os.path.join(tdir, "kcorrect-default-v4.fits"), interpolate=False
-    )
-    lrg = kcorrect.template.Template(
-        filename=os.path.join(tdir, "kcorrect-lrg1-v4.fits"), interpolate=False
-    )
-    which = [_OLD_TEMPLATE, _YOUNG_TEMPLATE]
-    wave = base.restframe_wave
-    lrg_flux = np.interp(wave, lrg.restframe_wave, lrg.restframe_flux[0], left=0.0, right=0.0)
-    rest_flux = np.vstack([base.restframe_flux[which], lrg_flux])
-    k_over_rv = _calzetti_k(wave) / _RV_CALZETTI
-    # Order the SEDs as [AV node, template] so the A matrix reshapes to (nAV, 3).
-    flux = np.concatenate([rest_flux * 10.0 ** (-0.4 * av * k_over_rv) for av in _AV_NODES])
-    seds = kcorrect.template.SED(wave=wave, flux=flux, interpolate=False)
-    kc = kcorrect.kcorrect.Kcorrect(
-        responses=list(_RESPONSES),
-        templates=seds,
-        redshift_range=[float(_Z_NODES[0]), float(_Z_NODES[-1])],
-        nredshift=len(_Z_NODES),
-    )
-    amat = np.asarray(kc.Amatrix(_Z_NODES), dtype=float)  # [nz, nband, nAV*3]
-    amat = amat.reshape(len(_Z_NODES), len(_BANDS), len(_AV_NODES), 3).transpose(0, 1, 3, 2)
-
-    mremain = np.append(base.mremain[which], lrg.mremain[0]).astype(float)
-    gyr_fraction = np.append(base.m1000[which], lrg.m1000[0]).astype(float) / mremain
-
-    responses = kcorrect.response.ResponseDict()
-    waves, resps, norms = [], [], []
-    for name in _RESPONSES:
-        responses.load_response(name)
-        wave = np.asarray(responses[name].wave, dtype=float)
-        resp = np.asarray(responses[name].response, dtype=float)
-        waves.append(wave)
-        resps.append(resp)
-        norms.append(_trapezoid(kcorrect.utils.sed_ab(wave) * resp * wave, wave))
-    return _PhotometryModel(
-        log_maggies=np.log(np.clip(amat, 1e-300, None)),
-        mremain=mremain,
-        gyr_fraction=gyr_fraction,
-        line_wave=tuple(waves),
-        line_resp=tuple(resps),
-        ab_norm=np.asarray(norms),
-    )
-
-
-def _template_maggies(model: _PhotometryModel, z: np.ndarray, av_star: np.ndarray) -> np.ndarray:
-    """AB maggies per unit coefficient of the three templates, shape (n, nband, 3).
-
-    Log-linear interpolation in both z and A_V, which is far smoother than linear
-    interpolation in maggies (kcorrect's own interp1d).
-    """
-    dz = _Z_NODES[1] - _Z_NODES[0]
-    iz = np.clip(np.floor(z / dz).astype(int), 0, len(_Z_NODES) - 2)
-    wz = ((z - _Z_NODES[iz]) / dz)[:, None, None]
-    av = np.clip(av_star, _AV_NODES[0], _AV_NODES[-1])
-    da = _AV_NODES[1] - _AV_NODES[0]
-    ia = np.clip(np.floor(av / da).astype(int), 0, len(_AV_NODES) - 2)
-    wa = ((av - _AV_NODES[ia]) / da)[:, None, None]
-    lm = model.log_maggies  # [nz, nband, 3, nAV]
-
-    def at(jz: np.ndarray, ja: np.ndarray) -> np.ndarray:
-        return lm[jz, :, :, ja]  # -> (n, nband, 3)
-
-    log_m = (1 - wz) * ((1 - wa) * at(iz, ia) + wa * at(iz, ia + 1)) + wz * (
-        (1 - wa) * at(iz + 1, ia) + wa * at(iz + 1, ia + 1)
-    )
-    return np.exp(log_m)
-
-
-def _line_maggies(
-    model: _PhotometryModel, z: np.ndarray, line_flux_cgs: dict[str, np.ndarray]
-) -> np.ndarray:
-    """AB maggies that total emission-line fluxes (erg/s/cm²) add to each band, (n, nband).
-
-    A line of flux F at observed wavelength λ projects to F R(λ) λ / ∫ f_AB R λ dλ, the
-    same AB projection kcorrect uses for continua.
-    """
-    out = np.zeros((len(z), len(_BANDS)))
-    for name, flux in line_flux_cgs.items():
-        lam_obs = _LINE_WAVE[name] * (1.0 + z)
-        for b in range(len(_BANDS)):
-            wave = model.line_wave[b]
-            if lam_obs.size == 0 or lam_obs.max() < wave[0] or lam_obs.min() > wave[-1]:
-                continue  # this line never falls in this band
-            resp = np.interp(lam_obs, wave, model.line_resp[b], left=0.0, right=0.0)
-            out[:, b] += flux * resp * lam_obs / model.ab_norm[b]
-    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -463,7 +306,7 @@ def _draw_dust(
     a_ha = a_ha * (1.0 + 0.5 * (1.0 - cos_i)) / 1.25  # the inclination factor averages to 1
     a_ha = np.where(quenched, np.abs(_QUENCHED_AHA * rng.standard_normal(size)), a_ha)
     a_ha = np.clip(a_ha, 0.0, 4.0)
-    av_gas = a_ha * _RV_CALZETTI / _calzetti_k(_LINE_WAVE["h_alpha"])
+    av_gas = a_ha * CURVE_R_V["calzetti2000"] / k_lambda(HALPHA_WAVELENGTH)
     return av_gas, _STELLAR_TO_GAS_EBV * av_gas
 
 
@@ -553,8 +396,8 @@ def _emission_lines(
     size = len(log_sfr)
     four_pi_d2 = 4.0 * np.pi * lum_dist_cm**2
     ha_sf = 10.0**log_sfr / _KENNICUTT_HA / four_pi_d2
-    k_ha, k_hb = _calzetti_k(_LINE_WAVE["h_alpha"]), _calzetti_k(_LINE_WAVE["h_beta"])
-    ebv = av_gas / _RV_CALZETTI
+    k_ha, k_hb = k_lambda(HALPHA_WAVELENGTH), k_lambda(HBETA_WAVELENGTH)
+    ebv = av_gas / CURVE_R_V["calzetti2000"]
     att_ha, att_hb = 10.0 ** (-0.4 * k_ha * ebv), 10.0 ** (-0.4 * k_hb * ebv)
 
     n2_sf, o3_sf = _star_forming_ratios(rng, oh_t04)
@@ -581,35 +424,16 @@ def _emission_lines(
         nii = ha * 10.0**n2
         oiii = hb * 10.0**o3
         out[comp] = {
-            "h_alpha": ha * att_ha,
-            "h_beta": hb * att_hb,
+            "halpha": ha * att_ha,
+            "hbeta": hb * att_hb,
             "nii_6584": nii * att_ha,
-            # Doublet partners fixed by atomic physics (Storey & Zeippen 2000); they
+            # Doublet partners fixed by atomic physics (the ratios of LINES); they
             # matter only for the broad-band photometry.
-            "nii_6548": nii * att_ha / 2.96,
+            "nii_6548": nii * att_ha * LINES["nii_6548"].ratio,
             "oiii_5007": oiii * att_hb,
-            "oiii_4959": oiii * att_hb / 2.98,
+            "oiii_4959": oiii * att_hb * LINES["oiii_4959"].ratio,
         }
     return out
-
-
-def _young_fraction(ssfr_gyr: np.ndarray, g_old: float, g_young: float) -> np.ndarray:
-    """Mass fraction in the star-forming template for a given sSFR x 1 Gyr.
-
-    Linear in sSFR, the star-forming template's mass formed in the last Gyr would match
-    the SFR exactly; the kcorrect templates are not single-age populations, so the
-    fraction is scaled (and steepened about sSFR = 0.1/Gyr, which keeps quenched
-    galaxies red) to match the colour distribution of the SDSS MGS.
-    """
-    x = np.clip(ssfr_gyr, 0.0, None)
-    f = _YOUNG_BOOST * 0.1 * (x / 0.1) ** _YOUNG_POWER
-    return np.clip((f - g_old) / (g_young - g_old), 0.0, 1.0)
-
-
-def _magnitude_errors(rng: np.random.Generator, mag: np.ndarray, band: str) -> np.ndarray:
-    """SDSS-like modelMagErr: photon-noise scaling with magnitude, 0.05 dex jitter."""
-    err = _MAG_ERR_17[band] * 10.0 ** (_MAG_ERR_SLOPE[band] * (mag - 17.0))
-    return err * 10.0 ** (0.05 * rng.standard_normal(len(mag)))
 
 
 def _bpt_class(
@@ -624,11 +448,11 @@ def _bpt_class(
     """
     sn = {k: fluxes[k] / np.where(errors[k] > 0, errors[k], np.inf) for k in fluxes}
     with np.errstate(divide="ignore", invalid="ignore"):
-        n2 = np.log10(fluxes["nii_6584"] / fluxes["h_alpha"])
-        o3 = np.log10(fluxes["oiii_5007"] / fluxes["h_beta"])
+        n2 = np.log10(fluxes["nii_6584"] / fluxes["halpha"])
+        o3 = np.log10(fluxes["oiii_5007"] / fluxes["hbeta"])
     all_good = np.all([sn[k] >= 3 for k in sn], axis=0)
     cls = np.full(len(n2), -1, dtype=np.int16)
-    ha_ok = sn["h_alpha"] >= 2
+    ha_ok = sn["halpha"] >= 2
     nii_ok = sn["nii_6584"] >= 2
     cls[ha_ok & ~nii_ok] = 2
     cls[ha_ok & nii_ok & (n2 < -0.4)] = 2
@@ -668,7 +492,7 @@ def _simulate_candidates(
     rng: np.random.Generator,
     size: int,
     grid: _DistanceGrid,
-    model: _PhotometryModel,
+    model: PhotometryModel,
     z_range: tuple[float, float],
     logm_range: tuple[float, float],
     r_limit: float | None,
@@ -680,12 +504,8 @@ def _simulate_candidates(
     if r_limit is not None:
         # Cheap pre-cut: the bluest, dust-free, line-free mixture is the brightest a
         # galaxy of this mass can be; 1 mag covers lines, noise and interpolation.
-        young = np.exp(np.interp(z, _Z_NODES, model.log_maggies[:, 2, 1, 0]))
-        r_bright = -2.5 * np.log10(10.0**logm * young / model.mremain[1]) + distmod
-        keep = r_bright - 1.0 < r_limit
+        keep = brightest_r(model, z, logm, distmod) - 1.0 < r_limit
         z, logm, distmod = z[keep], logm[keep], distmod[keep]
-    size = len(z)
-
     quenched, log_sfr = _draw_star_formation(rng, logm, z)
     log_sfr_ms = _main_sequence(logm, z)
     delta_ms = log_sfr - log_sfr_ms
@@ -699,34 +519,11 @@ def _simulate_candidates(
         rng, log_sfr, log_sfr_ms, quenched, agn, oh_true, av_gas, lum_dist
     )
 
-    # Stellar continuum: a kcorrect template mixture whose mass formed in the last Gyr
-    # matches the SFR (sSFR x 1 Gyr), normalised to the stellar mass at this distance.
-    ssfr_gyr = 10.0 ** (log_sfr - logm + 9.0)
-    g_old, g_young = model.gyr_fraction[:2]
-    f_young = _young_fraction(ssfr_gyr, g_old, g_young)
-    # Old stars are more metal rich in massive galaxies (Gallazzi et al. 2005): shift the
-    # old mass from the solar-metallicity template to kcorrect's LRG template.
-    w_lrg = _sigmoid((logm - 10.6) / 0.35)
-    coeffs = (10.0 ** (logm - 0.4 * distmod))[:, None] * np.stack(
-        [
-            (1.0 - f_young) * (1.0 - w_lrg) / model.mremain[0],
-            f_young / model.mremain[1],
-            (1.0 - f_young) * w_lrg / model.mremain[2],
-        ],
-        axis=1,
-    )
-    maggies = np.einsum("nbt,nt->nb", _template_maggies(model, z, av_star), coeffs)
-    total_lines = {k: sum(lines[c][k] for c in lines) for k in _LINE_WAVE}
-    maggies = maggies + _line_maggies(model, z, total_lines)
+    maggies = stellar_maggies(model, z, logm, log_sfr, distmod, av_star)
+    total_lines = {k: sum(lines[c][k] for c in lines) for k in _PHOTOMETRY_LINES}
+    maggies = maggies + line_maggies(model, z, total_lines)
 
-    out: dict[str, Any] = {}
-    for b, band in enumerate(_BANDS):
-        # Galactic-extinction-free, as SDSS magnitudes are once dereddened.
-        mag = -2.5 * np.log10(maggies[:, b]) + _SDSS_MINUS_AB[band]
-        err = _magnitude_errors(rng, mag, band)
-        out[f"modelMag_{band}"] = mag + err * rng.standard_normal(size)
-        out[f"modelMagErr_{band}"] = err
-        out[f"extinction_{band}"] = np.zeros(size)
+    out: dict[str, Any] = observed_magnitudes(rng, maggies)
     out.update(
         z=z,
         logm=logm,
@@ -766,8 +563,8 @@ def _fibre_fractions(gal: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.nda
     frac_disc = _fibre_fraction(gal["r_half_disc"], 1.0)
     frac_bulge = _fibre_fraction(gal["r_half_bulge"], 4.0)
     # A Gaussian PSF's light inside the fibre, for the nuclear AGN.
-    sigma_psf = _SEEING_FWHM / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    frac_psf = 1.0 - np.exp(-0.5 * (_FIBRE_RADIUS / sigma_psf) ** 2)
+    sigma_psf = _SEEING_FWHM * gaussian_fwhm_to_sigma
+    frac_psf = 1.0 - np.exp(-0.5 * (_FIBRE_RADIUS_ARCSEC / sigma_psf) ** 2)
     bt = gal["bulge_frac"]
     frac_cont = bt * frac_bulge + (1.0 - bt) * frac_disc
     return {"hii": frac_disc, "lier": frac_bulge, "agn": frac_psf}, frac_cont
@@ -787,13 +584,15 @@ def _observe_lines(
     """
     size = len(fibre_cont)
     base_err = 2.3 * np.sqrt(1.0 + fibre_cont / 0.25) * 10.0 ** (0.12 * rng.standard_normal(size))
-    line_err_scale = {"h_alpha": 1.0, "h_beta": 0.85, "nii_6584": 0.95, "oiii_5007": 0.9}
+    line_err_scale = {"halpha": 1.0, "hbeta": 0.85, "nii_6584": 0.95, "oiii_5007": 0.9}
+    to_flux_unit = (u.erg / u.s / u.cm**2).to(FLUX_UNIT)
     out: dict[str, np.ndarray] = {}
     for name, scale in line_err_scale.items():
-        true = sum(gal["lines"][c][name] * frac[c] for c in frac) * 1e17
+        true = sum(gal["lines"][c][name] * frac[c] for c in frac) * to_flux_unit
         err = np.hypot(base_err * scale, 0.015 * true)
-        out[f"{name}_flux"] = true + err * rng.standard_normal(size)
-        out[f"{name}_flux_err"] = err
+        column = _LINE_COLUMNS[name]
+        out[f"{column}_flux"] = true + err * rng.standard_normal(size)
+        out[f"{column}_flux_err"] = err
     return out
 
 
@@ -817,7 +616,7 @@ def _observe_sigma(
     A dispersion is reported only where SDSS reports a reliable one: early-type
     (absorption-dominated) spectra, 70 < σ < 420 km/s and S/N > 10 (and 2 % of the rest
     fail at random). Early type means a true log sSFR below about -10.3 /yr. M_BH comes
-    from the reported σ through `astro_galpost.catalog.mbh_from_sigma` (McConnell & Ma
+    from the reported σ through `astro_galpost.physics.mbh_from_sigma` (McConnell & Ma
     2013), so it is missing wherever σ is, which is not at random.
     """
     size = len(sn)
@@ -826,7 +625,9 @@ def _observe_sigma(
     vd = sigma + vd_err * rng.standard_normal(size)
     log_ssfr = gal["log_sfr"] - gal["logm"]
     early = rng.random(size) < _sigmoid((_EARLY_LOG_SSFR - log_ssfr) / _EARLY_WIDTH)
-    measured = early & (vd > _SIGMA_MIN) & (vd < _SIGMA_MAX) & (sn > _SIGMA_MIN_SN)
+    kms = u.km / u.s
+    measured = early & (vd > SIGMA_MIN.to_value(kms)) & (vd < SIGMA_MAX.to_value(kms))
+    measured &= sn > SIGMA_SN_MIN
     measured &= rng.random(size) > 0.02
     log_mbh = np.full(size, _SENTINEL)
     log_mbh[measured] = mbh_from_sigma(vd[measured] * (u.km / u.s)).value
@@ -870,9 +671,9 @@ def _observe_spectra(rng: np.random.Generator, gal: dict[str, Any]) -> dict[str,
     frac, frac_cont = _fibre_fractions(gal)
     fibre_cont = frac_cont * 10.0 ** (-0.4 * (gal["r_true"] - 17.0))
     out = _observe_lines(rng, gal, frac, fibre_cont)
-    lines = ("h_alpha", "h_beta", "nii_6584", "oiii_5007")
     out["bptclass"] = _bpt_class(
-        {k: out[f"{k}_flux"] for k in lines}, {k: out[f"{k}_flux_err"] for k in lines}
+        {k: out[f"{c}_flux"] for k, c in _LINE_COLUMNS.items()},
+        {k: out[f"{c}_flux_err"] for k, c in _LINE_COLUMNS.items()},
     )
     out.update(_noisy_labels(rng, gal, out["bptclass"]))
     out.update(_observe_sigma(rng, gal, _spectrum_sn(rng, fibre_cont)))
@@ -950,7 +751,7 @@ def make_mock_catalog(
           dispersion: spectra that are not early type, σ outside 70-420 km/s, or S/N below
           10 (about 40 % of an MGS-like mock, mostly star-forming and low-mass galaxies)
         - ``log_mbh``: log10 black-hole mass (Msun) from ``velDisp`` by the McConnell &
-          Ma (2013) relation (`astro_galpost.catalog.mbh_from_sigma`), -9999 where
+          Ma (2013) relation (`astro_galpost.physics.mbh_from_sigma`), -9999 where
           ``velDisp`` is 0
         - ``h_alpha_flux``, ``h_beta_flux``, ``nii_6584_flux``, ``oiii_5007_flux`` and
           their ``*_err`` (1e-17 erg/s/cm²): fibre fluxes with Gaussian noise, kept as
@@ -1033,15 +834,15 @@ def make_mock_catalog(
         raise ValueError(f"n must be a positive integer, got {n!r}")
     n = int(n)
     z_lo, z_hi = (float(v) for v in z_range)
-    if not 0.0 < z_lo < z_hi <= _Z_MAX_SUPPORTED:
-        raise ValueError(f"z_range must satisfy 0 < z_min < z_max <= {_Z_MAX_SUPPORTED}")
+    if not 0.0 < z_lo < z_hi <= Z_MAX_SUPPORTED:
+        raise ValueError(f"z_range must satisfy 0 < z_min < z_max <= {Z_MAX_SUPPORTED}")
     m_lo, m_hi = (float(v) for v in logm_range)
     if not 6.0 <= m_lo < m_hi <= 13.0:
         raise ValueError("logm_range must satisfy 6 <= min < max <= 13")
     cosmology = Planck18 if cosmology is None else cosmology
     rng = np.random.default_rng(random_state)
     grid = _distance_grid(cosmology)
-    model = _photometry_model()
+    model = photometry_model()
 
     parts: list[dict[str, Any]] = []
     have = 0
@@ -1069,7 +870,7 @@ def make_mock_catalog(
     table["dec"] = dec * u.deg
     table["z"] = gal["z"]
     for prefix in ("modelMag", "modelMagErr", "extinction"):
-        for band in _BANDS:
+        for band in BANDS:
             table[f"{prefix}_{band}"] = gal[f"{prefix}_{band}"] * u.mag
     for name in ("lgm_tot", "sfr_tot", "oh"):
         for suffix in ("p50", "p16", "p84"):
@@ -1077,9 +878,9 @@ def make_mock_catalog(
     table["velDisp"] = spec["velDisp"] * (u.km / u.s)
     table["velDispErr"] = spec["velDispErr"] * (u.km / u.s)
     table["log_mbh"] = spec["log_mbh"]
-    for line in ("h_alpha", "h_beta", "nii_6584", "oiii_5007"):
-        table[f"{line}_flux"] = spec[f"{line}_flux"] * _LINE_UNIT
-        table[f"{line}_flux_err"] = spec[f"{line}_flux_err"] * _LINE_UNIT
+    for line in _LINE_COLUMNS.values():
+        table[f"{line}_flux"] = spec[f"{line}_flux"] * FLUX_UNIT
+        table[f"{line}_flux_err"] = spec[f"{line}_flux_err"] * FLUX_UNIT
     table["bptclass"] = spec["bptclass"]
     table["bulge_frac"] = gal["bulge_frac"]
     table["r_half_disc"] = gal["r_half_disc"] * u.arcsec

@@ -17,7 +17,7 @@ Rendering is done in Fourier space, where every step is exact and cheap:
   ``k r_e`` only. For n = 1 it is analytic, ``(1 + (k r_e / b_1)^2)^{-3/2}``; for other
   n (the n = 4 bulge) it is tabulated once by a Hankel transform that sums thin uniform
   annuli carrying the exact enclosed light, ``gammainc(2n, b_n (r/r_e)^{1/n})``, with
-  ``b_n`` from the asymptotic series of Ciotti & Bertin (1999). An ellipse of axis ratio
+  the exact ``b_n`` (`astro_galpost.physics.sersic_b`). An ellipse of axis ratio
   q and position angle θ is the same transform at a sheared wavenumber.
 - Working in Fourier space matters for the n = 4 cusp: sampling the profile on a 3x3
   sub-pixel grid gets the flux of a bulge with r_e = 0.4-0.75 pixel (common at
@@ -76,7 +76,6 @@ depth at 23.6-24.6 mag, Stripe 82 coadd depth rather than single-epoch SDSS.
 References
 ----------
 Sérsic, J. L. 1963, BAAA, 6, 41 (the profile);
-Ciotti, L. & Bertin, G. 1999, A&A, 352, 447 (b_n);
 Moffat, A. F. J. 1969, A&A, 3, 455 (the PSF);
 Blanton, M. R. & Roweis, S. 2007, AJ, 133, 734 (kcorrect templates);
 Jiang, L. et al. 2014, ApJS, 213, 12 (SDSS single-epoch and Stripe 82 coadd depths);
@@ -94,16 +93,20 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 import scipy.fft
+from astropy.stats import gaussian_fwhm_to_sigma
 from astropy.table import Table
 from scipy.special import gamma, gammainc, j1, kv
 
+from ..physics import sersic_b
+from .mock_photometry import BANDS, SDSS_MINUS_AB, old_population_maggies
+
 __all__ = [
+    "SDSS_DEPTH_5SIGMA",
+    "SDSS_SKY_BRIGHTNESS",
+    "MockImages",
     "make_mock_images",
     "mock_catalog_with_images",
     "sky_noise_from_depth",
-    "MockImages",
-    "SDSS_DEPTH_5SIGMA",
-    "SDSS_SKY_BRIGHTNESS",
 ]
 
 #: Single-epoch SDSS 5σ point-source depths (AB mag): the Stripe 82 coadd depths of
@@ -115,9 +118,6 @@ SDSS_DEPTH_5SIGMA: dict[str, float] = {"u": 21.9, "g": 23.1, "r": 22.6, "i": 22.
 #: only to scale the source Poisson noise to the sky noise.
 SDSS_SKY_BRIGHTNESS: dict[str, float] = {"u": 22.1, "g": 21.9, "r": 20.86, "i": 20.2, "z": 19.0}
 
-#: SDSS magnitudes are AB except u_SDSS = u_AB + 0.04 and z_SDSS = z_AB - 0.02.
-_SDSS_MINUS_AB = {"u": 0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": -0.02}
-_ALL_BANDS = ("u", "g", "r", "i", "z")
 #: Zero point of nanomaggies: 1 nmgy is 22.5 mag.
 _NMGY_ZP = 22.5
 #: Largest number of Fourier-grid cells per chunk of galaxies (bounds memory to a few
@@ -133,24 +133,6 @@ _KAPPA_PER_DEX = 100
 # --------------------------------------------------------------------------------------
 
 
-def _sersic_b(n: float | np.ndarray) -> float | np.ndarray:
-    """Sérsic b_n, so that r_e encloses half the light (Ciotti & Bertin 1999, eq. 18).
-
-    The asymptotic series is within 3e-5 (relative) of the exact root of
-    ``gammainc(2n, b) = 1/2`` for n >= 1 (b_1 = 1.67839 vs 1.67835, b_4 = 7.66925), and
-    4e-4 at n = 0.5, which is ample here.
-    """
-    n = np.asarray(n, dtype=float)
-    return (
-        2.0 * n
-        - 1.0 / 3.0
-        + 4.0 / (405.0 * n)
-        + 46.0 / (25515.0 * n**2)
-        + 131.0 / (1148175.0 * n**3)
-        - 2194697.0 / (30690717750.0 * n**4)
-    )
-
-
 def _sersic_ft_numeric(n: float) -> tuple[np.ndarray, np.ndarray]:
     """Tabulate the Fourier transform of a unit-flux circular Sérsic profile.
 
@@ -161,7 +143,7 @@ def _sersic_ft_numeric(n: float) -> tuple[np.ndarray, np.ndarray]:
     conserved exactly (ft = 1 at k = 0) and the steep n = 4 core is resolved without
     sampling problems; the within-annulus gradient gives errors < 1e-5.
     """
-    b_n = float(_sersic_b(n))
+    b_n = float(sersic_b(n))
     r = np.logspace(-7.0, 3.0, 8001)  # annulus edges, in units of r_e
     enclosed = gammainc(2.0 * n, b_n * r ** (1.0 / n))
     # Light of each annulus; the innermost disc (r < 1e-7 r_e) is folded into the first.
@@ -197,7 +179,7 @@ def _sersic_ft(n: float, kappa2: np.ndarray) -> np.ndarray:
     """Fourier transform of a unit-flux Sérsic profile at ``kappa2 = (k r_e)^2`` (float32)."""
     if n == 1.0:
         # Exponential disc: analytic, (1 + (k h)²)^(-3/2) with scale length h = r_e / b_1.
-        t = 1.0 / (1.0 + kappa2 * np.float32(1.0 / float(_sersic_b(1.0)) ** 2))
+        t = 1.0 / (1.0 + kappa2 * np.float32(1.0 / float(sersic_b(1.0)) ** 2))
         return t * np.sqrt(t)
     log_kappa, ft = _sersic_ft_table(float(n))
     # Linear interpolation on the uniform log k r_e grid, by direct indexing (much faster
@@ -227,7 +209,7 @@ def _psf_ft(k: np.ndarray, fwhm_px: float, kind: str, beta: float) -> np.ndarray
     if fwhm_px <= 0.0:
         return np.ones_like(k)
     if kind == "gaussian":
-        sigma = fwhm_px / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+        sigma = fwhm_px * gaussian_fwhm_to_sigma
         return np.exp(-0.5 * (k * sigma) ** 2)
     if kind == "moffat":
         # Moffat (1969) profile (1 + r²/α²)^-β; its Hankel transform is
@@ -329,25 +311,6 @@ def _nanomaggies(mag_sdss: np.ndarray) -> np.ndarray:
     return 10.0 ** (-0.4 * (mag_sdss - _NMGY_ZP))
 
 
-def _old_population_flux(z: np.ndarray, logm: np.ndarray, bands: Sequence[str]) -> np.ndarray:
-    """Relative AB fluxes, shape (n, len(bands)), of the mock's dust-free old population.
-
-    Uses the catalogue's own kcorrect template projections (`mock._photometry_model`): the
-    old solar-metallicity template blended into the metal-rich LRG template with the
-    same mass-dependent weight as the mock's photometry.
-    """
-    from . import mock
-
-    model = mock._photometry_model()
-    z = np.clip(z, mock._Z_NODES[0], mock._Z_NODES[-1])
-    templ = mock._template_maggies(model, z, np.zeros_like(z))  # (n, 5 bands, 3)
-    w_lrg = mock._sigmoid((logm - 10.6) / 0.35)
-    old = (1.0 - w_lrg)[:, None] * templ[:, :, 0] / model.mremain[0]
-    old = old + w_lrg[:, None] * templ[:, :, 2] / model.mremain[2]
-    idx = [mock._BANDS.index(b) for b in bands]
-    return old[:, idx]
-
-
 @dataclass(frozen=True)
 class _Components:
     """Per-galaxy parameters of the two components, in pixels and nanomaggies."""
@@ -383,13 +346,13 @@ def _components(
     elif bulge_colour == "old":
         z = _column(table, "z")
         logm = _column(table, "lgm_tot_p50", default=10.6)
-        old = _old_population_flux(z, logm, tuple(bands) + ("r",))
+        old = old_population_maggies(z, logm, tuple(bands) + ("r",))
         old_ratio = old[:, :nb] / old[:, nb:]
         # Extinction-corrected AB totals: Galactic dust dims both components alike.
         def dered_ab(band: str) -> np.ndarray:
             mag = _column(table, f"modelMag_{band}", u.mag)
             ext = _column(table, f"extinction_{band}", u.mag, default=0.0)
-            return _nanomaggies(mag - ext - _SDSS_MINUS_AB[band])
+            return _nanomaggies(mag - ext - SDSS_MINUS_AB[band])
 
         tot_r = dered_ab("r")
         tot_ratio = np.stack([dered_ab(b) / tot_r for b in bands], axis=1)
@@ -696,9 +659,9 @@ def make_mock_images(
         raise ValueError(f"size must be an integer >= 8, got {size!r}")
     size = int(size)
     bands = tuple(bands)
-    unknown = [b for b in bands if b not in _ALL_BANDS]
+    unknown = [b for b in bands if b not in BANDS]
     if unknown or not bands or len(set(bands)) != len(bands):
-        raise ValueError(f"bands must be distinct SDSS bands from {_ALL_BANDS}, got {bands!r}")
+        raise ValueError(f"bands must be distinct SDSS bands from {BANDS}, got {bands!r}")
     if neighbours < 0 or max_offset < 0:
         raise ValueError("neighbours and max_offset must be non-negative")
     if psf not in ("moffat", "gaussian"):

@@ -4,7 +4,7 @@ This module builds the training catalogue of the seed paper (section 2.1): SDSS
 Main Galaxy Sample galaxies with a good spectroscopic redshift ``0 < z <= 0.3``,
 ugriz photometry, MPA-JHU stellar mass, star-formation rate, gas-phase
 metallicity and emission-line fluxes, and the stellar velocity dispersion from
-which the black-hole mass is derived (:func:`astro_galpost.catalog.add_mbh_column`).
+which the black-hole mass is derived (:func:`astro_galpost.physics.add_mbh_column`).
 
 * :func:`build_query` writes the SkyServer (CAS) SQL.
 * :func:`fetch_catalog` pages through SkyServer with `astroquery.sdss`, saving
@@ -1061,8 +1061,8 @@ def read_catalog(
       `~astro_galpost.model.targets.LINE_FLUX_UNIT` (1e-17 erg/s/cm2) for line fluxes;
     * ``log_mbh`` from galSpecInfo ``v_disp`` (the DR7 measurement, consistent
       with the MPA-JHU labels) or else SpecObj ``velDisp`` with
-      :func:`astro_galpost.catalog.add_mbh_column` (McConnell & Ma 2013),
-      masked where :func:`astro_galpost.catalog.sigma_quality` finds σ
+      :func:`astro_galpost.physics.add_mbh_column` (McConnell & Ma 2013),
+      masked where :func:`astro_galpost.physics.sigma_quality` finds σ
       unreliable (outside 70-420 km/s, median S/N < 10, error > 25%), with the
       reason in ``log_mbh_reason``.
 
@@ -1122,7 +1122,7 @@ def read_catalog(
     _attach_units(table)
     sigma_column = next((c for c in ("v_disp", "velDisp") if c in table.colnames), None)
     if derive_mbh and sigma_column is not None and "log_mbh" not in table.colnames:
-        from ..catalog import add_mbh_column
+        from ..physics import add_mbh_column
 
         table = add_mbh_column(table, sigma_column=sigma_column, name="log_mbh")
     return table

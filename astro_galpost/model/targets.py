@@ -23,6 +23,7 @@ import numpy as np
 from astropy.table import Table
 from astropy.uncertainty import Distribution
 
+from ..physics.lines import FLUX_UNIT
 from ..utils.columns import column_data
 from ..utils.registry import Registry
 
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 #: Unit of SDSS/MPA-JHU emission-line fluxes.
-LINE_FLUX_UNIT = u.Unit(1e-17 * u.erg / u.s / u.cm**2)
+LINE_FLUX_UNIT = FLUX_UNIT
 
 #: Names of the built-in target groups. Black-hole mass, the lines and
 #: metallicity are chained on the core group (metallicity on the lines too).
@@ -289,7 +290,7 @@ def register_target(target: Target, *, overwrite: bool = False) -> Target:
 
 def _derive_log_mbh(table: Table):
     """Black-hole mass from a velocity-dispersion column, if the table has one."""
-    from ..catalog import SIGMA_COLUMN_CANDIDATES, add_mbh_column
+    from ..physics import SIGMA_COLUMN_CANDIDATES, add_mbh_column
 
     if not any(name in table.colnames for name in SIGMA_COLUMN_CANDIDATES):
         return None

@@ -1,4 +1,10 @@
-"""Physical quantities derived from joint posteriors of emission-line fluxes.
+"""Emission lines: the line table, the flux unit, and what joint line-flux posteriors give.
+
+`LINES` is the package's one emission-line table (vacuum rest wavelengths, as
+in SDSS spectra; air wavelengths from `vacuum_to_air` where a formula is
+written for them) and `FLUX_UNIT` its one line-flux unit.  The functions
+classify galaxies on the BPT diagram and derive the Balmer decrement, the
+nebular attenuation, the Hα luminosity and the star-formation rate.
 
 All derived quantities are propagated **sample by sample**: sample ``j`` of
 Hα is combined with sample ``j`` of Hβ (and of [NII], [OIII], redshift, A_V),
@@ -36,10 +42,14 @@ References
 - Cardelli, J. A., Clayton, G. C. & Mathis, J. S. 1989, ApJ, 345, 245.
 - Kennicutt, R. C. 1998, ARA&A, 36, 189.
 - Kennicutt, R. C. & Evans, N. J. 2012, ARA&A, 50, 531.
+- Morton, D. C. 2000, ApJS, 130, 403 (vacuum to air).
+- Storey, P. J. & Zeippen, C. J. 2000, MNRAS, 312, 813 (doublet ratios).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -48,37 +58,141 @@ from astropy.table import QTable
 from astropy.uncertainty import Distribution
 from astropy.utils.masked import Masked
 
+from .dust import CurveName, k_lambda, resolve_r_v
+
 __all__ = [
     "BPT_CLASSES",
     "FLUX_UNIT",
     "HALPHA_WAVELENGTH",
     "HBETA_WAVELENGTH",
+    "LINES",
+    "EmissionLine",
     "av_from_balmer",
     "balmer_decrement",
     "bpt_class",
     "bpt_class_probabilities",
     "bpt_line_ratios",
     "halpha_luminosity",
-    "k_lambda",
     "kauffmann03",
     "kewley01",
+    "parse_line_names",
     "sfr_from_halpha",
+    "vacuum_to_air",
 ]
 
-#: Flux unit assumed for plain (unitless) flux arrays.
+#: The one emission-line flux unit of the package: SDSS and MPA-JHU line fluxes,
+#: the line targets, the mock catalogue and plain (unitless) flux arrays given to
+#: the functions here.  The matching spectral flux density is ``FLUX_UNIT / u.AA``.
 FLUX_UNIT = u.Unit("1e-17 erg s-1 cm-2")
-#: Hα air wavelength.
-HALPHA_WAVELENGTH = 6562.819 * u.AA
-#: Hβ air wavelength.
-HBETA_WAVELENGTH = 4861.333 * u.AA
+
+
+def vacuum_to_air(wavelength: Any) -> Any:
+    r"""Air wavelength of a vacuum wavelength (Morton 2000, eq. 8; the SDSS convention).
+
+    .. math:: \lambda_{\rm air} = \lambda_{\rm vac} / n, \qquad
+              n = 1 + 8.34254\times10^{-5} + \frac{2.406147\times10^{-2}}{130 - s^2}
+                  + \frac{1.5998\times10^{-4}}{38.9 - s^2},
+
+    with :math:`s = 10^4 / \lambda_{\rm vac}` (Å), for dry air at 15 °C and
+    101 325 Pa (Edlén 1966 as revised by Birch & Downs 1994).
+
+    Parameters
+    ----------
+    wavelength : float, array-like or Quantity
+        Vacuum wavelength(s); plain numbers are in Angstrom.
+
+    Returns
+    -------
+    float, ndarray or Quantity
+        Air wavelength(s), in the type and unit of the input.
+
+    Examples
+    --------
+    >>> from astro_galpost.physics import vacuum_to_air
+    >>> print(f"{vacuum_to_air(6564.61):.2f}")
+    6562.80
+    """
+    lam_aa = u.Quantity(wavelength, u.AA).value
+    s2 = (1e4 / lam_aa) ** 2
+    n = 1.0 + 8.34254e-5 + 2.406147e-2 / (130.0 - s2) + 1.5998e-4 / (38.9 - s2)
+    return wavelength / n
+
+
+@dataclass(frozen=True)
+class EmissionLine:
+    """An emission line: vacuum rest wavelength (Angstrom), kinematic family and doublet tie."""
+
+    name: str
+    wavelength: float
+    family: str
+    label: str
+    tied_to: str | None = None
+    ratio: float = 1.0  # flux(this) = ratio * flux(tied_to)
+
+    @property
+    def air_wavelength(self) -> float:
+        """Air rest wavelength (Angstrom), from `vacuum_to_air`."""
+        return float(vacuum_to_air(self.wavelength))
+
+
+#: The package's emission-line table, with **vacuum** rest wavelengths in
+#: Angstrom (as in the SDSS spectroscopic pipeline; `EmissionLine.air_wavelength`
+#: gives the air ones).  ``nii_6548`` and ``oiii_4959`` are tied to their
+#: stronger doublet partner by the atomic flux ratio (6584/6548 = 2.94 and
+#: 5007/4959 = 2.98, Storey & Zeippen 2000).
+LINES: dict[str, EmissionLine] = {
+    line.name: line
+    for line in (
+        EmissionLine("hgamma", 4341.68, "balmer", "H-gamma"),
+        EmissionLine("hbeta", 4862.68, "balmer", "H-beta"),
+        EmissionLine("oiii_4959", 4960.30, "forbidden", "[OIII] 4959", "oiii_5007", 1 / 2.98),
+        EmissionLine("oiii_5007", 5008.24, "forbidden", "[OIII] 5007"),
+        EmissionLine("oi_6300", 6302.05, "forbidden", "[OI] 6300"),
+        EmissionLine("nii_6548", 6549.86, "forbidden", "[NII] 6548", "nii_6584", 1 / 2.94),
+        EmissionLine("halpha", 6564.61, "balmer", "H-alpha"),
+        EmissionLine("nii_6584", 6585.27, "forbidden", "[NII] 6584"),
+        EmissionLine("sii_6717", 6718.29, "forbidden", "[SII] 6717"),
+        EmissionLine("sii_6731", 6732.67, "forbidden", "[SII] 6731"),
+    )
+}
+
+#: Hα air wavelength (from `LINES`), at which the dust curves are evaluated.
+HALPHA_WAVELENGTH = LINES["halpha"].air_wavelength * u.AA
+#: Hβ air wavelength (from `LINES`).
+HBETA_WAVELENGTH = LINES["hbeta"].air_wavelength * u.AA
 
 #: The three core BPT classes, in the order of the codes returned internally.
 BPT_CLASSES = ("star-forming", "composite", "AGN")
 
 _LOG_ONE = u.dex(u.one)
 
-CurveName = Literal["calzetti2000", "cardelli1989"]
-_DEFAULT_RV = {"calzetti2000": 4.05, "cardelli1989": 3.1}
+
+def parse_line_names(lines: str | Sequence[str]) -> list[str]:
+    """Keys of `LINES` for line names (case and spaces ignored), without repeats.
+
+    Raises
+    ------
+    ValueError
+        If a name is not in `LINES` (the message lists the known ones) or none is given.
+
+    Examples
+    --------
+    >>> from astro_galpost.physics import parse_line_names
+    >>> parse_line_names(["HAlpha", "NII 6584", "halpha"])
+    ['halpha', 'nii_6584']
+    """
+    if isinstance(lines, str):
+        lines = [lines]
+    out = []
+    for name in lines:
+        key = str(name).lower().replace(" ", "_")
+        if key not in LINES:
+            raise ValueError(f"unknown line {name!r}; known lines: {', '.join(LINES)}")
+        if key not in out:
+            out.append(key)
+    if not out:
+        raise ValueError("no lines requested")
+    return out
 
 
 # ----------------------------------------------------------------------------
@@ -398,100 +512,8 @@ def bpt_class_probabilities(
 
 
 # ----------------------------------------------------------------------------
-# Dust attenuation
+# Balmer decrement and dust
 # ----------------------------------------------------------------------------
-def _calzetti2000(x: np.ndarray, r_v: float) -> np.ndarray:
-    lam = 1.0 / x  # micron
-    if np.any((lam < 0.12) | (lam > 2.2)):
-        raise ValueError("Calzetti (2000) curve is defined for 0.12-2.2 micron")
-    blue = 2.659 * (-2.156 + 1.509 * x - 0.198 * x**2 + 0.011 * x**3) + r_v
-    red = 2.659 * (-1.857 + 1.040 * x) + r_v
-    return np.where(lam < 0.63, blue, red)
-
-
-def _cardelli1989(x: np.ndarray, r_v: float) -> np.ndarray:
-    if np.any((x < 0.3) | (x > 8.0)):
-        raise ValueError("Cardelli et al. (1989) curve is defined for 0.125-3.33 micron")
-    a = np.empty_like(x)
-    b = np.empty_like(x)
-    ir = x < 1.1
-    opt = (x >= 1.1) & (x <= 3.3)
-    uv = x > 3.3
-    a[ir] = 0.574 * x[ir] ** 1.61
-    b[ir] = -0.527 * x[ir] ** 1.61
-    yy = x[opt] - 1.82
-    a[opt] = np.polyval(
-        [0.32999, -0.77530, 0.01979, 0.72085, -0.02427, -0.50447, 0.17699, 1.0], yy
-    )
-    b[opt] = np.polyval(
-        [-2.09002, 5.30260, -0.62251, -5.38434, 1.07233, 2.28305, 1.41338, 0.0], yy
-    )
-    xu = x[uv]
-    fa = np.where(xu >= 5.9, -0.04473 * (xu - 5.9) ** 2 - 0.009779 * (xu - 5.9) ** 3, 0.0)
-    fb = np.where(xu >= 5.9, 0.2130 * (xu - 5.9) ** 2 + 0.1207 * (xu - 5.9) ** 3, 0.0)
-    a[uv] = 1.752 - 0.316 * xu - 0.104 / ((xu - 4.67) ** 2 + 0.341) + fa
-    b[uv] = -3.090 + 1.825 * xu + 1.206 / ((xu - 4.62) ** 2 + 0.263) + fb
-    return r_v * a + b
-
-
-def k_lambda(
-    wavelength: u.Quantity,
-    curve: CurveName = "calzetti2000",
-    r_v: float | None = None,
-) -> np.ndarray:
-    r"""Attenuation/extinction curve :math:`k(\lambda) = A_\lambda / E(B-V)`.
-
-    ``'calzetti2000'``
-        Starburst attenuation curve of Calzetti et al. (2000), eqs. (4):
-        :math:`k = 2.659(-2.156 + 1.509/\lambda - 0.198/\lambda^2 +
-        0.011/\lambda^3) + R_V` for 0.12–0.63 µm and
-        :math:`k = 2.659(-1.857 + 1.040/\lambda) + R_V` for 0.63–2.20 µm
-        (λ in µm), :math:`R_V = 4.05`.  It gives :math:`k(\mathrm{H}\beta)
-        = 4.60`, :math:`k(\mathrm{H}\alpha) = 3.33`.
-    ``'cardelli1989'``
-        Milky-Way extinction law of Cardelli, Clayton & Mathis (1989),
-        :math:`k = R_V\,a(x) + b(x)` with their IR, optical (:math:`y = x -
-        1.82` polynomials) and UV forms, default :math:`R_V = 3.1`.  It gives
-        :math:`k(\mathrm{H}\beta) = 3.609`, :math:`k(\mathrm{H}\alpha) = 2.535`.
-
-    (The often-quoted pair 3.61/2.53 belongs to Cardelli et al., not to
-    Calzetti et al.)  The two published Calzetti pieces do not join exactly:
-    :math:`k` jumps by about 0.024 at 0.63 µm; the formulas are used as
-    published.
-
-    Parameters
-    ----------
-    wavelength : Quantity
-        Wavelength(s), any length unit (spectral equivalencies not applied).
-    curve : {'calzetti2000', 'cardelli1989'}, optional
-        Which curve.
-    r_v : float, optional
-        :math:`R_V`; defaults to 4.05 (Calzetti) or 3.1 (Cardelli).
-
-    Returns
-    -------
-    ndarray
-        :math:`k(\lambda)`.
-
-    Examples
-    --------
-    >>> import astropy.units as u
-    >>> from astro_galpost.physics import k_lambda, HALPHA_WAVELENGTH, HBETA_WAVELENGTH
-    >>> print(round(float(k_lambda(HBETA_WAVELENGTH, "cardelli1989")), 2),
-    ...       round(float(k_lambda(HALPHA_WAVELENGTH, "cardelli1989")), 3))
-    3.61 2.535
-    >>> print(round(float(k_lambda(5500 * u.AA, "calzetti2000")), 2))
-    4.05
-    """
-    if curve not in _DEFAULT_RV:
-        raise ValueError(f"curve must be one of {sorted(_DEFAULT_RV)}, got {curve!r}")
-    rv = _DEFAULT_RV[curve] if r_v is None else float(r_v)
-    x = np.atleast_1d(1.0 / u.Quantity(wavelength).to_value(u.micron)).astype(float)
-    fn = _calzetti2000 if curve == "calzetti2000" else _cardelli1989
-    k = fn(x, rv)
-    return k.reshape(np.shape(wavelength)) if np.ndim(wavelength) else k[0]
-
-
 def balmer_decrement(halpha: Any, hbeta: Any) -> u.Quantity:
     """Balmer decrement Hα/Hβ, computed sample by sample.
 
@@ -576,9 +598,7 @@ def av_from_balmer(
     >>> print(round(float(av_from_balmer([2.86 * 10**0.5], [1.0])[0].value), 2))
     3.98
     """
-    if curve not in _DEFAULT_RV:
-        raise ValueError(f"curve must be one of {sorted(_DEFAULT_RV)}, got {curve!r}")
-    rv = _DEFAULT_RV[curve] if r_v is None else float(r_v)
+    rv = resolve_r_v(curve, r_v)
     k_hb = k_lambda(HBETA_WAVELENGTH, curve, rv)
     k_ha = k_lambda(HALPHA_WAVELENGTH, curve, rv)
     (ha, hb), is_dist = _gather((halpha, FLUX_UNIT, FLUX_UNIT), (hbeta, FLUX_UNIT, FLUX_UNIT))
@@ -673,7 +693,7 @@ def halpha_luminosity(
     flux_cgs = _positive(flux) * FLUX_UNIT.to(u.erg / u.s / u.cm**2)
     lum = 4.0 * np.pi * d_l**2 * flux_cgs
     if av is not None:
-        rv = _DEFAULT_RV[curve] if r_v is None else float(r_v)
+        rv = resolve_r_v(curve, r_v)
         a_ha = arrays[2] * k_lambda(HALPHA_WAVELENGTH, curve, rv) / rv
         lum = lum * 10.0 ** (0.4 * a_ha)
     return _wrap(np.asarray(lum, dtype=float), u.erg / u.s, is_dist)

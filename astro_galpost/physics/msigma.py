@@ -1,4 +1,4 @@
-"""Catalogue-level derived quantities: black-hole masses from velocity dispersions.
+"""Black-hole masses from stellar velocity dispersions: the M–σ relation.
 
 The black-hole mass :math:`M_\\bullet` of a galaxy is estimated from its stellar
 velocity dispersion :math:`\\sigma` with a published :math:`M_\\bullet`--:math:`\\sigma`
@@ -270,7 +270,7 @@ def mbh_from_sigma(
     Examples
     --------
     >>> import astropy.units as u
-    >>> from astro_galpost.catalog import mbh_from_sigma
+    >>> from astro_galpost.physics import mbh_from_sigma
     >>> mbh_from_sigma(200 * u.km / u.s)
     <Dex 8.32 dex(solMass)>
     >>> mbh_from_sigma([100, 300] * u.km / u.s, relation="kormendy_ho_2013").round(3)
@@ -367,7 +367,7 @@ def aperture_correct_sigma(
     Examples
     --------
     >>> import astropy.units as u
-    >>> from astro_galpost.catalog import aperture_correct_sigma
+    >>> from astro_galpost.physics import aperture_correct_sigma
     >>> sig = aperture_correct_sigma(200 * u.km / u.s, 1.5 * u.arcsec, 3.0 * u.arcsec)
     >>> print(f"{sig:.1f}")
     191.1 km / s
@@ -480,7 +480,7 @@ def sigma_quality(
     Examples
     --------
     >>> from astropy.table import Table
-    >>> from astro_galpost.catalog import sigma_quality
+    >>> from astro_galpost.physics import sigma_quality
     >>> t = Table({"velDisp": [200.0, 0.0, 40.0, 850.0, 150.0], "velDispErr": [10.0, 0, 5, 90, 80]})
     >>> sigma_quality(t, "velDisp").tolist()
     ['', 'not measured', 'below resolution', 'above limit', 'large error']
@@ -585,7 +585,7 @@ def add_mbh_column(
     Examples
     --------
     >>> from astropy.table import Table
-    >>> from astro_galpost.catalog import add_mbh_column
+    >>> from astro_galpost.physics import add_mbh_column
     >>> t = Table({"vdisp": [200.0, 0.0, -9999.0, 100.0]})
     >>> t = add_mbh_column(t)
     >>> t["log_mbh"].round(2).tolist()
