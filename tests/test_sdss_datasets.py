@@ -744,10 +744,9 @@ def test_retry_schedule_gives_up(monkeypatch):
     monkeypatch.setattr(sdss_retry, "_sleep", sleeps.append)
     errors = [_http_error(503) for _ in range(3)]
     query = _Flaky(errors)
-    with pytest.warns(AstropyUserWarning) as caught:
-        with pytest.raises(requests.HTTPError) as raised:
-            sdss_retry.call_with_retries(query, retries=2, backoff=1.5, max_backoff=60.0, jitter=0.0,
-                                         what="test request")
+    with pytest.warns(AstropyUserWarning) as caught, pytest.raises(requests.HTTPError) as raised:
+        sdss_retry.call_with_retries(query, retries=2, backoff=1.5, max_backoff=60.0, jitter=0.0,
+                                     what="test request")
     assert raised.value is errors[2] and query.calls == 3 and sleeps == [1.5, 3.0]
     assert [str(w.message).rsplit("; ", 1)[1] for w in caught] == ["retry 1/2 in 1.5 s", "retry 2/2 in 3.0 s"]
     # a permanent error (404, an SQL error) is raised at once

@@ -4,14 +4,8 @@
 astroML's ``SDSSspecgalsDR8``) with CAS column names in any letter case;
 :func:`join_catalogs` joins two of them on ``specObjID``. The normal form: CAS
 column names, unsigned 64-bit IDs (:func:`to_uint64`), SDSS "not measured"
-sentinels masked, astropy units attached and ``log_mbh`` derived.
-
-Notes
------
-SDSS object IDs do not fit in signed 64-bit integers: ``specObjID`` (and
-``plateID``) of DR8+ spectra on plates above ~8000 exceed 2**63. They are kept as
-`numpy.uint64` throughout; never read them as floats (precision is lost above
-2**53) or signed integers.
+sentinels masked, astropy units attached and ``log_mbh`` derived. IDs stay
+`numpy.uint64` (some exceed 2**63; see :mod:`astro_galpost.sdss`).
 """
 
 from __future__ import annotations

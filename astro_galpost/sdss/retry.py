@@ -209,7 +209,8 @@ def call_with_retries(query: Callable[[], _T], *, retries: int, backoff: float, 
 
     Returns
     -------
-    The result of ``query()``.
+    result
+        What ``query()`` returned.
 
     Raises
     ------
