@@ -36,7 +36,7 @@ __all__ = [
     "one_line",
 ]
 
-#: Name of the manifest :func:`fetch_cutouts` writes in its output folder.
+#: Name of the manifest :func:`~astro_galpost.sdss.fetch_cutouts` writes in its output folder.
 CUTOUTS_MANIFEST_FILENAME = "cutouts_manifest.ecsv"
 
 #: Values of the ``status`` column of the cutout manifest: ``pending`` (not yet
@@ -325,6 +325,18 @@ class CutoutManifest:
     checkpoint_interval : float, optional
         Minimum seconds between manifest rewrites by :meth:`save`.
 
+    Attributes
+    ----------
+    records : list of dict
+        Every record: the catalogue's galaxies first, then those recorded in
+        ``out`` by earlier runs only.
+    todo : list of dict
+        The catalogue's records still to be done (status ``pending``).
+    signature_hash : str
+        Hash of ``signature``, written into every cutout file (``CUTSIG``).
+    path : `~pathlib.Path`
+        The manifest file.
+
     Raises
     ------
     ValueError
@@ -338,14 +350,11 @@ class CutoutManifest:
         self.path = self.out / CUTOUTS_MANIFEST_FILENAME
         self.id_column = id_column
         text = json.dumps(signature, sort_keys=True, default=str)
-        #: Hash of the signature, written into every cutout file (``CUTSIG``).
         self.signature_hash = hashlib.sha1(text.encode()).hexdigest()[:16]
         self.meta = {"version": _CUTOUTS_VERSION, **signature, "id_column": id_column}
         records, self.integer_ids = _input_records(table, id_column)
         previous = self._previous(signature)
-        #: Every record: the catalogue's galaxies first, then those of earlier runs only.
         self.records = self._merge(records, previous, retry_failed)
-        #: Records of the catalogue still to be done (status ``pending``).
         self.todo = [r for r in self.records[:len(records)] if r["status"] == "pending"]
         self._interval = float(checkpoint_interval)
         self._last_write, self._cost = -math.inf, 0.0
