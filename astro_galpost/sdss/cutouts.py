@@ -354,10 +354,10 @@ def fetch_cutouts(
     if not isinstance(table, Table):
         table = read_catalog(table, derive_mbh=False)
     out = Path(out_dir)
-    cache_dir = _prepare_folders(out, frame_cache, keep_frames)
     manifest = CutoutManifest(table, out, id_column=id_column,
                               signature=_cutout_signature(size, bands, data_release, cutout_options),
                               retry_failed=retry_failed, checkpoint_interval=checkpoint_interval)
+    cache_dir = _prepare_folders(out, frame_cache, keep_frames)
     manifest.locate(data_release=data_release, radius=match_radius, timeout=timeout, retry=retry)
     fields = manifest.fields()
     cutter = _FieldCutter(manifest, size, bands, data_release, cutout_options,
