@@ -163,7 +163,7 @@ def test_unphysical_dispersions_are_refused(sigma):
 
 # ------------------------------------------------------------- item 10 (readers)
 def test_latin1_catalog_names_file_and_line(tmp_path):
-    from astro_galpost.datasets.sdss import read_catalog
+    from astro_galpost.sdss import read_catalog
 
     path = tmp_path / "export.csv"
     path.write_bytes("specObjID,z\n1,0.1\n2,café\n".encode("latin-1"))

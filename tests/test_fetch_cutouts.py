@@ -1,4 +1,4 @@
-"""Tests of astro_galpost.datasets.sdss.fetch_cutouts: per-galaxy SDSS cutouts, resumable.
+"""Tests of astro_galpost.sdss.fetch_cutouts: per-galaxy SDSS cutouts, resumable.
 
 Nothing here reaches SDSS except the ``remote_data`` test. The network is replaced at
 astroquery's level: ``SDSS.get_images`` (and ``SDSS.query_crossid`` where a field must be
@@ -44,14 +44,9 @@ from astropy.wcs import WCS
 pytest.importorskip("astroquery")
 pytest.importorskip("photutils")
 
-from astro_galpost.datasets import sdss  # noqa: E402
-from astro_galpost.datasets.sdss import (  # noqa: E402
-    CUTOUTS_MANIFEST_FILENAME,
-    add_fetch_cutouts_arguments,
-    decode_objid,
-    fetch_cutouts,
-    run_fetch_cutouts,
-)
+from astro_galpost.cli.sdss import add_fetch_cutouts_arguments, run_fetch_cutouts  # noqa: E402
+from astro_galpost.sdss import CUTOUTS_MANIFEST_FILENAME, decode_objid, fetch_cutouts  # noqa: E402
+from astro_galpost.sdss import retry as sdss_retry  # noqa: E402
 
 SIZE = 64
 RUN, CAMCOL, GOOD, BAD = 2820, 3, 122, 123
@@ -154,7 +149,7 @@ class FakeSDSS:
 
         monkeypatch.setattr(SDSS, "get_images", self.get_images)
         monkeypatch.setattr(SDSS, "query_crossid", self.query_crossid)
-        monkeypatch.setattr(sdss, "_sleep", lambda seconds: None)  # no real waiting
+        monkeypatch.setattr(sdss_retry, "_sleep", lambda seconds: None)  # no real waiting
         return self
 
 

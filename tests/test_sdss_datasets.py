@@ -1,4 +1,4 @@
-"""Tests of astro_galpost.datasets.sdss: SQL, resumable SkyServer paging, catalogue reading.
+"""Tests of astro_galpost.sdss and astro_galpost.cli.sdss: SQL, resumable SkyServer paging, catalogue reading.
 
 Nothing here reaches SDSS except the ``remote_data`` test. SkyServer is replaced at
 astroquery's HTTP layer (``SDSS._request``) by a fake that answers the SQL it is sent
@@ -22,22 +22,25 @@ import requests
 from astropy.table import MaskedColumn, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from astro_galpost.datasets import sdss
-from astro_galpost.datasets.sdss import (
+from astro_galpost.utils.atomic import write_atomic
+from astro_galpost.cli.sdss import add_fetch_arguments, run_fetch
+from astro_galpost.sdss import (
     CATALOG_FILENAME,
     DEFAULT_COLUMNS,
     MANIFEST_FILENAME,
-    add_fetch_arguments,
     build_query,
     fetch_catalog,
     join_catalogs,
     read_catalog,
-    run_fetch,
 )
+from astro_galpost.sdss import fetch as sdss_fetch
+from astro_galpost.sdss import query as sdss_query
+from astro_galpost.sdss import retry as sdss_retry
+from astro_galpost.sdss.files import PART_SUFFIX
 from astro_galpost.model.targets import LINE_FLUX_UNIT, TARGETS
 
 TWO63 = 2**63
-COLUMNS = [sdss._select_alias(expr) for expr in DEFAULT_COLUMNS]
+COLUMNS = [sdss_query._select_alias(expr) for expr in DEFAULT_COLUMNS]
 LINES = ("h_alpha", "h_beta", "nii_6584", "oiii_5007")
 
 
@@ -153,7 +156,7 @@ def skyserver(monkeypatch):
     server = FakeSkyServer(_galaxies(23))
     monkeypatch.setattr(SDSS, "_request", server._request)
     server.sleeps = []
-    monkeypatch.setattr(sdss, "_sleep", server.sleeps.append)
+    monkeypatch.setattr(sdss_retry, "_sleep", server.sleeps.append)
     return server
 
 
@@ -218,10 +221,10 @@ def test_build_query_paging_and_options():
 def test_compact_sql_is_short_enough_for_a_get_request():
     import urllib.parse
 
-    sql = sdss._compact_sql(build_query(50_000, after=TWO63 + 5))
+    sql = sdss_query.compact_sql(build_query(50_000, after=TWO63 + 5))
     assert "\n" not in sql and "  " not in sql and "s.class = 'GALAXY' AND" in sql
     assert len(urllib.parse.urlencode({"cmd": sql, "format": "csv"})) < 1500
-    assert sdss._compact_sql("a  b 'x  y'  c\n") == "a b 'x  y' c"
+    assert sdss_query.compact_sql("a  b 'x  y'  c\n") == "a b 'x  y' c"
 
 
 def _sqlite_db() -> sqlite3.Connection:
@@ -598,7 +601,7 @@ def test_fetch_catalog_does_not_retry_permanent_errors(skyserver, tmp_path):
 
 def test_fetch_catalog_keeps_pages_when_interrupted(skyserver, tmp_path, monkeypatch):
     # Ctrl-C while page 2 is being written: page 1 survives, no temporary file is left
-    original = sdss._write_table
+    original = sdss_fetch.write_table
     written = []
 
     def interrupted_write(table, path, fmt):
@@ -606,16 +609,16 @@ def test_fetch_catalog_keeps_pages_when_interrupted(skyserver, tmp_path, monkeyp
             def boom(tmp):
                 tmp.write_text("half a page")
                 raise KeyboardInterrupt
-            sdss._atomic_write(path, boom)
+            write_atomic(path, boom, overwrite=True, suffix=PART_SUFFIX)
         original(table, path, fmt)
         written.append(path.name)
 
-    monkeypatch.setattr(sdss, "_write_table", interrupted_write)
+    monkeypatch.setattr(sdss_fetch, "write_table", interrupted_write)
     with pytest.raises(KeyboardInterrupt):
         fetch_catalog(tmp_path, n=10, page_size=5, pause=0, progress=False)
     assert written == ["page-00001.ecsv"] and not _leftovers(tmp_path)
     assert not (tmp_path / "pages" / "page-00002.ecsv").exists()
-    monkeypatch.setattr(sdss, "_write_table", original)
+    monkeypatch.setattr(sdss_fetch, "write_table", original)
     skyserver.calls.clear()
     cat = fetch_catalog(tmp_path, n=10, page_size=5, pause=0, progress=False)
     assert skyserver.calls == [(skyserver.rows[4]["specObjID"], 5)] and len(cat) == 10
@@ -623,17 +626,17 @@ def test_fetch_catalog_keeps_pages_when_interrupted(skyserver, tmp_path, monkeyp
 
 def test_fetch_catalog_adopts_a_page_written_but_not_recorded(skyserver, tmp_path, monkeypatch):
     # killed between writing page 2 and recording it: page 2 is not fetched again
-    original = sdss._write_manifest
+    original = sdss_fetch._write_manifest
 
     def dying_manifest(path, manifest):
         if len(manifest["pages"]) == 2:
             raise SystemExit("killed")
         original(path, manifest)
 
-    monkeypatch.setattr(sdss, "_write_manifest", dying_manifest)
+    monkeypatch.setattr(sdss_fetch, "_write_manifest", dying_manifest)
     with pytest.raises(SystemExit):
         fetch_catalog(tmp_path, n=15, page_size=5, pause=0, progress=False)
-    monkeypatch.setattr(sdss, "_write_manifest", original)
+    monkeypatch.setattr(sdss_fetch, "_write_manifest", original)
     assert (tmp_path / "pages" / "page-00002.ecsv").is_file()
     skyserver.calls.clear()
     cat = fetch_catalog(tmp_path, n=15, page_size=5, pause=0, progress=False)
@@ -682,6 +685,90 @@ def test_fetch_catalog_with_a_custom_query_function(tmp_path):
     again = fetch_catalog(tmp_path, n=None, page_size=7, query_func=query, data_release=16,
                           progress=False, page_format="ecsv")
     assert seen == [16, 16] and len(again) == 7
+
+
+# --------------------------------------------------------------------------------------
+# the retry schedule (urllib3's Retry), on constructed errors
+# --------------------------------------------------------------------------------------
+
+def _http_error(status: int, headers: dict | None = None) -> requests.HTTPError:
+    """What astroquery raises for an HTTP error answer (``raise_for_status``)."""
+    response = _response(status, "<html>busy</html>", "https://skyserver.sdss.org/x", headers)
+    return requests.HTTPError(f"{status} Server Error", response=response)
+
+
+class _Flaky:
+    """A request failing with each of ``failures`` in turn, then answering "done"."""
+
+    def __init__(self, failures):
+        self.failures = list(failures)
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return "done"
+
+
+def test_retry_schedule_backoff_and_retry_after(monkeypatch):
+    import email.utils
+    import urllib.error
+    from datetime import datetime, timedelta, timezone
+    from email.message import Message
+
+    sleeps = []
+    monkeypatch.setattr(sdss_retry, "_sleep", sleeps.append)
+    later = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=100), usegmt=True)
+    dated = Message()
+    dated["Retry-After"] = later
+    query = _Flaky([
+        _http_error(503),                                  # retry 1: backoff
+        _http_error(429, {"Retry-After": "30"}),           # retry 2: the server asks 30 s > 4 s
+        requests.ConnectionError("connection reset"),      # retry 3: 8 s
+        _http_error(502, {"Retry-After": "1"}),            # retry 4: 16 s capped at 10; 1 s is shorter
+        urllib.error.HTTPError("https://data.sdss.org/x", 503, "Service Unavailable", dated, None),
+        _http_error(503, {"Retry-After": "soon"}),         # an invalid header is ignored
+    ])
+    with pytest.warns(AstropyUserWarning) as caught:
+        result = sdss_retry.call_with_retries(query, retries=6, backoff=2.0, max_backoff=10.0,
+                                              jitter=0.0, what="test request")
+    assert result == "done" and query.calls == 7
+    assert len(caught) == 6 and str(caught[0].message).endswith("retry 1/6 in 2.0 s")
+    assert sleeps[:4] == [2.0, 30.0, 8.0, 10.0] and sleeps[5] == 10.0
+    assert 95.0 <= sleeps[4] <= 100.0  # an HTTP-date Retry-After, parsed by urllib3
+
+
+def test_retry_schedule_gives_up(monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(sdss_retry, "_sleep", sleeps.append)
+    errors = [_http_error(503) for _ in range(3)]
+    query = _Flaky(errors)
+    with pytest.warns(AstropyUserWarning) as caught, pytest.raises(requests.HTTPError) as raised:
+        sdss_retry.call_with_retries(query, retries=2, backoff=1.5, max_backoff=60.0, jitter=0.0,
+                                     what="test request")
+    assert raised.value is errors[2] and query.calls == 3 and sleeps == [1.5, 3.0]
+    assert [str(w.message).rsplit("; ", 1)[1] for w in caught] == ["retry 1/2 in 1.5 s", "retry 2/2 in 3.0 s"]
+    # a permanent error (404, an SQL error) is raised at once
+    sleeps.clear()
+    for error in (_http_error(404), ValueError("Incorrect syntax near 'FROM'")):
+        query = _Flaky([error])
+        with pytest.raises(type(error)):
+            sdss_retry.call_with_retries(query, retries=4, backoff=1.0, max_backoff=60.0, jitter=0.0,
+                                         what="test request")
+        assert query.calls == 1 and sleeps == []
+
+
+def test_backoff_time_is_urllib3_from_the_second_retry():
+    policy = sdss_retry.retry_policy(retries=5, backoff=1.5, max_backoff=5.0)
+    waits, urllib3_waits = [], []
+    for _ in range(4):
+        policy = policy.increment(url="x", error=requests.ConnectionError("down"))
+        waits.append(sdss_retry.backoff_time(policy))
+        urllib3_waits.append(policy.get_backoff_time())
+    assert waits == [1.5, 3.0, 5.0, 5.0]  # 1.5 * 2**(k-1), capped at backoff_max
+    assert urllib3_waits[0] == 0 and waits[1:] == urllib3_waits[1:]  # urllib3 retries the first at once
+    assert policy.total == 1 and policy.is_retry("GET", 503) and not policy.is_retry("GET", 404)
 
 
 # --------------------------------------------------------------------------------------

@@ -261,13 +261,13 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_fetch_cutouts(args) -> int:
-    from ..datasets.sdss import run_fetch_cutouts
+    from .sdss import run_fetch_cutouts
 
     return run_fetch_cutouts(args)
 
 
 def _cmd_fetch(args) -> int:
-    from ..datasets.sdss import run_fetch
+    from .sdss import run_fetch
 
     return run_fetch(args)
 
@@ -363,7 +363,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_threads(p)
     p.set_defaults(func=_cmd_evaluate)
 
-    from ..datasets.sdss import add_fetch_arguments
+    from .sdss import add_fetch_arguments
 
     p = sub.add_parser("fetch-sdss", help="download the seed paper's SDSS training sample (needs a network)",
                        description="Query SkyServer for the SDSS Main Galaxy Sample with MPA-JHU labels, "
@@ -371,7 +371,7 @@ def _parser() -> argparse.ArgumentParser:
     add_fetch_arguments(p)
     p.set_defaults(func=_cmd_fetch)
 
-    from ..datasets.sdss import add_fetch_cutouts_arguments
+    from .sdss import add_fetch_cutouts_arguments
 
     p = sub.add_parser("fetch-cutouts", help="download SDSS frames and write per-galaxy gri cutouts (needs a network)",
                        description="Fetch the calibrated SDSS frames of each galaxy's field (once per field, cached) "
