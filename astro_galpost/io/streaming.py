@@ -1,7 +1,8 @@
 """Posterior summaries for catalogs larger than memory: read, infer and write chunk by chunk.
 
 `predict_catalog` streams a catalog file through `GalaxyPosterior.predict`
-(see `astro_galpost.io` for how each format is read and written in chunks).
+(see `astro_galpost.io.read` and `astro_galpost.io.write` for how each format
+is read and written in chunks).
 Peak memory depends on the chunk and batch sizes and the number of samples,
 never on the catalog length. The output appears under its final name only when
 complete, and an interrupted run continues where it stopped, giving the same
@@ -19,19 +20,23 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
-from .atomic import fsync_path, output_lock, write_json_atomic
-from .io import (
-    ChunkedTableWriter,
-    count_rows,
-    detect_format,
-    iter_table_chunks,
-    open_chunked_writer,
-    table_columns,
-)
+from ..atomic import output_lock, write_json_atomic
+from .formats import detect_format
+from .read import count_rows, iter_table_chunks, table_columns
+from .write import ChunkedTableWriter, open_chunked_writer, publish_file
 
-__all__ = ["predict_catalog", "CatalogPrediction", "model_checksum", "resolve_model", "DEFAULT_CHUNK_BATCHES"]
+__all__ = [
+    "predict_catalog",
+    "CatalogPrediction",
+    "model_checksum",
+    "resolve_model",
+    "resolve_seed",
+    "required_columns",
+    "DEFAULT_CHUNK_BATCHES",
+]
 
 #: Default chunk size, in batches: ``chunk_size = DEFAULT_CHUNK_BATCHES * batch_size``.
 DEFAULT_CHUNK_BATCHES = 16
@@ -79,10 +84,17 @@ class CatalogPrediction:
         """Rows processed per second in this call."""
         return (self.n_rows - self.resumed_rows) / self.seconds if self.seconds > 0 else float("nan")
 
+    def summary(self) -> str:
+        """One line about the run, as ``galpost predict`` prints it."""
+        resumed = f" (resumed after {self.resumed_rows} rows)" if self.resumed_rows else ""
+        where = self.output if self.complete else f"{self.output} (incomplete: run again to continue)"
+        return (f"wrote posterior summaries of {self.n_rows} galaxies to {where}{resumed} "
+                f"in {self.seconds:.1f} s ({self.rows_per_second:.0f} galaxies/s; seed {self.seed})")
+
 
 # ------------------------------------------------------------------ model
 def _folder_checksum(path: Path) -> str:
-    from .persistence import CONFIG, ModelFormatError
+    from ..persistence import CONFIG, ModelFormatError
 
     try:
         config = json.loads((path / CONFIG).read_text())
@@ -112,7 +124,7 @@ def model_checksum(model) -> str:
 
 def resolve_model(model, device: str | None = None):
     """``(GalaxyPosterior, checksum)`` from a fitted model or a saved model folder."""
-    from .estimator import GalaxyPosterior
+    from ..estimator import GalaxyPosterior
 
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
@@ -124,9 +136,24 @@ def resolve_model(model, device: str | None = None):
     return model, model_checksum(model)
 
 
-def _required_columns(model, available: Sequence[str]) -> list[str] | None:
-    """Input columns the model's encoders read, or None when that cannot be told (read all)."""
-    from .encoders import PhotometryEncoder
+def required_columns(model, available: Sequence[str]) -> list[str] | None:
+    """Input columns a model's encoders read, or None when that cannot be told (then read all).
+
+    Parameters
+    ----------
+    model : GalaxyPosterior
+        A fitted model.
+    available : sequence of str
+        The catalog's columns (not used to filter: the caller reports the
+        missing ones).
+
+    Returns
+    -------
+    list of str or None
+        The photometry encoders' input columns, in order; None when the model
+        has another encoder (images, spectra), whose columns are not declared.
+    """
+    from ..encoders import PhotometryEncoder
 
     needed: list[str] = []
     for enc in model.encoders_:
@@ -138,7 +165,22 @@ def _required_columns(model, available: Sequence[str]) -> list[str] | None:
     return needed
 
 
-def _seed(random_state, model) -> int:
+def resolve_seed(random_state, model) -> int:
+    """The integer seed of a catalog run: ``random_state``, else the model's, else a fresh one.
+
+    Parameters
+    ----------
+    random_state : int or None
+        The seed asked for.
+    model : GalaxyPosterior
+        Its ``random_state`` is used when ``random_state`` is None.
+
+    Raises
+    ------
+    TypeError
+        For a `numpy.random.Generator` or other non-integer seed: its state
+        cannot be recorded for resuming.
+    """
     if random_state is None:
         random_state = model.random_state
     if random_state is None:
@@ -206,10 +248,7 @@ class _SamplesHDF5:
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True (--overwrite) to replace it")
         self.abort()
-        fsync_path(self.tmp_path)
-        os.replace(self.tmp_path, self.path)
-        fsync_path(self.path.parent)
-        return self.path
+        return publish_file(self.tmp_path, self.path, overwrite=overwrite)
 
 
 class _SamplesTable:
@@ -223,7 +262,7 @@ class _SamplesTable:
     def write(self, samples: np.ndarray, usable: np.ndarray) -> None:
         from astropy.table import QTable
 
-        from .targets import TARGETS
+        from ..targets import TARGETS
 
         table = QTable()
         for j, name in enumerate(self.targets):
@@ -242,7 +281,7 @@ class _SamplesTable:
 
 
 def _samples_writer(path, model, n_samples, attrs, dtype, state):
-    from .targets import TARGETS
+    from ..targets import TARGETS
 
     path = Path(path)
     targets = list(model.targets_)
@@ -399,7 +438,7 @@ def predict_catalog(
 
     Examples
     --------
-    >>> from astro_galpost.streaming import predict_catalog
+    >>> from astro_galpost.io import predict_catalog
     >>> result = predict_catalog("model", "catalog.parquet", "posteriors.parquet",
     ...                          n_samples=500, random_state=0)  # doctest: +SKIP
     """
@@ -429,7 +468,7 @@ def predict_catalog(
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
     levels = [float(p) for p in percentiles]
 
-    seed = _seed(random_state, gp)
+    seed = resolve_seed(random_state, gp)
 
     available = table_columns(input_path, in_fmt)
     if columns is not None:
@@ -443,7 +482,7 @@ def predict_catalog(
         raise ValueError(f"{input_path} already has the output columns {clash} (a previous prediction?); "
                          "pass replace_columns=True (--replace-columns) to replace them")
     carried = [c for c in (columns if columns is not None else available) if c not in outputs]
-    required = _required_columns(gp, available)
+    required = required_columns(gp, available)
     if required is None:
         read_columns = None
     else:
@@ -509,7 +548,7 @@ def predict_catalog(
             total = None
         from tqdm.auto import tqdm
 
-        from .estimator import UnusableRowsWarning
+        from ..estimator import UnusableRowsWarning
 
         bar = tqdm(total=total, initial=start, desc="predict", unit="galaxy", disable=not progress, smoothing=0.1)
         old_progress, gp.progress = gp.progress, False
@@ -572,11 +611,3 @@ def predict_catalog(
         n_unusable=n_unusable, seconds=time.perf_counter() - t0, seed=seed, complete=complete,
     )
 
-
-def _describe(result: CatalogPrediction) -> str:
-    """One line about a `CatalogPrediction`, for the command line."""
-    rate = result.rows_per_second
-    resumed = f" (resumed after {result.resumed_rows} rows)" if result.resumed_rows else ""
-    where = result.output if result.complete else f"{result.output} (incomplete: run again to continue)"
-    return (f"wrote posterior summaries of {result.n_rows} galaxies to {where}{resumed} "
-            f"in {result.seconds:.1f} s ({rate:.0f} galaxies/s; seed {result.seed})")

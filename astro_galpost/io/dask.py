@@ -42,7 +42,7 @@ Running on a cluster
 
         from dask_jobqueue import SLURMCluster
         from dask.distributed import Client
-        from astro_galpost.dask import predict_dask
+        from astro_galpost.io import predict_dask
 
         cluster = SLURMCluster(cores=8, processes=8, memory="32GB", walltime="02:00:00",
                                job_extra_directives=["--partition=cpu"])
@@ -70,6 +70,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._columns import column_data
+from .formats import apply_table_header, parse_table_header
+from .read import pandas_to_table
+from .streaming import model_checksum, required_columns, resolve_seed
 
 __all__ = ["predict_dask", "prediction_units", "frame_to_table", "ModelPayload", "read_catalog"]
 
@@ -99,13 +104,12 @@ class ModelPayload:
     @classmethod
     def from_model(cls, model, device: str = "cpu") -> ModelPayload:
         """Payload of a fitted `GalaxyPosterior` or of a saved model folder."""
-        from .persistence import CONFIG, WEIGHTS
-        from .streaming import _folder_checksum
+        from ..persistence import CONFIG, WEIGHTS
 
         def read(folder: Path) -> ModelPayload:
             if not folder.is_dir():
                 raise FileNotFoundError(f"no saved model at {folder} (expected a folder with {CONFIG} and {WEIGHTS})")
-            checksum = _folder_checksum(folder)
+            checksum = model_checksum(folder)
             files = {name: (folder / name).read_bytes() for name in (CONFIG, WEIGHTS)}
             return cls(files, checksum, device)
 
@@ -122,7 +126,7 @@ class ModelPayload:
         key = (self.checksum, self.device)
         with _CACHE_LOCK:
             if key not in _MODEL_CACHE:
-                from .persistence import load_model
+                from ..persistence import load_model
 
                 with tempfile.TemporaryDirectory(prefix="galpost-model-") as tmp:
                     for name, data in self.files.items():
@@ -143,8 +147,6 @@ def _parquet_header(path: Path):
     """astropy's YAML header of a Parquet file (or of the first file of a dataset folder)."""
     import pyarrow.parquet as pq
 
-    from .io import _yaml_header
-
     files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
     if not files:
         return None
@@ -153,7 +155,7 @@ def _parquet_header(path: Path):
     except Exception:  # noqa: BLE001 - no header: plain columns
         return None
     text = md.get(b"table_meta_yaml")
-    return _yaml_header(text.decode().split("\n")) if text else None
+    return parse_table_header(text.decode().split("\n")) if text else None
 
 
 def _is_hats(path: Path) -> bool:
@@ -187,10 +189,8 @@ def read_catalog(path, columns: Sequence[str] | None = None):
 
 def _frame_to_input_table(frame, header):
     """A pandas partition as the astropy table `GalaxyPosterior.predict` reads."""
-    from .io import _finish_table, _frame_to_table
-
-    table = _frame_to_table(frame.reset_index(drop=True))
-    return _finish_table(table, header) if header is not None else table
+    table = pandas_to_table(frame.reset_index(drop=True))
+    return apply_table_header(table, header)
 
 
 # ---------------------------------------------------------------- outputs
@@ -201,13 +201,11 @@ def _prediction_frame(result, new: Sequence[str]):
     data = {}
     for name in new:
         col = result[name]
-        mask = np.ma.getmaskarray(col) if hasattr(col, "mask") else None
-        values = getattr(col, "unmasked", col)
-        values = np.asarray(getattr(values, "value", values))
-        if values.dtype.kind == "f":
-            values = values.astype(float, copy=True)
-            if mask is not None:
-                values[mask] = np.nan
+        if col.dtype.kind == "f":
+            values, mask, _ = column_data(col)
+            values[mask] = np.nan
+        else:  # ood_flag: its values, False where masked
+            values = np.asarray(getattr(col, "unmasked", col))
         data[name] = values
     return pd.DataFrame(data)
 
@@ -225,7 +223,7 @@ def _predict_frame(model, frame, *, header, offset, n_samples, seed, batch_size,
     """Predict one pandas partition; returns the output partition (carried columns + predictions)."""
     import pandas as pd
 
-    from .estimator import UnusableRowsWarning
+    from ..estimator import UnusableRowsWarning
 
     if len(frame) == 0:
         raise ValueError("empty partition")  # handled by the caller
@@ -260,7 +258,7 @@ def _predict_pieces(payload, frames, bounds, offset, options, meta):
 
 def prediction_units(model, percentiles: Iterable[float] = (16, 50, 84)) -> dict[str, str]:
     """Units of the prediction columns (``{column: unit string}``), as in ``df.attrs["units"]``."""
-    from .targets import TARGETS
+    from ..targets import TARGETS
 
     units = {}
     levels = list(percentiles)
@@ -285,21 +283,18 @@ def frame_to_table(frame, units: dict[str, str] | None = None):
     from astropy.table import QTable
     from astropy.utils.masked import Masked
 
-    from .io import _frame_to_table
-    from .targets import _as_quantity
-
     import astropy.units as u
 
     units = dict(frame.attrs.get("units", {}) if units is None else units)
     predicted = [c for c in frame.columns if c in units or c == "ood_flag"]
-    table = QTable(_frame_to_table(frame[[c for c in frame.columns if c not in predicted]].reset_index(drop=True)))
+    table = QTable(pandas_to_table(frame[[c for c in frame.columns if c not in predicted]].reset_index(drop=True)))
     unusable = np.isnan(frame["ood_score"].to_numpy(dtype=float)) if "ood_score" in frame.columns else None
     for name in frame.columns:
         if name not in predicted:
             continue
         values = frame[name].to_numpy()
         if name in units:
-            q = _as_quantity(values.astype(float), u.Unit(units[name]) if units[name] else u.dimensionless_unscaled)
+            q = values.astype(float) << (u.Unit(units[name]) if units[name] else u.dimensionless_unscaled)
             table[name] = Masked(q, mask=unusable) if unusable is not None else q
         else:
             table[name] = values
@@ -394,8 +389,6 @@ def predict_dask(
     import dask
     import dask.dataframe as dd
 
-    from .streaming import _required_columns, _seed
-
     if client is None:
         try:
             from distributed import default_client
@@ -406,7 +399,7 @@ def predict_dask(
 
     payload = ModelPayload.from_model(model_or_path, device=device)
     model = payload.load()
-    seed = _seed(random_state, model)
+    seed = resolve_seed(random_state, model)
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -424,7 +417,7 @@ def predict_dask(
         if missing:
             raise KeyError(f"columns {missing} are not in the catalog (columns: {', '.join(map(str, available))})")
     carried = list(columns) if columns is not None else available
-    required = _required_columns(model, available)
+    required = required_columns(model, available)
     if required is not None:
         absent = [c for c in required if c not in available]
         if absent:
