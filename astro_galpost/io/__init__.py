@@ -13,39 +13,20 @@ Module                                 What it holds
 `astro_galpost.io.layout`              the stored columns of a chunked Parquet or HDF5 output
 `astro_galpost.io.streaming`           `predict_catalog`: a catalog file streamed through a
                                        model, resumable
+`astro_galpost.io.samples`             the posterior samples `predict_catalog` writes on request
 `astro_galpost.io.dask`                `predict_dask`: the partitions of a Dask DataFrame
 =====================================  ============================================================
 
-Every public name is importable from ``astro_galpost.io``. The prediction
-names are imported on first use (PEP 562), so ``import astro_galpost.io``
-loads neither torch nor dask.
+Every public name is importable from ``astro_galpost.io``. Importing it
+loads neither torch nor dask: the modules import them inside the functions
+that need them.
 """
 
+from .dask import ModelPayload, frame_to_table, predict_dask, prediction_units, read_catalog
 from .formats import FORMATS, TableFormatError, detect_format
 from .read import count_rows, iter_table_chunks, table_columns
+from .streaming import DEFAULT_CHUNK_BATCHES, CatalogPrediction, model_checksum, predict_catalog, resolve_model
 from .write import ChunkedTableWriter, open_chunked_writer, write_table_atomic
-
-_LAZY = {
-    ".streaming": ("predict_catalog", "CatalogPrediction", "model_checksum", "resolve_model",
-                   "DEFAULT_CHUNK_BATCHES"),
-    ".dask": ("predict_dask", "prediction_units", "frame_to_table", "ModelPayload", "read_catalog"),
-}
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
-
-
-def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(_MODULE_OF[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
-
 
 __all__ = [
     # formats, reading, writing (astro_galpost.io before the subpackage)

@@ -76,7 +76,7 @@ from .formats import apply_table_header, parse_table_header
 from .read import pandas_to_table
 from .streaming import model_checksum, required_columns, resolve_seed
 
-__all__ = ["predict_dask", "prediction_units", "frame_to_table", "ModelPayload", "read_catalog"]
+__all__ = ["ModelPayload", "frame_to_table", "predict_dask", "prediction_units", "read_catalog"]
 
 #: Worker-side cache of loaded models: ``{(weights_sha256, device): GalaxyPosterior}``.
 _MODEL_CACHE: dict[tuple[str, str], Any] = {}
@@ -280,10 +280,9 @@ def frame_to_table(frame, units: dict[str, str] | None = None):
     masked where the galaxy was unusable (``ood_score`` is NaN); other columns
     are kept as plain columns.
     """
+    import astropy.units as u
     from astropy.table import QTable
     from astropy.utils.masked import Masked
-
-    import astropy.units as u
 
     units = dict(frame.attrs.get("units", {}) if units is None else units)
     predicted = [c for c in frame.columns if c in units or c == "ood_flag"]
@@ -316,6 +315,62 @@ def _compute(client, obj):
     if client is not None:
         return client.compute(obj).result()
     return obj.compute()
+
+
+def _select_columns(model, ddf, columns):
+    """``(carried columns, ddf with only the columns to read)``; raises `KeyError` for missing columns."""
+    available = list(ddf.columns)
+    if columns is not None:
+        missing = [c for c in columns if c not in available]
+        if missing:
+            raise KeyError(f"columns {missing} are not in the catalog (columns: {', '.join(map(str, available))})")
+    carried = list(columns) if columns is not None else available
+    required = required_columns(model, available)
+    if required is None:
+        return carried, ddf
+    absent = [c for c in required if c not in available]
+    if absent:
+        raise KeyError(f"the model needs columns {absent}, which are not in the catalog")
+    extra = [c for c in required if c not in carried]
+    # keep astropy's stored companions (e.g. "<col>.mask") of the columns read
+    extra += [c for c in available if "." in c and c.split(".")[0] in set(carried) | set(extra)
+              and c not in carried and c not in extra]
+    return carried, (ddf[carried + extra] if len(carried) + len(extra) < len(available) else ddf)
+
+
+def _partition_plan(lengths: list[int], batch_size: int, partition_rows: int | None) -> list[tuple]:
+    """``[(input partitions, (lo, hi) slice of each, first row)]`` per output partition.
+
+    The input partitions are kept when every one starts at a multiple of
+    ``batch_size``; otherwise rows are regrouped into partitions of
+    ``partition_rows`` rows (default: the median length rounded up to a
+    multiple of ``batch_size``).
+    """
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int)
+    total = int(offsets[-1])
+    if total == 0:
+        raise ValueError("the catalog has no rows: nothing to predict")
+    aligned = all(n % batch_size == 0 for n in lengths[:-1]) and all(
+        o % batch_size == 0 for o, n in zip(offsets[:-1], lengths) if n)
+    if aligned:
+        return [([i], [(None, None)], int(offsets[i])) for i, n in enumerate(lengths) if n]
+    if partition_rows is None:
+        typical = int(np.median([n for n in lengths if n]))
+        partition_rows = max(batch_size, -(-typical // batch_size) * batch_size)
+    partition_rows = int(partition_rows)
+    if partition_rows % batch_size:
+        raise ValueError(f"partition_rows ({partition_rows}) must be a multiple of batch_size ({batch_size})")
+    plan = []
+    for a in range(0, total, partition_rows):
+        b = min(total, a + partition_rows)
+        ids, bounds = [], []
+        for i, n in enumerate(lengths):
+            lo, hi = max(a, offsets[i]), min(b, offsets[i] + n)
+            if lo < hi:
+                ids.append(i)
+                bounds.append((int(lo - offsets[i]), int(hi - offsets[i])))
+        plan.append((ids, bounds, a))
+    return plan
 
 
 def predict_dask(
@@ -411,23 +466,7 @@ def predict_dask(
     else:
         raise TypeError(f"expected a dask DataFrame or a path, got {type(dataframe_or_path).__name__}")
 
-    available = list(ddf.columns)
-    if columns is not None:
-        missing = [c for c in columns if c not in available]
-        if missing:
-            raise KeyError(f"columns {missing} are not in the catalog (columns: {', '.join(map(str, available))})")
-    carried = list(columns) if columns is not None else available
-    required = required_columns(model, available)
-    if required is not None:
-        absent = [c for c in required if c not in available]
-        if absent:
-            raise KeyError(f"the model needs columns {absent}, which are not in the catalog")
-        stored = set(available)
-        extra = [c for c in required if c not in carried]
-        # keep astropy's stored companions (e.g. "<col>.mask") of the columns read
-        extra += [c for c in available if "." in c and c.split(".")[0] in set(carried) | set(extra)
-                  and c not in carried and c not in extra and c in stored]
-        ddf = ddf[carried + extra] if len(carried) + len(extra) < len(available) else ddf
+    carried, ddf = _select_columns(model, ddf, columns)
 
     options = dict(header=header, n_samples=int(n_samples), seed=seed, batch_size=batch_size,
                    percentiles=[float(p) for p in percentiles], carried=carried)
@@ -435,34 +474,9 @@ def predict_dask(
     meta.attrs["seed"] = seed
 
     # partition lengths → row offsets (aligned to batch_size for exact reproducibility)
-    first = ddf.columns[0]
-    lengths = [int(n) for n in _compute(client, ddf[first].map_partitions(len))]
+    lengths = [int(n) for n in _compute(client, ddf[ddf.columns[0]].map_partitions(len))]
+    plan = _partition_plan(lengths, batch_size, partition_rows)
     parts = ddf.to_delayed()
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int)
-    total = int(offsets[-1])
-    if total == 0:
-        raise ValueError("the catalog has no rows: nothing to predict")
-    aligned = all(n % batch_size == 0 for n in lengths[:-1]) and all(
-        o % batch_size == 0 for o, n in zip(offsets[:-1], lengths) if n)
-    if aligned:
-        plan = [([i], [(None, None)], int(offsets[i])) for i, n in enumerate(lengths) if n]
-    else:
-        if partition_rows is None:
-            typical = int(np.median([n for n in lengths if n])) if any(lengths) else batch_size
-            partition_rows = max(batch_size, -(-typical // batch_size) * batch_size)
-        partition_rows = int(partition_rows)
-        if partition_rows % batch_size:
-            raise ValueError(f"partition_rows ({partition_rows}) must be a multiple of batch_size ({batch_size})")
-        plan = []
-        for a in range(0, total, partition_rows):
-            b = min(total, a + partition_rows)
-            ids, bounds = [], []
-            for i, n in enumerate(lengths):
-                lo, hi = max(a, offsets[i]), min(b, offsets[i] + n)
-                if lo < hi:
-                    ids.append(i)
-                    bounds.append((int(lo - offsets[i]), int(hi - offsets[i])))
-            plan.append((ids, bounds, a))
 
     if client is not None:
         shipped = client.scatter(payload, broadcast=True, hash=False)

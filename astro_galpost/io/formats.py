@@ -19,11 +19,11 @@ from pathlib import Path
 __all__ = [
     "FORMATS",
     "TableFormatError",
+    "apply_table_header",
     "detect_format",
+    "logical_column_names",
     "parse_table_header",
     "stored_column_names",
-    "logical_column_names",
-    "apply_table_header",
 ]
 
 #: Formats read and written chunk by chunk, by file-name suffix.

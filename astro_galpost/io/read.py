@@ -47,7 +47,7 @@ from .formats import (
     stored_column_names,
 )
 
-__all__ = ["count_rows", "table_columns", "iter_table_chunks", "pandas_to_table"]
+__all__ = ["count_rows", "iter_table_chunks", "pandas_to_table", "table_columns"]
 
 
 def _check_input(path) -> Path:
@@ -138,9 +138,8 @@ class _ParquetReader(_Reader):
             yield self._convert(pa.Table.from_batches(pending, schema=schema), names)
 
     def _convert(self, arrow, names):
-        from astropy.table import Column, MaskedColumn, Table
-
         import pyarrow as pa
+        from astropy.table import Column, MaskedColumn, Table
 
         table = Table()
         for name in names:

@@ -26,16 +26,17 @@ import numpy as np
 from ..atomic import output_lock, write_json_atomic
 from .formats import detect_format
 from .read import count_rows, iter_table_chunks, table_columns
-from .write import ChunkedTableWriter, open_chunked_writer, publish_file
+from .samples import open_samples_writer, sample_arrays
+from .write import open_chunked_writer
 
 __all__ = [
-    "predict_catalog",
+    "DEFAULT_CHUNK_BATCHES",
     "CatalogPrediction",
     "model_checksum",
+    "predict_catalog",
+    "required_columns",
     "resolve_model",
     "resolve_seed",
-    "required_columns",
-    "DEFAULT_CHUNK_BATCHES",
 ]
 
 #: Default chunk size, in batches: ``chunk_size = DEFAULT_CHUNK_BATCHES * batch_size``.
@@ -192,121 +193,6 @@ def resolve_seed(random_state, model) -> int:
         f"cannot be recorded for resuming), got {type(random_state).__name__}")
 
 
-# ---------------------------------------------------------------- samples
-class _SamplesHDF5:
-    """Samples as one HDF5 dataset ``samples`` of shape (N, n_samples, n_targets), appended per chunk."""
-
-    def __init__(self, path: Path, targets: list[str], units: list[str], n_samples: int,
-                 attrs: dict, dtype: str, state: dict | None):
-        import h5py
-
-        self.path = Path(path)
-        self.tmp_path = self.path.parent / f".{self.path.name}.partial"
-        self.rows = 0
-        if state is not None:
-            self.rows = int(state["rows"])
-            try:
-                self._file = h5py.File(self.tmp_path, "r+")
-                for name in ("samples", "usable"):
-                    ds = self._file[name]
-                    ds.resize((self.rows, *ds.shape[1:]))
-            except Exception as err:  # noqa: BLE001 - h5py raises several types
-                raise ValueError(f"cannot continue the temporary samples file {self.tmp_path}: {err}") from err
-            return
-        self.tmp_path.unlink(missing_ok=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.tmp_path, "w")
-        rows = max(1, min(1024, (1 << 24) // max(1, n_samples * len(targets) * 8)))
-        ds = self._file.create_dataset("samples", shape=(0, n_samples, len(targets)), dtype=dtype,
-                                       maxshape=(None, n_samples, len(targets)),
-                                       chunks=(rows, n_samples, len(targets)))
-        ds.attrs["targets"] = targets
-        ds.attrs["units"] = units
-        ds.attrs["dims"] = ["row", "sample", "target"]
-        for key, value in attrs.items():
-            ds.attrs[key] = value
-        self._file.create_dataset("usable", shape=(0,), maxshape=(None,), dtype=bool, chunks=(1 << 16,))
-
-    def write(self, samples: np.ndarray, usable: np.ndarray) -> None:
-        n = len(samples)
-        for name, data in (("samples", samples), ("usable", usable)):
-            ds = self._file[name]
-            ds.resize((self.rows + n, *ds.shape[1:]))
-            ds[self.rows:] = data
-        self.rows += n
-
-    def checkpoint(self) -> dict:
-        self._file.flush()
-        return {"rows": self.rows}
-
-    def abort(self) -> None:
-        if getattr(self, "_file", None) is not None:
-            self._file.close()
-            self._file = None
-
-    def close(self, overwrite: bool) -> Path:
-        if self.path.exists() and not overwrite:
-            raise FileExistsError(f"{self.path} exists; pass overwrite=True (--overwrite) to replace it")
-        self.abort()
-        return publish_file(self.tmp_path, self.path, overwrite=overwrite)
-
-
-class _SamplesTable:
-    """Samples as a table with one (n_samples,)-shaped column per target (Parquet, FITS, ECSV)."""
-
-    def __init__(self, path: Path, targets: list[str], dtype: str, state: dict | None):
-        self.targets, self.dtype = targets, dtype
-        self.writer: ChunkedTableWriter = open_chunked_writer(path, state=state)
-        self.path = self.writer.path
-
-    def write(self, samples: np.ndarray, usable: np.ndarray) -> None:
-        from astropy.table import QTable
-
-        from ..targets import TARGETS
-
-        table = QTable()
-        for j, name in enumerate(self.targets):
-            table[name] = TARGETS[name].quantity(samples[:, :, j].astype(self.dtype))
-        table["usable"] = usable
-        self.writer.write(table)
-
-    def checkpoint(self) -> dict:
-        return self.writer.checkpoint()
-
-    def abort(self) -> None:
-        self.writer.abort()
-
-    def close(self, overwrite: bool) -> Path:
-        return self.writer.close(overwrite=overwrite)
-
-
-def _samples_writer(path, model, n_samples, attrs, dtype, state):
-    from ..targets import TARGETS
-
-    path = Path(path)
-    targets = list(model.targets_)
-    if path.suffix.lower() in (".h5", ".hdf5", ".he5"):
-        units = [TARGETS[t].unit.to_string() for t in targets]
-        return _SamplesHDF5(path, targets, units, n_samples, attrs, dtype, state)
-    if detect_format(path) == "csv":
-        raise ValueError("samples cannot be written to CSV (one column per target holds n_samples values); "
-                         "use .h5 or .parquet")
-    return _SamplesTable(path, targets, dtype, state)
-
-
-def _sample_arrays(model, table, *, n_samples, seed, batch_size, row_offset):
-    """(rows, n_samples, n_targets) catalog-space samples and the usable flags, one batch at a time."""
-    for lo in range(0, len(table), batch_size):
-        batch = table[lo:lo + batch_size]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            post = model.sample(batch, n_samples=n_samples, random_state=seed, batch_size=batch_size,
-                                row_offset=row_offset + lo)
-        values = np.stack([np.asarray(getattr(d.distribution, "value", d.distribution)) for d in post.values()],
-                          axis=-1)
-        yield values, np.asarray(post.usable)
-
-
 # ------------------------------------------------------------------ main
 def _state_path(output: Path) -> Path:
     return output.parent / f".{output.name}.progress.json"
@@ -315,6 +201,166 @@ def _state_path(output: Path) -> Path:
 def _file_identity(path: Path) -> dict:
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """How every chunk of one `predict_catalog` run is read, predicted and written."""
+
+    n_samples: int
+    levels: list[float]
+    seed: int
+    batch_size: int
+    carried: list[str]
+    outputs: list[str]
+    replace_columns: bool
+    samples_dtype: str
+
+
+def _check_paths(input_path: Path, output_path: Path, samples_path: Path | None, input_format, output_format,
+                 overwrite: bool) -> tuple[str, str]:
+    """The input and output formats, after checking that the files can be read and written."""
+    if not input_path.is_file():
+        raise FileNotFoundError(f"input table {input_path} does not exist")
+    in_fmt = detect_format(input_path, input_format)
+    out_fmt = detect_format(output_path, output_format)
+    if output_path.resolve() == input_path.resolve():
+        raise ValueError("the output file must differ from the input file (the input is never modified)")
+    for target in (output_path, samples_path):
+        if target is not None and target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    return in_fmt, out_fmt
+
+
+def _check_sizes(batch_size, chunk_size, n_samples) -> tuple[int, int, int]:
+    """``(batch_size, chunk_size, n_samples)`` as checked integers (chunk_size defaulted)."""
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    chunk_size = int(chunk_size) if chunk_size is not None else DEFAULT_CHUNK_BATCHES * batch_size
+    if chunk_size < batch_size or chunk_size % batch_size:
+        raise ValueError(
+            f"chunk_size ({chunk_size}) must be a multiple of batch_size ({batch_size}) so that chunks "
+            "reproduce a whole-catalog call exactly")
+    n_samples = int(n_samples)
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    return batch_size, chunk_size, n_samples
+
+
+def _plan_columns(gp, input_path: Path, in_fmt: str, columns, levels: list[float], replace_columns: bool):
+    """``(carried, outputs, read_columns)``: input columns written, output columns, input columns read."""
+    available = table_columns(input_path, in_fmt)
+    if columns is not None:
+        columns = list(columns)
+        missing = [c for c in columns if c not in available]
+        if missing:
+            raise KeyError(f"columns {missing} are not in {input_path} (columns: {', '.join(available)})")
+    outputs = gp.output_columns(levels)
+    clash = [c for c in outputs if c in available]
+    if clash and not replace_columns:
+        raise ValueError(f"{input_path} already has the output columns {clash} (a previous prediction?); "
+                         "pass replace_columns=True (--replace-columns) to replace them")
+    carried = [c for c in (columns if columns is not None else available) if c not in outputs]
+    required = required_columns(gp, available)
+    if required is None:
+        return carried, outputs, None
+    absent = [c for c in required if c not in available]
+    if absent:
+        raise KeyError(f"the model needs columns {absent}, which are not in {input_path}")
+    return carried, outputs, carried + [c for c in required if c not in carried]
+
+
+def _load_progress(state_file: Path, identity: dict, resume: bool) -> dict | None:
+    """The recorded progress of an interrupted run with the same ``identity``, if any."""
+    if not (resume and state_file.is_file()):
+        return None
+    try:
+        previous = json.loads(state_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        previous = None
+    if previous and previous.get("identity") == identity:
+        return previous
+    if previous:
+        warnings.warn(f"ignoring the progress in {state_file}: it was made with a different input, model "
+                      "or settings; starting over", UserWarning, stacklevel=3)
+    return None
+
+
+def _open_outputs(state: dict | None, output_path: Path, out_fmt: str, open_samples):
+    """``(writer, samples writer or None, state)``: continue ``state``'s outputs, else start over (state None)."""
+    if state is not None:
+        writer = None
+        try:
+            writer = open_chunked_writer(output_path, format=out_fmt, state=state["writer"])
+            samples = open_samples(state["samples"]) if open_samples is not None else None
+            return writer, samples, state
+        except (ValueError, KeyError, OSError) as err:
+            warnings.warn(f"cannot continue the interrupted run ({err}); starting over", UserWarning, stacklevel=3)
+            if writer is not None:
+                writer.abort()
+    writer = open_chunked_writer(output_path, format=out_fmt)
+    return writer, (open_samples(None) if open_samples is not None else None), None
+
+
+def _progress_bar(input_path: Path, in_fmt: str, start: int, progress: bool):
+    from tqdm.auto import tqdm
+
+    try:
+        total = count_rows(input_path, in_fmt) if progress else None
+    except Exception:  # noqa: BLE001 - progress only
+        total = None
+    return tqdm(total=total, initial=start, desc="predict", unit="galaxy", disable=not progress, smoothing=0.1)
+
+
+def _predict_chunks(gp, chunks, writer, samples, state: dict, state_file: Path, s: _Settings, bar,
+                    max_chunks: int | None) -> tuple[int, bool]:
+    """Predict and write ``chunks``, recording progress after each; ``(unusable rows, complete)``."""
+    from ..estimator import UnusableRowsWarning
+
+    n_unusable = 0
+    for this_call, chunk in enumerate(chunks, 1):
+        row = int(state["rows"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnusableRowsWarning)
+            result = gp.predict(chunk, n_samples=s.n_samples, percentiles=s.levels, random_state=s.seed,
+                                batch_size=s.batch_size, row_offset=row, replace_columns=s.replace_columns)
+        out = result[[c for c in s.carried if c in result.colnames] + s.outputs]
+        n_unusable += int(np.count_nonzero(np.ma.getmaskarray(result["ood_score"])))
+        writer.write(out)
+        if samples is not None:
+            for values, usable in sample_arrays(gp, chunk, n_samples=s.n_samples, seed=s.seed,
+                                                 batch_size=s.batch_size, row_offset=row):
+                samples.write(values.astype(s.samples_dtype, copy=False), usable)
+        state["writer"] = writer.checkpoint()
+        state["samples"] = samples.checkpoint() if samples is not None else None
+        state["rows"], state["chunks"] = row + len(chunk), int(state["chunks"]) + 1
+        write_json_atomic(state_file, state)
+        bar.update(len(chunk))
+        del chunk, result, out
+        gc.collect()  # sliced tables form reference cycles: free their arrays now, not at a later gen-2 pass
+        if max_chunks is not None and this_call >= max_chunks:
+            return n_unusable, False
+    return n_unusable, True
+
+
+def _finish(writer, samples, state_file: Path, input_path: Path, rows: int, overwrite: bool) -> None:
+    """Rename the complete output (and samples) to their names and remove the progress file."""
+    if rows == 0:
+        raise ValueError(f"input table {input_path} has no rows: nothing to predict")
+    # check the samples target first: renaming the output must be the last step
+    if samples is not None and samples.path.exists() and not overwrite:
+        raise FileExistsError(f"{samples.path} exists; pass overwrite=True (--overwrite) to replace it")
+    writer.close(overwrite=overwrite)
+    if samples is not None:
+        samples.close(overwrite=overwrite)
+    state_file.unlink(missing_ok=True)
+
+
+def _abort(writer, samples) -> None:
+    writer.abort()
+    if samples is not None:
+        samples.abort()
 
 
 def predict_catalog(
@@ -445,52 +491,13 @@ def predict_catalog(
     t0 = time.perf_counter()
     gp, checksum = resolve_model(model, device)  # errors in the order of the arguments: model, input, output
     input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.is_file():
-        raise FileNotFoundError(f"input table {input_path} does not exist")
-    in_fmt = detect_format(input_path, input_format)
-    out_fmt = detect_format(output_path, output_format)
-    if output_path.resolve() == input_path.resolve():
-        raise ValueError("the output file must differ from the input file (the input is never modified)")
     samples_path = Path(samples_path) if samples_path is not None else None
-    for target in (output_path, samples_path):
-        if target is not None and target.exists() and not overwrite:
-            raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    chunk_size = int(chunk_size) if chunk_size is not None else DEFAULT_CHUNK_BATCHES * batch_size
-    if chunk_size < batch_size or chunk_size % batch_size:
-        raise ValueError(
-            f"chunk_size ({chunk_size}) must be a multiple of batch_size ({batch_size}) so that chunks "
-            "reproduce a whole-catalog call exactly")
-    n_samples = int(n_samples)
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    in_fmt, out_fmt = _check_paths(input_path, output_path, samples_path, input_format, output_format, overwrite)
+    batch_size, chunk_size, n_samples = _check_sizes(batch_size, chunk_size, n_samples)
     levels = [float(p) for p in percentiles]
-
     seed = resolve_seed(random_state, gp)
-
-    available = table_columns(input_path, in_fmt)
-    if columns is not None:
-        columns = list(columns)
-        missing = [c for c in columns if c not in available]
-        if missing:
-            raise KeyError(f"columns {missing} are not in {input_path} (columns: {', '.join(available)})")
-    outputs = gp.output_columns(levels)
-    clash = [c for c in outputs if c in available]
-    if clash and not replace_columns:
-        raise ValueError(f"{input_path} already has the output columns {clash} (a previous prediction?); "
-                         "pass replace_columns=True (--replace-columns) to replace them")
-    carried = [c for c in (columns if columns is not None else available) if c not in outputs]
-    required = required_columns(gp, available)
-    if required is None:
-        read_columns = None
-    else:
-        absent = [c for c in required if c not in available]
-        if absent:
-            raise KeyError(f"the model needs columns {absent}, which are not in {input_path}")
-        read_columns = carried + [c for c in required if c not in carried]
-
+    carried, outputs, read_columns = _plan_columns(gp, input_path, in_fmt, columns, levels, replace_columns)
+    settings = _Settings(n_samples, levels, seed, batch_size, carried, outputs, replace_columns, samples_dtype)
     identity = {
         "version": _STATE_VERSION,
         "input": _file_identity(input_path),
@@ -509,105 +516,40 @@ def predict_catalog(
     state_file = _state_path(output_path)
     samples_attrs = {"seed": str(seed), "n_samples": n_samples, "model_checksum": checksum,
                      "input": str(input_path.resolve())}
+    open_samples = None if samples_path is None else (
+        lambda st: open_samples_writer(samples_path, gp, n_samples, samples_attrs, samples_dtype, st))
 
     with output_lock(output_path):  # two runs writing one output: the second stops here
-        state = None
-        if resume and state_file.is_file():
-            try:
-                previous = json.loads(state_file.read_text())
-            except (OSError, json.JSONDecodeError):
-                previous = None
-            if previous and previous.get("identity") == identity:
-                state = previous
-            elif previous:
-                warnings.warn(f"ignoring the progress in {state_file}: it was made with a different input, model "
-                              "or settings; starting over", UserWarning, stacklevel=2)
-        writer = samples = None
-        if state is not None:
-            try:
-                writer = open_chunked_writer(output_path, format=out_fmt, state=state["writer"])
-                if samples_path is not None:
-                    samples = _samples_writer(samples_path, gp, n_samples, samples_attrs, samples_dtype, state["samples"])
-            except (ValueError, KeyError, OSError) as err:
-                warnings.warn(f"cannot continue the interrupted run ({err}); starting over", UserWarning, stacklevel=2)
-                if writer is not None:
-                    writer.abort()
-                writer = samples = state = None
+        writer, samples, state = _open_outputs(_load_progress(state_file, identity, resume), output_path,
+                                               out_fmt, open_samples)
         if state is None:
             state_file.unlink(missing_ok=True)
-            writer = open_chunked_writer(output_path, format=out_fmt)
-            if samples_path is not None:
-                samples = _samples_writer(samples_path, gp, n_samples, samples_attrs, samples_dtype, None)
             state = {"identity": identity, "rows": 0, "chunks": 0}
-        start, done_chunks = int(state["rows"]), int(state["chunks"])
-        resumed = start
-
-        try:
-            total = count_rows(input_path, in_fmt) if progress else None
-        except Exception:  # noqa: BLE001 - progress only
-            total = None
-        from tqdm.auto import tqdm
-
-        from ..estimator import UnusableRowsWarning
-
-        bar = tqdm(total=total, initial=start, desc="predict", unit="galaxy", disable=not progress, smoothing=0.1)
+        resumed = int(state["rows"])
+        bar = _progress_bar(input_path, in_fmt, resumed, progress)
         old_progress, gp.progress = gp.progress, False
-        n_unusable, chunks_this_call, row = 0, 0, start
-        complete = True
         try:
-            for chunk in iter_table_chunks(input_path, chunk_size, start=start, columns=read_columns, format=in_fmt):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UnusableRowsWarning)
-                    result = gp.predict(chunk, n_samples=n_samples, percentiles=levels, random_state=seed,
-                                        batch_size=batch_size, row_offset=row, replace_columns=replace_columns)
-                out = result[[c for c in carried if c in result.colnames] + outputs]
-                n_unusable += int(np.count_nonzero(np.ma.getmaskarray(result["ood_score"])))
-                writer.write(out)
-                if samples is not None:
-                    for values, usable in _sample_arrays(gp, chunk, n_samples=n_samples, seed=seed,
-                                                         batch_size=batch_size, row_offset=row):
-                        samples.write(values.astype(samples_dtype, copy=False), usable)
-                row += len(chunk)
-                done_chunks += 1
-                chunks_this_call += 1
-                state["writer"] = writer.checkpoint()
-                state["samples"] = samples.checkpoint() if samples is not None else None
-                state["rows"], state["chunks"] = row, done_chunks
-                write_json_atomic(state_file, state)
-                bar.update(len(chunk))
-                del chunk, result, out
-                gc.collect()  # sliced tables form reference cycles: free their arrays now, not at a later gen-2 pass
-                if max_chunks is not None and chunks_this_call >= max_chunks:
-                    complete = False
-                    break
+            chunks = iter_table_chunks(input_path, chunk_size, start=resumed, columns=read_columns, format=in_fmt)
+            n_unusable, complete = _predict_chunks(gp, chunks, writer, samples, state, state_file, settings, bar,
+                                                   max_chunks)
             if complete:
-                if row == 0:
-                    raise ValueError(f"input table {input_path} has no rows: nothing to predict")
-                # check the samples target first: renaming the output must be the last step
-                if samples is not None and samples.path.exists() and not overwrite:
-                    raise FileExistsError(f"{samples.path} exists; pass overwrite=True (--overwrite) to replace it")
-                writer.close(overwrite=overwrite)
-                if samples is not None:
-                    samples.close(overwrite=overwrite)
-                state_file.unlink(missing_ok=True)
+                _finish(writer, samples, state_file, input_path, int(state["rows"]), overwrite)
             else:
-                writer.abort()
-                if samples is not None:
-                    samples.abort()
+                _abort(writer, samples)
         except BaseException:
-            writer.abort()
-            if samples is not None:
-                samples.abort()
+            _abort(writer, samples)
             raise
         finally:
             gp.progress = old_progress
             bar.close()
 
+    from ..estimator import UnusableRowsWarning
+
+    row = int(state["rows"])
     if n_unusable:
         warnings.warn(f"{n_unusable} of {row - resumed} rows have unusable inputs (too few measured bands); "
                       "their posteriors are masked", UnusableRowsWarning, stacklevel=2)
     return CatalogPrediction(
-        output=output_path, samples=samples_path, n_rows=row, n_chunks=done_chunks, resumed_rows=resumed,
+        output=output_path, samples=samples_path, n_rows=row, n_chunks=int(state["chunks"]), resumed_rows=resumed,
         n_unusable=n_unusable, seconds=time.perf_counter() - t0, seed=seed, complete=complete,
     )
-

@@ -50,7 +50,7 @@ from ..atomic import fsync_path, write_atomic
 from .formats import detect_format
 from .layout import TableLayout, string_width
 
-__all__ = ["write_table_atomic", "publish_file", "ChunkedTableWriter", "open_chunked_writer"]
+__all__ = ["ChunkedTableWriter", "open_chunked_writer", "publish_file", "write_table_atomic"]
 
 
 def write_table_atomic(table, path, overwrite: bool = False, **kwargs) -> Path:
