@@ -1,4 +1,4 @@
-"""`astro_galpost.dask.predict_dask` on a real multi-process LocalCluster gives the in-process result."""
+"""`astro_galpost.io.predict_dask` on a real multi-process LocalCluster gives the in-process result."""
 
 import warnings
 
@@ -63,7 +63,7 @@ def assert_matches(ref, frame):
 
 
 def test_parquet_path_equals_local_predict(client, setup):
-    from astro_galpost.dask import frame_to_table, predict_dask
+    from astro_galpost.io import frame_to_table, predict_dask
 
     result = predict_dask(setup["model"], setup["root"] / "catalog.parquet", n_samples=N_SAMPLES,
                           random_state=SEED, batch_size=BATCH, client=client, columns=["objID", "ra"])
@@ -74,12 +74,12 @@ def test_parquet_path_equals_local_predict(client, setup):
     table = frame_to_table(frame)
     assert table["log_mstar_p50"].unit == setup["ref"]["log_mstar_p50"].unit
     assert np.array_equal(table["log_mstar_p50"].mask, setup["ref"]["log_mstar_p50"].mask)
-    loads = client.run(lambda: __import__("astro_galpost.dask", fromlist=["_LOADS"])._LOADS["count"])
+    loads = client.run(lambda: __import__("astro_galpost.io.dask", fromlist=["_LOADS"])._LOADS["count"])
     assert all(n <= 1 for n in loads.values())  # each worker loaded the model at most once
 
 
 def test_unaligned_partitions_are_regrouped(client, setup):
-    from astro_galpost.dask import predict_dask
+    from astro_galpost.io import predict_dask
 
     frame = setup["catalog"].to_pandas()
     ddf = dd.from_pandas(frame, npartitions=3)  # 134/133/133 rows: not multiples of 64
@@ -89,7 +89,7 @@ def test_unaligned_partitions_are_regrouped(client, setup):
     out = result.compute()
     assert (out.index.to_numpy() == frame.index.to_numpy()).all()
     assert_matches(setup["ref"], out)
-    loads = client.run(lambda: __import__("astro_galpost.dask", fromlist=["_LOADS"])._LOADS["count"])
+    loads = client.run(lambda: __import__("astro_galpost.io.dask", fromlist=["_LOADS"])._LOADS["count"])
     assert all(n <= 2 for n in loads.values())  # one per model (two models in this module)
 
 
@@ -111,7 +111,7 @@ def test_cli_dask_scheduler_address(client, setup, tmp_path):
 
 
 def test_hats_catalog_needs_lsdb(setup, tmp_path):
-    from astro_galpost.dask import read_catalog
+    from astro_galpost.io import read_catalog
 
     hats = tmp_path / "hats"
     hats.mkdir()

@@ -1,4 +1,4 @@
-"""Streaming inference (`astro_galpost.streaming`) and chunked table I/O (`astro_galpost.io`)."""
+"""Streaming inference (`astro_galpost.io.streaming`) and chunked table I/O (`astro_galpost.io`)."""
 
 import json
 import warnings
@@ -12,8 +12,13 @@ from astropy.utils.masked import Masked
 
 from astro_galpost import GalaxyPosterior, UnusableRowsWarning
 from astro_galpost.utils.atomic import OutputLockedError, output_lock
-from astro_galpost.io import TableFormatError, iter_table_chunks, open_chunked_writer
-from astro_galpost.streaming import model_checksum, predict_catalog
+from astro_galpost.io import (
+    TableFormatError,
+    iter_table_chunks,
+    model_checksum,
+    open_chunked_writer,
+    predict_catalog,
+)
 
 # astropy warns that FITS cannot store dex units natively (they round-trip through its metadata)
 pytestmark = [pytest.mark.filterwarnings("ignore:The unit 'dex:astropy.utils.exceptions.AstropyUserWarning"),

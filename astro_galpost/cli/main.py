@@ -96,7 +96,7 @@ def _cmd_fit(args) -> int:
 def _cmd_predict(args) -> int:
     if args.dask:
         return _predict_with_dask(args)
-    from ..streaming import _describe, predict_catalog
+    from ..io import predict_catalog
 
     result = predict_catalog(
         args.model, args.table, args.output, chunk_size=args.chunk_size, batch_size=args.batch_size,
@@ -104,7 +104,7 @@ def _cmd_predict(args) -> int:
         progress=not args.no_progress, overwrite=args.overwrite, columns=args.columns, device=args.device,
         replace_columns=args.replace_columns,
     )
-    print(_describe(result))
+    print(result.summary())
     return 0
 
 
@@ -126,7 +126,7 @@ def _predict_with_dask(args) -> int:
         raise ValueError("--dask needs dask.distributed (pip install 'dask[distributed]')") from err
     from tqdm.auto import tqdm
 
-    from ..dask import frame_to_table, predict_dask
+    from ..io import frame_to_table, predict_dask
 
     t0 = time.perf_counter()
     cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None) \

@@ -42,7 +42,7 @@ Running on a cluster
 
         from dask_jobqueue import SLURMCluster
         from dask.distributed import Client
-        from astro_galpost.dask import predict_dask
+        from astro_galpost.io import predict_dask
 
         cluster = SLURMCluster(cores=8, processes=8, memory="32GB", walltime="02:00:00",
                                job_extra_directives=["--partition=cpu"])
@@ -71,7 +71,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["predict_dask", "prediction_units", "frame_to_table", "ModelPayload", "read_catalog"]
+from ..utils.columns import column_data
+from .formats import apply_table_header, parse_table_header
+from .read import pandas_to_table
+from .streaming import model_checksum, required_columns, resolve_seed
+
+__all__ = ["ModelPayload", "frame_to_table", "predict_dask", "prediction_units", "read_catalog"]
 
 #: Worker-side cache of loaded models: ``{(weights_sha256, device): GalaxyPosterior}``.
 _MODEL_CACHE: dict[tuple[str, str], Any] = {}
@@ -99,13 +104,12 @@ class ModelPayload:
     @classmethod
     def from_model(cls, model, device: str = "cpu") -> ModelPayload:
         """Payload of a fitted `GalaxyPosterior` or of a saved model folder."""
-        from .model.persistence import CONFIG, WEIGHTS
-        from .streaming import _folder_checksum
+        from ..model.persistence import CONFIG, WEIGHTS
 
         def read(folder: Path) -> ModelPayload:
             if not folder.is_dir():
                 raise FileNotFoundError(f"no saved model at {folder} (expected a folder with {CONFIG} and {WEIGHTS})")
-            checksum = _folder_checksum(folder)
+            checksum = model_checksum(folder)
             files = {name: (folder / name).read_bytes() for name in (CONFIG, WEIGHTS)}
             return cls(files, checksum, device)
 
@@ -122,7 +126,7 @@ class ModelPayload:
         key = (self.checksum, self.device)
         with _CACHE_LOCK:
             if key not in _MODEL_CACHE:
-                from .model.persistence import load_model
+                from ..model.persistence import load_model
 
                 with tempfile.TemporaryDirectory(prefix="galpost-model-") as tmp:
                     for name, data in self.files.items():
@@ -143,8 +147,6 @@ def _parquet_header(path: Path):
     """astropy's YAML header of a Parquet file (or of the first file of a dataset folder)."""
     import pyarrow.parquet as pq
 
-    from .io import _yaml_header
-
     files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
     if not files:
         return None
@@ -153,7 +155,7 @@ def _parquet_header(path: Path):
     except Exception:  # noqa: BLE001 - no header: plain columns
         return None
     text = md.get(b"table_meta_yaml")
-    return _yaml_header(text.decode().split("\n")) if text else None
+    return parse_table_header(text.decode().split("\n")) if text else None
 
 
 def _is_hats(path: Path) -> bool:
@@ -187,10 +189,8 @@ def read_catalog(path, columns: Sequence[str] | None = None):
 
 def _frame_to_input_table(frame, header):
     """A pandas partition as the astropy table `GalaxyPosterior.predict` reads."""
-    from .io import _finish_table, _frame_to_table
-
-    table = _frame_to_table(frame.reset_index(drop=True))
-    return _finish_table(table, header) if header is not None else table
+    table = pandas_to_table(frame.reset_index(drop=True))
+    return apply_table_header(table, header)
 
 
 # ---------------------------------------------------------------- outputs
@@ -201,13 +201,11 @@ def _prediction_frame(result, new: Sequence[str]):
     data = {}
     for name in new:
         col = result[name]
-        mask = np.ma.getmaskarray(col) if hasattr(col, "mask") else None
-        values = getattr(col, "unmasked", col)
-        values = np.asarray(getattr(values, "value", values))
-        if values.dtype.kind == "f":
-            values = values.astype(float, copy=True)
-            if mask is not None:
-                values[mask] = np.nan
+        if col.dtype.kind == "f":
+            values, mask, _ = column_data(col)
+            values[mask] = np.nan
+        else:  # ood_flag: its values, False where masked
+            values = np.asarray(getattr(col, "unmasked", col))
         data[name] = values
     return pd.DataFrame(data)
 
@@ -225,7 +223,7 @@ def _predict_frame(model, frame, *, header, offset, n_samples, seed, batch_size,
     """Predict one pandas partition; returns the output partition (carried columns + predictions)."""
     import pandas as pd
 
-    from .model.estimator import UnusableRowsWarning
+    from ..model.estimator import UnusableRowsWarning
 
     if len(frame) == 0:
         raise ValueError("empty partition")  # handled by the caller
@@ -260,7 +258,7 @@ def _predict_pieces(payload, frames, bounds, offset, options, meta):
 
 def prediction_units(model, percentiles: Iterable[float] = (16, 50, 84)) -> dict[str, str]:
     """Units of the prediction columns (``{column: unit string}``), as in ``df.attrs["units"]``."""
-    from .model.targets import TARGETS
+    from ..model.targets import TARGETS
 
     units = {}
     levels = list(percentiles)
@@ -282,24 +280,20 @@ def frame_to_table(frame, units: dict[str, str] | None = None):
     masked where the galaxy was unusable (``ood_score`` is NaN); other columns
     are kept as plain columns.
     """
+    import astropy.units as u
     from astropy.table import QTable
     from astropy.utils.masked import Masked
 
-    from .io import _frame_to_table
-    from .model.targets import _as_quantity
-
-    import astropy.units as u
-
     units = dict(frame.attrs.get("units", {}) if units is None else units)
     predicted = [c for c in frame.columns if c in units or c == "ood_flag"]
-    table = QTable(_frame_to_table(frame[[c for c in frame.columns if c not in predicted]].reset_index(drop=True)))
+    table = QTable(pandas_to_table(frame[[c for c in frame.columns if c not in predicted]].reset_index(drop=True)))
     unusable = np.isnan(frame["ood_score"].to_numpy(dtype=float)) if "ood_score" in frame.columns else None
     for name in frame.columns:
         if name not in predicted:
             continue
         values = frame[name].to_numpy()
         if name in units:
-            q = _as_quantity(values.astype(float), u.Unit(units[name]) if units[name] else u.dimensionless_unscaled)
+            q = values.astype(float) << (u.Unit(units[name]) if units[name] else u.dimensionless_unscaled)
             table[name] = Masked(q, mask=unusable) if unusable is not None else q
         else:
             table[name] = values
@@ -321,6 +315,62 @@ def _compute(client, obj):
     if client is not None:
         return client.compute(obj).result()
     return obj.compute()
+
+
+def _select_columns(model, ddf, columns):
+    """``(carried columns, ddf with only the columns to read)``; raises `KeyError` for missing columns."""
+    available = list(ddf.columns)
+    if columns is not None:
+        missing = [c for c in columns if c not in available]
+        if missing:
+            raise KeyError(f"columns {missing} are not in the catalog (columns: {', '.join(map(str, available))})")
+    carried = list(columns) if columns is not None else available
+    required = required_columns(model, available)
+    if required is None:
+        return carried, ddf
+    absent = [c for c in required if c not in available]
+    if absent:
+        raise KeyError(f"the model needs columns {absent}, which are not in the catalog")
+    extra = [c for c in required if c not in carried]
+    # keep astropy's stored companions (e.g. "<col>.mask") of the columns read
+    extra += [c for c in available if "." in c and c.split(".")[0] in set(carried) | set(extra)
+              and c not in carried and c not in extra]
+    return carried, (ddf[carried + extra] if len(carried) + len(extra) < len(available) else ddf)
+
+
+def _partition_plan(lengths: list[int], batch_size: int, partition_rows: int | None) -> list[tuple]:
+    """``[(input partitions, (lo, hi) slice of each, first row)]`` per output partition.
+
+    The input partitions are kept when every one starts at a multiple of
+    ``batch_size``; otherwise rows are regrouped into partitions of
+    ``partition_rows`` rows (default: the median length rounded up to a
+    multiple of ``batch_size``).
+    """
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int)
+    total = int(offsets[-1])
+    if total == 0:
+        raise ValueError("the catalog has no rows: nothing to predict")
+    aligned = all(n % batch_size == 0 for n in lengths[:-1]) and all(
+        o % batch_size == 0 for o, n in zip(offsets[:-1], lengths) if n)
+    if aligned:
+        return [([i], [(None, None)], int(offsets[i])) for i, n in enumerate(lengths) if n]
+    if partition_rows is None:
+        typical = int(np.median([n for n in lengths if n]))
+        partition_rows = max(batch_size, -(-typical // batch_size) * batch_size)
+    partition_rows = int(partition_rows)
+    if partition_rows % batch_size:
+        raise ValueError(f"partition_rows ({partition_rows}) must be a multiple of batch_size ({batch_size})")
+    plan = []
+    for a in range(0, total, partition_rows):
+        b = min(total, a + partition_rows)
+        ids, bounds = [], []
+        for i, n in enumerate(lengths):
+            lo, hi = max(a, offsets[i]), min(b, offsets[i] + n)
+            if lo < hi:
+                ids.append(i)
+                bounds.append((int(lo - offsets[i]), int(hi - offsets[i])))
+        plan.append((ids, bounds, a))
+    return plan
 
 
 def predict_dask(
@@ -394,8 +444,6 @@ def predict_dask(
     import dask
     import dask.dataframe as dd
 
-    from .streaming import _required_columns, _seed
-
     if client is None:
         try:
             from distributed import default_client
@@ -406,7 +454,7 @@ def predict_dask(
 
     payload = ModelPayload.from_model(model_or_path, device=device)
     model = payload.load()
-    seed = _seed(random_state, model)
+    seed = resolve_seed(random_state, model)
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -418,23 +466,7 @@ def predict_dask(
     else:
         raise TypeError(f"expected a dask DataFrame or a path, got {type(dataframe_or_path).__name__}")
 
-    available = list(ddf.columns)
-    if columns is not None:
-        missing = [c for c in columns if c not in available]
-        if missing:
-            raise KeyError(f"columns {missing} are not in the catalog (columns: {', '.join(map(str, available))})")
-    carried = list(columns) if columns is not None else available
-    required = _required_columns(model, available)
-    if required is not None:
-        absent = [c for c in required if c not in available]
-        if absent:
-            raise KeyError(f"the model needs columns {absent}, which are not in the catalog")
-        stored = set(available)
-        extra = [c for c in required if c not in carried]
-        # keep astropy's stored companions (e.g. "<col>.mask") of the columns read
-        extra += [c for c in available if "." in c and c.split(".")[0] in set(carried) | set(extra)
-                  and c not in carried and c not in extra and c in stored]
-        ddf = ddf[carried + extra] if len(carried) + len(extra) < len(available) else ddf
+    carried, ddf = _select_columns(model, ddf, columns)
 
     options = dict(header=header, n_samples=int(n_samples), seed=seed, batch_size=batch_size,
                    percentiles=[float(p) for p in percentiles], carried=carried)
@@ -442,34 +474,9 @@ def predict_dask(
     meta.attrs["seed"] = seed
 
     # partition lengths → row offsets (aligned to batch_size for exact reproducibility)
-    first = ddf.columns[0]
-    lengths = [int(n) for n in _compute(client, ddf[first].map_partitions(len))]
+    lengths = [int(n) for n in _compute(client, ddf[ddf.columns[0]].map_partitions(len))]
+    plan = _partition_plan(lengths, batch_size, partition_rows)
     parts = ddf.to_delayed()
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int)
-    total = int(offsets[-1])
-    if total == 0:
-        raise ValueError("the catalog has no rows: nothing to predict")
-    aligned = all(n % batch_size == 0 for n in lengths[:-1]) and all(
-        o % batch_size == 0 for o, n in zip(offsets[:-1], lengths) if n)
-    if aligned:
-        plan = [([i], [(None, None)], int(offsets[i])) for i, n in enumerate(lengths) if n]
-    else:
-        if partition_rows is None:
-            typical = int(np.median([n for n in lengths if n])) if any(lengths) else batch_size
-            partition_rows = max(batch_size, -(-typical // batch_size) * batch_size)
-        partition_rows = int(partition_rows)
-        if partition_rows % batch_size:
-            raise ValueError(f"partition_rows ({partition_rows}) must be a multiple of batch_size ({batch_size})")
-        plan = []
-        for a in range(0, total, partition_rows):
-            b = min(total, a + partition_rows)
-            ids, bounds = [], []
-            for i, n in enumerate(lengths):
-                lo, hi = max(a, offsets[i]), min(b, offsets[i] + n)
-                if lo < hi:
-                    ids.append(i)
-                    bounds.append((int(lo - offsets[i]), int(hi - offsets[i])))
-            plan.append((ids, bounds, a))
 
     if client is not None:
         shipped = client.scatter(payload, broadcast=True, hash=False)
