@@ -183,17 +183,23 @@ class PhotometryEncoder(ParamsMixin, Encoder):
         self.extra = extra
 
     @classmethod
-    def from_estimator(cls, photometry: Sequence[str] | None = None) -> PhotometryEncoder:
+    def from_estimator(cls, **options: Any) -> PhotometryEncoder:
         """The encoder of the estimator's ``photometry`` columns (other parameters at their defaults).
+
+        A subclass whose `estimator_options` leave out ``"photometry"`` is
+        built like any encoder, ``cls(**options)``.
 
         Raises
         ------
         ValueError
             If ``photometry`` is None or empty.
         """
+        if "photometry" not in cls.estimator_options:
+            return super().from_estimator(**options)
+        photometry = options.pop("photometry")
         if not photometry:
             raise ValueError(f"encoder {cls.name!r} needs magnitude columns, but photometry={photometry!r}")
-        return cls(list(photometry))
+        return cls(list(photometry), **options)
 
     # -- reading ---------------------------------------------------------------
     def _resolve_errors(self, table: Table) -> list[str | None]:
