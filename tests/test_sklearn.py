@@ -11,7 +11,13 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from astro_galpost import ENCODERS, GalaxyPosterior, NotFittedError, PhotometryEncoder, VAEEncoder
+from astro_galpost import (
+    ENCODERS,
+    GalaxyPosterior,
+    NotFittedError,
+    PhotometryEncoder,
+    VAEEncoder,
+)
 from astro_galpost.encoders import register_encoder
 from astro_galpost.model.ood import NeighbourDistance
 from astro_galpost.model.targets import TARGETS

@@ -27,7 +27,10 @@ from .targets import GROUPS, TARGETS, TargetGroup, group_order
 from ..utils.threads import torch_threads
 from .training import split_indices, train_network
 
-__all__ = ["GalaxyPosterior", "PosteriorSamples", "MemberSamples", "NotFittedError", "UnusableRowsWarning", "DegenerateLabelsWarning"]
+__all__ = [
+    "GalaxyPosterior", "PosteriorSamples", "MemberSamples", "NotFittedError", "UnusableRowsWarning",
+    "DegenerateLabelsWarning",
+]
 
 #: The nine targets of the seed paper, in its order.
 ALL_TARGETS = (
@@ -392,7 +395,7 @@ class GalaxyPosterior(ParamsMixin):
         return resolved
 
     def _make_encoders(self) -> list[Encoder]:
-        """Unfitted encoders built from registry names, and copies of the encoder objects given."""
+        """Encoders built from registry names, clones of unfitted encoder objects, fitted ones as given."""
         specs = self.encoder if isinstance(self.encoder, (list, tuple)) else [self.encoder]
         if not specs:
             raise ValueError("at least one encoder is needed")
@@ -719,7 +722,9 @@ class GalaxyPosterior(ParamsMixin):
             raise ValueError(f"space must be 'catalog' or 'model', got {space!r}")
         return self._iter_members(table, images, n_samples, random_state, batch_size, row_offset, space)
 
-    def _iter_members(self, table, images, n_samples, random_state, batch_size, row_offset, space):
+    def _iter_members(
+        self, table: Table, images: Any, n_samples: int, random_state, batch_size: int, row_offset: int, space: str
+    ) -> Iterator[MemberSamples]:
         """The generator behind `sample_members` (whose checks run at the call, not at the first batch)."""
         device = torch.device(self.device)
         for rows, x, usable, key in self._encoded_batches(table, images, random_state, batch_size, row_offset):
