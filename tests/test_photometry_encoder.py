@@ -195,3 +195,16 @@ def test_input_columns_name_everything_read(kcorrect_rows):
     expected = [*CAS, *(f"modelMagErr_{b}" for b in "ugriz"), *(f"extinction_{b}" for b in "ugriz"), "petroR50_r"]
     assert enc.input_columns == expected
     np.testing.assert_array_equal(enc.transform(t[expected])[0], enc.transform(t)[0])
+
+
+def test_built_from_the_estimator_photometry_and_cloned():
+    from sklearn.base import clone
+
+    enc = PhotometryEncoder.from_estimator(photometry=("modelMag_g", "modelMag_r"))
+    assert enc.columns == ["modelMag_g", "modelMag_r"] and not enc.is_fitted
+    for empty in (None, ()):
+        with pytest.raises(ValueError, match="encoder 'photometry' needs magnitude columns"):
+            PhotometryEncoder.from_estimator(photometry=empty)
+    user = PhotometryEncoder(("u", "g", "r"), errors=None, min_bands=2, extra={"size": "log"})
+    twin = clone(user)
+    assert twin is not user and twin.get_params() == user.get_params() and twin.columns == ("u", "g", "r")

@@ -20,6 +20,7 @@ VELOCITY = Target("velocity_dispersion", u.km / u.s, "velDisp", "kinematics", sp
 
 class ColourEncoder(PhotometryEncoder):
     name = "colours_plugin"
+    estimator_options = ()  # its own bands: not the estimator's photometry, which PhotometryEncoder takes
 
     def __init__(self, columns=("modelMag_g", "modelMag_r", "modelMag_i"), errors=None, min_bands=None):
         super().__init__(columns, errors, min_bands)
@@ -71,6 +72,7 @@ def test_plugins_work_in_the_estimator(plugin, mock_table, tiny, tmp_path):
     gp.fit(mock_table[:400])
     assert [g.name for g in gp.groups_] == ["core", "kinematics"]
     assert gp.flows_["core"] == "small_realnvp"
+    assert list(gp.encoders_[1].columns) == ["modelMag_g", "modelMag_r", "modelMag_i"]
     post = gp.sample(mock_table[400:410], n_samples=10)
     assert post["velocity_dispersion"].unit == "km / s"
     gp.save(tmp_path / "m")

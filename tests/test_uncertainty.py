@@ -31,10 +31,14 @@ class FakeNet:
         return torch.as_tensor(self.mu[rows] + self.sd[rows] * z, dtype=torch.float32), {}
 
 
-class FakeModel:
-    """The parts of a fitted GalaxyPosterior that the decomposition uses."""
+class FakeModel(GalaxyPosterior):
+    """A fitted GalaxyPosterior whose networks and encoder are replaced by known answers.
+
+    The decomposition reaches it through the public `GalaxyPosterior.sample_members`.
+    """
 
     def __init__(self, mus, sds, z=None, scale=(0.5, 2.0), offset=(10.0, 2.0), usable=None):
+        super().__init__(targets=dict(NAMES), random_state=0, progress=False)
         self.networks_ = [FakeNet(m, s, z) for m, s in zip(mus, sds)]
         self.n_ensemble = len(self.networks_)
         self.targets_ = dict(NAMES)

@@ -180,3 +180,21 @@ def test_predicted_vs_true_labels_legend_and_no_clipped_points(posterior):
     legend = [t.get_text() for t in mass.get_legend().get_texts()]
     assert "16–84% interval" in legend and "posterior median" in legend
     assert sfr.get_ylim()[1] > 4.0 and sfr.get_xlim()[1] > 4.0  # the outlier is inside, the panel square
+
+
+def test_pca_embedding_known_axes():
+    """Two orthogonal directions of known spread: PCA returns the coordinates along them, in order."""
+    from astro_galpost.visualization import embed_latents
+
+    rng = np.random.default_rng(4)
+    basis, _ = np.linalg.qr(rng.normal(size=(6, 2)))
+    basis *= np.sign(basis[np.abs(basis).argmax(axis=0), [0, 1]])  # largest loading positive, as embed_latents
+    a, b = rng.normal(size=(2, 300))
+    a -= a.mean()
+    b -= b.mean()
+    b -= a * (a @ b) / (a @ a)  # uncorrelated with a
+    coords = np.column_stack([5.0 * a, 1.0 * b])
+    latents = coords @ basis.T + 3.0
+    np.testing.assert_allclose(embed_latents(latents, method="pca", standardize=False), coords, atol=1e-9)
+    with pytest.raises(ValueError, match="n_components must be between 1 and 6"):
+        embed_latents(latents, method="pca", n_components=7)

@@ -22,15 +22,46 @@ class Encoder(ABC):
     :meth:`transform`, :meth:`get_config` and :meth:`get_arrays`, and can be
     rebuilt with :meth:`from_config`. They hold no torch state that cannot be
     expressed as named arrays, so models save without pickling code.
+
+    As in scikit-learn, ``__init__`` should store each argument unchanged
+    under its own name (no checks, no conversions); with
+    `~astro_galpost.utils.params.ParamsMixin` as a first base class,
+    ``get_params``, ``set_params`` and `sklearn.base.clone` then work.
+    `~astro_galpost.GalaxyPosterior.fit` fits a clone of an encoder object it
+    is given, never the object itself.
+
+    An encoder named in ``GalaxyPosterior(encoder=...)`` is built by
+    :meth:`from_estimator` from the estimator parameters listed in
+    :attr:`estimator_options` (for example the ``photometry`` columns).
     """
 
     #: Registry name, written to saved models.
     name: ClassVar[str] = ""
     #: Whether :meth:`fit` and :meth:`transform` need ``images``.
     requires_images: ClassVar[bool] = False
+    #: Parameters of `~astro_galpost.GalaxyPosterior` passed to :meth:`from_estimator`
+    #: when the estimator builds this encoder from its registry name. Subclasses inherit it.
+    estimator_options: ClassVar[tuple[str, ...]] = ()
 
     #: Number of features produced, set by :meth:`fit`.
     n_features_: int
+
+    @classmethod
+    def from_estimator(cls, **options: Any) -> Encoder:
+        """The unfitted encoder a `~astro_galpost.GalaxyPosterior` uses when it is named by registry name.
+
+        Parameters
+        ----------
+        **options
+            The estimator's values of the parameters listed in
+            :attr:`estimator_options`, by name (none by default).
+
+        Returns
+        -------
+        Encoder
+            ``cls(**options)`` unless a subclass says otherwise.
+        """
+        return cls(**options)
 
     @abstractmethod
     def fit(self, table: Table, images: Any = None) -> Encoder:

@@ -11,6 +11,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..utils.columns import column_data
+from ..utils.params import ParamsMixin
 from .base import Encoder
 
 __all__ = ["PhotometryEncoder", "find_error_column", "find_extinction_column", "read_magnitudes"]
@@ -127,7 +128,7 @@ def read_magnitudes(table: Table, column: str) -> np.ndarray:
     return values
 
 
-class PhotometryEncoder(Encoder):
+class PhotometryEncoder(ParamsMixin, Encoder):
     """Features from magnitudes in any set of bands: magnitudes, adjacent colours,
     log magnitude errors and a missing-band flag per band.
 
@@ -164,6 +165,8 @@ class PhotometryEncoder(Encoder):
     """
 
     name = "photometry"
+    #: Named in ``GalaxyPosterior(encoder="photometry")``, it reads the estimator's ``photometry`` columns.
+    estimator_options = ("photometry",)
 
     def __init__(
         self,
@@ -173,11 +176,30 @@ class PhotometryEncoder(Encoder):
         extinction: str | Mapping[str, str] | None = "auto",
         extra: Sequence[str] | Mapping[str, str] = (),
     ) -> None:
-        self.columns = list(columns)
+        self.columns = columns
         self.errors = errors
         self.min_bands = min_bands
         self.extinction = extinction
         self.extra = extra
+
+    @classmethod
+    def from_estimator(cls, **options: Any) -> PhotometryEncoder:
+        """The encoder of the estimator's ``photometry`` columns (other parameters at their defaults).
+
+        A subclass whose `estimator_options` leave out ``"photometry"`` is
+        built like any encoder, ``cls(**options)``.
+
+        Raises
+        ------
+        ValueError
+            If ``photometry`` is None or empty.
+        """
+        if "photometry" not in cls.estimator_options:
+            return super().from_estimator(**options)
+        photometry = options.pop("photometry")
+        if not photometry:
+            raise ValueError(f"encoder {cls.name!r} needs magnitude columns, but photometry={photometry!r}")
+        return cls(list(photometry), **options)
 
     # -- reading ---------------------------------------------------------------
     def _resolve_errors(self, table: Table) -> list[str | None]:
@@ -373,7 +395,7 @@ class PhotometryEncoder(Encoder):
     # -- persistence ----------------------------------------------------------
     def get_config(self) -> dict:
         return {
-            "columns": self.columns,
+            "columns": list(self.columns),
             "errors": self.errors if isinstance(self.errors, (str, type(None))) else list(self.error_columns_),
             "min_bands": self.min_bands,
             "extinction": dict(self.extinction) if isinstance(self.extinction, Mapping) else self.extinction,

@@ -45,11 +45,15 @@ LineSpace = Literal["log10", "log1p"]
 ROWS = ("sigma_ale", "sigma_epi", "sigma_tot")
 
 
-def _check_ensemble(model: Any) -> int:
+def _check_fitted(model: Any) -> None:
     from ..model.estimator import NotFittedError
 
     if not hasattr(model, "networks_"):
         raise NotFittedError("the model is not fitted yet: call fit(table) before decomposing its uncertainty")
+
+
+def _check_ensemble(model: Any) -> int:
+    _check_fitted(model)
     k = len(model.networks_)
     if k < 2:
         raise ValueError(
@@ -57,17 +61,6 @@ def _check_ensemble(model: Any) -> int:
             f"{k} network; refit with GalaxyPosterior(..., n_ensemble=5)"
         )
     return k
-
-
-def _checked_input(model: Any, table: Any, images: Any) -> tuple[Table, Any]:
-    """The table as a Table and the images as the model reads them (a FITS path becomes an array)."""
-    from ..model.estimator import _as_table
-
-    check = getattr(model, "_check_input", None)
-    if check is None:
-        return _as_table(table), images
-    out = check(table, images, "table")
-    return out if isinstance(out, tuple) else (out, images)
 
 
 def _to_space(values: np.ndarray, name: str, line_space: LineSpace) -> np.ndarray:
@@ -122,50 +115,22 @@ def member_moments(
     usable : `~numpy.ndarray`
         bool ``(N,)``.
     """
-    import torch
-
-    from ..model.estimator import _seed_sequence, _torch_seed
-
     if int(n_samples) < 2:
         raise ValueError(f"n_samples must be at least 2 to estimate a variance, got {n_samples}")
     if line_space not in ("log10", "log1p"):
         raise ValueError(f"line_space must be 'log10' or 'log1p', got {line_space!r}")
-    if not hasattr(model, "networks_"):
-        _check_ensemble(model)  # raises NotFittedError
-    table, images = _checked_input(model, table, images)
-    n_samples = int(n_samples)
+    _check_fitted(model)
     names = list(model.targets_)
-    n_targets = len(names)
-    nets = list(model.networks_)
-    n, k = len(table), len(nets)
-    seed_source = model.random_state if random_state is None else random_state
-    base_seed = int(_seed_sequence(seed_source).generate_state(1)[0])
-    device = torch.device(getattr(model, "device", "cpu"))
-    scale = np.asarray(model.label_scale_, dtype=float)
-    offset = np.asarray(model.label_mean_, dtype=float)
-    means = np.full((k, n, n_targets), np.nan)
-    variances = np.full((k, n, n_targets), np.nan)
-    usable = np.zeros(n, bool)
-    for start in range(0, n, batch_size):
-        rows = slice(start, min(start + batch_size, n))
-        x, ok = model._encode(table[rows], None if images is None else images[rows])
-        ok = np.asarray(ok, bool)
-        usable[rows] = ok
-        if not ok.any():
-            continue
-        xt = torch.as_tensor(np.asarray(x)[ok], device=device)
-        index = np.arange(rows.start, rows.stop)[ok]
-        for m, net in enumerate(nets):
-            seed = int(np.random.SeedSequence([base_seed, start, m]).generate_state(1)[0])
-            with _torch_seed(seed):
-                draws, _ = net.sample(xt, n_samples)
-            # (S, rows, labels) standardised -> model space
-            s = draws[..., :n_targets].detach().cpu().numpy().astype(float) * scale + offset
-            for j, name in enumerate(names):
-                s[..., j] = _to_space(s[..., j], name, line_space)
-            means[m, index] = s.mean(axis=0)
-            variances[m, index] = s.var(axis=0, ddof=1)
-    return means, variances, usable
+    means, variances, usable = [], [], []
+    for _, draws, ok in model.sample_members(table, images, int(n_samples), random_state,
+                                             batch_size=batch_size, space="model"):
+        for j, name in enumerate(names):
+            draws[..., j] = _to_space(draws[..., j], name, line_space)
+        # (members, rows, samples, targets); rows with unusable inputs are NaN
+        means.append(draws.mean(axis=2))
+        variances.append(draws.var(axis=2, ddof=1))
+        usable.append(ok)
+    return np.concatenate(means, axis=1), np.concatenate(variances, axis=1), np.concatenate(usable)
 
 
 def _decompose(
@@ -201,6 +166,43 @@ def _unit(name: str, line_space: LineSpace) -> u.UnitBase:
     if target.is_logarithmic:
         return u.dex
     return u.dimensionless_unscaled
+
+
+def _chosen_targets(model: Any, targets: Sequence[str] | None) -> list[str]:
+    """The targets to report: all of the model's by default; others raise ValueError."""
+    fitted = list(model.targets_)
+    names = fitted if targets is None else list(targets)
+    unknown = [t for t in names if t not in fitted]
+    if unknown:
+        raise ValueError(f"targets {unknown} are not modelled by this model (it has {fitted})")
+    return names
+
+
+def _averaged_rows(
+    model: Any, table: Table, name: str, usable: np.ndarray, ale2: np.ndarray, epi2: np.ndarray, labelled_only: bool
+) -> np.ndarray:
+    """Galaxies averaged for target ``name``: usable and finite, with a label if ``labelled_only``."""
+    valid = usable & np.isfinite(ale2) & np.isfinite(epi2)
+    if labelled_only:
+        _, has_label = TARGETS[name].read(table, model.targets_[name])
+        valid &= has_label
+    return valid
+
+
+def _add_per_galaxy(
+    galaxies: QTable, name: str, ale2: np.ndarray, epi2: np.ndarray, valid: np.ndarray, unit: u.UnitBase
+) -> None:
+    """Columns ``<name>_sigma_ale``, ``_sigma_epi`` and ``_sigma_tot`` (NaN where not averaged)."""
+    a = np.where(valid, np.sqrt(ale2), np.nan)
+    e = np.where(valid, np.sqrt(np.clip(epi2, 0.0, None)), np.nan)
+    galaxies[f"{name}_sigma_ale"] = u.Quantity(a, unit)
+    galaxies[f"{name}_sigma_epi"] = u.Quantity(e, unit)
+    galaxies[f"{name}_sigma_tot"] = u.Quantity(np.hypot(a, e), unit)
+
+
+def _space_name(name: str, line_space: LineSpace) -> str:
+    """How target ``name`` is expressed in the decomposition, for the table's ``meta``."""
+    return line_space if TARGETS[name].in_log10 else "as catalog"
 
 
 def uncertainty_decomposition(
@@ -307,48 +309,34 @@ def uncertainty_decomposition(
     if average not in ("rms", "mean", "median"):
         raise ValueError(f"average must be 'rms', 'mean' or 'median', got {average!r}")
     n_members = _check_ensemble(model)
-    names_all = list(model.targets_)
-    names = names_all if targets is None else list(targets)
-    unknown = [t for t in names if t not in names_all]
-    if unknown:
-        raise ValueError(f"targets {unknown} are not modelled by this model (it has {names_all})")
-    table, images = _checked_input(model, table, images)
+    names = _chosen_targets(model, targets)
     means, variances, usable = member_moments(
         model, table, images, n_samples, random_state, batch_size=batch_size, line_space=line_space
     )
+    table = table if isinstance(table, Table) else Table(table)  # sample_members has checked it converts
     ale2, epi2 = _decompose(means, variances, int(n_samples), mc_correction)
-
+    fitted = list(model.targets_)
+    valid = {name: _averaged_rows(model, table, name, usable, ale2[:, fitted.index(name)],
+                                  epi2[:, fitted.index(name)], labelled_only) for name in names}
     summary = QTable()
     summary["quantity"] = list(ROWS)
     summary["quantity"].info.description = "aleatoric, epistemic and total posterior spread"
-    space, counts = {}, {}
     galaxies = QTable()
     for name in names:
-        j = names_all.index(name)
-        valid = usable & np.isfinite(ale2[:, j]) & np.isfinite(epi2[:, j])
-        if labelled_only:
-            _, has_label = TARGETS[name].read(table, model.targets_[name])
-            valid &= has_label
-        unit = _unit(name, line_space)
-        summary[name] = u.Quantity(_aggregate(ale2[:, j], epi2[:, j], valid, average), unit)
-        summary[name].info.description = f"{TARGETS[name].description} ({average} over {int(valid.sum())} galaxies)"
-        target = TARGETS[name]
-        space[name] = ("log1p" if line_space == "log1p" else "log10") if target.in_log10 else "as catalog"
-        counts[name] = int(valid.sum())
+        j, unit = fitted.index(name), _unit(name, line_space)
+        summary[name] = u.Quantity(_aggregate(ale2[:, j], epi2[:, j], valid[name], average), unit)
+        summary[name].info.description = (
+            f"{TARGETS[name].description} ({average} over {int(valid[name].sum())} galaxies)")
         if per_galaxy:
-            a = np.where(valid, np.sqrt(ale2[:, j]), np.nan)
-            e = np.where(valid, np.sqrt(np.clip(epi2[:, j], 0.0, None)), np.nan)
-            galaxies[f"{name}_sigma_ale"] = u.Quantity(a, unit)
-            galaxies[f"{name}_sigma_epi"] = u.Quantity(e, unit)
-            galaxies[f"{name}_sigma_tot"] = u.Quantity(np.hypot(a, e), unit)
+            _add_per_galaxy(galaxies, name, ale2[:, j], epi2[:, j], valid[name], unit)
     summary.meta.update(
         average=average,
         n_ensemble=n_members,
         n_samples_per_member=int(n_samples),
         mc_correction=bool(mc_correction),
         labelled_only=bool(labelled_only),
-        space=space,
-        n_galaxies=counts,
+        space={name: _space_name(name, line_space) for name in names},
+        n_galaxies={name: int(valid[name].sum()) for name in names},
     )
     if per_galaxy:
         galaxies["usable"] = usable

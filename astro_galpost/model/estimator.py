@@ -8,7 +8,7 @@ import numbers
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import astropy.units as u
 import numpy as np
@@ -18,7 +18,7 @@ from astropy.uncertainty import Distribution
 from astropy.utils.masked import Masked
 from tqdm.auto import tqdm
 
-from ..encoders import ENCODERS, Encoder, PhotometryEncoder
+from ..encoders import ENCODERS, Encoder
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
 from ..utils.params import ParamsMixin
@@ -27,7 +27,10 @@ from .targets import GROUPS, TARGETS, TargetGroup, group_order
 from ..utils.threads import torch_threads
 from .training import split_indices, train_network
 
-__all__ = ["GalaxyPosterior", "PosteriorSamples", "NotFittedError", "UnusableRowsWarning", "DegenerateLabelsWarning"]
+__all__ = [
+    "GalaxyPosterior", "PosteriorSamples", "MemberSamples", "NotFittedError", "UnusableRowsWarning",
+    "DegenerateLabelsWarning",
+]
 
 #: The nine targets of the seed paper, in its order.
 ALL_TARGETS = (
@@ -47,6 +50,17 @@ class UnusableRowsWarning(UserWarning):
 
 class DegenerateLabelsWarning(UserWarning):
     """A target's training labels are all equal: its posterior cannot learn a spread."""
+
+
+class MemberSamples(NamedTuple):
+    """One batch of `GalaxyPosterior.sample_members`: every ensemble member's draws, separately."""
+
+    #: The batch's rows of the table.
+    rows: slice
+    #: float (n_ensemble, len(rows), n_samples, n_targets); NaN for rows with unusable inputs.
+    samples: np.ndarray
+    #: bool (len(rows),): False where the inputs were unusable.
+    usable: np.ndarray
 
 
 class PosteriorSamples(dict):
@@ -101,12 +115,38 @@ def _seed_sequence(random_state) -> np.random.SeedSequence:
     return np.random.SeedSequence(random_state)
 
 
+def _seed_from_key(key: Sequence[int]) -> int:
+    """One int seed from a list of ints (a base seed, a row, a member), via `~numpy.random.SeedSequence`."""
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
 @contextlib.contextmanager
 def _torch_seed(seed: int):
     """Seed torch's global generator (zuko samples from it) without disturbing the caller's."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def _copy_encoder(encoder: Encoder) -> Encoder:
+    """The encoder `GalaxyPosterior.fit` uses for an encoder object it is given.
+
+    An unfitted encoder is cloned as in scikit-learn (its parameters only), so
+    fitting never changes the user's object and a second `fit` never reuses
+    the first one's fit; an encoder whose ``__init__`` converts its arguments
+    (`sklearn.base.clone` refuses it) is deep-copied instead. A fitted encoder
+    (e.g. a pretrained VAE shared by several estimators) is used as it is.
+    """
+    if encoder.is_fitted:
+        return encoder
+    try:
+        from sklearn.base import clone
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return copy.deepcopy(encoder)
+    try:
+        return clone(encoder, safe=False)
+    except RuntimeError:
+        return copy.deepcopy(encoder)
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
@@ -213,8 +253,12 @@ class GalaxyPosterior(ParamsMixin):
         automatically (``err_<col>``, ``<col>_err``, ``modelMagErr_<band>``).
         Default: SDSS ``modelMag_u`` … ``modelMag_z``. `None` for images alone.
     encoder : str, Encoder or sequence of them, optional
-        Registered encoder names or encoder objects (a fitted encoder is reused
-        as it is). Default ``"photometry"``.
+        Registered encoder names or encoder objects. A name is built by the
+        encoder class's `~astro_galpost.Encoder.from_estimator` from the
+        estimator parameters it lists in ``estimator_options`` (``"photometry"``
+        reads ``photometry``). `fit` fits a clone of an unfitted encoder object,
+        never the object itself, and uses a fitted one (e.g. a pretrained VAE)
+        as it is. Default ``"photometry"``.
     flows : dict, optional
         Per group, the registered flow name, or ``(name, options)``. Defaults
         are declared by the groups (`astro_galpost.model.targets.GROUPS`):
@@ -260,9 +304,10 @@ class GalaxyPosterior(ParamsMixin):
     The estimator follows scikit-learn's conventions: ``get_params``,
     ``set_params`` and `sklearn.base.clone` work, and the constructor only
     stores its arguments. They are checked by `fit`, whose errors name the
-    parameter and its allowed range. `fit` works on copies of unfitted encoder
+    parameter and its allowed range. `fit` works on clones of unfitted encoder
     objects (``encoders_``), so refitting never reuses an encoder fitted by an
-    earlier call; an encoder that is already fitted is used as it is.
+    earlier call; an encoder that was fitted before it was given is used as it is.
+    `sample_members` draws from each deep-ensemble member separately.
 
     Examples
     --------
@@ -350,24 +395,29 @@ class GalaxyPosterior(ParamsMixin):
         return resolved
 
     def _make_encoders(self) -> list[Encoder]:
+        """Encoders built from registry names, clones of unfitted encoder objects, fitted ones as given."""
         specs = self.encoder if isinstance(self.encoder, (list, tuple)) else [self.encoder]
         if not specs:
             raise ValueError("at least one encoder is needed")
         encoders = []
         for spec in specs:
             if isinstance(spec, Encoder):
-                # a fitted encoder is reused as given; an unfitted one is copied, so that fitting
-                # (and refitting) this estimator never changes the user's object
-                encoders.append(spec if spec.is_fitted else copy.deepcopy(spec))
-            elif spec == PhotometryEncoder.name:
-                if not self.photometry:
-                    raise ValueError("encoder 'photometry' needs magnitude columns, but photometry=None")
-                encoders.append(PhotometryEncoder(list(self.photometry)))
+                encoders.append(_copy_encoder(spec))
             elif isinstance(spec, str):
-                encoders.append(ENCODERS.get(spec)())
+                encoders.append(self._encoder_from_name(spec))
             else:
                 raise TypeError(f"encoder must be a registered name or an Encoder, got {spec!r}")
         return encoders
+
+    def _encoder_from_name(self, name: str) -> Encoder:
+        """The registered encoder ``name``, given the estimator parameters it asks for (`Encoder.estimator_options`)."""
+        cls = ENCODERS.get(name)
+        own = self._param_names()
+        unknown = [option for option in cls.estimator_options if option not in own]
+        if unknown:
+            raise TypeError(f"encoder {name!r} ({cls.__name__}) asks for the estimator options {unknown}, "
+                            f"which are not parameters of GalaxyPosterior (they are: {', '.join(own)})")
+        return cls.from_estimator(**{option: getattr(self, option) for option in cls.estimator_options})
 
     def _group_specs(self, names: list[str]) -> tuple[list[GroupSpec], dict[str, str]]:
         """The network's groups, in sampling order, from the groups the targets declare (`GROUPS`)."""
@@ -543,34 +593,55 @@ class GalaxyPosterior(ParamsMixin):
         )
 
     # ---------------------------------------------------------------- sample
-    def _iter_samples(
-        self, table: Table, images: Any, n_samples: int, random_state, batch_size: int, row_offset: int = 0
-    ) -> Iterator[tuple[slice, np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]]:
-        """Yield ``(rows, samples, probabilities, usable, ood_score)`` batch by batch.
+    def _encoded_batches(
+        self, table: Table, images: Any, random_state, batch_size: int, row_offset: int
+    ) -> Iterator[tuple[slice, np.ndarray, np.ndarray, list[int]]]:
+        """Yield ``(rows, features, usable, key)`` batch by batch.
 
-        ``samples`` is (rows, n_samples, n_targets) in catalog space (NaN for
-        unusable rows). Each batch is encoded and sampled on its own, with a
-        seed derived from the estimator's seed and the batch's first row (counted
-        from ``row_offset``), so memory does not grow with the table, and a
-        catalog processed in chunks whose lengths are multiples of
-        ``batch_size`` gives exactly the result of one call on the whole catalog.
+        ``key``, ``[base seed, index of the batch's first row]`` (counted from
+        ``row_offset``), seeds the batch's draws: the base seed comes from
+        ``random_state`` (default the estimator's), so memory does not grow
+        with the table, and a catalog processed in chunks whose lengths are
+        multiples of ``batch_size`` gives exactly the result of one call on
+        the whole catalog.
         """
         base_seed = int(_seed_sequence(self.random_state if random_state is None else random_state).generate_state(1)[0])
-        k = len(self.networks_)
-        # equal-weight mixture of the ensemble: each member draws its share of samples
-        shares = [n_samples // k + (i < n_samples % k) for i in range(k)]
-        device = torch.device(self.device)
         n = len(table)
         bar = tqdm(total=n, desc="sample", unit="galaxy", disable=not self.progress or n <= batch_size, leave=False)
         for start in range(0, n, batch_size):
             rows = slice(start, min(start + batch_size, n))
-            x, usable = self._encode(table[rows], None if images is None else images[rows])
+            with torch_threads(self.n_threads):
+                x, usable = self._encode(table[rows], None if images is None else images[rows])
+            yield rows, x, usable, [base_seed, row_offset + start]
+            bar.update(len(x))
+        bar.close()
+
+    def _unstandardise(self, draws: np.ndarray, space: str) -> np.ndarray:
+        """Standardised draws (..., n_targets) in the targets' modelled space, or in catalog space."""
+        out = draws * self.label_scale_ + self.label_mean_
+        if space == "catalog":
+            for j, name in enumerate(self.targets_):
+                out[..., j] = TARGETS[name].from_model(out[..., j])
+        return out
+
+    def _iter_samples(
+        self, table: Table, images: Any, n_samples: int, random_state, batch_size: int, row_offset: int = 0
+    ) -> Iterator[tuple[slice, np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+        """Yield ``(rows, samples, probabilities, usable, ood_score)`` of the ensemble's mixture, batch by batch.
+
+        ``samples`` is (rows, n_samples, n_targets) in catalog space (NaN for
+        unusable rows); batches and seeds as in `_encoded_batches`.
+        """
+        k = len(self.networks_)
+        # equal-weight mixture of the ensemble: each member draws its share of samples
+        shares = [n_samples // k + (i < n_samples % k) for i in range(k)]
+        device = torch.device(self.device)
+        for rows, x, usable, key in self._encoded_batches(table, images, random_state, batch_size, row_offset):
             out = np.full((len(x), n_samples, len(self.targets_)), np.nan)
             probs = {g.name: np.full(len(x), np.nan) for g in self.groups_ if g.detect}
-            seed = int(np.random.SeedSequence([base_seed, row_offset + start]).generate_state(1)[0])
             if usable.any():
                 xt = torch.as_tensor(x[usable], device=device)
-                with _torch_seed(seed):
+                with _torch_seed(_seed_from_key(key)):
                     draws, member_probs = [], []
                     for net, share in zip(self.networks_, shares):
                         if share:
@@ -583,13 +654,88 @@ class GalaxyPosterior(ParamsMixin):
                 out[usable] = s.permute(1, 0, 2).cpu().numpy()
                 for g in probs:
                     probs[g][usable] = torch.stack([p[g] for p in member_probs]).mean(0).cpu().numpy()
-            out = out * self.label_scale_ + self.label_mean_
-            for j, name in enumerate(self.targets_):
-                out[..., j] = TARGETS[name].from_model(out[..., j])
             ood = np.where(usable, self.ood_.score(x), np.nan)
-            bar.update(len(x))
-            yield rows, out, probs, usable, ood
-        bar.close()
+            yield rows, self._unstandardise(out, "catalog"), probs, usable, ood
+
+    def sample_members(
+        self,
+        table: Table,
+        images: Any = None,
+        n_samples: int = 1000,
+        random_state: int | None = None,
+        batch_size: int = 1024,
+        row_offset: int = 0,
+        space: str = "catalog",
+    ) -> Iterator[MemberSamples]:
+        """Draw posterior samples from every deep-ensemble member separately, batch by batch.
+
+        `sample` draws from the equal-weight mixture of the members; this
+        method gives each member's own posterior, e.g. to split the spread
+        into aleatoric and epistemic parts
+        (`~astro_galpost.evaluation.uncertainty_decomposition`). Galaxies are
+        encoded and sampled ``batch_size`` at a time, so memory grows with
+        ``n_ensemble × batch_size × n_samples``, not with the table.
+
+        Parameters
+        ----------
+        table : `~astropy.table.Table`
+            Rows to infer; needs the model's input columns.
+        images : array-like, optional
+            Cutouts for image encoders, one per row.
+        n_samples : int, optional
+            Samples per galaxy *per member*.
+        random_state : int, optional
+            Seed; default the estimator's ``random_state``. Each member of each
+            batch gets its own seed, derived from it, the batch's first row
+            (counted from ``row_offset``) and the member's index.
+        batch_size : int, optional
+            Galaxies per batch.
+        row_offset : int, optional
+            Index of the table's first row in a larger catalog processed in chunks.
+        space : {"catalog", "model"}, optional
+            Values in the catalog's units (as `sample` returns them, without
+            units) or in each target's modelled space (`~astro_galpost.Target.to_model`:
+            dex for masses and SFR, log10 of the line fluxes).
+
+        Yields
+        ------
+        MemberSamples
+            ``(rows, samples, usable)`` per batch: the batch's slice of the
+            table, float ``(n_ensemble, len(rows), n_samples, n_targets)``
+            draws with targets in the order of ``targets_`` (NaN for rows with
+            unusable inputs), and the bool ``usable`` mask of the batch.
+
+        Examples
+        --------
+        >>> from astro_galpost import GalaxyPosterior
+        >>> from astro_galpost.datasets import make_mock_catalog
+        >>> table = make_mock_catalog(300, random_state=1)
+        >>> gp = GalaxyPosterior(targets=["redshift"], n_ensemble=2, max_epochs=2, representation=16,
+        ...                      hidden=16, progress=False, random_state=0).fit(table[:250])
+        >>> [batch.samples.shape for batch in gp.sample_members(table[250:], n_samples=20, batch_size=40)]
+        [(2, 40, 20, 1), (2, 10, 20, 1)]
+        """
+        self._check_fitted()
+        table, images = self._check_input(table, images, "table")
+        n_samples, batch_size = _check_n_samples(n_samples), _check_int("batch_size", batch_size, 1)
+        if space not in ("catalog", "model"):
+            raise ValueError(f"space must be 'catalog' or 'model', got {space!r}")
+        return self._iter_members(table, images, n_samples, random_state, batch_size, row_offset, space)
+
+    def _iter_members(
+        self, table: Table, images: Any, n_samples: int, random_state, batch_size: int, row_offset: int, space: str
+    ) -> Iterator[MemberSamples]:
+        """The generator behind `sample_members` (whose checks run at the call, not at the first batch)."""
+        device = torch.device(self.device)
+        for rows, x, usable, key in self._encoded_batches(table, images, random_state, batch_size, row_offset):
+            out = np.full((len(self.networks_), len(x), n_samples, len(self.targets_)), np.nan)
+            if usable.any():
+                xt = torch.as_tensor(x[usable], device=device)
+                for m, net in enumerate(self.networks_):
+                    with torch_threads(self.n_threads), _torch_seed(_seed_from_key([*key, m])):
+                        draws, _ = net.sample(xt, n_samples)
+                    out[m, usable] = draws.permute(1, 0, 2).cpu().numpy()
+            yield MemberSamples(rows, self._unstandardise(out, space), usable)
 
     def _warn_unusable(self, usable: np.ndarray) -> None:
         bad = int((~usable).sum())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..utils.params import ParamsMixin
 
@@ -12,6 +11,9 @@ __all__ = ["NeighbourDistance"]
 
 class NeighbourDistance(ParamsMixin):
     """Mean distance to the k nearest training galaxies in feature space, scaled to a threshold.
+
+    The neighbours are found by scikit-learn's `~sklearn.neighbors.NearestNeighbors`
+    (Euclidean distances).
 
     The reference set is (a random subset of) the training features. The
     threshold is the ``quantile`` of the same statistic for the reference
@@ -37,29 +39,49 @@ class NeighbourDistance(ParamsMixin):
         self.max_reference = max_reference
         self.random_state = random_state
 
-    def _distances(self, x: np.ndarray, exclude_self: bool = False) -> np.ndarray:
-        ref = torch.as_tensor(self.reference_)
-        k = min(self.k, len(ref) - int(exclude_self))
-        out = np.empty(len(x))
-        for start in range(0, len(x), 2048):  # bounded memory: 2048 × reference distances at a time
-            d = torch.cdist(torch.as_tensor(x[start:start + 2048], dtype=ref.dtype), ref)
-            nearest = torch.topk(d, k + int(exclude_self), largest=False).values
-            out[start:start + 2048] = nearest[:, int(exclude_self):].mean(1).numpy()
-        return out
+    def _check_params(self) -> None:
+        """The parameters, checked when fitting (the constructor only stores them)."""
+        for name, low in (("k", 1), ("max_reference", 2)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+        try:
+            inside = not isinstance(self.quantile, bool) and 0.0 < float(self.quantile) <= 1.0
+        except (TypeError, ValueError):
+            inside = False
+        if not inside:
+            raise ValueError(f"quantile must be a number in (0, 1], got {self.quantile!r}")
+
+    def _index(self, reference: np.ndarray) -> None:
+        """Keep ``reference`` and a `~sklearn.neighbors.NearestNeighbors` index of it."""
+        from sklearn.neighbors import NearestNeighbors
+
+        self.reference_ = np.ascontiguousarray(reference, dtype=np.float32)
+        self.neighbours_ = NearestNeighbors().fit(self.reference_)
+
+    def _distances(self, x: np.ndarray | None) -> np.ndarray:
+        """Mean distance to the ``k`` nearest reference galaxies; ``x=None``: of each reference galaxy to the others."""
+        k = min(int(self.k), len(self.reference_) - int(x is None))
+        distances, _ = self.neighbours_.kneighbors(x, n_neighbors=k)
+        return distances.mean(axis=1)
 
     def fit(self, x: np.ndarray) -> NeighbourDistance:
         """Keep the reference features and calibrate the threshold."""
+        self._check_params()
         rng = np.random.default_rng(self.random_state)
         x = np.asarray(x, dtype=np.float32)
         if len(x) < 2:
             raise ValueError("at least two training galaxies are needed for an out-of-distribution score")
         keep = rng.choice(len(x), self.max_reference, replace=False) if len(x) > self.max_reference else slice(None)
-        self.reference_ = np.ascontiguousarray(x[keep])
-        self.threshold_ = float(np.quantile(self._distances(self.reference_, exclude_self=True), self.quantile))
+        self._index(x[keep])
+        # each reference galaxy's own statistic, leaving it out of its neighbours
+        self.threshold_ = float(np.quantile(self._distances(None), self.quantile))
         return self
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Scores (N,): 1 is the training set's ``quantile``; larger is farther out."""
+        if not hasattr(self, "neighbours_"):
+            raise RuntimeError("this NeighbourDistance is not fitted: call fit(features) first")
         return self._distances(np.asarray(x, dtype=np.float32)) / max(self.threshold_, 1e-12)
 
     def get_config(self) -> dict:
@@ -73,5 +95,5 @@ class NeighbourDistance(ParamsMixin):
     def from_config(cls, config: dict, arrays: dict[str, np.ndarray]) -> NeighbourDistance:
         obj = cls(config["k"], config["quantile"], config["max_reference"])
         obj.threshold_ = float(config["threshold_"])
-        obj.reference_ = np.asarray(arrays["reference"], dtype=np.float32)
+        obj._index(np.asarray(arrays["reference"], dtype=np.float32))
         return obj

@@ -265,7 +265,7 @@ def embed_latents(
         photometric features (the seed paper's Figure 4b, d).
     method : {"auto", "umap", "pca"}, optional
         ``"umap"`` needs the optional ``umap-learn`` package; ``"auto"`` uses it
-        when it is installed and PCA otherwise.
+        when it is installed and PCA (`sklearn.decomposition.PCA`) otherwise.
     random_state : int or None, optional
         Seed of UMAP (PCA is deterministic).
     n_components : int, optional
@@ -304,8 +304,9 @@ def embed_latents(
             return np.asarray(reducer.fit_transform(x), dtype=float)
     if not 1 <= n_components <= min(x.shape):
         raise ValueError(f"n_components must be between 1 and {min(x.shape)}, got {n_components}")
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    components = vt[:n_components]
+    from sklearn.decomposition import PCA
+
+    components = PCA(n_components=n_components, svd_solver="full").fit(x).components_
     signs = np.sign(components[np.arange(n_components), np.abs(components).argmax(axis=1)])
     components = components * np.where(signs == 0, 1.0, signs)[:, None]
     return x @ components.T
