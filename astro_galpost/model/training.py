@@ -169,7 +169,7 @@ def fit_module(
         else:
             waited += 1
         bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{val:.4g}", best=f"{best:.4g}")
-        if waited >= patience:
+        if early_stopping and waited >= patience:
             history.stopped_early = True
             _say_stopped_early(bar, description, epoch, history.best_epoch, progress)
             break
