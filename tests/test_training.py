@@ -69,12 +69,16 @@ def test_fit_module_restores_best_or_keeps_last():
 
 @pytest.mark.parametrize("scale", [100.0, -100.0, 0.01])
 def test_fit_module_improvement_is_relative(scale):
-    # an improvement of 5e-5 x |best| is too small, one of 2e-4 x |best| counts, whatever the loss's scale
-    values = [scale, scale - 5e-5 * abs(scale), scale - 2e-4 * abs(scale), scale, scale]
-    net, val_loss = _scripted(values, [])
-    history = fit_module(net, _one_row_batches(net), val_loss, learning_rate=0.0, max_epochs=5, patience=2,
-                         progress=False)
-    assert history.best_epoch == 2 and history.stopped_early and len(history.val_loss) == 5
+    """An improvement counts when it exceeds 1e-4 x |best|, whatever the scale of the loss."""
+    def run(values):
+        net, val_loss = _scripted(values, [])
+        return fit_module(net, _one_row_batches(net), val_loss, learning_rate=0.0, max_epochs=len(values),
+                          patience=2, progress=False)
+
+    small = run([scale, scale - 5e-5 * abs(scale), scale - 9e-5 * abs(scale), scale])
+    assert small.best_epoch == 0 and small.stopped_early and len(small.val_loss) == 3
+    enough = run([scale, scale - 2e-4 * abs(scale), scale, scale])
+    assert enough.best_epoch == 1 and enough.stopped_early and len(enough.val_loss) == 4
 
 
 def test_fit_module_names_a_diverged_run():
