@@ -752,7 +752,7 @@ class VAEEncoder(ParamsMixin, Encoder):
         """Write the fitted encoder to the folder ``path`` (``config.json`` + ``weights.safetensors``).
 
         Same envelope as `~astro_galpost.GalaxyPosterior.save`
-        (`astro_galpost.model.envelope.save_encoder`): no pickled code, SHA-256
+        (`astro_galpost.model.persistence.save_encoder`): no pickled code, SHA-256
         checksums of the config and the weights, and an atomic write.
         """
         self._check_fitted()

@@ -748,7 +748,7 @@ class GalaxyPosterior(ParamsMixin):
         With ``overwrite=True`` only a folder holding a saved model (and nothing
         else) is replaced; any other folder raises `~astro_galpost.utils.atomic.NotOurFolderError`
         (a `FileExistsError`), and nothing is deleted. The layout is that of
-        `astro_galpost.model.envelope`.
+        `astro_galpost.model.persistence` (the envelope).
         """
         from .envelope import envelope_header, jsonable, write_model_folder
 

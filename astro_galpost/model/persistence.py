@@ -7,7 +7,7 @@ and every encoder's arrays). Loading verifies the checksum and rebuilds the
 networks from registered encoders and flows, always onto the requested device.
 
 The folder format itself (checksums, format version, atomic writes) is
-`astro_galpost.model.envelope`, whose names are re-exported here; the
+``astro_galpost.model.envelope``, whose names are re-exported here; the
 estimator's own entries are written by `~astro_galpost.GalaxyPosterior.save`
 and read by `~astro_galpost.GalaxyPosterior.load`. `save_model` and
 `load_model` are the same as those two methods. This module sits above the
