@@ -25,6 +25,7 @@ from .envelope import (
     WEIGHTS,
     ModelFormatError,
     config_checksum,
+    envelope_header,
     file_sha256,
     is_model_folder,
     jsonable,
@@ -37,8 +38,8 @@ from .envelope import (
 
 __all__ = [
     "save_model", "load_model", "ModelFormatError", "FORMAT_VERSION", "CONFIG", "WEIGHTS", "is_model_folder",
-    "write_model_folder", "read_model_folder", "config_checksum", "file_sha256", "jsonable", "restore_generator",
-    "save_encoder", "load_encoder",
+    "write_model_folder", "read_model_folder", "config_checksum", "envelope_header", "file_sha256", "jsonable",
+    "restore_generator", "save_encoder", "load_encoder",
 ]
 
 
