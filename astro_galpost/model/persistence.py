@@ -56,14 +56,10 @@ def save_model(model, path, overwrite: bool = False) -> Path:
 
 
 def load_model(path, device: str = "cpu"):
-    """Read a model written by `save_model`; see `~astro_galpost.GalaxyPosterior.load`.
+    """Read a model written by `save_model` onto ``device``: `~astro_galpost.GalaxyPosterior.load`.
 
-    Raises
-    ------
-    FileNotFoundError
-        When ``path`` or one of its files is missing.
-    ModelFormatError
-        When the files are corrupted or from an incompatible format version.
+    It raises what that method raises: `FileNotFoundError` for a missing folder
+    or file, `ModelFormatError` for a corrupted or incompatible one.
     """
     from .estimator import GalaxyPosterior
 
