@@ -16,8 +16,8 @@ from astro_galpost.io import write_table_atomic
 from astro_galpost.model.persistence import (
     CONFIG,
     WEIGHTS,
-    _sha256,
     config_checksum,
+    file_sha256,
     is_model_folder,
 )
 
@@ -33,7 +33,7 @@ def _rewrite(folder, edit):
     """Edit a saved config and recompute both checksums, as a careless (or hostile) user could."""
     config = json.loads((folder / CONFIG).read_text())
     edit(config)
-    config["weights_sha256"] = _sha256(folder / WEIGHTS)
+    config["weights_sha256"] = file_sha256(folder / WEIGHTS)
     config["config_sha256"] = config_checksum(config)
     (folder / CONFIG).write_text(json.dumps(config))
 

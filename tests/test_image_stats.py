@@ -8,7 +8,7 @@ from astropy.table import Table
 from astro_galpost import GalaxyPosterior
 from astro_galpost.encoders import ENCODERS, ImageStatsEncoder
 from astro_galpost.encoders.image_stats import STAT_NAMES, image_statistics
-from astro_galpost.encoders.vae import _load_encoder, _save_encoder
+from astro_galpost.model.envelope import load_encoder, save_encoder
 
 SIZE = 48
 
@@ -139,8 +139,8 @@ def test_resampled_size_and_persistence(tmp_path):
     features, _ = enc.transform(None, images)
     rebuilt = ImageStatsEncoder.from_config(enc.get_config(), enc.get_arrays())
     np.testing.assert_array_equal(rebuilt.transform(None, images)[0], features)
-    _save_encoder(enc, tmp_path / "stats")
-    loaded = _load_encoder(tmp_path / "stats")
+    save_encoder(enc, tmp_path / "stats")
+    loaded = load_encoder(tmp_path / "stats", ImageStatsEncoder)
     assert isinstance(loaded, ImageStatsEncoder) and loaded.size == 32
     np.testing.assert_array_equal(loaded.transform(None, images)[0], features)
 

@@ -288,6 +288,44 @@ def test_save_load_round_trip(vae, tmp_path):
         VAEEncoder.load(tmp_path / "vae")
 
 
+def test_params_clone_and_repr(vae, monkeypatch):
+    from astro_galpost.utils.registry import Registry
+
+    params = vae.get_params(deep=True)
+    assert params["image_size"] == SIZE and params["max_epochs"] == 3 and params["random_state"] == 0
+    assert set(params) == set(VAEEncoder().get_params())
+    enc = VAEEncoder()
+    assert enc.set_params(latent_dim=8, kl_weight=0.5) is enc and (enc.latent_dim, enc.kl_weight) == (8, 0.5)
+    with pytest.raises(ValueError, match="'latent_size' is not a parameter of VAEEncoder"):
+        enc.set_params(latent_size=8)
+    clone = pytest.importorskip("sklearn.base").clone
+    copied = clone(vae)
+    assert type(copied) is VAEEncoder and not copied.is_fitted and vae.is_fitted
+    assert copied.get_params() == vae.get_params()
+
+    def no_registry(*args, **kwargs):
+        raise AssertionError("repr looked up a registry")
+
+    for name in ("get", "__getitem__", "__contains__", "load_plugins"):
+        monkeypatch.setattr(Registry, name, no_registry, raising=False)
+    assert repr(VAEEncoder(latent_dim=8, image_size=64)) == "VAEEncoder(latent_dim=8, image_size=64)"
+    assert repr(VAEEncoder(latent_dim="bad")) == "VAEEncoder(latent_dim='bad')"  # repr never validates
+
+
+@pytest.mark.parametrize("name, value", [
+    ("latent_dim", 0), ("image_size", 20), ("image_size", 4), ("scaling", "log"), ("kl_weight", -1.0),
+    ("free_bits", float("nan")), ("learning_rate", 0.0), ("batch_size", 0), ("max_epochs", 2.5),
+    ("patience", -1), ("validation_fraction", 1.0), ("channels", (8, 16)), ("augment", "yes"),
+    ("random_state", "seed"), ("device", "no-such-device"),
+])
+def test_bad_parameters_named_in_fit(name, value):
+    images, _ = blobs(4, seed=5)
+    enc = VAEEncoder(**{"image_size": SIZE, "max_epochs": 1, "progress": False, name: value})  # stored, not checked
+    with pytest.raises((ValueError, TypeError), match=name):
+        enc.fit_images(images)
+    assert not enc.is_fitted
+
+
 def test_fit_with_masked_pixels():
     images, _ = blobs(40, size=64, seed=10)
     images[:, :, :, :16] = np.nan  # a bad strip on the left of every image (resized 64 -> 32)

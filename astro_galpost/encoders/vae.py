@@ -23,8 +23,7 @@ eight orientations, and they are standardised over the training images.
 
 from __future__ import annotations
 
-import copy
-import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..utils.params import ParamsMixin
+from ..model.envelope import load_encoder, save_encoder
+from ..model.training import TrainingHistory, fit_module, split_indices
+from ..utils.params import ParamsMixin, check_float, check_int
 from .base import Encoder
 
 __all__ = ["GalaxyVAE", "VAEEncoder"]
@@ -43,10 +44,10 @@ _LOGVAR_RANGE = (-30.0, 20.0)
 
 
 def _images_api():
-    """`as_image_array` and `ImagePreprocessor`, imported on first use (no import cycle with the registry)."""
-    from ..images import ImagePreprocessor, as_image_array
+    """`as_image_array`, `ImagePreprocessor` and `SCALINGS`, imported on first use (no import cycle with the registry)."""
+    from ..images import SCALINGS, ImagePreprocessor, as_image_array
 
-    return as_image_array, ImagePreprocessor
+    return as_image_array, ImagePreprocessor, SCALINGS
 
 
 class GalaxyVAE(nn.Module):
@@ -250,11 +251,13 @@ class VAEEncoder(ParamsMixin, Encoder):
     """Features of gri cutouts from a convolutional VAE: 32 latent means and 32 standard deviations.
 
     :meth:`fit` scales the images with an `~astro_galpost.images.ImagePreprocessor`,
-    trains a `GalaxyVAE` with Adam on a random train/validation split, stops
-    early when the validation loss stops improving, restores the best weights
-    and freezes the network. :meth:`transform` then returns, per image, the
-    posterior means ``mu`` and standard deviations ``exp(logvar / 2)`` of the
-    latent variables, concatenated (``2 × latent_dim`` features).
+    trains a `GalaxyVAE` with Adam on a random train/validation split (through
+    `astro_galpost.model.training.fit_module`, the package's one training
+    loop, with AdamW and no weight decay), stops early when the validation loss
+    stops improving, restores the best weights and freezes the network.
+    :meth:`transform` then returns, per image, the posterior means ``mu`` and
+    standard deviations ``exp(logvar / 2)`` of the latent variables,
+    concatenated (``2 × latent_dim`` features).
 
     Parameters
     ----------
@@ -303,7 +306,7 @@ class VAEEncoder(ParamsMixin, Encoder):
         composites, which span the galaxy, ``0.25`` lowered the image-only
         metallicity R² from 0.63 to 0.51 (quick benchmark), hence the default.
     learning_rate : float, optional
-        Adam learning rate (1e-4 in the paper).
+        Adam learning rate (1e-4 in the paper), kept constant.
     batch_size : int, optional
         Images per optimisation step, and per encoding batch.
     max_epochs : int, optional
@@ -413,10 +416,6 @@ class VAEEncoder(ParamsMixin, Encoder):
         self.device = device
         self.progress = progress
 
-    def __repr__(self) -> str:
-        state = "fitted" if self.is_fitted else "not fitted"
-        return f"<VAEEncoder latent_dim={self.latent_dim} image_size={self.image_size} ({state})>"
-
     # ------------------------------------------------------------- helpers
     def _check_fitted(self) -> None:
         if not self.is_fitted:
@@ -429,7 +428,7 @@ class VAEEncoder(ParamsMixin, Encoder):
                 "the 'vae' encoder needs images: pass images=... (one gri cutout per table row: "
                 "an (N, 3, H, W) array, a list of NDData/CCDData or FITS cube paths)"
             )
-        as_image_array, _ = _images_api()
+        as_image_array, _, _ = _images_api()
         array, mask = as_image_array(_as_batch(images), n_rows=n_rows)
         return array, np.asarray(mask, dtype=bool)
 
@@ -474,113 +473,68 @@ class VAEEncoder(ParamsMixin, Encoder):
         return valid.numpy()
 
     # ------------------------------------------------------------- fitting
+    def _validate_params(self) -> None:
+        """Check every constructor parameter; errors name the parameter and its allowed values."""
+        image_size = check_int("image_size", self.image_size, 8)
+        if image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8 (three halvings), got {self.image_size!r}")
+        for name in ("latent_dim", "batch_size", "max_epochs"):
+            check_int(name, getattr(self, name), 1)
+        check_int("patience", self.patience, 0)
+        _, _, scalings = _images_api()
+        if self.scaling not in scalings:
+            raise ValueError(f"scaling must be one of {', '.join(scalings)}; got {self.scaling!r}")
+        check_float("kl_weight", self.kl_weight)
+        check_float("free_bits", self.free_bits)
+        check_float("learning_rate", self.learning_rate, low_open=True)
+        check_float("validation_fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
+        channels = self.channels if isinstance(self.channels, (tuple, list)) else ()
+        if len(channels) != 3 or not all(isinstance(c, numbers.Integral) and c >= 1 for c in channels):
+            raise ValueError(f"channels must be 3 whole numbers >= 1 (the layer widths), got {self.channels!r}")
+        for name in ("ignore_masked", "augment", "average_orientations", "standardize", "progress"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not (self.random_state is None or isinstance(self.random_state, (numbers.Integral, np.random.Generator))):
+            raise TypeError(f"random_state must be None, an int or a numpy Generator, got {self.random_state!r}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {self.device!r}") from err
+
     def fit(self, table: Any, images: Any = None) -> VAEEncoder:
         """Train the VAE on ``images`` (one per row of ``table``); returns self.
 
         The table is only used to check the number of images; see :meth:`fit_images`.
+
+        Raises
+        ------
+        ValueError, TypeError
+            A constructor parameter is invalid (the message names it), or the
+            images are missing, miscounted or all empty.
         """
+        self._validate_params()
         return self._fit_arrays(*self._read(images, None if table is None else len(table)))
 
     def fit_images(self, images: Any) -> VAEEncoder:
         """Train the VAE on ``images`` alone (no catalog needed); returns self."""
+        self._validate_params()
         return self._fit_arrays(*self._read(images, None))
 
     def _fit_arrays(self, array: np.ndarray, mask: np.ndarray) -> VAEEncoder:
-        from tqdm.auto import tqdm
-
-        from ..model.training import TrainingHistory, split_indices
-
-        _, ImagePreprocessor = _images_api()
+        """Fit the preprocessor, train the VAE and the feature standardisation on the usable images."""
+        _, ImagePreprocessor, _ = _images_api()
         usable = self._usable(array, mask)
         if not usable.any():
             raise ValueError("no training image has an unmasked, non-empty pixel: nothing to train the VAE on")
         array, mask = array[usable], mask[usable]
-        n = len(array)
-
         self.preprocessor_ = ImagePreprocessor(size=int(self.image_size), scaling=self.scaling).fit(array, mask)
         x = np.concatenate(
-            [self._preprocess(array[s:s + 256], mask[s:s + 256]) for s in range(0, n, 256)], axis=0
+            [self._preprocess(array[s:s + 256], mask[s:s + 256]) for s in range(0, len(array), 256)], axis=0
         )
         weights = self._pixel_weights(mask)
         del array, mask
-
-        seed = _seed_from(self.random_state)
-        rng = np.random.default_rng(seed)
-        train_index, val_index = split_indices(n, float(self.validation_fraction), rng)
-        device = self._torch_device()
         x = torch.from_numpy(x)
-        w = None if weights is None else torch.from_numpy(weights)
-
-        def batch(index):
-            xb = x[index].to(device, non_blocking=True)
-            return xb, (None if w is None else w[index].to(device, non_blocking=True))
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = GalaxyVAE(int(self.image_size), int(self.latent_dim), tuple(self.channels)).to(device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=float(self.learning_rate))
-        gen = torch.Generator().manual_seed(seed)
-        history = TrainingHistory()
-        best, best_state, waited = math.inf, copy.deepcopy(model.state_dict()), 0
-        bs = max(1, int(self.batch_size))
-        kl_weight = float(self.kl_weight)
-        free_bits = float(self.free_bits)
-        augment = bool(self.augment)
-        train_t = torch.from_numpy(train_index)
-        bar = tqdm(range(int(self.max_epochs)), desc="VAE", unit="epoch", disable=not self.progress, leave=False)
-        for epoch in bar:
-            model.train()
-            order = train_t[torch.randperm(len(train_t), generator=gen)]
-            running = 0.0
-            for start in range(0, len(order), bs):
-                idx = order[start:start + bs]
-                xb, wb = batch(idx)
-                if augment:
-                    xb, wb = random_dihedral(xb, wb, gen)
-                loss, _, _ = model.loss(xb, wb, kl_weight, generator=gen, free_bits=free_bits)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-                optimiser.step()
-                running += float(loss.detach()) * len(idx)
-            history.train_loss.append(running / max(len(order), 1))
-
-            model.eval()
-            if len(val_index):
-                # the same latent draws every epoch, so epochs are compared fairly
-                val_gen = torch.Generator().manual_seed(seed + 1)
-                total = 0.0
-                with torch.no_grad():
-                    for start in range(0, len(val_index), bs):
-                        idx = torch.from_numpy(val_index[start:start + bs])
-                        xb, wb = batch(idx)
-                        loss, _, _ = model.loss(xb, wb, kl_weight, generator=val_gen, free_bits=free_bits)
-                        total += float(loss) * len(idx)
-                val = total / len(val_index)
-            else:
-                val = history.train_loss[-1]
-            history.val_loss.append(val)
-            if not math.isfinite(val):
-                raise FloatingPointError(
-                    f"VAE: the validation loss became {val} at epoch {epoch}; try a smaller learning_rate"
-                )
-            bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{val:.4g}", best=f"{best:.4g}")
-            if not len(val_index):  # a fixed schedule: every epoch runs, the last one is kept
-                history.best_epoch = epoch
-                continue
-            if not math.isfinite(best) or val < best - 1e-4 * abs(best):
-                best, waited, history.best_epoch = val, 0, epoch
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
-            if waited >= int(self.patience):
-                history.stopped_early = True
-                break
-        bar.close()
-        if len(val_index):
-            model.load_state_dict(best_state)
-        self.model_ = self._freeze(model)
-        self.history_ = history
+        self.model_, self.history_ = self._train(x, None if weights is None else torch.from_numpy(weights))
         self.feature_mean_ = self.feature_scale_ = None
         if self.standardize:
             mu, std = self._encode_scaled(x)
@@ -588,9 +542,52 @@ class VAEEncoder(ParamsMixin, Encoder):
             self.feature_mean_ = features.mean(axis=0)
             spread = features.std(axis=0)
             self.feature_scale_ = np.where(spread > 1e-12, spread, 1.0)
-        self.n_train_images_ = int(n)
+        self.n_train_images_ = len(x)
         self.n_features_ = 2 * int(self.latent_dim)
         return self
+
+    def _train(self, x: torch.Tensor, w: torch.Tensor | None) -> tuple[GalaxyVAE, TrainingHistory]:
+        """A `GalaxyVAE` trained by `~astro_galpost.model.training.fit_module` on scaled images ``x``.
+
+        AdamW without weight decay (Adam, as in the paper) at a constant
+        learning rate. With validation images, early stopping on their loss,
+        whose latent draws are the same every epoch so that epochs compare
+        fairly; without (``validation_fraction=0``), a fixed schedule that
+        keeps the last weights.
+        """
+        seed = _seed_from(self.random_state)
+        train_index, val_index = split_indices(len(x), float(self.validation_fraction), np.random.default_rng(seed))
+        device = self._torch_device()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = GalaxyVAE(int(self.image_size), int(self.latent_dim), tuple(self.channels)).to(device)
+        gen, bs, train_t = torch.Generator().manual_seed(seed), int(self.batch_size), torch.from_numpy(train_index)
+
+        def loss(index: torch.Tensor, generator: torch.Generator, augment: bool = False) -> torch.Tensor:
+            xb = x[index].to(device, non_blocking=True)
+            wb = None if w is None else w[index].to(device, non_blocking=True)
+            if augment:
+                xb, wb = random_dihedral(xb, wb, generator)
+            return model.loss(xb, wb, float(self.kl_weight), generator=generator, free_bits=float(self.free_bits))[0]
+
+        def batch_losses():
+            order = train_t[torch.randperm(len(train_t), generator=gen)]
+            for start in range(0, len(order), bs):
+                index = order[start:start + bs]
+                yield loss(index, gen, bool(self.augment)), len(index)
+
+        def val_loss() -> float:
+            val_gen = torch.Generator().manual_seed(seed + 1)  # the same latent draws every epoch
+            batches = [torch.from_numpy(val_index[s:s + bs]) for s in range(0, len(val_index), bs)]
+            return sum(float(loss(idx, val_gen)) * len(idx) for idx in batches) / len(val_index)
+
+        history = fit_module(
+            model, batch_losses, val_loss if len(val_index) else None, learning_rate=float(self.learning_rate),
+            weight_decay=0.0, max_epochs=int(self.max_epochs), patience=int(self.patience),
+            early_stopping=bool(len(val_index)), reduce_lr_on_plateau=False, progress=bool(self.progress),
+            description="VAE",
+        )
+        return self._freeze(model), history
 
     @staticmethod
     def _freeze(model: GalaxyVAE) -> GalaxyVAE:
@@ -726,9 +723,7 @@ class VAEEncoder(ParamsMixin, Encoder):
     @classmethod
     def from_config(cls, config: dict, arrays: dict[str, np.ndarray]) -> VAEEncoder:
         """Rebuild a fitted encoder (on the CPU) from :meth:`get_config` and :meth:`get_arrays`."""
-        from ..model.training import TrainingHistory
-
-        _, ImagePreprocessor = _images_api()
+        _, ImagePreprocessor, _ = _images_api()
         params = dict(config["params"])
         params["channels"] = tuple(params["channels"])
         params["device"] = "cpu"
@@ -756,58 +751,17 @@ class VAEEncoder(ParamsMixin, Encoder):
     def save(self, path, overwrite: bool = False) -> Path:
         """Write the fitted encoder to the folder ``path`` (``config.json`` + ``weights.safetensors``).
 
-        Same conventions as `~astro_galpost.GalaxyPosterior.save`: no pickled
-        code, a SHA-256 checksum of the weights, and an atomic write.
+        Same envelope as `~astro_galpost.GalaxyPosterior.save`
+        (`astro_galpost.model.persistence.save_encoder`): no pickled code, SHA-256
+        checksums of the config and the weights, and an atomic write.
         """
         self._check_fitted()
-        return _save_encoder(self, path, overwrite=overwrite)
+        return save_encoder(self, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> VAEEncoder:
         """Read an encoder written by :meth:`save`, onto ``device``."""
-        enc = _load_encoder(path, expected=cls)
+        enc = load_encoder(path, cls)
         enc.device = device
         enc.model_.to(torch.device(device))
         return enc
-
-
-# ------------------------------------------------- stand-alone encoder files
-def _save_encoder(encoder: Encoder, path, overwrite: bool = False) -> Path:
-    """Save any fitted encoder on its own, in the layout of `astro_galpost.model.persistence`."""
-    from .. import __version__
-    from ..model.persistence import FORMAT_VERSION, _jsonable, write_model_folder
-
-    tensors = {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in encoder.get_arrays().items()}
-    config = {
-        "format_version": FORMAT_VERSION,
-        "package": "astro_galpost",
-        "package_version": __version__,
-        "torch_version": torch.__version__,
-        "kind": "encoder",
-        "encoder": {"name": encoder.name, "config": _jsonable(encoder.get_config())},
-    }
-    return write_model_folder(path, tensors, config, overwrite=overwrite)
-
-
-def _load_encoder(path, expected: type[Encoder] | None = None) -> Encoder:
-    """Read an encoder written by `_save_encoder` (any registered encoder, or ``expected``)."""
-    from ..model.persistence import ModelFormatError, read_model_folder
-
-    path = Path(path)
-    config, tensors = read_model_folder(path, "encoder")
-    if config.get("kind") != "encoder":
-        raise ModelFormatError(f"{path} is not a saved astro_galpost encoder")
-    arrays = {k: v.numpy() for k, v in tensors.items()}
-    spec = config["encoder"]
-    if expected is not None:
-        if spec["name"] != expected.name:
-            raise ModelFormatError(f"{path} holds a {spec['name']!r} encoder, not a {expected.name!r} one")
-        cls = expected
-    else:
-        from . import ENCODERS
-
-        cls = ENCODERS.get(spec["name"])
-    try:
-        return cls.from_config(spec["config"], arrays)
-    except (KeyError, RuntimeError) as err:
-        raise ModelFormatError(f"the encoder saved in {path} cannot be rebuilt: {err}") from err

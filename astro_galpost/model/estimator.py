@@ -8,6 +8,7 @@ import numbers
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import astropy.units as u
@@ -887,19 +888,124 @@ class GalaxyPosterior(ParamsMixin):
     def save(self, path, overwrite: bool = False) -> None:
         """Save the fitted model to the folder ``path`` (JSON config + safetensors weights).
 
-        See Also
-        --------
-        astro_galpost.model.persistence.save_model
+        The folder is written under a temporary name, synced, and swapped in when
+        complete (`astro_galpost.utils.atomic.replace_folder`), so an interrupted save
+        leaves the old or the new model under ``path``, never none or half of one.
+        With ``overwrite=True`` only a folder holding a saved model (and nothing
+        else) is replaced; any other folder raises `~astro_galpost.utils.atomic.NotOurFolderError`
+        (a `FileExistsError`), and nothing is deleted. The layout is that of
+        `astro_galpost.model.persistence` (the envelope).
         """
-        from .persistence import save_model
+        from .envelope import envelope_header, jsonable, write_model_folder
 
         self._check_fitted()
-        save_model(self, path, overwrite=overwrite)
+        tensors = {f"network{k}.{name}": value.detach().to("cpu").contiguous()
+                   for k, net in enumerate(self.networks_) for name, value in net.state_dict().items()}
+        encoders = []
+        for i, enc in enumerate(self.encoders_):
+            tensors.update(_as_tensors(enc.get_arrays(), f"encoder{i}."))
+            encoders.append({"name": enc.name, "config": jsonable(enc.get_config())})
+        tensors.update(_as_tensors(self.ood_.get_arrays(), "ood."))
+        params = {**self.get_params(deep=False), "encoder": [e["name"] for e in encoders]}
+        config = envelope_header(
+            params={k: jsonable(v) for k, v in params.items()},
+            targets=self.targets_,
+            # the spaces the labels were modelled in: a registry change must not silently reinterpret weights
+            target_spaces={name: _target_space(name) for name in self.targets_},
+            groups=[g.to_dict() for g in self.groups_], flows=self.flows_, encoders=encoders,
+            ood=self.ood_.get_config(), n_features_in=self.n_features_in_, n_train=self.n_train_,
+            label_mean=self.label_mean_.tolist(), label_scale=self.label_scale_.tolist(),
+            history=[h.to_dict() for h in self.history_],
+        )
+        write_model_folder(path, tensors, config, overwrite=overwrite)
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> GalaxyPosterior:
-        """Load a model saved with `save`, on ``device`` (CPU by default, whatever trained it)."""
-        from .persistence import load_model
+        """Load a model saved with `save`, on ``device`` (CPU by default, whatever trained it).
+
+        Raises
+        ------
+        FileNotFoundError
+            When ``path`` or one of its files is missing.
+        ModelFormatError
+            When the files are corrupted or from an incompatible format version.
+        """
+        from .envelope import read_model_folder, restore_generator
+        from .training import TrainingHistory
 
         _check_device(device)
-        return load_model(path, device=device)
+        path = Path(path)
+        config, tensors = read_model_folder(path, "model")
+        _check_layout(config, path)
+        params = dict(config["params"])
+        params["random_state"] = restore_generator(params.get("random_state"))
+        model = cls(**{**params, "device": device})
+        model.targets_, model.flows_ = dict(config["targets"]), dict(config["flows"])
+        model.groups_ = [GroupSpec(**g) for g in config["groups"]]
+        model.n_features_in_, model.n_train_ = int(config["n_features_in"]), int(config["n_train"])
+        model.label_mean_ = np.asarray(config["label_mean"], dtype=float)
+        model.label_scale_ = np.asarray(config["label_scale"], dtype=float)
+        model.history_ = [TrainingHistory(**h) for h in config["history"]]
+        model.encoders_ = [ENCODERS.get(spec["name"]).from_config(spec["config"], _arrays(tensors, f"encoder{i}."))
+                           for i, spec in enumerate(config["encoders"])]
+        model.ood_ = NeighbourDistance.from_config(config["ood"], _arrays(tensors, "ood."))
+        model.networks_ = [model._load_network(_arrays(tensors, f"network{k}.", numpy=False), path)
+                           for k in range(len(config["history"]))]
+        return model
+
+    def _load_network(self, state: dict[str, torch.Tensor], path) -> PosteriorNetwork:
+        from .envelope import ModelFormatError
+
+        net = self._build_network()
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ModelFormatError(f"weights in {path} do not fit the saved architecture: {err}") from err
+        return net.to(self.device).eval()
+
+
+def _as_tensors(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, torch.Tensor]:
+    return {prefix + name: torch.as_tensor(np.ascontiguousarray(value)) for name, value in arrays.items()}
+
+
+def _arrays(tensors: Mapping[str, torch.Tensor], prefix: str, numpy: bool = True) -> dict:
+    """The entries of ``tensors`` under ``prefix``, without it (as numpy arrays unless not ``numpy``)."""
+    return {k[len(prefix):]: (v.numpy() if numpy else v) for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _target_space(name: str) -> dict:
+    target = TARGETS[name]
+    return {"space": target.space, "softening": target.softening if target.space == "asinh" else None}
+
+
+def _check_layout(config: dict, path: Path) -> None:
+    """A saved model's config is format 3+ and its parts agree with each other and with the registries."""
+    from .envelope import CONFIG, ModelFormatError
+
+    if config["format_version"] < 3:
+        raise ModelFormatError(
+            f"{path} was saved in format {config['format_version']} by astro_galpost "
+            f"{config.get('package_version')}, whose classifiers read the representation alone and whose "
+            "groups were not chained as now (format 3): refit the model")
+    try:
+        targets = dict(config["targets"])
+        n = len(targets)
+        unknown = [name for name in targets if name not in TARGETS]
+        if unknown:
+            raise ModelFormatError(f"{path} models targets {unknown} that are not registered")
+        for key in ("label_mean", "label_scale"):
+            values = np.asarray(config[key], dtype=float)
+            if values.shape != (n,) or not np.isfinite(values).all():
+                raise ModelFormatError(f"{path}: {key} must hold {n} finite values (one per target), "
+                                       f"got {config[key]!r}")
+        covered = sorted(i for g in config["groups"] for i in g["targets"])
+        if covered != list(range(n)):
+            raise ModelFormatError(f"{path}: the groups cover target indices {covered}, not 0..{n - 1}")
+    except (KeyError, TypeError, ValueError) as err:
+        if isinstance(err, ModelFormatError):
+            raise
+        raise ModelFormatError(f"{path / CONFIG} is incomplete or malformed: {err!r}") from err
+    for name, saved in config.get("target_spaces", {}).items():
+        if name in TARGETS and _target_space(name) != saved:
+            raise ModelFormatError(f"{path} modelled target {name!r} in space {saved}, but this installation "
+                                   f"defines it as {_target_space(name)}: refit the model")

@@ -1,16 +1,33 @@
-"""Mini-batch training with a validation split, early stopping and a progress bar."""
+"""The one training loop of the package, used by the posterior network's flows and by the VAE.
+
+`fit_module` trains any `torch.nn.Module` from a stream of mini-batch losses:
+AdamW (Adam when ``weight_decay=0``), gradient clipping, one early-stopping
+rule, one learning-rate policy, a tqdm progress bar and the best weights
+restored at the end. `train_network` feeds it the posterior network's batches;
+`astro_galpost.encoders.VAEEncoder` feeds it its images.
+
+The stopping rule is *relative*: an epoch improves when its monitored loss is
+below ``best - min_delta * |best|``. The losses it watches have no common
+scale (a flow's negative log-likelihood of standardised labels is of order
+one and may be negative; the VAE's loss scales with the pixel scaling, the
+image size and ``kl_weight``), so a threshold in units of the best loss means
+the same thing for both; `torch.optim.lr_scheduler.ReduceLROnPlateau`, the
+learning-rate policy, judges a plateau the same way (its default relative
+threshold of 1e-4).
+"""
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingHistory", "train_network", "split_indices"]
+__all__ = ["TrainingHistory", "fit_module", "train_network", "split_indices"]
 
 
 @dataclass
@@ -49,6 +66,128 @@ def split_indices(
     return train, np.sort(val)
 
 
+def _train_epoch(module, optimiser, batch_losses, clip_norm: float) -> float:
+    """One pass over ``batch_losses()``: a step per yielded ``(loss, rows)``; the row-weighted mean loss."""
+    module.train()
+    total, count = 0.0, 0
+    for loss, rows in batch_losses():
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), clip_norm)
+        optimiser.step()
+        total += float(loss.detach()) * rows
+        count += rows
+    return total / max(count, 1)
+
+
+def fit_module(
+    module: torch.nn.Module,
+    batch_losses: Callable[[], Iterable[tuple[torch.Tensor, int]]],
+    val_loss: Callable[[], float] | None = None,
+    *,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.0,
+    max_epochs: int = 300,
+    patience: int = 25,
+    min_delta: float = 1e-4,
+    early_stopping: bool = True,
+    reduce_lr_on_plateau: bool = True,
+    clip_norm: float = 10.0,
+    progress: bool = True,
+    description: str = "training",
+) -> TrainingHistory:
+    """Train ``module`` epoch by epoch; the one loop of the package.
+
+    Parameters
+    ----------
+    module : `torch.nn.Module`
+        The network; its parameters are optimised with `torch.optim.AdamW`
+        (identical to Adam when ``weight_decay=0``).
+    batch_losses : callable
+        Called once per epoch (with the module in training mode); yields
+        ``(loss, rows)`` per mini-batch, a scalar loss tensor with its graph and
+        the number of rows it averages over. One optimiser step (gradients
+        clipped to norm ``clip_norm``) follows each yield, before the next
+        batch is drawn. It owns the shuffling and any augmentation.
+    val_loss : callable, optional
+        Called after each epoch (module in eval mode, no gradients): the
+        validation loss. Without it the epoch's mean training loss is monitored.
+    learning_rate, weight_decay : float, optional
+        AdamW settings.
+    max_epochs : int, optional
+        Most epochs.
+    patience : int, optional
+        Epochs without improvement before stopping; the learning rate halves
+        after ``max(1, patience // 3)`` of them when ``reduce_lr_on_plateau``.
+    min_delta : float, optional
+        Relative improvement that counts: below ``best - min_delta * |best|``
+        (see the module's docstring for why relative).
+    early_stopping : bool, optional
+        Stop after ``patience`` epochs without improvement and restore the
+        best weights. ``False`` is a fixed schedule: every epoch runs and the
+        last weights are kept.
+    reduce_lr_on_plateau : bool, optional
+        Halve the learning rate on a plateau of the monitored loss
+        (`~torch.optim.lr_scheduler.ReduceLROnPlateau`); ``False`` keeps it constant.
+    clip_norm : float, optional
+        Largest gradient norm.
+    progress : bool, optional
+        Show a progress bar (and say "stopped early at epoch N (best N′)").
+    description : str, optional
+        Label of the bar and of messages.
+
+    Returns
+    -------
+    `TrainingHistory`
+
+    Raises
+    ------
+    FloatingPointError
+        The monitored loss became NaN or infinite.
+    """
+    optimiser = torch.optim.AdamW(module.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=max(1, patience // 3))
+                 if reduce_lr_on_plateau else None)
+    history = TrainingHistory()
+    best, best_state, waited = math.inf, copy.deepcopy(module.state_dict()), 0
+    bar = tqdm(range(max_epochs), desc=description, unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        history.train_loss.append(_train_epoch(module, optimiser, batch_losses, clip_norm))
+        module.eval()
+        with torch.no_grad():
+            val = float(val_loss()) if val_loss is not None else history.train_loss[-1]
+        history.val_loss.append(val)
+        if not math.isfinite(val):
+            raise FloatingPointError(f"{description}: the validation loss became {val} at epoch {epoch}; "
+                                     "try a smaller learning_rate")
+        if scheduler is not None:
+            scheduler.step(val)
+        if not early_stopping or not math.isfinite(best) or val < best - min_delta * abs(best):
+            best, waited, history.best_epoch = val, 0, epoch
+            if early_stopping:
+                best_state = copy.deepcopy(module.state_dict())
+        else:
+            waited += 1
+        bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{val:.4g}", best=f"{best:.4g}")
+        if early_stopping and waited >= patience:
+            history.stopped_early = True
+            _say_stopped_early(bar, description, epoch, history.best_epoch, progress)
+            break
+    bar.close()
+    if early_stopping:
+        module.load_state_dict(best_state)
+    module.eval()
+    return history
+
+
+def _say_stopped_early(bar, description: str, epoch: int, best_epoch: int, progress: bool) -> None:
+    """Put "stopped early at epoch N (best N′)" (1-based) on the bar and, when shown, on its own line."""
+    message = f"{description}: stopped early at epoch {epoch + 1} (best {best_epoch + 1})"
+    bar.set_description(message)
+    if progress:
+        tqdm.write(message)
+
+
 def _impute(net, x, y, valid, rows) -> None:
     """Advance ``net``'s imputation of the missing labels of ``rows`` in place (if it imputes)."""
     if hasattr(net, "impute") and not bool(valid[rows].all()):
@@ -64,14 +203,6 @@ def _batched_loss(net, x, y, valid, batch_size: int) -> float:
         total += float(loss) * len(x[sl])
         count += len(x[sl])
     return total / max(count, 1)
-
-
-def _say_stopped_early(bar, description: str, epoch: int, best_epoch: int, progress: bool) -> None:
-    """Put "stopped early at epoch N (best N′)" (1-based) on the bar and, when shown, on its own line."""
-    message = f"{description}: stopped early at epoch {epoch + 1} (best {best_epoch + 1})"
-    bar.set_description(message)
-    if progress:
-        tqdm.write(message)
 
 
 def train_network(
@@ -92,17 +223,18 @@ def train_network(
     progress: bool = True,
     description: str = "training",
 ) -> TrainingHistory:
-    """Train ``net`` (which must have ``loss(x, y, valid)``) and keep its best state.
+    """Train ``net`` (which must have ``loss(x, y, valid)``) with `fit_module` and keep its best state.
 
     A network with ``impute(x, y, valid)`` fills missing labels: the imputed
     values live in the label arrays (missing entries start at 0, the
     standardised mean) and each visit of a row advances them (see
     `astro_galpost.model.network.PosteriorNetwork.impute`).
 
-    Stops when the validation loss has not improved for ``patience`` epochs
-    (saying "stopped early at epoch N (best N′)" when ``progress``) and
-    restores the weights of the best epoch. The learning rate is halved when
-    the validation loss stalls for ``patience // 3`` epochs.
+    Stops when the validation loss (the training loss when ``val_index`` is
+    empty) has not improved for ``patience`` epochs (saying "stopped early at
+    epoch N (best N′)" when ``progress``) and restores the weights of the best
+    epoch. The learning rate is halved when the loss stalls for
+    ``patience // 3`` epochs. ``seed`` seeds the order of the batches.
     """
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
@@ -111,49 +243,16 @@ def train_network(
     xt, yt, vt = as_t(x[train_index]), as_t(y[train_index]), as_t(valid[train_index], torch.bool)
     xv, yv, vv = as_t(x[val_index]), as_t(y[val_index]), as_t(valid[val_index], torch.bool)
 
-    net.to(device)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=max(1, patience // 3))
-    history = TrainingHistory()
-    best, best_state, waited = math.inf, copy.deepcopy(net.state_dict()), 0
-    n = len(xt)
-    bar = tqdm(range(max_epochs), desc=description, unit="epoch", disable=not progress, leave=False)
-    for epoch in bar:
-        net.train()
-        order = torch.randperm(n, generator=gen).to(device)
-        running = 0.0
-        for start in range(0, n, batch_size):
+    def batch_losses():
+        order = torch.randperm(len(xt), generator=gen).to(device)
+        for start in range(0, len(xt), batch_size):
             batch = order[start:start + batch_size]
             _impute(net, xt, yt, vt, batch)
-            loss, _ = net.loss(xt[batch], yt[batch], vt[batch])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-            optimiser.step()
-            running += float(loss.detach()) * len(batch)
-        history.train_loss.append(running / max(n, 1))
+            yield net.loss(xt[batch], yt[batch], vt[batch])[0], len(batch)
 
-        net.eval()
-        with torch.no_grad():
-            val = _batched_loss(net, xv, yv, vv, 4096) if len(xv) else history.train_loss[-1]
-        history.val_loss.append(val)
-        scheduler.step(val)
-        if val < best - 1e-4:
-            best, waited, history.best_epoch = val, 0, epoch
-            best_state = copy.deepcopy(net.state_dict())
-        else:
-            waited += 1
-        bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val:.3f}", best=f"{best:.3f}")
-        if not math.isfinite(val):
-            raise FloatingPointError(
-                f"{description}: the validation loss became {val} at epoch {epoch}; "
-                "try a smaller learning_rate"
-            )
-        if waited >= patience:
-            history.stopped_early = True
-            _say_stopped_early(bar, description, epoch, history.best_epoch, progress)
-            break
-    bar.close()
-    net.load_state_dict(best_state)
-    net.eval()
-    return history
+    net.to(device)
+    return fit_module(
+        net, batch_losses, (lambda: _batched_loss(net, xv, yv, vv, 4096)) if len(xv) else None,
+        learning_rate=learning_rate, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
+        progress=progress, description=description,
+    )

@@ -5,15 +5,18 @@ under its own name the scikit-learn estimator API, without depending on
 scikit-learn: `sklearn.base.clone` works on it, nested objects with their own
 ``get_params`` are reached with ``name__param`` keys, and the `repr` shows the
 parameters that differ from their defaults (it reads attributes only: no
-registry lookup, no validation, so it never fails).
+registry lookup, no validation, so it never fails). `check_int` and `check_float`
+validate numeric parameters in ``fit``, with errors that name the parameter.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from typing import Any
 
-__all__ = ["ParamsMixin"]
+__all__ = ["ParamsMixin", "check_float", "check_int"]
 
 
 class ParamsMixin:
@@ -85,3 +88,29 @@ class ParamsMixin:
             if not same:
                 shown.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def check_int(name: str, value: Any, low: int = 1) -> int:
+    """``value`` as an int of at least ``low``; a `ValueError` naming the parameter otherwise.
+
+    Whole floats (``3.0``) pass; booleans do not.
+    """
+    whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, low: float = 0.0, high: float = math.inf, *,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a finite float in the interval from ``low`` to ``high``; a `ValueError` naming the parameter.
+
+    The interval is closed at each end unless ``low_open`` or ``high_open``.
+    """
+    number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    above = number > low if low_open else number >= low
+    below = number < high if high_open else number <= high
+    if not (math.isfinite(number) and above and below):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return number
