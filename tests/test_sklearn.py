@@ -221,3 +221,22 @@ def test_sample_members_checks_its_arguments(ensemble, mock_table, tiny):
         ensemble.sample_members(mock_table[:5], n_samples=0)
     with pytest.raises(NotFittedError):
         GalaxyPosterior(**tiny).sample_members(mock_table[:5])
+
+
+def test_vae_named_by_the_estimator_takes_its_seed_device_and_progress():
+    from astro_galpost import VAEEncoder
+
+    assert set(VAEEncoder.estimator_options) == {"random_state", "device", "progress"}
+    gp = GalaxyPosterior(encoder="vae", photometry=None, random_state=3, progress=False)
+    options = {name: getattr(gp, name) for name in VAEEncoder.estimator_options}
+    vae = VAEEncoder.from_estimator(**options)
+    assert (vae.random_state, vae.device, vae.progress) == (3, "cpu", False)
+    assert not vae.is_fitted
+
+
+def test_every_encoder_has_scikit_learn_params():
+    from astro_galpost.encoders import ENCODERS
+
+    for name in ENCODERS:
+        encoder = ENCODERS.get(name)() if name != "photometry" else ENCODERS.get(name)(["a", "b"])
+        assert clone(encoder).get_params() == encoder.get_params(), name

@@ -8,10 +8,12 @@ from typing import Any, ClassVar
 import numpy as np
 from astropy.table import Table
 
+from ..utils.params import ParamsMixin
+
 __all__ = ["Encoder"]
 
 
-class Encoder(ABC):
+class Encoder(ParamsMixin, ABC):
     """Turns catalog rows (and, for image encoders, cutouts) into feature vectors.
 
     An encoder is fitted once on the training data (e.g. to learn feature
@@ -24,9 +26,9 @@ class Encoder(ABC):
     expressed as named arrays, so models save without pickling code.
 
     As in scikit-learn, ``__init__`` should store each argument unchanged
-    under its own name (no checks, no conversions); with
-    `~astro_galpost.utils.params.ParamsMixin` as a first base class,
-    ``get_params``, ``set_params`` and `sklearn.base.clone` then work.
+    under its own name (no checks, no conversions); ``get_params``,
+    ``set_params`` and `sklearn.base.clone` (from
+    `~astro_galpost.utils.params.ParamsMixin`) then work.
     `~astro_galpost.GalaxyPosterior.fit` fits a clone of an encoder object it
     is given, never the object itself.
 

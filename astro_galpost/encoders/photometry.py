@@ -11,7 +11,6 @@ import numpy as np
 from astropy.table import Table
 
 from ..utils.columns import column_data
-from ..utils.params import ParamsMixin
 from .base import Encoder
 
 __all__ = ["PhotometryEncoder", "find_error_column", "find_extinction_column", "read_magnitudes"]
@@ -128,7 +127,7 @@ def read_magnitudes(table: Table, column: str) -> np.ndarray:
     return values
 
 
-class PhotometryEncoder(ParamsMixin, Encoder):
+class PhotometryEncoder(Encoder):
     """Features from magnitudes in any set of bands: magnitudes, adjacent colours,
     log magnitude errors and a missing-band flag per band.
 

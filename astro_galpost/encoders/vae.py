@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from ..model.envelope import load_encoder, save_encoder
 from ..model.training import TrainingHistory, fit_module, split_indices
-from ..utils.params import ParamsMixin, check_float, check_int
+from ..utils.params import check_float, check_int
 from .base import Encoder
 
 __all__ = ["GalaxyVAE", "VAEEncoder"]
@@ -247,7 +247,7 @@ def random_dihedral(
     return out, wout
 
 
-class VAEEncoder(ParamsMixin, Encoder):
+class VAEEncoder(Encoder):
     """Features of gri cutouts from a convolutional VAE: 32 latent means and 32 standard deviations.
 
     :meth:`fit` scales the images with an `~astro_galpost.images.ImagePreprocessor`,
@@ -375,6 +375,8 @@ class VAEEncoder(ParamsMixin, Encoder):
 
     name = "vae"
     requires_images = True
+    #: ``GalaxyPosterior(encoder="vae")`` trains the VAE on the estimator's device, seed and progress setting.
+    estimator_options = ("random_state", "device", "progress")
 
     def __init__(
         self,

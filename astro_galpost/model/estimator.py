@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..encoders import ENCODERS, Encoder
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
-from ..utils.params import ParamsMixin
+from ..utils.params import ParamsMixin, check_float, check_int
 from .recalibration import fit_recalibration
 from .targets import GROUPS, TARGETS, TargetGroup, group_order
 from ..utils.threads import torch_threads
@@ -140,37 +140,12 @@ def _copy_encoder(encoder: Encoder) -> Encoder:
     """
     if encoder.is_fitted:
         return encoder
-    try:
-        from sklearn.base import clone
-    except ImportError:  # pragma: no cover - scikit-learn is a dependency
-        return copy.deepcopy(encoder)
+    from sklearn.base import clone
+
     try:
         return clone(encoder, safe=False)
-    except RuntimeError:
+    except (RuntimeError, AttributeError, TypeError):  # an __init__ that does not store its arguments
         return copy.deepcopy(encoder)
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    """``value`` as an int of at least ``low``, or a ValueError naming the parameter."""
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not ok and isinstance(value, float) and value.is_integer():
-        ok = True
-    if not ok or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, low: float, high: float, closed_high: bool = False) -> float:
-    """``value`` as a float in [low, high) (or [low, high]), or a ValueError naming the parameter."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    inside = low <= number <= high if closed_high else low <= number < high
-    if isinstance(value, bool) or not inside:
-        interval = f"[{low:g}, {high:g}{']' if closed_high else ')'}"
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
-    return number
 
 
 def _check_device(device: Any) -> None:
@@ -200,7 +175,7 @@ def _check_photometry(photometry: Any) -> None:
 
 def _check_n_samples(n_samples: Any) -> int:
     """``n_samples`` as an int of at least 1."""
-    return _check_int("n_samples", n_samples, 1)
+    return check_int("n_samples", n_samples, 1)
 
 
 def _check_percentiles(percentiles: Any) -> list[float]:
@@ -369,11 +344,11 @@ class GalaxyPosterior(ParamsMixin):
         """Check every constructor parameter; errors name the parameter and its allowed range."""
         _check_photometry(self.photometry)
         for name in ("representation", "hidden", "n_ensemble", "batch_size", "max_epochs", "patience"):
-            _check_int(name, getattr(self, name), 1)
-        _check_float("dropout", self.dropout, 0.0, 1.0)
-        _check_float("validation_fraction", self.validation_fraction, 0.0, 1.0)
-        _check_float("learning_rate", self.learning_rate, 1e-12, float("inf"))
-        _check_float("weight_decay", self.weight_decay, 0.0, float("inf"))
+            check_int(name, getattr(self, name), 1)
+        check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        check_float("validation_fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
+        check_float("learning_rate", self.learning_rate, 1e-12)
+        check_float("weight_decay", self.weight_decay)
         _check_device(self.device)
         if not (self.random_state is None or isinstance(self.random_state, (numbers.Integral, np.random.Generator,
                                                                             np.random.SeedSequence))):
@@ -718,7 +693,7 @@ class GalaxyPosterior(ParamsMixin):
         """
         self._check_fitted()
         table, images = self._check_input(table, images, "table")
-        n_samples, batch_size = _check_n_samples(n_samples), _check_int("batch_size", batch_size, 1)
+        n_samples, batch_size = _check_n_samples(n_samples), check_int("batch_size", batch_size, 1)
         if space not in ("catalog", "model"):
             raise ValueError(f"space must be 'catalog' or 'model', got {space!r}")
         return self._iter_members(table, images, n_samples, random_state, batch_size, row_offset, space)
@@ -786,7 +761,7 @@ class GalaxyPosterior(ParamsMixin):
         """
         self._check_fitted()
         table, images = self._check_input(table, images, "table")
-        n_samples, batch_size = _check_n_samples(n_samples), _check_int("batch_size", batch_size, 1)
+        n_samples, batch_size = _check_n_samples(n_samples), check_int("batch_size", batch_size, 1)
         with torch_threads(self.n_threads):
             batches = list(self._iter_samples(table, images, n_samples, random_state, batch_size, row_offset))
         out = np.concatenate([b[1] for b in batches])
@@ -831,7 +806,7 @@ class GalaxyPosterior(ParamsMixin):
         self._check_fitted()
         table, images = self._check_input(table, images, "table")
         levels = _check_percentiles(percentiles)
-        n_samples, batch_size = _check_n_samples(n_samples), _check_int("batch_size", batch_size, 1)
+        n_samples, batch_size = _check_n_samples(n_samples), check_int("batch_size", batch_size, 1)
         clash = [c for c in self.output_columns(levels) if c in table.colnames]
         if clash and not replace_columns:
             raise ValueError(f"the table already has the output columns {clash} (a previous prediction?); "

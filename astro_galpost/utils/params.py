@@ -112,5 +112,5 @@ def check_float(name: str, value: Any, low: float = 0.0, high: float = math.inf,
     below = number < high if high_open else number <= high
     if not (math.isfinite(number) and above and below):
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
     return number
