@@ -33,7 +33,8 @@ from .calibration import (
     sbc_ranks,
     tarp_coverage,
 )
-from .metrics import _unpack, point_metrics
+from .arrays import unpack
+from .metrics import point_metrics
 
 __all__ = [
     "SEED_PAPER_TABLE1",
@@ -108,7 +109,7 @@ def model_space_samples(samples: Any, name: str) -> np.ndarray:
     array([[2., 3.]])
     """
     target = TARGETS[name]
-    data, mask, unit = _unpack(samples)
+    data, mask, unit = unpack(samples)
     if unit is not None and unit != target.unit and unit != u.dimensionless_unscaled:
         data = np.asarray(unit.to(target.unit, data), dtype=float)
     data = np.where(mask, np.nan, data)
