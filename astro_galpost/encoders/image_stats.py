@@ -232,14 +232,14 @@ class ImageStatsEncoder(Encoder):
                 "the 'image_stats' encoder needs images: pass images=... (one gri cutout per table row)"
             )
         from ..images import as_image_array
-        from ..images.preprocess import _resample
+        from ..images.resampling import resample_masked
 
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = images[None]
         array, mask = as_image_array(images, n_rows=n_rows)
         mask = np.asarray(mask, dtype=bool)
         if self.size is not None and array.shape[-2:] != (int(self.size), int(self.size)):
-            array, mask = _resample(np.where(mask, 0.0, array).astype(np.float32), mask, (int(self.size),) * 2)
+            array, mask = resample_masked(np.where(mask, 0.0, array).astype(np.float32), mask, (int(self.size),) * 2)
         return array, mask
 
     def statistics(self, images: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,8 @@ from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from .inputs import DEFAULT_BANDS, _common_unit, _parse_bunit
+from .inputs import DEFAULT_BANDS
+from .units import common_unit, parse_bunit
 
 __all__ = ["have_reproject", "make_cutouts"]
 
@@ -97,12 +98,12 @@ def _load_frame(band: str, obj: Any) -> _Frame:
                 if hdu is None:
                     raise ValueError(f"{path} holds no 2-D image for band {band}")
                 data = np.array(hdu.data, dtype=np.float64)
-                wcs, unit = _wcs_from_header(hdu.header), _parse_bunit(hdu.header)
+                wcs, unit = _wcs_from_header(hdu.header), parse_bunit(hdu.header)
         except OSError as err:
             raise OSError(f"could not read frame file {path} for band {band}: {err}") from err
     elif isinstance(obj, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
         data = np.array(obj.data, dtype=np.float64)
-        wcs, unit = _wcs_from_header(obj.header), _parse_bunit(obj.header)
+        wcs, unit = _wcs_from_header(obj.header), parse_bunit(obj.header)
     elif isinstance(obj, NDData):
         if obj.wcs is None:
             raise ValueError(f"frame for band {band} has no WCS")
@@ -436,7 +437,7 @@ def make_cutouts(
 
     loaded = {b: _load_frame(b, frames[b]) for b in band_order}
     ref = loaded[reference_band]
-    unit, factors = _common_unit([loaded[b].unit for b in band_order])
+    unit, factors = common_unit([loaded[b].unit for b in band_order])
     for b, factor in zip(band_order, factors):
         if factor != 1.0:
             loaded[b].data = loaded[b].data * factor
