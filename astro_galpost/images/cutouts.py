@@ -29,6 +29,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
+from ..utils.columns import column_data
 from .inputs import DEFAULT_BANDS
 from .units import common_unit, parse_bunit
 
@@ -114,8 +115,7 @@ def _load_frame(band: str, obj: Any) -> _Frame:
         mask = None if obj.mask is None else np.asarray(obj.mask, dtype=bool)
         unit = None if obj.unit is None else u.Unit(obj.unit)
     elif isinstance(obj, tuple) and len(obj) == 2:
-        unit = getattr(obj[0], "unit", None)  # a Quantity carries its unit
-        data = np.array(getattr(obj[0], "value", obj[0]), dtype=np.float64)
+        data, mask, unit = column_data(obj[0])  # a Quantity carries its unit, a masked array its mask
         wcs = obj[1] if isinstance(obj[1], WCS) else _wcs_from_header(obj[1])
     else:
         raise TypeError(
@@ -336,7 +336,7 @@ def make_cutouts(
         ``frame-g-002820-3-0122.fits.bz2``; the first 2-D image HDU and its WCS
         and ``BUNIT`` are read), an image HDU, an `~astropy.nddata.NDData` /
         `~astropy.nddata.CCDData` with a FITS WCS (its ``mask`` is honoured), or
-        an ``(array or Quantity, WCS or Header)`` pair. Opening an SDSS ``.bz2`` frame takes
+        an ``(array, Quantity or masked array, WCS or Header)`` pair. Opening an SDSS ``.bz2`` frame takes
         seconds: for many calls, open the frames once and pass HDUs or NDData.
     coords : `~astropy.coordinates.SkyCoord`
         Galaxy positions, scalar or array.
