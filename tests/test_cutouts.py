@@ -172,16 +172,20 @@ class TestSynthetic:
 
     def test_masked_frame_pixels(self, synthetic):
         frames, wcs_g, catalog = synthetic
-        masked = {}
+        masked, pairs = {}, {}
         for band, frame in frames.items():
             mask = np.zeros(SHAPE, bool)
             x, y = (int(round(float(v))) for v in frame.wcs.world_to_pixel(catalog[1]))
             mask[y + 8, x - 3 : x + 3] = True  # a short bad row above the galaxy
             masked[band] = NDData(frame.data, wcs=frame.wcs, mask=mask, unit=frame.unit)
+            pairs[band] = (np.ma.masked_array(frame.data, mask), frame.wcs)
         cube, mask, table = make_cutouts(masked, catalog[1], 32, subtract_background=False)
         assert 6 <= mask[0, 0].sum() <= 6  # the reference band: exactly the bad pixels
         assert 6 <= mask[0, 1].sum() <= 24  # interpolated bands: pixels that draw on them
         assert np.isnan(cube[mask]).all() and not table["edge"][0]
+        # a masked array in an (array, WCS) pair: its mask is honoured the same way
+        _, pair_mask, _ = make_cutouts(pairs, catalog[1], 32, subtract_background=False)
+        assert np.array_equal(pair_mask, mask)
 
     def test_units(self, synthetic):
         frames, _, catalog = synthetic

@@ -200,6 +200,20 @@ def test_evaluate_model_on_mock(mock_table, ensemble):
     assert res.meta["joint"]["lines"]["dims"] == 4 and res.meta["n_samples"] == 60
 
 
+def test_evaluate_model_without_a_target_column(mock_table, ensemble):
+    test = Table(mock_table[600:700], copy=True)
+    test.remove_column(ensemble.targets_["halpha"])
+    res = evaluate_model(ensemble, test, n_samples=20, sbc=False, joint=False)
+    assert list(res["target"]) == list(ensemble.targets_)
+    halpha = list(res["target"]).index("halpha")
+    assert res["n"][halpha] == 0 and np.isnan(res["r2"][halpha]) and np.isnan(res["crps"][halpha])
+    assert res["unit"][halpha] == "log10(1e-17 erg / (s cm2))" and res["space"][halpha] == "asinh"
+    assert (np.delete(np.asarray(res["n"]), halpha) > 0).all()
+    assert res.meta["n_rows"] == 100 and res.meta["n_samples"] == 20
+    with pytest.raises(KeyError, match="none of the target columns"):  # checked before sampling
+        evaluate_model(ensemble, Table({"ra": np.zeros(3)}), n_samples=5)
+
+
 def test_evaluate_samples_complete_groups():
     rng = np.random.default_rng(6)
     n = 400

@@ -160,78 +160,13 @@ def _predict_with_dask(args) -> int:
     return 0
 
 
-def _evaluation_table(model, table, *, n_samples: int, seed: int, batch_size: int = 1024):
-    """Per-target point metrics and calibration of ``model`` on a labelled table (an astropy Table)."""
-    import warnings
-
-    import numpy as np
-    from astropy.table import Table
-
-    from ..model.estimator import UnusableRowsWarning
-    from ..evaluation import calibration_summary, point_metrics
-    from ..model.targets import TARGETS
-
-    absent = [column for column in model.targets_.values() if column not in table.colnames]
-    if len(absent) == len(model.targets_):
-        raise KeyError(f"the table has none of the target columns {absent}: nothing to evaluate against "
-                       f"(columns: {', '.join(table.colnames)})")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusableRowsWarning)
-        samples = model.sample(table, n_samples=n_samples, random_state=seed, batch_size=batch_size)
-    keys = ["n", "r2", "rmse", "bias", "sigma_nmad", "outlier_fraction", "coverage_68", "coverage_95",
-            "pit_ks", "pit_ks_pvalue", "pit_cvm", "pit_cvm_pvalue", "crps"]
-    rows = []
-    for name, column in model.targets_.items():
-        target = TARGETS[name]
-        try:
-            truth, valid = target.read(table, column)
-        except KeyError:
-            rows.append({"target": name, "space": "", **{k: (0 if k == "n" else np.nan) for k in keys}})
-            continue
-        dist = samples[name].distribution
-        values = np.asarray(getattr(dist, "value", dist), dtype=float)
-        unit = target.unit.to_string() or "dimensionless"
-        space = unit
-        if target.in_log10:
-            values, truth, space = target.to_model(values), target.to_model(truth), f"log10({unit})"
-        ok = valid & np.asarray(samples.usable) & np.isfinite(values).all(axis=1) & np.isfinite(truth)
-        metrics = {k: np.nan for k in keys}
-        metrics["n"] = int(ok.sum())
-        if ok.sum() >= 2:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                metrics.update(point_metrics(values[ok], truth[ok], redshift=name == "redshift"))
-                metrics.update(calibration_summary(values[ok], truth[ok], rng=seed))
-        rows.append({"target": name, "space": space, **metrics})
-    report = Table(rows=rows, names=["target", "space", *keys])
-    report.meta["n_samples"] = n_samples
-    report.meta["seed"] = seed
-    report.meta["n_rows"] = len(table)
-    report.meta["n_unusable"] = int((~np.asarray(samples.usable)).sum())
-    for name in keys[1:]:
-        report[name].info.format = ".4g"
-    report["target"].info.description = "target registry name"
-    report["space"].info.description = "unit of the metrics (log10 for line fluxes, modelled in log10)"
-    report["n"].info.description = "rows with a valid label and usable inputs"
-    return report
-
-
 def _markdown(report) -> str:
-    """The evaluation report as a Markdown table."""
-    import numpy as np
+    """The evaluation report as a Markdown table, with the run's row counts, samples and seed below it."""
+    from ..evaluation import to_markdown
 
-    def fmt(v):
-        if isinstance(v, (float, np.floating)):
-            return "nan" if not np.isfinite(v) else f"{v:.4g}"
-        return str(v)
-
-    names = report.colnames
-    lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" for _ in names) + "|"]
-    for row in report:
-        lines.append("| " + " | ".join(fmt(row[n]) for n in names) + " |")
     meta = ", ".join(f"{k} = {report.meta[k]}" for k in ("n_rows", "n_unusable", "n_samples", "seed")
                      if k in report.meta)
-    return "\n".join(lines) + f"\n\n{meta}\n"
+    return to_markdown(report, floatfmt=".4g") + f"\n\n{meta}\n"
 
 
 _REPORT_SUFFIXES = (".md", ".markdown", ".ecsv", ".csv", ".fits", ".parquet")
@@ -239,6 +174,7 @@ _REPORT_SUFFIXES = (".md", ".markdown", ".ecsv", ".csv", ".fits", ".parquet")
 
 def _cmd_evaluate(args) -> int:
     from .. import GalaxyPosterior
+    from ..evaluation import evaluate_model
 
     report_path = Path(args.report) if args.report else None
     if report_path is not None:
@@ -249,7 +185,8 @@ def _cmd_evaluate(args) -> int:
     gp = GalaxyPosterior.load(args.model, device=args.device)
     gp.progress = not args.no_progress
     table = _read_table(args.table)
-    report = _evaluation_table(gp, table, n_samples=args.n_samples, seed=args.seed, batch_size=args.batch_size)
+    report = evaluate_model(gp, table, n_samples=args.n_samples, random_state=args.seed, batch_size=args.batch_size,
+                            sbc=False, joint=False)
     report.pprint(max_lines=-1, max_width=-1)
     if report_path is not None:
         if report_path.suffix.lower() in (".md", ".markdown"):

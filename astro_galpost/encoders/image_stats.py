@@ -98,6 +98,49 @@ def image_statistics(image: np.ndarray, mask: np.ndarray | None = None) -> np.nd
         raise ValueError(f"image must have shape (3, H, W), got {data.shape}")
     bad = ~np.isfinite(data) if mask is None else (np.asarray(mask, bool) | ~np.isfinite(data))
     _, h, w = data.shape
+    sky_noise = _sky_and_noise(data, bad)
+    if sky_noise is None:
+        return None
+    sky, noise = sky_noise
+    flux = np.where(bad, 0.0, data - sky[:, None, None])
+    light = np.clip(flux.sum(axis=0), 0.0, None)
+    if not light.sum() > 0:
+        return None
+    cy, cx = _centre(light)
+    radii = _growth_radii(light, cy, cx)
+    if radii is None:
+        return None
+    r20, r50, r90 = radii
+    r = np.hypot(*np.mgrid[:h, :w] - np.array([cy, cx])[:, None, None])
+    side = float(min(h, w))
+
+    def band_flux(region: np.ndarray) -> np.ndarray:
+        floor = noise * np.sqrt(max(int(region.sum()), 1))
+        return np.maximum(flux[:, region].sum(axis=1), floor)
+
+    inner = r <= max(r50, 1.0)
+    outer = (r > max(r50, 1.0)) & (r <= max(r90, 1.5))
+    if not outer.any():
+        outer = inner
+    total = band_flux(r <= max(r90, 1.0))
+    f_in, f_out = band_flux(inner), band_flux(outer)
+    centre = r <= 2.0
+    sb = max(float(light[centre].mean()), float(noise.sum()) / np.sqrt(max(int(centre.sum()), 1)))
+    core = r <= max(r90, 2.0)
+    ellipticity = _ellipticity(light, core)
+    asymmetry = _asymmetry(np.where(bad.any(axis=0), np.nan, flux.sum(axis=0)), core, cy, cx)
+    return np.array([
+        *np.log10(total),
+        -2.5 * np.log10(f_in[0] / f_in[1]), -2.5 * np.log10(f_in[1] / f_in[2]),
+        -2.5 * np.log10(f_out[0] / f_out[1]), -2.5 * np.log10(f_out[1] / f_out[2]),
+        np.log10(r50 / side), np.log10(r90 / side), np.log10(r90 / r50), np.log10(r50 / r20),
+        np.log10(sb), ellipticity, asymmetry,
+    ])
+
+
+def _sky_and_noise(data: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-band sky (median) and noise (`~astropy.stats.mad_std`) of the cutout's border; None without pixels."""
+    _, h, w = data.shape
     border = max(1, round(_BORDER * min(h, w)))
     edge = np.ones((h, w), bool)
     edge[border:h - border, border:w - border] = False
@@ -113,68 +156,60 @@ def image_statistics(image: np.ndarray, mask: np.ndarray | None = None) -> np.nd
         if not sigma > 0:  # quantised (JPEG) skies: the MAD can be 0
             sigma = np.std(values)
         noise[b] = sigma if sigma > 0 else 1e-3 * max(float(np.max(np.abs(values))), 1e-12)
-    flux = np.where(bad, 0.0, data - sky[:, None, None])
-    light = np.clip(flux.sum(axis=0), 0.0, None)
-    if not light.sum() > 0:
-        return None
+    return sky, noise
 
-    # centre: light-weighted centroid of the central quarter
-    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+
+def _centre(light: np.ndarray) -> tuple[float, float]:
+    """Light-weighted centroid ``(y, x)`` of the central quarter; the cutout centre when it is empty."""
+    from photutils.centroids import centroid_com
+
+    h, w = light.shape
     cy, cx = (h - 1) / 2, (w - 1) / 2
+    yy, xx = np.mgrid[:h, :w]
     box = (np.abs(yy - cy) <= h / 8) & (np.abs(xx - cx) <= w / 8)
-    weight = np.where(box, light, 0.0)
-    if weight.sum() > 0:
-        cy, cx = float((weight * yy).sum() / weight.sum()), float((weight * xx).sum() / weight.sum())
-    r = np.hypot(yy - cy, xx - cx)
-    r_max = int(min(cy, cx, h - 1 - cy, w - 1 - cx))
-    r_max = max(r_max, 2)
-    inside = r < r_max
-    ring = np.minimum(r.astype(int), r_max)
-    growth = np.cumsum(np.bincount(ring[inside], weights=light[inside], minlength=r_max)[:r_max])
+    if not light[box].sum() > 0:
+        return cy, cx
+    x, y = centroid_com(light, mask=~box)
+    return float(y), float(x)
+
+
+def _growth_radii(light: np.ndarray, cy: float, cx: float) -> tuple[float, float, float] | None:
+    """Radii enclosing 20, 50 and 90% of the light within the largest circle inside the cutout.
+
+    The curve of growth is `photutils.profiles.CurveOfGrowth` (exact circular
+    apertures of radius 1, 2, ... pixels); its radii are found by `_growth_radius`
+    rather than ``calc_radius_at_ee``, which needs a monotonic profile and has
+    no value below the first radius.
+    """
+    from photutils.profiles import CurveOfGrowth
+
+    h, w = light.shape
+    r_max = max(int(min(cy, cx, h - 1 - cy, w - 1 - cx)), 2)
+    growth = CurveOfGrowth(light, (cx, cy), np.arange(1, r_max + 1, dtype=float)).profile
     if not growth[-1] > 0:
         return None
-    r20, r50, r90 = (_growth_radius(growth, f) for f in (0.2, 0.5, 0.9))
-    r20, r50, r90 = max(r20, 0.5), max(r50, 0.5), max(r90, 0.5)
-    side = float(min(h, w))
+    return tuple(max(_growth_radius(growth, f), 0.5) for f in (0.2, 0.5, 0.9))
 
-    def band_flux(region: np.ndarray) -> np.ndarray:
-        floor = noise * np.sqrt(max(int(region.sum()), 1))
-        return np.maximum(flux[:, region].sum(axis=1), floor)
 
-    inner = r <= max(r50, 1.0)
-    outer = (r > max(r50, 1.0)) & (r <= max(r90, 1.5))
-    if not outer.any():
-        outer = inner
-    total = band_flux(r <= max(r90, 1.0))
-    f_in, f_out = band_flux(inner), band_flux(outer)
-    centre = r <= 2.0
-    sb = max(float(light[centre].mean()), float(noise.sum()) / np.sqrt(max(int(centre.sum()), 1)))
+def _ellipticity(light: np.ndarray, core: np.ndarray) -> float:
+    """``1 - b/a`` from the second moments of the light in ``core`` (`photutils.morphology.data_properties`)."""
+    from photutils.morphology import data_properties
 
-    # shape: second moments and 180-degree asymmetry of the light within R90
-    core = r <= max(r90, 2.0)
-    wgt = np.where(core, light, 0.0)
-    sw = wgt.sum()
-    dy, dx = yy - cy, xx - cx
-    qyy, qxx, qxy = ((wgt * dy * dy).sum() / sw, (wgt * dx * dx).sum() / sw, (wgt * dx * dy).sum() / sw)
-    root = np.sqrt(max(((qxx - qyy) / 2) ** 2 + qxy ** 2, 0.0))
-    major, minor = (qxx + qyy) / 2 + root, max((qxx + qyy) / 2 - root, 0.0)
-    ellipticity = 1.0 - np.sqrt(minor / major) if major > 0 else 0.0
-    summed = np.where(bad.any(axis=0), np.nan, flux.sum(axis=0))
+    props = data_properties(np.where(core, light, 0.0), mask=~core)
+    value = float(getattr(props.ellipticity, "value", props.ellipticity))
+    return value if np.isfinite(value) else 0.0
+
+
+def _asymmetry(summed: np.ndarray, core: np.ndarray, cy: float, cx: float) -> float:
+    """Rotational asymmetry ``sum |I - I_180| / (2 sum |I|)`` in ``core``; NaN pixels and their partners skipped."""
+    h, w = summed.shape
     # the largest window whose centre is the centroid to the nearest half pixel, rotated by 180 degrees
     (y0, y1), (x0, x1) = (_symmetric_window(2 * cy, h), _symmetric_window(2 * cx, w))
     window = summed[y0:y1, x0:x1]
     rotated = window[::-1, ::-1]
     keep = core[y0:y1, x0:x1] & np.isfinite(window) & np.isfinite(rotated)
     norm = 2.0 * np.abs(window[keep]).sum()
-    asymmetry = float(np.abs(window[keep] - rotated[keep]).sum() / norm) if norm > 0 else 0.0
-
-    return np.array([
-        *np.log10(total),
-        -2.5 * np.log10(f_in[0] / f_in[1]), -2.5 * np.log10(f_in[1] / f_in[2]),
-        -2.5 * np.log10(f_out[0] / f_out[1]), -2.5 * np.log10(f_out[1] / f_out[2]),
-        np.log10(r50 / side), np.log10(r90 / side), np.log10(r90 / r50), np.log10(r50 / r20),
-        np.log10(sb), ellipticity, asymmetry,
-    ])
+    return float(np.abs(window[keep] - rotated[keep]).sum() / norm) if norm > 0 else 0.0
 
 
 class ImageStatsEncoder(Encoder):
@@ -232,14 +267,14 @@ class ImageStatsEncoder(Encoder):
                 "the 'image_stats' encoder needs images: pass images=... (one gri cutout per table row)"
             )
         from ..images import as_image_array
-        from ..images.preprocess import _resample
+        from ..images.resampling import resample_masked
 
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = images[None]
         array, mask = as_image_array(images, n_rows=n_rows)
         mask = np.asarray(mask, dtype=bool)
         if self.size is not None and array.shape[-2:] != (int(self.size), int(self.size)):
-            array, mask = _resample(np.where(mask, 0.0, array).astype(np.float32), mask, (int(self.size),) * 2)
+            array, mask = resample_masked(np.where(mask, 0.0, array).astype(np.float32), mask, (int(self.size),) * 2)
         return array, mask
 
     def statistics(self, images: Any) -> tuple[np.ndarray, np.ndarray]:

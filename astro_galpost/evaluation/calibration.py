@@ -32,7 +32,7 @@ import numpy as np
 from astropy.uncertainty import Distribution
 from scipy import stats
 
-from .metrics import _prepare, _unpack, _convert
+from .arrays import convert, prepare, unpack
 
 __all__ = [
     "SBCResult",
@@ -182,7 +182,7 @@ def pit(
     >>> pit(samples, np.array([4.5, np.nan]), randomize=False)
     array([0.5, nan])
     """
-    samp, tru, valid, _ = _prepare(samples, truth)
+    samp, tru, valid, _ = prepare(samples, truth)
     out = np.full(tru.shape, np.nan)
     s, t = samp[valid], tru[valid][:, None]
     n_below = np.sum(s < t, axis=1)
@@ -291,7 +291,7 @@ def coverage(
     >>> coverage(samples, np.array([0.0, 0.3, 0.7, 2.0]), levels=[0.5, 0.9])
     array([0.5 , 0.75])
     """
-    samp, tru, valid, _ = _prepare(samples, truth)
+    samp, tru, valid, _ = prepare(samples, truth)
     lev = np.asarray(levels, dtype=float)
     if np.any((lev <= 0) | (lev >= 1)):
         raise ValueError("levels must lie strictly between 0 and 1")
@@ -350,7 +350,7 @@ def crps(
     >>> crps(np.array([[0.0, 0.0, 0.0]]), np.array([1.0]))
     1.0
     """
-    samp, tru, valid, _ = _prepare(samples, truth)
+    samp, tru, valid, _ = prepare(samples, truth)
     n_s = samp.shape[1]
     if n_s < 2 and fair:
         raise ValueError("the fair CRPS needs at least two samples per object")
@@ -427,8 +427,8 @@ def sbc_ranks(
     (99, 19, True)
     """
     if callable(posterior_samples):
-        posterior_samples = posterior_samples(_unpack(prior_draws)[0])
-    samp, tru, valid, _ = _prepare(posterior_samples, prior_draws)
+        posterior_samples = posterior_samples(unpack(prior_draws)[0])
+    samp, tru, valid, _ = prepare(posterior_samples, prior_draws)
     s, t = samp[valid], tru[valid]
     n_obj, n_s = s.shape
     if n_obj == 0:
@@ -465,19 +465,19 @@ def _prepare_joint(samples: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
     """Joint samples ``(N, S, D)`` and truths ``(N, D)`` of the valid rows."""
     if isinstance(samples, Distribution):
         # Distribution of shape (N, D) with S samples -> (N, D, S) -> (N, S, D)
-        samp, _, s_unit = _unpack(samples)
+        samp, _, s_unit = unpack(samples)
         if samp.ndim == 2:  # (N,) Distribution: univariate
             samp = samp[:, :, None]
         else:
             samp = np.moveaxis(samp, -1, 1)
     else:
-        samp, _, s_unit = _unpack(samples)
+        samp, _, s_unit = unpack(samples)
         if samp.ndim == 2:
             samp = samp[:, :, None]
-    tru, t_mask, t_unit = _unpack(truth)
+    tru, t_mask, t_unit = unpack(truth)
     if tru.ndim == 1:
         tru, t_mask = tru[:, None], t_mask[:, None]
-    samp = _convert(samp, s_unit, t_unit)
+    samp = convert(samp, s_unit, t_unit)
     if samp.ndim != 3 or tru.ndim != 2:
         raise ValueError("samples must be (N, S, D) and truth (N, D)")
     if samp.shape[0] != tru.shape[0] or samp.shape[2] != tru.shape[1]:
@@ -490,6 +490,44 @@ def _prepare_joint(samples: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
         & np.all(np.isfinite(samp), axis=(1, 2))
     )
     return samp[valid], tru[valid]
+
+
+def _unit_box(samp: np.ndarray, tru: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rescale every dimension to [0, 1] with the min and max of the truths."""
+    lo = tru.min(axis=0)
+    span = tru.max(axis=0) - lo
+    span = np.where(span > 0, span, 1.0)
+    return (samp - lo) / span, (tru - lo) / span
+
+
+def _tarp_references(references: Any, n_obj: int, n_dim: int, gen: np.random.Generator) -> np.ndarray:
+    """TARP reference points ``(N, D)``: random in the unit box, or the given array checked."""
+    if isinstance(references, str):
+        if references != "random":
+            raise ValueError("references must be 'random' or an (N, D) array")
+        return gen.uniform(0.0, 1.0, size=(n_obj, n_dim))
+    refs = np.asarray(references, dtype=float)
+    if refs.shape != (n_obj, n_dim):
+        raise ValueError(f"references must have shape {(n_obj, n_dim)} (valid rows), got {refs.shape}")
+    return refs
+
+
+def _distances(samp: np.ndarray, tru: np.ndarray, refs: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Distances ``(N, S)`` of the samples and ``(N,)`` of the truths to the references."""
+    if metric == "euclidean":
+        return (np.sqrt(np.sum((samp - refs[:, None, :]) ** 2, axis=-1)),
+                np.sqrt(np.sum((tru - refs) ** 2, axis=-1)))
+    if metric == "manhattan":
+        return np.sum(np.abs(samp - refs[:, None, :]), axis=-1), np.sum(np.abs(tru - refs), axis=-1)
+    raise ValueError("metric must be 'euclidean' or 'manhattan'")
+
+
+def _rank_fraction(d_samp: np.ndarray, d_true: np.ndarray, gen: np.random.Generator) -> np.ndarray:
+    """Fraction of samples closer than the truth, ``(N,)``, ties broken at random."""
+    dt = d_true.reshape(-1, 1)
+    n_below = np.sum(d_samp < dt, axis=1)
+    n_equal = np.sum(d_samp == dt, axis=1)
+    return (n_below + gen.random(dt.shape[0]) * (n_equal + 1)) / (d_samp.shape[1] + 1)
 
 
 def tarp_coverage(
@@ -567,40 +605,16 @@ def tarp_coverage(
     (True, True)
     """
     samp, tru = _prepare_joint(samples, truth)
-    n_obj, n_s, n_dim = samp.shape
-    if n_obj == 0:
+    if samp.shape[0] == 0:
         raise ValueError("no valid objects")
     gen = _rng(rng)
     if normalize:
-        lo = tru.min(axis=0)
-        span = tru.max(axis=0) - lo
-        span = np.where(span > 0, span, 1.0)
-        samp = (samp - lo) / span
-        tru = (tru - lo) / span
-    if isinstance(references, str):
-        if references != "random":
-            raise ValueError("references must be 'random' or an (N, D) array")
-        refs = gen.uniform(0.0, 1.0, size=(n_obj, n_dim))
-    else:
-        refs = np.asarray(references, dtype=float)
-        if refs.shape != (n_obj, n_dim):
-            raise ValueError(
-                f"references must have shape {(n_obj, n_dim)} (valid rows), got {refs.shape}"
-            )
-    if metric == "euclidean":
-        d_samp = np.sqrt(np.sum((samp - refs[:, None, :]) ** 2, axis=-1))
-        d_true = np.sqrt(np.sum((tru - refs) ** 2, axis=-1))
-    elif metric == "manhattan":
-        d_samp = np.sum(np.abs(samp - refs[:, None, :]), axis=-1)
-        d_true = np.sum(np.abs(tru - refs), axis=-1)
-    else:
-        raise ValueError("metric must be 'euclidean' or 'manhattan'")
-    dt = d_true[:, None]
-    n_below = np.sum(d_samp < dt, axis=1)
-    n_equal = np.sum(d_samp == dt, axis=1)
-    f = (n_below + gen.random(n_obj) * (n_equal + 1)) / (n_s + 1)
+        samp, tru = _unit_box(samp, tru)
+    refs = _tarp_references(references, samp.shape[0], samp.shape[2], gen)
+    d_samp, d_true = _distances(samp, tru, refs, metric)
+    f = _rank_fraction(d_samp, d_true, gen)
     alpha = np.linspace(0.0, 1.0, n_alpha + 1)
-    ecp = np.searchsorted(np.sort(f), alpha, side="right") / n_obj
+    ecp = np.searchsorted(np.sort(f), alpha, side="right") / f.size
     upper = alpha >= 0.5
     atc = float(_trapezoid(ecp[upper] - alpha[upper], alpha[upper]))
     ks = stats.kstest(f, "uniform")
@@ -661,7 +675,7 @@ def hpd_coverage(
     True
     """
     samp, tru = _prepare_joint(samples, truth)
-    n_obj, n_s, n_dim = samp.shape
+    _, n_s, n_dim = samp.shape
     if n_s <= n_dim:
         raise ValueError("need more samples than dimensions to whiten")
     lev = np.asarray(levels, dtype=float)
@@ -673,11 +687,7 @@ def hpd_coverage(
     # whitened coordinates: solve L w = x  for samples and truth
     w_samp = np.linalg.solve(chol[:, None, :, :], centred[..., None])[..., 0]
     w_true = np.linalg.solve(chol, (tru - mean[:, 0, :])[..., None])[..., 0]
-    d_samp = np.sum(w_samp**2, axis=-1)
-    d_true = np.sum(w_true**2, axis=-1)[:, None]
-    n_below = np.sum(d_samp < d_true, axis=1)
-    n_equal = np.sum(d_samp == d_true, axis=1)
-    ranks = (n_below + gen.random(n_obj) * (n_equal + 1)) / (n_s + 1)
+    ranks = _rank_fraction(np.sum(w_samp**2, axis=-1), np.sum(w_true**2, axis=-1), gen)
     cov_out = np.mean(ranks[:, None] <= lev.ravel()[None, :], axis=0).reshape(lev.shape)
     return (cov_out, ranks) if return_ranks else cov_out
 

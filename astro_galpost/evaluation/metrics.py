@@ -31,8 +31,9 @@ from typing import Any, Literal
 
 import numpy as np
 from astropy import units as u
-from astropy.uncertainty import Distribution
-from astropy.utils.masked import Masked
+from astropy.stats import mad_std
+
+from .arrays import prepare, unpack
 
 __all__ = [
     "bias",
@@ -43,10 +44,6 @@ __all__ = [
     "sigma_nmad",
 ]
 
-#: Scale factor turning the median absolute deviation of a Gaussian into its sigma,
-#: ``1 / Phi^{-1}(3/4)``.
-NMAD_SCALE = 1.4826
-
 #: Conventional threshold on ``|Delta z| / (1 + z)`` for a redshift outlier.
 REDSHIFT_OUTLIER_THRESHOLD = 0.05
 
@@ -54,109 +51,13 @@ PointKind = Literal["median", "mean"]
 
 
 # ----------------------------------------------------------------------------
-# Private helpers shared with ``calibration``
+# Private helpers
 # ----------------------------------------------------------------------------
-def _unpack(x: Any) -> tuple[np.ndarray, np.ndarray, u.UnitBase | None]:
-    """Split an array-like into ``(float values, mask, unit)``.
-
-    Handles `~astropy.uncertainty.Distribution` (sample axis last),
-    `~astropy.units.Quantity` (incl. logarithmic ones), `astropy.utils.masked.Masked`,
-    `numpy.ma.MaskedArray` / `~astropy.table.MaskedColumn` and
-    `~astropy.table.Column` (whose ``.unit`` is used).  Masked entries are
-    returned in ``mask`` (``True`` = bad) and their values set to NaN.
-    """
-    if isinstance(x, Distribution):
-        x = x.distribution
-    mask = None
-    if isinstance(x, Masked):
-        mask = np.asarray(x.mask, dtype=bool)
-        x = x.unmasked
-    unit = getattr(x, "unit", None)
-    if np.ma.isMaskedArray(x):
-        mask = np.ma.getmaskarray(x)
-        x = np.ma.getdata(x)
-    if isinstance(x, u.Quantity):
-        data = np.asarray(x.value, dtype=float)
-    else:
-        data = np.asarray(x, dtype=float)
-    if unit is not None and not isinstance(unit, u.UnitBase | u.FunctionUnitBase):
-        unit = u.Unit(unit)
-    if mask is None:
-        mask = np.zeros(data.shape, dtype=bool)
-    else:
-        mask = np.broadcast_to(mask, data.shape)
-        if mask.any():
-            data = np.where(mask, np.nan, data)
-    return data, mask, unit
-
-
-def _convert(data: np.ndarray, from_unit, to_unit) -> np.ndarray:
-    """Convert plain ``data`` between (possibly logarithmic) units.
-
-    A missing unit on either side means "already in the other one's unit".
-    """
-    if from_unit is None or to_unit is None or from_unit == to_unit:
-        return data
-    return np.asarray(from_unit.to(to_unit, data), dtype=float)
-
-
-def _samples_array(samples: Any, unit=None) -> tuple[np.ndarray, u.UnitBase | None]:
-    """Return samples as a float array (sample axis last for Distributions).
-
-    Masked samples become NaN.  If ``unit`` is given, values are converted to it.
-    """
-    data, _, s_unit = _unpack(samples)
-    data = _convert(data, s_unit, unit)
-    return data, (unit if unit is not None else s_unit)
-
-
-def _prepare(
-    samples: Any, truth: Any, *, allow_points: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, u.UnitBase | None]:
-    """Bring samples and truth to float arrays in the truth's unit.
-
-    Returns
-    -------
-    samp : ndarray
-        ``(N, S)`` samples, or ``(N,)`` point estimates when ``allow_points``
-        and a one-dimensional non-Distribution input was given.
-    tru : ndarray
-        ``(N,)`` truth values (NaN where masked).
-    valid : ndarray of bool
-        ``(N,)`` rows usable for the metric.
-    unit : unit or None
-        The unit the values are expressed in.
-    """
-    tru, t_mask, t_unit = _unpack(truth)
-    if tru.ndim != 1:
-        raise ValueError(f"truth must be one-dimensional (N,), got shape {tru.shape}")
-    samp, unit = _samples_array(samples, t_unit)
-    if samp.ndim == 1:
-        if not allow_points or isinstance(samples, Distribution):
-            raise ValueError(
-                "samples must be a Distribution of shape (N,) or an array of shape (N, S)"
-            )
-    elif samp.ndim != 2:
-        raise ValueError(
-            f"samples must have shape (N, S) (or be a (N,) Distribution), got {samp.shape}"
-        )
-    if samp.shape[0] != tru.shape[0]:
-        raise ValueError(
-            f"samples describe {samp.shape[0]} objects but truth has {tru.shape[0]}"
-        )
-    valid = ~t_mask & np.isfinite(tru)
-    if samp.ndim == 2:
-        valid &= np.all(np.isfinite(samp), axis=1)
-    else:
-        valid &= np.isfinite(samp)
-    return samp, tru, valid, unit
-
-
 def _point_and_truth(
     samples: Any, truth: Any, point: PointKind = "median"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Point estimates and truths of the valid rows only (1-D float arrays)."""
-    samp, tru, valid, _ = _prepare(samples, truth, allow_points=True)
+    samp, tru, valid, _ = prepare(samples, truth, allow_points=True)
     samp, tru = samp[valid], tru[valid]
     if samp.ndim == 2:
         if point == "median":
@@ -183,7 +84,7 @@ def _threshold_value(threshold: Any, truth: Any) -> float:
     """A threshold as a float in the truth's (difference) unit."""
     if not isinstance(threshold, u.Quantity):
         return float(threshold)
-    t_unit = _unpack(truth)[2]
+    t_unit = unpack(truth)[2]
     if t_unit is None:
         return float(threshold.value)
     if isinstance(t_unit, u.FunctionUnitBase):
@@ -317,6 +218,8 @@ def sigma_nmad(
     .. math:: \sigma_\mathrm{NMAD} = 1.4826\,
               \mathrm{median}\left(|\Delta - \mathrm{median}(\Delta)|\right)
 
+    (`astropy.stats.mad_std`, whose factor is :math:`1/\Phi^{-1}(3/4)`),
+
     a robust estimate of the residual scatter that equals :math:`\sigma` for
     Gaussian residuals.  With ``normalize_redshift=True`` the residuals are
     :math:`\Delta = (\hat z - z)/(1+z)` before the MAD is taken (e.g.
@@ -347,7 +250,7 @@ def sigma_nmad(
     delta = _residuals(samples, truth, point, normalize_redshift)
     if delta.size == 0:
         return float("nan")
-    return float(NMAD_SCALE * np.median(np.abs(delta - np.median(delta))))
+    return float(mad_std(delta))
 
 
 def outlier_fraction(
@@ -394,7 +297,7 @@ def outlier_fraction(
         if normalize_redshift:
             thr = REDSHIFT_OUTLIER_THRESHOLD
         else:
-            thr = 3.0 * NMAD_SCALE * np.median(np.abs(delta - np.median(delta)))
+            thr = 3.0 * mad_std(delta)
     else:
         thr = _threshold_value(threshold, truth)
     return float(np.mean(np.abs(delta) > thr))

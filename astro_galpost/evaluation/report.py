@@ -33,7 +33,8 @@ from .calibration import (
     sbc_ranks,
     tarp_coverage,
 )
-from .metrics import _unpack, point_metrics
+from .arrays import unpack
+from .metrics import point_metrics
 
 __all__ = [
     "SEED_PAPER_TABLE1",
@@ -41,6 +42,7 @@ __all__ = [
     "evaluate_model",
     "evaluate_samples",
     "joint_calibration",
+    "metric_unit",
     "model_space_samples",
     "model_space_truth",
     "table1",
@@ -108,7 +110,7 @@ def model_space_samples(samples: Any, name: str) -> np.ndarray:
     array([[2., 3.]])
     """
     target = TARGETS[name]
-    data, mask, unit = _unpack(samples)
+    data, mask, unit = unpack(samples)
     if unit is not None and unit != target.unit and unit != u.dimensionless_unscaled:
         data = np.asarray(unit.to(target.unit, data), dtype=float)
     data = np.where(mask, np.nan, data)
@@ -218,8 +220,9 @@ def evaluate_samples(
     Returns
     -------
     `~astropy.table.QTable`
-        One row per target: ``target``, ``space`` (``log10`` for line fluxes),
-        ``n`` (galaxies with a usable truth), ``r2``, ``rmse``, ``bias``,
+        One row per target: ``target``, ``space`` (``linear``, ``log10`` or
+        ``asinh``), ``n`` (galaxies with a usable truth), ``unit`` (of the
+        metrics, `metric_unit`), ``r2``, ``rmse``, ``bias``,
         ``sigma_nmad``, ``outlier_fraction`` (for redshift the residuals are
         Δz/(1+z) and outliers have ``|Δz|/(1+z) > 0.05``; otherwise outliers lie
         beyond 3 σ_NMAD), ``pit_ks``, ``pit_ks_pvalue``, ``pit_cvm``,
@@ -233,64 +236,107 @@ def evaluate_samples(
     levels = [float(lv) for lv in levels]
     truths = {name: model_space_truth(truth, name, columns.get(name)) for name in names}
     if complete_groups:
-        by_group: dict[str, list[str]] = {}
-        for name in [n for n in samples if n in TARGETS]:
-            by_group.setdefault(TARGETS[name].group, []).append(name)
-        for members in by_group.values():
-            for n in [n for n in members if n not in truths]:
-                try:
-                    truths[n] = model_space_truth(truth, n, columns.get(n))
-                except KeyError:  # no truth at all for this target: it cannot restrict the rows
-                    members = [m for m in members if m != n]
-            complete = np.all([np.isfinite(truths[n]) for n in members], axis=0)
-            for n in members:
-                truths[n] = np.where(complete, truths[n], np.nan)
-    rows = []
-    for name in names:
-        s = _sample_array(samples, name)
-        t = truths[name]
-        if t.shape[0] != s.shape[0]:
-            raise ValueError(f"{name!r}: {s.shape[0]} posteriors but {t.shape[0]} truths")
-        row: dict[str, Any] = {"target": name, "space": TARGETS[name].space}
-        ok = np.isfinite(t) & np.all(np.isfinite(s), axis=1)
-        if ok.sum() < 2:
-            row["n"] = int(ok.sum())
-            rows.append(row)
-            continue
-        pm = point_metrics(s[ok], t[ok], redshift=name == "redshift")
-        row.update({k: pm[k] for k in ("n", "r2", "rmse", "bias", "sigma_nmad", "outlier_fraction")})
-        cal = calibration_summary(s[ok], t[ok], rng=gen)
-        row.update({k: cal[k] for k in ("pit_ks", "pit_ks_pvalue", "pit_cvm", "pit_cvm_pvalue")})
-        cov = np.atleast_1d(coverage(s[ok], t[ok], levels=levels))
-        row.update({_level_name(lv): float(c) for lv, c in zip(levels, cov)})
-        row["crps"] = cal["crps"]
-        if sbc:
-            res = sbc_ranks(t[ok], s[ok], rng=gen)
-            row["sbc_chi2"], row["sbc_pvalue"] = res.chi2, res.pvalue
-        rows.append(row)
-    keys = ["target", "space", "n", "r2", "rmse", "bias", "sigma_nmad", "outlier_fraction",
-            "pit_ks", "pit_ks_pvalue", "pit_cvm", "pit_cvm_pvalue"] + [_level_name(lv) for lv in levels] + ["crps"]
+        _restrict_to_complete_groups(truths, samples, truth, columns)
+    rows = [_target_row(name, _sample_array(samples, name), truths[name], levels, sbc, gen) for name in names]
+    out = _metrics_table(rows, _metric_keys(levels, sbc))
+    out.meta["residuals"] = "redshift: (z_med - z)/(1 + z); others: median - truth in modelled space"
+    out.meta["rows"] = ("galaxies with usable truths for every target of the group" if complete_groups
+                        else "galaxies with a usable truth for the target")
+    if joint:
+        out.meta["joint"] = _joint_meta(joint_calibration(samples, truth, columns=columns, rng=gen))
+    return out
+
+
+def _restrict_to_complete_groups(truths: dict[str, np.ndarray], samples: Mapping[str, Any], truth: Any,
+                                 columns: Mapping[str, str]) -> None:
+    """Set ``truths`` to NaN (in place) on rows where a group member present in ``samples`` lacks a truth."""
+    by_group: dict[str, list[str]] = {}
+    for name in [n for n in samples if n in TARGETS]:
+        by_group.setdefault(TARGETS[name].group, []).append(name)
+    for members in by_group.values():
+        for n in [n for n in members if n not in truths]:
+            try:
+                truths[n] = model_space_truth(truth, n, columns.get(n))
+            except KeyError:  # no truth at all for this target: it cannot restrict the rows
+                members = [m for m in members if m != n]
+        complete = np.all([np.isfinite(truths[n]) for n in members], axis=0)
+        for n in members:
+            truths[n] = np.where(complete, truths[n], np.nan)
+
+
+def metric_unit(name: str) -> str:
+    """The unit the metrics of target ``name`` are in, as text: ``log10(<unit>)`` for targets modelled in log10.
+
+    Examples
+    --------
+    >>> from astro_galpost.evaluation.report import metric_unit
+    >>> metric_unit("halpha"), metric_unit("redshift")
+    ('log10(1e-17 erg / (s cm2))', 'dimensionless')
+    """
+    target = TARGETS[name]
+    unit = target.unit.to_string() or "dimensionless"
+    return f"log10({unit})" if target.in_log10 else unit
+
+
+def _target_row(name: str, s: np.ndarray, t: np.ndarray, levels: list[float], sbc: bool,
+                gen: np.random.Generator) -> dict[str, Any]:
+    """Metrics of one target from ``(N, S)`` samples and ``(N,)`` truths in modelled space."""
+    if t.shape[0] != s.shape[0]:
+        raise ValueError(f"{name!r}: {s.shape[0]} posteriors but {t.shape[0]} truths")
+    row: dict[str, Any] = {"target": name, "space": TARGETS[name].space, "unit": metric_unit(name)}
+    ok = np.isfinite(t) & np.all(np.isfinite(s), axis=1)
+    if ok.sum() < 2:
+        return row | {"n": int(ok.sum())}
+    s, t = s[ok], t[ok]
+    pm = point_metrics(s, t, redshift=name == "redshift")
+    row.update({k: pm[k] for k in ("n", "r2", "rmse", "bias", "sigma_nmad", "outlier_fraction")})
+    cal = calibration_summary(s, t, rng=gen)
+    row.update({k: cal[k] for k in ("pit_ks", "pit_ks_pvalue", "pit_cvm", "pit_cvm_pvalue", "crps")})
+    cov = np.atleast_1d(coverage(s, t, levels=levels))
+    row.update({_level_name(lv): float(c) for lv, c in zip(levels, cov)})
     if sbc:
-        keys += ["sbc_chi2", "sbc_pvalue"]
+        res = sbc_ranks(t, s, rng=gen)
+        row["sbc_chi2"], row["sbc_pvalue"] = res.chi2, res.pvalue
+    return row
+
+
+def _metric_keys(levels: Sequence[float], sbc: bool) -> list[str]:
+    keys = ["target", "space", "n", "unit", "r2", "rmse", "bias", "sigma_nmad", "outlier_fraction",
+            "pit_ks", "pit_ks_pvalue", "pit_cvm", "pit_cvm_pvalue"] + [_level_name(lv) for lv in levels] + ["crps"]
+    return keys + (["sbc_chi2", "sbc_pvalue"] if sbc else [])
+
+
+_DESCRIPTIONS = {
+    "target": "target registry name",
+    "space": "space the target is modelled in (linear, log10 or asinh-softened log10)",
+    "n": "rows with a usable label and usable inputs",
+    "unit": "unit of the metrics (log10 for targets modelled in log10)",
+}
+
+
+def _metrics_table(rows: list[dict[str, Any]], keys: list[str]) -> QTable:
+    """One row per target; absent metrics are NaN (``n`` 0), floats shown with 4 significant digits."""
     out = QTable()
     for key in keys:
-        if key in ("target", "space"):
+        if key in ("target", "space", "unit"):
             out[key] = [r[key] for r in rows]
         elif key == "n":
             out[key] = np.array([r.get(key, 0) for r in rows], dtype=int)
         else:
             out[key] = np.array([r.get(key, np.nan) for r in rows], dtype=float)
-    out.meta["residuals"] = "redshift: (z_med - z)/(1 + z); others: median - truth in modelled space"
-    out.meta["rows"] = ("galaxies with usable truths for every target of the group" if complete_groups
-                        else "galaxies with a usable truth for the target")
-    if joint:
-        jt = joint_calibration(samples, truth, columns=columns, rng=gen)
-        out.meta["joint"] = {
-            str(r["group"]): {k: (int(r[k]) if k in ("n", "dims") else float(r[k]))
-                              for k in jt.colnames if k not in ("group", "targets")} | {"targets": str(r["targets"])}
-            for r in jt
-        }
+            out[key].info.format = ".4g"
+        if key in _DESCRIPTIONS:
+            out[key].info.description = _DESCRIPTIONS[key]
     return out
+
+
+def _joint_meta(jt: QTable) -> dict[str, dict[str, Any]]:
+    """The rows of `joint_calibration` as plain ``{group: {column: value}}``."""
+    return {
+        str(r["group"]): {k: (int(r[k]) if k in ("n", "dims") else float(r[k]))
+                          for k in jt.colnames if k not in ("group", "targets")} | {"targets": str(r["targets"])}
+        for r in jt
+    }
 
 
 def joint_calibration(
@@ -375,7 +421,8 @@ def evaluate_model(
     `~astro_galpost.GalaxyPosterior.sample` and compares them with the truths
     read from the model's target columns (``model.targets_``), see
     `evaluate_samples` for the columns. Galaxies without a usable label for a
-    target are skipped for that target only.
+    target are skipped for that target only; a target whose column the table
+    lacks gets a row with ``n = 0`` and NaN metrics.
 
     Parameters
     ----------
@@ -397,21 +444,67 @@ def evaluate_model(
     Returns
     -------
     `~astropy.table.QTable`
-        One row per target (see `evaluate_samples`).
+        One row per target of the model (see `evaluate_samples`); ``meta``
+        holds ``n_rows``, ``n_unusable`` (rows whose inputs cannot be used),
+        ``n_samples`` and ``seed``.
+
+    Raises
+    ------
+    KeyError
+        When the table holds none of the model's target columns.
     """
     import warnings
 
     from ..model.estimator import UnusableRowsWarning
 
+    labelled = _labelled_targets(model.targets_, table)
     with warnings.catch_warnings():
         # unusable rows are NaN and skipped by every metric; the count goes in meta
         warnings.simplefilter("ignore", UnusableRowsWarning)
         samples = model.sample(table, images, n_samples=n_samples, random_state=random_state, batch_size=batch_size)
-    result = evaluate_samples(samples, table, columns=model.targets_, levels=levels, sbc=sbc, joint=joint,
-                              complete_groups=complete_groups, rng=0 if random_state is None else random_state)
-    result.meta["n_unusable"] = int((~samples.usable).sum())
+    if len(labelled) < len(model.targets_):
+        samples_with_labels = {name: samples[name] for name in labelled}
+    else:
+        samples_with_labels = samples
+    result = evaluate_samples(samples_with_labels, table, targets=labelled, columns=model.targets_, levels=levels,
+                              sbc=sbc, joint=joint, complete_groups=complete_groups,
+                              rng=0 if random_state is None else random_state)
+    result = _with_unlabelled_rows(result, list(model.targets_))
+    result.meta["n_rows"] = len(table)
+    result.meta["n_unusable"] = int((~np.asarray(samples.usable)).sum())
     result.meta["n_samples"] = int(n_samples)
+    result.meta["seed"] = random_state
     return result
+
+
+def _labelled_targets(targets: Mapping[str, str], table: Table) -> list[str]:
+    """The targets whose labels ``table`` holds (or can derive); KeyError when it has none."""
+    labelled = []
+    for name, column in targets.items():
+        try:
+            TARGETS[name].read(table, column)
+        except KeyError:
+            continue
+        labelled.append(name)
+    if not labelled:
+        absent = [column for column in targets.values() if column not in table.colnames]
+        raise KeyError(f"the table has none of the target columns {absent}: nothing to evaluate against "
+                       f"(columns: {', '.join(table.colnames)})")
+    return labelled
+
+
+def _with_unlabelled_rows(result: QTable, names: list[str]) -> QTable:
+    """``result`` with a row of ``n = 0`` and NaN metrics for every target of ``names`` it lacks, in that order."""
+    from astropy.table import vstack
+
+    missing = [name for name in names if name not in list(result["target"])]
+    if not missing:
+        return result
+    fill = _metrics_table([{"target": name, "space": TARGETS[name].space, "unit": metric_unit(name)}
+                           for name in missing], result.colnames)
+    combined = vstack([result, fill], metadata_conflicts="silent")
+    order = list(combined["target"])
+    return combined[[order.index(name) for name in names]]
 
 
 # ----------------------------------------------------------------------------

@@ -10,7 +10,8 @@ resizes and rescales them for a network.
 
 from .cutouts import make_cutouts
 from .inputs import DEFAULT_BANDS, as_image_array, colour_composites, load_images
-from .preprocess import SCALINGS, ImagePreprocessor, resample_images
+from .preprocess import SCALINGS, ImagePreprocessor
+from .resampling import resample_images
 
 __all__ = [
     "DEFAULT_BANDS",

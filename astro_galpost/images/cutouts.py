@@ -29,7 +29,9 @@ from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from .inputs import DEFAULT_BANDS, _common_unit, _parse_bunit
+from ..utils.columns import column_data
+from .inputs import DEFAULT_BANDS
+from .units import common_unit, parse_bunit
 
 __all__ = ["have_reproject", "make_cutouts"]
 
@@ -97,12 +99,12 @@ def _load_frame(band: str, obj: Any) -> _Frame:
                 if hdu is None:
                     raise ValueError(f"{path} holds no 2-D image for band {band}")
                 data = np.array(hdu.data, dtype=np.float64)
-                wcs, unit = _wcs_from_header(hdu.header), _parse_bunit(hdu.header)
+                wcs, unit = _wcs_from_header(hdu.header), parse_bunit(hdu.header)
         except OSError as err:
             raise OSError(f"could not read frame file {path} for band {band}: {err}") from err
     elif isinstance(obj, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
         data = np.array(obj.data, dtype=np.float64)
-        wcs, unit = _wcs_from_header(obj.header), _parse_bunit(obj.header)
+        wcs, unit = _wcs_from_header(obj.header), parse_bunit(obj.header)
     elif isinstance(obj, NDData):
         if obj.wcs is None:
             raise ValueError(f"frame for band {band} has no WCS")
@@ -113,8 +115,7 @@ def _load_frame(band: str, obj: Any) -> _Frame:
         mask = None if obj.mask is None else np.asarray(obj.mask, dtype=bool)
         unit = None if obj.unit is None else u.Unit(obj.unit)
     elif isinstance(obj, tuple) and len(obj) == 2:
-        unit = getattr(obj[0], "unit", None)  # a Quantity carries its unit
-        data = np.array(getattr(obj[0], "value", obj[0]), dtype=np.float64)
+        data, mask, unit = column_data(obj[0])  # a Quantity carries its unit, a masked array its mask
         wcs = obj[1] if isinstance(obj[1], WCS) else _wcs_from_header(obj[1])
     else:
         raise TypeError(
@@ -335,7 +336,7 @@ def make_cutouts(
         ``frame-g-002820-3-0122.fits.bz2``; the first 2-D image HDU and its WCS
         and ``BUNIT`` are read), an image HDU, an `~astropy.nddata.NDData` /
         `~astropy.nddata.CCDData` with a FITS WCS (its ``mask`` is honoured), or
-        an ``(array or Quantity, WCS or Header)`` pair. Opening an SDSS ``.bz2`` frame takes
+        an ``(array, Quantity or masked array, WCS or Header)`` pair. Opening an SDSS ``.bz2`` frame takes
         seconds: for many calls, open the frames once and pass HDUs or NDData.
     coords : `~astropy.coordinates.SkyCoord`
         Galaxy positions, scalar or array.
@@ -415,6 +416,42 @@ def make_cutouts(
     >>> cube.shape, bool(mask.any())
     ((1, 3, 16, 16), False)
     """
+    band_order, reference_band, use_reproject = _check_arguments(
+        frames, coords, band_order, reference_band, resample, centroid_box)
+    loaded, unit = _load_frames(frames, band_order)
+    ref = loaded[reference_band]
+    npix = _pixel_size(size, ref.wcs)
+    coords = coords.reshape(1) if coords.isscalar else coords.ravel()
+    n = len(coords)
+    cube = np.full((n, len(band_order), npix, npix), np.nan, np.float32)
+    cols: dict[str, np.ndarray] = {
+        name: np.full(n, np.nan)
+        for name in ("x_input", "y_input", "x_centroid", "y_centroid", "x_cutout", "y_cutout", "frac_masked")
+    }
+    cols |= {f"bkg_{b}": np.full(n, np.nan) for b in band_order}
+    cols |= {name: np.zeros(n, bool) for name in ("edge", "off_frame", "centroid_failed")}
+    xin, yin = ref.wcs.world_to_pixel(coords)
+    cols["x_input"] = np.atleast_1d(np.asarray(xin, float))
+    cols["y_input"] = np.atleast_1d(np.asarray(yin, float))
+    steps = {"refine_centroid": refine_centroid, "centroid_box": int(centroid_box), "max_shift": max_shift,
+             "subtract_background": subtract_background, "use_reproject": use_reproject}
+    for k in range(n):
+        _cut_one(k, cube, cols, [loaded[b] for b in band_order], ref, npix, **steps)
+    table = _cutout_table(coords, cols, ref.wcs, band_order, unit)
+    table.meta.update(
+        bands=list(band_order),
+        reference_band=reference_band,
+        unit=None if unit is None else unit.to_string(),
+        pixel_scale_arcsec=float(np.mean(proj_plane_pixel_scales(ref.wcs)) * 3600.0),
+        size=npix,
+        resample="reproject_interp (bilinear)" if use_reproject else "bilinear (scipy.ndimage.map_coordinates)",
+    )
+    return cube, ~np.isfinite(cube), table
+
+
+def _check_arguments(frames: Mapping[str, Any], coords: Any, band_order: Sequence[str], reference_band: str | None,
+                     resample: str, centroid_box: Any) -> tuple[tuple[str, ...], str, bool]:
+    """Validated ``band_order``, ``reference_band`` and whether to use reproject, for `make_cutouts`."""
     band_order = tuple(band_order)
     if not band_order:
         raise ValueError("band_order names no bands")
@@ -428,67 +465,59 @@ def make_cutouts(
         raise ValueError(f"resample must be one of {', '.join(RESAMPLE_METHODS)}; got {resample!r}")
     if resample == "reproject" and not have_reproject():
         raise ImportError("resample='reproject' needs the optional 'reproject' package (pip install reproject)")
-    use_reproject = resample == "reproject" or (resample == "auto" and have_reproject())
     if not isinstance(coords, SkyCoord):
         raise TypeError(f"coords must be an astropy SkyCoord, got {type(coords).__name__}")
     if not (isinstance(centroid_box, int | np.integer) and centroid_box >= 3):
         raise ValueError(f"centroid_box must be an int of at least 3 pixels, got {centroid_box!r}")
+    use_reproject = resample == "reproject" or (resample == "auto" and have_reproject())
+    return band_order, reference_band, use_reproject
 
+
+def _load_frames(frames: Mapping[str, Any], band_order: tuple[str, ...]) -> tuple[dict[str, _Frame], u.UnitBase | None]:
+    """The frames of ``band_order``, converted to one common unit."""
     loaded = {b: _load_frame(b, frames[b]) for b in band_order}
-    ref = loaded[reference_band]
-    unit, factors = _common_unit([loaded[b].unit for b in band_order])
+    unit, factors = common_unit([loaded[b].unit for b in band_order])
     for b, factor in zip(band_order, factors):
         if factor != 1.0:
             loaded[b].data = loaded[b].data * factor
-    npix = _pixel_size(size, ref.wcs)
-    scalar = coords.isscalar
-    coords = coords.reshape(1) if scalar else coords.ravel()
-    n = len(coords)
-    nb = len(band_order)
+    return loaded, unit
 
-    cube = np.full((n, nb, npix, npix), np.nan, np.float32)
-    cols: dict[str, Any] = {
-        name: np.full(n, np.nan)
-        for name in ("x_input", "y_input", "x_centroid", "y_centroid", "x_cutout", "y_cutout", "frac_masked")
-    }
-    bkg = {b: np.full(n, np.nan) for b in band_order}
-    edge = np.zeros(n, bool)
-    off_frame = np.zeros(n, bool)
-    failed = np.zeros(n, bool)
 
-    xin, yin = ref.wcs.world_to_pixel(coords)
-    xin, yin = np.atleast_1d(np.asarray(xin, float)), np.atleast_1d(np.asarray(yin, float))
-    for k in range(n):
-        x, y = xin[k], yin[k]
-        cols["x_input"][k], cols["y_input"][k] = x, y
-        if refine_centroid:
-            x, y, failed[k] = _refine_centroid(ref.data, x, y, int(centroid_box), max_shift)
-        cols["x_centroid"][k], cols["y_centroid"][k] = x, y
-        try:
-            ref_cut = Cutout2D(ref.data, (x, y), (npix, npix), wcs=ref.wcs, mode="partial", fill_value=np.nan)
-        except NoOverlapError:
-            off_frame[k] = edge[k] = True
-            failed[k] |= refine_centroid
-            continue
-        x0, y0 = _cutout_origin(ref_cut)
-        cols["x_cutout"][k], cols["y_cutout"][k] = x - x0, y - y0
-        for j, band in enumerate(band_order):
-            frame = loaded[band]
-            bx, by = _band_pixels(ref, frame, x0, y0, npix)
-            edge[k] |= bool(_off_frame(bx, by, frame.data.shape).any())
-            if frame is ref:
-                image = np.array(ref_cut.data, dtype=np.float64)
-            elif use_reproject:
-                image = _reproject(frame, ref_cut.wcs, npix)
-            else:
-                image = _bilinear(frame, bx, by)
-            if subtract_background:
-                image, bkg[band][k] = _subtract_background(image, npix)
-            cube[k, j] = image
-        cols["frac_masked"][k] = float(np.mean(~np.isfinite(cube[k])))
+def _cut_one(k: int, cube: np.ndarray, cols: dict[str, np.ndarray], frames: list[_Frame], ref: _Frame, npix: int, *,
+             refine_centroid: bool, centroid_box: int, max_shift: float, subtract_background: bool,
+             use_reproject: bool) -> None:
+    """Fill ``cube[k]`` and row ``k`` of ``cols`` for the galaxy at ``cols["x_input"][k], cols["y_input"][k]``."""
+    x, y = cols["x_input"][k], cols["y_input"][k]
+    if refine_centroid:
+        x, y, cols["centroid_failed"][k] = _refine_centroid(ref.data, x, y, centroid_box, max_shift)
+    cols["x_centroid"][k], cols["y_centroid"][k] = x, y
+    try:
+        ref_cut = Cutout2D(ref.data, (x, y), (npix, npix), wcs=ref.wcs, mode="partial", fill_value=np.nan)
+    except NoOverlapError:
+        cols["off_frame"][k] = cols["edge"][k] = True
+        cols["centroid_failed"][k] |= refine_centroid
+        return
+    x0, y0 = _cutout_origin(ref_cut)
+    cols["x_cutout"][k], cols["y_cutout"][k] = x - x0, y - y0
+    for j, frame in enumerate(frames):
+        bx, by = _band_pixels(ref, frame, x0, y0, npix)
+        cols["edge"][k] |= bool(_off_frame(bx, by, frame.data.shape).any())
+        if frame is ref:
+            image = np.array(ref_cut.data, dtype=np.float64)
+        elif use_reproject:
+            image = _reproject(frame, ref_cut.wcs, npix)
+        else:
+            image = _bilinear(frame, bx, by)
+        if subtract_background:
+            image, cols[f"bkg_{frame.band}"][k] = _subtract_background(image, npix)
+        cube[k, j] = image
+    cols["frac_masked"][k] = float(np.mean(~np.isfinite(cube[k])))
 
-    mask = ~np.isfinite(cube)
-    ra_c, dec_c = ref.wcs.pixel_to_world_values(cols["x_centroid"], cols["y_centroid"])
+
+def _cutout_table(coords: SkyCoord, cols: dict[str, np.ndarray], wcs: WCS, band_order: tuple[str, ...],
+                  unit: u.UnitBase | None) -> Table:
+    """The per-galaxy table of `make_cutouts` (positions, shifts, backgrounds, flags)."""
+    ra_c, dec_c = wcs.pixel_to_world_values(cols["x_centroid"], cols["y_centroid"])
     icrs = coords.icrs
     table = Table()
     table["ra"] = icrs.ra.deg * u.deg
@@ -497,23 +526,15 @@ def make_cutouts(
         table[name] = cols[name] * u.pix
     table["ra_centroid"] = np.atleast_1d(ra_c) * u.deg
     table["dec_centroid"] = np.atleast_1d(dec_c) * u.deg
-    table["shift_x"] = (cols["x_centroid"] - cols["x_input"]) * u.pix
-    table["shift_y"] = (cols["y_centroid"] - cols["y_input"]) * u.pix
-    table["shift"] = np.hypot(cols["x_centroid"] - cols["x_input"], cols["y_centroid"] - cols["y_input"]) * u.pix
+    shift_x, shift_y = cols["x_centroid"] - cols["x_input"], cols["y_centroid"] - cols["y_input"]
+    table["shift_x"] = shift_x * u.pix
+    table["shift_y"] = shift_y * u.pix
+    table["shift"] = np.hypot(shift_x, shift_y) * u.pix
     table["x_cutout"] = cols["x_cutout"] * u.pix
     table["y_cutout"] = cols["y_cutout"] * u.pix
     table["frac_masked"] = cols["frac_masked"]
     for band in band_order:
-        table[f"bkg_{band}"] = bkg[band] if unit is None else bkg[band] * unit
-    table["edge"] = edge
-    table["off_frame"] = off_frame
-    table["centroid_failed"] = failed
-    table.meta.update(
-        bands=list(band_order),
-        reference_band=reference_band,
-        unit=None if unit is None else unit.to_string(),
-        pixel_scale_arcsec=float(np.mean(proj_plane_pixel_scales(ref.wcs)) * 3600.0),
-        size=npix,
-        resample="reproject_interp (bilinear)" if use_reproject else "bilinear (scipy.ndimage.map_coordinates)",
-    )
-    return cube, mask, table
+        table[f"bkg_{band}"] = cols[f"bkg_{band}"] if unit is None else cols[f"bkg_{band}"] * unit
+    for name in ("edge", "off_frame", "centroid_failed"):
+        table[name] = cols[name]
+    return table

@@ -20,6 +20,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import NDData
 
+from ..utils.columns import column_data
+from .resampling import resample_images, size_pair
+from .units import common_unit, parse_bunit
+
 __all__ = ["DEFAULT_BANDS", "as_image_array", "colour_composites", "load_images"]
 
 #: Band order of every image array in this package (the seed paper's gri).
@@ -28,57 +32,7 @@ DEFAULT_BANDS: tuple[str, str, str] = ("g", "r", "i")
 # FITS is recognised by name; anything else is handed to Pillow.
 _FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.bz2", ".fits.fz", ".fz")
 
-# AB zero point: lets Jy-like inputs join nanomaggies (1 nmgy = 3.631 µJy).
-_AB_EQUIV = u.zero_point_flux(3631 * u.Jy)
-
 PathLike = str | os.PathLike
-
-
-# --------------------------------------------------------------------------------------
-# units
-# --------------------------------------------------------------------------------------
-
-
-def _common_unit(units: Sequence[u.UnitBase | None]) -> tuple[u.UnitBase | None, list[float]]:
-    """Pick one unit for all images and the factor that converts each to it.
-
-    Nanomaggies win whenever every unit converts to them (maggies, nanomaggies,
-    or spectral flux densities through the AB zero point); otherwise all units
-    must convert to the first one (e.g. all counts). Unitless inputs may only be
-    mixed with other unitless inputs, since their scale is unknown.
-    """
-    if all(unit is None for unit in units):
-        return None, [1.0] * len(units)
-    if any(unit is None for unit in units):
-        named = sorted({str(unit) for unit in units if unit is not None})
-        raise u.UnitConversionError(
-            f"mixed units: some images have a unit ({', '.join(named)}) and others have none; "
-            "give every image a unit, or none"
-        )
-    try:
-        return u.nmgy, [float(unit.to(u.nmgy, equivalencies=_AB_EQUIV)) for unit in units]
-    except u.UnitsError:
-        pass
-    target = units[0]
-    try:
-        return target, [float(unit.to(target)) for unit in units]
-    except u.UnitsError:
-        found = sorted({unit.to_string() for unit in units})
-        raise u.UnitConversionError(
-            f"images have incompatible units ({', '.join(found)}): cannot put them on one scale; "
-            "calibrate them to one unit (e.g. nanomaggies) first"
-        ) from None
-
-
-def _parse_bunit(header: fits.Header) -> u.UnitBase | None:
-    """The unit named by a FITS ``BUNIT`` keyword, None when absent or unparseable."""
-    bunit = header.get("BUNIT")
-    if not bunit or not str(bunit).strip():
-        return None
-    unit = u.Unit(str(bunit).strip(), format="fits", parse_strict="silent")
-    if isinstance(unit, u.UnrecognizedUnit):
-        unit = u.Unit(str(bunit).strip(), parse_strict="silent")
-    return None if isinstance(unit, u.UnrecognizedUnit) else unit
 
 
 # --------------------------------------------------------------------------------------
@@ -96,26 +50,24 @@ class _Image:
 
 
 def _split(obj: Any) -> tuple[np.ndarray, np.ndarray | None, u.UnitBase | None]:
-    """Data, mask and unit of an NDData, Quantity, masked array or plain array."""
+    """Data, mask (None when there is none) and unit of an NDData, Quantity, masked array or plain array."""
     if isinstance(obj, NDData):
-        data = obj.data
         mask = None if obj.mask is None else np.asarray(obj.mask, dtype=bool)
         unit = None if obj.unit is None else u.Unit(obj.unit)
+        obj = obj.data
     else:
         mask = np.ma.getmaskarray(obj) if isinstance(obj, np.ma.MaskedArray) else None
         unit = getattr(obj, "unit", None)
-        data = getattr(np.ma.getdata(obj), "value", np.ma.getdata(obj))
-    unit = None if unit is None or unit == u.dimensionless_unscaled else unit
     try:
-        data = np.array(data, dtype=np.float64)
-    except (TypeError, ValueError) as err:
+        data, _, _ = column_data(np.ma.getdata(obj))
+    except TypeError as err:
         raise TypeError(f"image data of type {type(obj).__name__} is not numeric") from err
-    if mask is not None:
-        if mask.shape != data.shape:
-            try:
-                mask = np.broadcast_to(mask, data.shape).copy()
-            except ValueError:
-                raise ValueError(f"mask of shape {mask.shape} does not match image of shape {data.shape}") from None
+    unit = None if unit is None or unit == u.dimensionless_unscaled else u.Unit(unit)
+    if mask is not None and mask.shape != data.shape:
+        try:
+            mask = np.broadcast_to(mask, data.shape).copy()
+        except ValueError:
+            raise ValueError(f"mask of shape {mask.shape} does not match image of shape {data.shape}") from None
     return data, mask, unit
 
 
@@ -162,7 +114,7 @@ def _from_bands(planes: Sequence[Any], what: str) -> _Image:
             raise ValueError(f"{what}: band {band} image has shape {data.shape}; expected a 2-D image per band")
     if len(shapes) != 1:
         raise ValueError(f"{what}: the band images differ in size ({', '.join(map(str, sorted(shapes)))})")
-    unit, factors = _common_unit([p[2] for p in parts])
+    unit, factors = common_unit([p[2] for p in parts])
     data = np.stack([p[0] * f for p, f in zip(parts, factors)])
     mask = np.stack([np.zeros(p[0].shape, bool) if p[1] is None else p[1] for p in parts])
     return _Image(data, mask, unit)
@@ -192,7 +144,7 @@ def _read_fits_cube(path: Path) -> list[_Image]:
             if hdu is None:
                 raise ValueError(f"{path} holds no image data")
             data = np.array(hdu.data, dtype=np.float64)
-            unit = _parse_bunit(hdu.header)
+            unit = parse_bunit(hdu.header)
             mask = None
             if "MASK" in hdul and hdul["MASK"].data is not None:
                 mask = np.asarray(hdul["MASK"].data) != 0
@@ -234,7 +186,7 @@ def _finish(images: list[_Image], n_rows: int | None) -> tuple[np.ndarray, np.nd
             f"images differ in size: image 0 is {first[1]}x{first[2]} but image {k} is "
             f"{shapes[k][1]}x{shapes[k][2]}; cut or resample them to one size first"
         )
-    _, factors = _common_unit([im.unit for im in images])
+    _, factors = common_unit([im.unit for im in images])
     data = np.stack([im.data * f if f != 1.0 else im.data for im, f in zip(images, factors)])
     mask = np.stack([im.mask for im in images])
     # Cast first: float64 values beyond float32's range become inf and must be flagged too.
@@ -349,19 +301,29 @@ def as_image_array(
     if type(images) is np.ndarray and images.ndim == 4 and images.dtype.kind in "fiu":
         return _plain_array(images, n_rows)
     if isinstance(images, NDData) or isinstance(images, np.ndarray):
-        data, mask, unit = _split(images)
-        if data.ndim != 4:
-            raise ValueError(
-                f"image array has {data.ndim} dimensions (shape {data.shape}); expected 4: "
-                "(N, 3, H, W) or (N, H, W, 3)" + ("; for one galaxy use images[None]" if data.ndim == 3 else "")
-            )
-        if data.shape[1] != 3:
-            if data.shape[-1] != 3:
-                raise _band_axis_error(data.shape, "image array")
-            data = np.moveaxis(data, -1, 1)
-            mask = None if mask is None else np.moveaxis(mask, -1, 1)
-        mask = np.zeros(data.shape, bool) if mask is None else mask
-        return _finish([_Image(data[k], mask[k], unit) for k in range(len(data))], n_rows)
+        return _finish(_from_array(images), n_rows)
+    return _finish(_from_sequence(images, bands), n_rows)
+
+
+def _from_array(images: Any) -> list[_Image]:
+    """The galaxies of a 4-D array, Quantity, masked array or NDData (channel-first or channel-last)."""
+    data, mask, unit = _split(images)
+    if data.ndim != 4:
+        raise ValueError(
+            f"image array has {data.ndim} dimensions (shape {data.shape}); expected 4: "
+            "(N, 3, H, W) or (N, H, W, 3)" + ("; for one galaxy use images[None]" if data.ndim == 3 else "")
+        )
+    if data.shape[1] != 3:
+        if data.shape[-1] != 3:
+            raise _band_axis_error(data.shape, "image array")
+        data = np.moveaxis(data, -1, 1)
+        mask = None if mask is None else np.moveaxis(mask, -1, 1)
+    mask = np.zeros(data.shape, bool) if mask is None else mask
+    return [_Image(data[k], mask[k], unit) for k in range(len(data))]
+
+
+def _from_sequence(images: Any, bands: tuple[str, ...]) -> list[_Image]:
+    """The galaxies of a list: one entry per galaxy (cube, per-band mapping or list), or image paths."""
     if isinstance(images, Mapping):
         raise TypeError(
             "a single mapping of bands is one galaxy; pass a list with one entry per galaxy, e.g. [images]"
@@ -372,9 +334,8 @@ def as_image_array(
             "a list of NDData or per-band mappings, or a FITS path"
         )
     if len(images) and all(_is_pathlike(item) for item in images):
-        data = load_images(list(images))
-        return _finish([_Image(d, np.zeros(d.shape, bool), None) for d in data], n_rows)
-    return _finish([_from_item(item, bands, f"image {k}") for k, item in enumerate(images)], n_rows)
+        return [_Image(d, np.zeros(d.shape, bool), None) for d in load_images(list(images))]
+    return [_from_item(item, bands, f"image {k}") for k, item in enumerate(images)]
 
 
 def _is_fits(path: Path) -> bool:
@@ -389,7 +350,7 @@ def _read_fits_plane(path: Path) -> NDData:
             hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.is_image), None)
             if hdu is None:
                 raise ValueError(f"{path} holds no image data")
-            data, unit = np.array(hdu.data, dtype=np.float64), _parse_bunit(hdu.header)
+            data, unit = np.array(hdu.data, dtype=np.float64), parse_bunit(hdu.header)
     except (OSError, TypeError) as err:
         raise OSError(f"could not read FITS file {path}: {err}") from err
     if data.ndim != 2:
@@ -488,14 +449,13 @@ def load_images(paths: Any, size: int | tuple[int, int] | None = None) -> np.nda
             kinds.add("composite")
     if len(kinds) > 1:
         raise ValueError("FITS images and colour composites (JPEG/PNG) are on different scales; load them separately")
-    _, factors = _common_unit(units)
+    _, factors = common_unit(units)
     cubes = [c * f if f != 1.0 else c for c, f in zip(cubes, factors)]
     if size is not None:
-        from .preprocess import resample_images
 
-        out = np.empty((len(cubes), 3, *_size_pair(size)), np.float32)
+        out = np.empty((len(cubes), 3, *size_pair(size)), np.float32)
         for k, cube in enumerate(cubes):
-            out[k] = resample_images(cube[None].astype(np.float32), _size_pair(size))[0]
+            out[k] = resample_images(cube[None].astype(np.float32), size_pair(size))[0]
         return out
     shapes = [c.shape for c in cubes]
     if len(set(shapes)) != 1:
@@ -505,14 +465,6 @@ def load_images(paths: Any, size: int | tuple[int, int] | None = None) -> np.nda
             f"{shapes[k][1]}x{shapes[k][2]}; pass size= to resample them"
         )
     return np.stack(cubes).astype(np.float32)
-
-
-def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
-    """``size`` as (H, W) positive ints."""
-    pair = (size, size) if np.ndim(size) == 0 else tuple(size)
-    if len(pair) != 2 or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) and s > 0 for s in pair):
-        raise ValueError(f"size must be a positive int or a pair of positive ints, got {size!r}")
-    return int(pair[0]), int(pair[1])
 
 
 def colour_composites(images: Any, stretch: float = 0.5, Q: float = 8.0) -> np.ndarray:

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from astropy.stats import mad_std
 
-from .inputs import DEFAULT_BANDS, _size_pair, as_image_array
+from .inputs import DEFAULT_BANDS, as_image_array
+from .resampling import resample_images, resample_masked
 
 __all__ = ["SCALINGS", "ImagePreprocessor", "resample_images"]
 
@@ -50,58 +51,6 @@ def _center_crop(data: np.ndarray, mask: np.ndarray, height: int, width: int):
     out[:, :, ys + dy : ye + dy, xs + dx : xe + dx] = data[:, :, ys:ye, xs:xe]
     out_mask[:, :, ys + dy : ye + dy, xs + dx : xe + dx] = mask[:, :, ys:ye, xs:xe]
     return out, out_mask
-
-
-def _resample(data: np.ndarray, mask: np.ndarray, size: tuple[int, int]):
-    """Bilinear, antialiased resampling of images and their masks to ``size``.
-
-    Bad pixels are filled with their image's band median first, so that they
-    do not bleed NaN or a false dip into their neighbours; an output pixel is
-    bad when at least half of its interpolation weight came from bad pixels.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    if data.shape[-2:] == tuple(size):
-        return data, mask
-    filled = data.astype(np.float32, copy=True)
-    if mask.any():
-        masked = np.ma.masked_array(filled, mask)
-        fill = np.ma.median(masked.reshape(*filled.shape[:2], -1), axis=-1).filled(0.0)
-        filled = np.where(mask, fill[:, :, None, None], filled).astype(np.float32)
-    def interpolate(values: np.ndarray) -> np.ndarray:
-        # antialias: downsampling averages pixels instead of aliasing noise and stars.
-        with torch.no_grad():
-            tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
-            return F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False).numpy()
-
-    out = interpolate(filled)
-    if mask.any():
-        out_mask = interpolate(mask) >= 0.5
-    else:
-        out_mask = np.zeros((*data.shape[:2], *size), bool)
-    return out, out_mask
-
-
-def resample_images(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Resample ``(N, C, H, W)`` images to ``size`` with antialiased bilinear interpolation.
-
-    NaN pixels are treated as bad: they do not contaminate their neighbours,
-    and output pixels mostly made of them are NaN.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> resample_images(np.ones((1, 3, 32, 32), np.float32), 16).shape
-    (1, 3, 16, 16)
-    """
-    data = np.asarray(images, dtype=np.float32)
-    if data.ndim != 4:
-        raise ValueError(f"images must be 4-D (N, C, H, W), got shape {data.shape}")
-    mask = ~np.isfinite(data)
-    out, out_mask = _resample(np.where(mask, 0.0, data), mask, _size_pair(size))
-    out[out_mask] = np.nan
-    return out
 
 
 def _per_band(value: Any, name: str) -> np.ndarray | None:
@@ -241,7 +190,7 @@ class ImagePreprocessor:
         if h != w:  # keep the aspect ratio: central square first
             side = min(h, w)
             data, bad = _center_crop(data, bad, side, side)
-        return _resample(data, bad, (self.size, self.size))
+        return resample_masked(data, bad, (self.size, self.size))
 
     # ------------------------------------------------------------------ fit / transform
 
