@@ -209,16 +209,8 @@ def _cmd_fetch(args) -> int:
     return run_fetch(args)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="galpost",
-        description="Calibrated posteriors of galaxy properties and emission lines from photometry and images.",
-    )
-    parser.add_argument("--version", action="version", version=f"astro_galpost {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_demo(sub) -> None:
+    """Add ``galpost demo`` to the subcommands ``sub``."""
     p = sub.add_parser("demo", help="train and predict on real SDSS galaxies shipped with kcorrect and on the mock catalog",
                        description="Photometric-redshift posteriors for real SDSS galaxies (kcorrect's test sample) and "
                                    "all nine targets on the mock catalog; writes tables and a PNG figure.")
@@ -228,6 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_threads(p)
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_fit(sub) -> None:
+    """Add ``galpost fit`` to the subcommands ``sub``."""
     p = sub.add_parser("fit", help="train a model on a labelled table and save it",
                        description="Train GalaxyPosterior on an astropy-readable table (FITS, ECSV, CSV, Parquet, HDF5).")
     p.add_argument("table", help="training table")
@@ -244,6 +239,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_threads(p)
     p.set_defaults(func=_cmd_fit)
 
+
+def _add_predict(sub) -> None:
+    """Add ``galpost predict`` to the subcommands ``sub``."""
     p = sub.add_parser(
         "predict", help="posterior summaries for a catalog with a saved model, chunk by chunk",
         description="Add <target>_p16/_p50/_p84 columns (with units), metallicity_prob, ood_score and ood_flag "
@@ -280,6 +278,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_threads(p)
     p.set_defaults(func=_cmd_predict)
 
+
+def _add_evaluate(sub) -> None:
+    """Add ``galpost evaluate`` to the subcommands ``sub``."""
     p = sub.add_parser(
         "evaluate", help="point metrics and calibration of a saved model on a labelled table",
         description="Sample posteriors for every row of a labelled table and report, per target, the point "
@@ -300,6 +301,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_threads(p)
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_fetch(sub) -> None:
+    """Add ``galpost fetch-sdss`` and ``fetch-cutouts`` (their options: `astro_galpost.cli.sdss`) to the subcommands ``sub``."""
     from .sdss import add_fetch_arguments
 
     p = sub.add_parser("fetch-sdss", help="download the seed paper's SDSS training sample (needs a network)",
@@ -315,6 +319,19 @@ def _parser() -> argparse.ArgumentParser:
                                    "and write one gri cutout FITS per galaxy plus a manifest; resumable.")
     add_fetch_cutouts_arguments(p)
     p.set_defaults(func=_cmd_fetch_cutouts)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="galpost",
+        description="Calibrated posteriors of galaxy properties and emission lines from photometry and images.",
+    )
+    parser.add_argument("--version", action="version", version=f"astro_galpost {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_fit, _add_predict, _add_evaluate, _add_fetch):
+        add(sub)
     return parser
 
 
