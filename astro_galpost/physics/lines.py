@@ -56,8 +56,8 @@ import numpy as np
 from astropy import units as u
 from astropy.table import QTable
 from astropy.uncertainty import Distribution
-from astropy.utils.masked import Masked
 
+from ..utils.columns import column_data
 from .dust import CurveName, k_lambda, resolve_r_v
 
 __all__ = [
@@ -208,22 +208,12 @@ def _values(x: Any, unit: u.UnitBase | None, default_unit: u.UnitBase | None = N
     is_dist = isinstance(x, Distribution)
     if is_dist:
         x = x.distribution
-    mask = None
-    if isinstance(x, Masked):
-        mask = np.asarray(x.mask)
-        x = x.unmasked
-    x_unit = getattr(x, "unit", None)
-    if np.ma.isMaskedArray(x):
-        mask = np.ma.getmaskarray(x)
-        x = np.ma.getdata(x)
-    data = np.asarray(x.value if isinstance(x, u.Quantity) else x, dtype=float)
+    data, mask, x_unit = column_data(x)
     if x_unit is None:
         x_unit = default_unit
     if unit is not None and x_unit is not None and x_unit != unit:
         data = np.asarray(u.Unit(x_unit).to(unit, data), dtype=float)
-    if mask is not None and np.any(mask):
-        data = np.where(mask, np.nan, data)
-    return data, is_dist
+    return np.where(mask, np.nan, data), is_dist
 
 
 def _gather(*items: tuple[Any, u.UnitBase | None, u.UnitBase | None]):

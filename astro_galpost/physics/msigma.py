@@ -40,6 +40,8 @@ from astropy.table import Column, MaskedColumn, QTable, Table
 from astropy.uncertainty import Distribution
 from astropy.utils.masked import Masked
 
+from ..utils.columns import column_data
+
 __all__ = [
     "CAPPELLARI_2006_EXPONENT",
     "JORGENSEN_1995_EXPONENT",
@@ -406,19 +408,11 @@ def aperture_correct_sigma(
 def _column_values(table: Table, name: str, unit: u.UnitBase,
                    default_unit: u.UnitBase) -> tuple[np.ndarray, np.ndarray]:
     """Values of a column in ``unit`` and a mask of missing entries (masked, NaN, <= 0)."""
-    col = table[name]
-    mask = np.zeros(len(table), dtype=bool)
-    if isinstance(col, Masked):
-        mask |= np.asarray(col.mask, dtype=bool)
-        col = col.unmasked
-    elif np.ma.isMaskedArray(col):
-        mask |= np.ma.getmaskarray(col)
-        col = col.filled(np.nan) if col.dtype.kind == "f" else col.data
-    col_unit = getattr(col, "unit", None)
+    data, mask, col_unit = column_data(table[name])
     if col_unit is None:
         col_unit = default_unit
     try:
-        values = np.array(u.Quantity(np.asarray(col, dtype=float), col_unit).to_value(unit))
+        values = np.array(u.Quantity(data, col_unit).to_value(unit))
     except u.UnitConversionError:
         raise u.UnitTypeError(f"column {name!r} has unit {col_unit!s}, expected something "
                               f"convertible to {unit!s}") from None
