@@ -20,19 +20,15 @@ BANDS = [f"modelMag_{b}" for b in "ugriz"]
 
 
 @pytest.fixture(scope="module")
-def fitted(mock_table, one_torch_thread):
-    from conftest import TINY
-
-    return GalaxyPosterior(targets=["redshift"], random_state=0, **TINY).fit(mock_table[:300])
+def fitted(mock_table, tiny, one_torch_thread):
+    return GalaxyPosterior(random_state=0, **tiny(["redshift"])).fit(mock_table[:300])
 
 
 @pytest.fixture
 def tiny_fit(tiny, mock_table):
     """Fit a tiny model with extra parameters on 200 rows."""
-    tiny["max_epochs"] = 1
-
     def fit(table=None, **params):
-        return GalaxyPosterior(**{"targets": ["redshift"], **tiny, **params}).fit(
+        return GalaxyPosterior(**tiny(["redshift"], **{"max_epochs": 1, **params})).fit(
             mock_table[:200] if table is None else table)
 
     return fit

@@ -228,8 +228,7 @@ def test_posterior_network_unchanged(monkeypatch):
 def test_galaxy_posterior_unchanged(monkeypatch, mock_table, tiny):
     from astro_galpost import GalaxyPosterior
 
-    tiny["max_epochs"] = 1
-    gp = GalaxyPosterior(random_state=2, **tiny).fit(mock_table[:200])
+    gp = GalaxyPosterior(random_state=2, **tiny(max_epochs=1)).fit(mock_table[:200])
     fast = gp.sample(mock_table[600:610], n_samples=50)
     monkeypatch.setattr(sampling, "FAST_SAMPLING", False)
     plain = gp.sample(mock_table[600:610], n_samples=50)
