@@ -59,7 +59,8 @@ def test_n_samples_must_be_a_whole_number(fitted, mock_table, n_samples):
         fitted.predict(mock_table[300:310], n_samples=n_samples)
 
 
-@pytest.mark.parametrize(("percentiles", "match"), [([], "at least one"), ([50, 120], r"percentiles must lie in \[0, 100\]"),
+@pytest.mark.parametrize(("percentiles", "match"), [([], "at least one"),
+                                                    ([50, 120], r"percentiles must lie in \[0, 100\]"),
                                                     ([50, 50], "repeat")])
 def test_percentiles_are_checked(fitted, mock_table, percentiles, match):
     with pytest.raises(ValueError, match=match):

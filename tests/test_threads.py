@@ -131,6 +131,7 @@ def test_estimator_uses_its_count_inside_fit_and_sample(four_cpus, restore_torch
 def test_cli_threads_option():
     from astro_galpost.cli.main import _parser
 
-    for command in (["demo"], ["fit", "t.ecsv", "m"], ["predict", "m", "t.ecsv", "o.ecsv"], ["evaluate", "m", "t.ecsv"]):
+    commands = (["demo"], ["fit", "t.ecsv", "m"], ["predict", "m", "t.ecsv", "o.ecsv"], ["evaluate", "m", "t.ecsv"])
+    for command in commands:
         assert _parser().parse_args([*command, "--threads", "2"]).threads == 2
         assert _parser().parse_args(command).threads is None
