@@ -1,10 +1,24 @@
-"""Shared fixtures: the real SDSS files beside the checkout, skipped when absent."""
+"""Shared fixtures: the real SDSS files (skipped when absent), a mock catalog, small fast models."""
 
+import functools
+import gc
+import inspect
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from astro_galpost.datasets._paths import DATA_ENV, shared_data_dir
+
+
+def pytest_collection_finish(session):
+    """Freeze the objects alive after collection (the imported libraries) out of the garbage collector.
+
+    They are never garbage, and ``predict_catalog`` runs a full collection after every chunk:
+    without this each of those scans them all again (0.2 s with torch and astropy loaded).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +49,79 @@ def mock_table():
     return make_mock_catalog(700, random_state=11)
 
 
-#: Options that make a GalaxyPosterior train in about a second, for behaviour tests.
-TINY = dict(
-    representation=16,
-    hidden=16,
-    max_epochs=3,
-    batch_size=128,
-    progress=False,
-    flows={},
-)
+#: Options that make a GalaxyPosterior train in well under a second, for behaviour tests (not accuracy).
+TINY = dict(representation=16, hidden=16, max_epochs=3, batch_size=128, progress=False)
+
+#: Small options of each built-in flow (the defaults have 12 coupling layers or 3 splines of 128 x 128).
+SMALL_FLOW_OPTIONS = {
+    "realnvp": {"transforms": 2, "hidden_features": (16, 16)},
+    "nsf": {"transforms": 1, "bins": 4, "hidden_features": (16, 16)},
+    "affine1d": {"hidden_features": (16, 16)},
+}
+
+
+def small_flows(targets) -> dict:
+    """Per group of ``targets``, the flow it would get by default, with `SMALL_FLOW_OPTIONS`.
+
+    Unregistered targets (for tests of the error) and plugin flows are left out.
+    """
+    from astro_galpost.model import GROUPS, TARGETS, TargetGroup
+
+    counts = Counter(TARGETS[name].group for name in targets if name in TARGETS)
+    flows = {}
+    for group, n in counts.items():
+        flow = (GROUPS[group] if group in GROUPS else TargetGroup(group)).flow
+        if flow == "realnvp" and n == 1:
+            flow = "nsf"  # as GalaxyPosterior: coupling needs two dimensions
+        if flow in SMALL_FLOW_OPTIONS:
+            flows[group] = (flow, dict(SMALL_FLOW_OPTIONS[flow]))
+    return flows
+
+
+def tiny_options(targets=None, **overrides) -> dict:
+    """Keyword arguments of a small, fast GalaxyPosterior of ``targets`` (default: GalaxyPosterior's nine).
+
+    ``overrides`` are further keyword arguments, replacing the tiny ones.
+    """
+    from astro_galpost import GalaxyPosterior
+
+    default = inspect.signature(GalaxyPosterior).parameters["targets"].default
+    flows = small_flows(default if targets is None else targets)
+    return {**({} if targets is None else {"targets": targets}), **TINY, "flows": flows, **overrides}
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """``tiny(targets, **overrides)``: keyword arguments of a small, fast GalaxyPosterior, targets included."""
+    return tiny_options
 
 
 @pytest.fixture
-def tiny():
-    """Keyword arguments for a fast, small GalaxyPosterior."""
-    return dict(TINY)
+def tiny_by_default(monkeypatch):
+    """Make every GalaxyPosterior of the test tiny (`tiny_options`), whatever it is given.
+
+    For code that builds its own models (the demo, the command line, the README's snippet).
+    """
+    from astro_galpost import GalaxyPosterior
+
+    init = GalaxyPosterior.__init__
+
+    @functools.wraps(init)
+    def tiny_init(self, *args, **kwargs):
+        options = tiny_options(args[0] if args else kwargs.get("targets"))
+        options.pop("targets", None)
+        init(self, *args, **{**kwargs, **options})
+
+    monkeypatch.setattr(GalaxyPosterior, "__init__", tiny_init)
+
+
+@pytest.fixture(scope="session")
+def tiny_posterior(mock_table):
+    """A small GalaxyPosterior of redshift, stellar mass and metallicity fitted on 300 mock galaxies.
+
+    Shared by the whole session: tests must not modify it.
+    """
+    from astro_galpost import GalaxyPosterior
+
+    options = tiny_options(["redshift", "log_mstar", "metallicity"], random_state=0)
+    return GalaxyPosterior(**options).fit(mock_table[:300])

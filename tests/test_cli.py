@@ -24,7 +24,7 @@ def test_help_for_every_command(capsys):
         assert "usage: galpost" in capsys.readouterr().out
 
 
-def test_fit_then_predict(train_file, mock_table, tmp_path, capsys):
+def test_fit_then_predict(train_file, mock_table, tmp_path, capsys, tiny_by_default):
     model = tmp_path / "model"
     assert main(["fit", str(train_file), str(model), "--targets", "redshift", "log_mstar=lgm_tot_p50",
                  "--max-epochs", "2", "--no-progress"]) == 0
@@ -58,17 +58,29 @@ def test_console_script_installed():
     assert result.returncode == 0 and "astro_galpost" in result.stdout
 
 
-def test_demo_quick(tmp_path, capsys):
-    from astro_galpost.datasets.demo import run_demo
-
-    paths = run_demo(tmp_path / "demo", quick=True, progress=False)
-    printed = capsys.readouterr().out
-    assert "2400 training / 600 test galaxies" in printed and "limit 40)" in printed
+def _check_demo(paths, printed, limit):
+    assert "2400 training / 600 test galaxies" in printed and f"limit {limit})" in printed
     assert re.search(r"demo finished in \d+ s wall time", printed)
     assert paths["figure"].stat().st_size > 10_000
     assert len(QTable.read(paths["sdss"])) == 600
     mock = QTable.read(paths["mock"])
     assert {f"{t}_p50" for t in ("log_mstar", "halpha", "metallicity")} <= set(mock.colnames)
+
+
+@pytest.mark.slow
+def test_demo_quick(tmp_path, capsys):
+    from astro_galpost.datasets.demo import run_demo
+
+    paths = run_demo(tmp_path / "demo", quick=True, progress=False)
+    _check_demo(paths, capsys.readouterr().out, limit=40)
+
+
+def test_demo_quick_with_tiny_models(tmp_path, capsys, tiny, tiny_by_default):
+    """The demo's steps and outputs, with tiny models (`test_demo_quick` runs it as it is)."""
+    from astro_galpost.datasets.demo import run_demo
+
+    paths = run_demo(tmp_path / "demo", quick=True, progress=False)
+    _check_demo(paths, capsys.readouterr().out, limit=tiny()["max_epochs"])
 
 
 def test_help_for_predict_and_evaluate(capsys):
@@ -82,13 +94,11 @@ def test_help_for_predict_and_evaluate(capsys):
 
 
 @pytest.fixture(scope="module")
-def saved_model(mock_table, one_torch_thread, tmp_path_factory):
-    from conftest import TINY
-
+def saved_model(mock_table, tiny, one_torch_thread, tmp_path_factory):
     from astro_galpost import GalaxyPosterior
 
     path = tmp_path_factory.mktemp("cli") / "model"
-    gp = GalaxyPosterior(targets=["redshift", "log_mstar", "halpha"], random_state=0, **TINY).fit(mock_table[:300])
+    gp = GalaxyPosterior(random_state=0, **tiny(["redshift", "log_mstar", "halpha"])).fit(mock_table[:300])
     gp.save(path)
     return path
 

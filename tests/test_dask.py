@@ -7,7 +7,7 @@ import pytest
 import torch
 from astropy.table import QTable
 
-from astro_galpost import GalaxyPosterior, UnusableRowsWarning
+from astro_galpost import UnusableRowsWarning
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
@@ -27,12 +27,9 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def setup(mock_table, tmp_path_factory):
-    from conftest import TINY
-
+def setup(mock_table, tiny_posterior, tmp_path_factory):
     root = tmp_path_factory.mktemp("dask")
-    gp = GalaxyPosterior(targets=["redshift", "log_mstar", "metallicity"], random_state=1, **TINY)
-    gp.fit(mock_table[:300])
+    gp = tiny_posterior
     gp.save(root / "model")
     catalog = QTable(mock_table[300:], copy=True)
     catalog.meta = {}

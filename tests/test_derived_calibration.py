@@ -162,7 +162,7 @@ def test_works_on_a_fitted_model(mock_table, tiny, one_torch_thread):
     from astro_galpost import GalaxyPosterior
 
     train, test = mock_table[:500], mock_table[500:]
-    post = GalaxyPosterior(random_state=0, **tiny).fit(train).sample(test, n_samples=50, random_state=1)
+    post = GalaxyPosterior(random_state=0, **tiny()).fit(train).sample(test, n_samples=50, random_state=1)
     res = derived_calibration(post, test)
     assert list(res["quantity"]) == list(DERIVED_QUANTITIES)
     ha, hb = (np.asarray(test[c], dtype=float) for c in ("h_alpha_flux", "h_beta_flux"))

@@ -301,7 +301,7 @@ def test_plugin_page_example_works(tmp_path, monkeypatch):
 def test_docs_build_without_warnings(tmp_path, request):
     """The full HTML build, examples included, as ``tox -e build_docs`` runs it (minutes).
 
-    Opt-in: ``pytest --slow`` (pytest-skip-slow) or ``ASTRO_GALPOST_DOCS_BUILD=1``.
+    Opt-in: ``pytest -m slow --slow`` (pytest-skip-slow) or ``ASTRO_GALPOST_DOCS_BUILD=1`` with ``-m slow``.
     """
     if not (request.config.getoption("slow", default=False) or os.environ.get("ASTRO_GALPOST_DOCS_BUILD") == "1"):
         pytest.skip("the documentation build takes minutes: run with --slow or ASTRO_GALPOST_DOCS_BUILD=1")

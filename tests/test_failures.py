@@ -23,10 +23,8 @@ from astro_galpost.model.persistence import (
 
 
 @pytest.fixture(scope="module")
-def fitted(mock_table, one_torch_thread):
-    from conftest import TINY
-
-    return GalaxyPosterior(targets=["log_mstar", "redshift"], random_state=3, **TINY).fit(mock_table[:300])
+def fitted(mock_table, tiny, one_torch_thread):
+    return GalaxyPosterior(random_state=3, **tiny(["log_mstar", "redshift"])).fit(mock_table[:300])
 
 
 def _rewrite(folder, edit):

@@ -20,19 +20,15 @@ BANDS = [f"modelMag_{b}" for b in "ugriz"]
 
 
 @pytest.fixture(scope="module")
-def fitted(mock_table, one_torch_thread):
-    from conftest import TINY
-
-    return GalaxyPosterior(targets=["redshift"], random_state=0, **TINY).fit(mock_table[:300])
+def fitted(mock_table, tiny, one_torch_thread):
+    return GalaxyPosterior(random_state=0, **tiny(["redshift"])).fit(mock_table[:300])
 
 
 @pytest.fixture
 def tiny_fit(tiny, mock_table):
     """Fit a tiny model with extra parameters on 200 rows."""
-    tiny["max_epochs"] = 1
-
     def fit(table=None, **params):
-        return GalaxyPosterior(**{"targets": ["redshift"], **tiny, **params}).fit(
+        return GalaxyPosterior(**tiny(["redshift"], **{"max_epochs": 1, **params})).fit(
             mock_table[:200] if table is None else table)
 
     return fit
@@ -63,7 +59,8 @@ def test_n_samples_must_be_a_whole_number(fitted, mock_table, n_samples):
         fitted.predict(mock_table[300:310], n_samples=n_samples)
 
 
-@pytest.mark.parametrize(("percentiles", "match"), [([], "at least one"), ([50, 120], r"percentiles must lie in \[0, 100\]"),
+@pytest.mark.parametrize(("percentiles", "match"), [([], "at least one"),
+                                                    ([50, 120], r"percentiles must lie in \[0, 100\]"),
                                                     ([50, 50], "repeat")])
 def test_percentiles_are_checked(fitted, mock_table, percentiles, match):
     with pytest.raises(ValueError, match=match):

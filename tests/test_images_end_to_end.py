@@ -46,15 +46,14 @@ def rf0698(shared_data):
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(tiny):
     """A tiny VAE and image + photometry posterior of stellar mass, trained on mock galaxies."""
     table, images = mock_catalog_with_images(300, size=SIZE, random_state=0)
     vae = VAEEncoder(image_size=SIZE, latent_dim=8, channels=(8, 16, 32), max_epochs=3, validation_fraction=0.0,
                      learning_rate=1e-3, batch_size=32, random_state=0, progress=False).fit_images(images)
     # the mock's and RESOLVE's magnitudes are both already free of Galactic extinction
     photometry = PhotometryEncoder([f"modelMag_{b}" for b in "ugriz"], extinction=None)
-    gp = GalaxyPosterior(targets=["log_mstar"], encoder=[vae, photometry], representation=16, hidden=16,
-                         max_epochs=3, batch_size=64, flows={}, random_state=0, progress=False)
+    gp = GalaxyPosterior(encoder=[vae, photometry], random_state=0, **tiny(["log_mstar"], batch_size=64))
     return vae, gp.fit(table, images=images)
 
 

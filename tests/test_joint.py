@@ -120,8 +120,8 @@ def test_measurable_classifier_reweights_chained_values():
     # P(measurable | a) = sigmoid(200 a): the measurable group's draws are conditioned on a > 0
     # (all but the 0.3% of p(a | measurable) that lies below 0)
     torch.manual_seed(0)
-    net = PosteriorNetwork(1, [GroupSpec("a", [0], "affine1d"), GroupSpec("m", [1], "affine1d", condition_on=[0], detect=True)],
-                           representation=4, hidden=4).eval()
+    groups = [GroupSpec("a", [0], "affine1d"), GroupSpec("m", [1], "affine1d", condition_on=[0], detect=True)]
+    net = PosteriorNetwork(1, groups, representation=4, hidden=4).eval()
     given = torch.randn(2000, 3, 1)
     net.detectors["m"] = _LogitOfLast(200.0)
     prob, kept = net._measurable(torch.zeros(3, 4), given, net.groups[1])

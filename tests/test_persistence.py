@@ -8,11 +8,9 @@ from astro_galpost.model.persistence import CONFIG, WEIGHTS, config_checksum
 
 
 @pytest.fixture(scope="module")
-def fitted(mock_table):
-    from conftest import TINY
-
-    return GalaxyPosterior(targets=["log_mstar", "redshift", "metallicity", "halpha", "hbeta"],
-                           n_ensemble=2, random_state=3, **TINY).fit(mock_table[:500])
+def fitted(mock_table, tiny):
+    options = tiny(["log_mstar", "redshift", "metallicity", "halpha", "hbeta"], n_ensemble=2, random_state=3)
+    return GalaxyPosterior(**options).fit(mock_table[:500])
 
 
 def test_round_trip_gives_identical_samples(fitted, mock_table, tmp_path):

@@ -66,9 +66,9 @@ def test_entry_points_register(plugin):
 
 
 def test_plugins_work_in_the_estimator(plugin, mock_table, tiny, tmp_path):
-    tiny["flows"] = {"core": "small_realnvp"}
-    gp = GalaxyPosterior(targets=["log_mstar", "redshift", "velocity_dispersion"],
-                         encoder=["photometry", "colours_plugin"], random_state=0, **tiny)
+    options = tiny(["log_mstar", "redshift", "velocity_dispersion"])
+    options["flows"]["core"] = "small_realnvp"
+    gp = GalaxyPosterior(encoder=["photometry", "colours_plugin"], random_state=0, **options)
     gp.fit(mock_table[:400])
     assert [g.name for g in gp.groups_] == ["core", "kinematics"]
     assert gp.flows_["core"] == "small_realnvp"

@@ -85,10 +85,8 @@ def assert_finite_where_usable(out: QTable, columns: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def model(mock_table, one_torch_thread):
-    from conftest import TINY
-
-    return GalaxyPosterior(targets=["redshift", "log_mstar"], random_state=0, **TINY).fit(mock_table[:300])
+def model(mock_table, tiny, one_torch_thread):
+    return GalaxyPosterior(random_state=0, **tiny(["redshift", "log_mstar"])).fit(mock_table[:300])
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +124,7 @@ def test_fit_on_hostile_tables(tiny, mock_table):
            rows=st.integers(0, 48))
     def check(table, rows):
         table = Table(labelled[:rows], copy=True) if len(table) < 2 else table
-        options = {**tiny, "max_epochs": 1, "targets": ["redshift", "log_mstar"], "random_state": 0}
+        options = tiny(["redshift", "log_mstar"], max_epochs=1, random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:

@@ -36,7 +36,7 @@ def test_kcorrect_sample_reads_as_sdss():
     assert 0.05 < np.median(t["z"]) < 0.15
 
 
-def test_high_redshift_galaxies_flagged_out_of_distribution():
+def test_high_redshift_galaxies_flagged_out_of_distribution(tiny):
     """Real SDSS galaxies at z > 0.3 given to a model trained at z <= 0.2 are mostly flagged."""
     from astro_galpost.datasets import load_kcorrect_sample
 
@@ -44,8 +44,7 @@ def test_high_redshift_galaxies_flagged_out_of_distribution():
     z = np.asarray(t["z"])
     low, high = t[z <= 0.2], t[z > 0.3]
     assert len(high) >= 50
-    gp = GalaxyPosterior(targets=["redshift"], representation=16, hidden=16, max_epochs=2,
-                         random_state=0, progress=False, flows={}).fit(low[:3000])
+    gp = GalaxyPosterior(random_state=0, **tiny(["redshift"], max_epochs=2)).fit(low[:3000])
     flagged_high = np.mean(gp.predict(high, n_samples=10)["ood_flag"])
     flagged_low = np.mean(gp.predict(low[3000:4000], n_samples=10)["ood_flag"])
     assert flagged_low < 0.05

@@ -71,7 +71,7 @@ def test_too_few_labelled_rows_keep_factor_one():
 
 
 def test_estimator_recalibrates_by_default_and_can_be_told_not_to(mock_table, tiny):
-    kwargs = dict(targets=["log_mstar", "redshift"], n_ensemble=2, random_state=0, **tiny)
+    kwargs = tiny(["log_mstar", "redshift"], n_ensemble=2, random_state=0)
     on = GalaxyPosterior(**kwargs).fit(mock_table[:500])
     off = GalaxyPosterior(recalibrate=False, **kwargs).fit(mock_table[:500])
     assert set(on.residual_scales_) == {"log_mstar", "redshift"}

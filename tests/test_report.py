@@ -180,10 +180,9 @@ def test_to_markdown_and_writers(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ensemble(mock_table):
+def ensemble(mock_table, tiny):
     torch.set_num_threads(1)
-    tiny = {"representation": 16, "hidden": 16, "max_epochs": 3, "batch_size": 128, "progress": False, "flows": {}}
-    return GalaxyPosterior(n_ensemble=2, random_state=5, **tiny).fit(mock_table[:450])
+    return GalaxyPosterior(n_ensemble=2, random_state=5, **tiny()).fit(mock_table[:450])
 
 
 def test_evaluate_model_on_mock(mock_table, ensemble):

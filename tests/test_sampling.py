@@ -73,7 +73,8 @@ def test_variants_match_zuko(options):
     torch.manual_seed(3)
     flow = _sharpen(zuko.flows.RealNVP(5, 16, transforms=4, **options))
     context = torch.randn(4, 16)
-    torch.testing.assert_close(_fast(flow, context, 100, seed=2), _zuko(flow, context, 100, seed=2), atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(_fast(flow, context, 100, seed=2), _zuko(flow, context, 100, seed=2),
+                               atol=ATOL, rtol=1e-4)
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 100000])
@@ -93,7 +94,8 @@ def test_batch_shapes_and_single_draw():
     assert _fast(flow, context, None, seed=5).shape == (2, 3, 3)
     assert _fast(flow, context, 0, seed=5).shape == (0, 2, 3, 3)
     assert _fast(flow, torch.randn(0, 16), 4, seed=5).shape == (4, 0, 3)
-    torch.testing.assert_close(_fast(flow, context, None, seed=5), _zuko(flow, context, None, seed=5), atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(_fast(flow, context, None, seed=5), _zuko(flow, context, None, seed=5),
+                               atol=ATOL, rtol=1e-4)
 
 
 def test_per_sample_context():
@@ -205,7 +207,8 @@ def _network(seed=0):
     small = {"transforms": 3, "hidden_features": (32, 32)}
     groups = [
         GroupSpec("core", [0, 1, 2, 3], "realnvp", small),
-        GroupSpec("metallicity", [4], "affine1d", {"hidden_features": (32, 32)}, condition_on=[0, 1, 2, 3], detect=True),
+        GroupSpec("metallicity", [4], "affine1d", {"hidden_features": (32, 32)}, condition_on=[0, 1, 2, 3],
+                  detect=True),
         GroupSpec("lines", [5, 6, 7, 8], "realnvp", small),
         GroupSpec("extra", [9, 10], "nsf", {"transforms": 1, "hidden_features": (16, 16)}),
     ]
@@ -228,8 +231,7 @@ def test_posterior_network_unchanged(monkeypatch):
 def test_galaxy_posterior_unchanged(monkeypatch, mock_table, tiny):
     from astro_galpost import GalaxyPosterior
 
-    tiny["max_epochs"] = 1
-    gp = GalaxyPosterior(random_state=2, **tiny).fit(mock_table[:200])
+    gp = GalaxyPosterior(random_state=2, **tiny(max_epochs=1)).fit(mock_table[:200])
     fast = gp.sample(mock_table[600:610], n_samples=50)
     monkeypatch.setattr(sampling, "FAST_SAMPLING", False)
     plain = gp.sample(mock_table[600:610], n_samples=50)

@@ -30,13 +30,10 @@ SUFFIX = {"parquet": "parquet", "fits": "fits", "hdf5": "h5", "ecsv": "ecsv", "c
 
 
 @pytest.fixture(scope="module")
-def setup(mock_table, tmp_path_factory):
+def setup(mock_table, tiny_posterior, tmp_path_factory):
     """A small fitted model, its folder, a catalog with unusable rows in one chunk, and the reference."""
-    from conftest import TINY
-
     root = tmp_path_factory.mktemp("streaming")
-    gp = GalaxyPosterior(targets=["redshift", "log_mstar", "metallicity"], random_state=0, **TINY)
-    gp.fit(mock_table[:300])
+    gp = tiny_posterior
     gp.save(root / "model")
     catalog = QTable(mock_table[300:], copy=True)
     catalog.meta = {}

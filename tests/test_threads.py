@@ -114,7 +114,7 @@ def test_estimator_uses_its_count_inside_fit_and_sample(four_cpus, restore_torch
     monkeypatch.setattr(estimator, "train_network", spy_train)
     monkeypatch.setattr(PosteriorNetwork, "sample", spy_sample)
     torch.set_num_threads(3)
-    gp = GalaxyPosterior(targets=["redshift"], random_state=0, n_threads=2, **tiny).fit(mock_table[:300])
+    gp = GalaxyPosterior(random_state=0, n_threads=2, **tiny(["redshift"])).fit(mock_table[:300])
     assert torch.get_num_threads() == 3
     gp.predict(mock_table[300:350], n_samples=20)
     assert set(seen) == {("fit", 2), ("sample", 2)}
@@ -131,6 +131,7 @@ def test_estimator_uses_its_count_inside_fit_and_sample(four_cpus, restore_torch
 def test_cli_threads_option():
     from astro_galpost.cli.main import _parser
 
-    for command in (["demo"], ["fit", "t.ecsv", "m"], ["predict", "m", "t.ecsv", "o.ecsv"], ["evaluate", "m", "t.ecsv"]):
+    commands = (["demo"], ["fit", "t.ecsv", "m"], ["predict", "m", "t.ecsv", "o.ecsv"], ["evaluate", "m", "t.ecsv"])
+    for command in commands:
         assert _parser().parse_args([*command, "--threads", "2"]).threads == 2
         assert _parser().parse_args(command).threads is None

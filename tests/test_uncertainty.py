@@ -150,7 +150,7 @@ def test_log1p_line_space_matches_paper_convention():
     assert log1p["log_mstar"][0] == log10["log_mstar"][0]
 
 
-def test_needs_a_fitted_ensemble(mock_table, tiny):
+def test_needs_a_fitted_ensemble(mock_table):
     with pytest.raises(NotFittedError):
         uncertainty_decomposition(GalaxyPosterior(), mock_table[:10])
     mus, sds, z, table = _constructed(k=1, n=5)
@@ -165,8 +165,8 @@ def test_needs_a_fitted_ensemble(mock_table, tiny):
 
 def test_real_ensemble_total_matches_mixture_spread(mock_table, tiny):
     torch.set_num_threads(1)
-    gp = GalaxyPosterior(targets=["log_mstar", "redshift", "halpha", "hbeta"], n_ensemble=2, random_state=3,
-                         **tiny).fit(mock_table[:400])
+    gp = GalaxyPosterior(n_ensemble=2, random_state=3, **tiny(["log_mstar", "redshift", "halpha", "hbeta"]))
+    gp.fit(mock_table[:400])
     test = mock_table[600:700]
     tab, per = uncertainty_decomposition(gp, test, n_samples=300, per_galaxy=True, mc_correction=False)
     mix = gp.sample(test, n_samples=600)

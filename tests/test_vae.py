@@ -356,13 +356,13 @@ def test_reused_by_two_estimators(vae, registered, mock_table, tiny, tmp_path):
     images, _ = blobs(len(table), seed=8)
     before = {k: v.clone() for k, v in vae.model_.state_dict().items()}
 
-    alone = GalaxyPosterior(targets=["log_mstar"], photometry=None, encoder=vae, random_state=0, **tiny)
+    alone = GalaxyPosterior(photometry=None, encoder=vae, random_state=0, **tiny(["log_mstar"]))
     alone.fit(table, images=images)
     assert alone.n_features_in_ == 64
     post = alone.sample(table[:10], images=images[:10], n_samples=20)
     assert post["log_mstar"].shape == (10,) and post.usable.all()
 
-    both = GalaxyPosterior(targets=["log_mstar"], encoder=[vae, "photometry"], random_state=0, **tiny)
+    both = GalaxyPosterior(encoder=[vae, "photometry"], random_state=0, **tiny(["log_mstar"]))
     both.fit(table, images=images)
     assert both.encoders_[0] is vae and alone.encoders_[0] is vae
     assert both.n_features_in_ == 64 + both.encoders_[1].n_features_
@@ -381,7 +381,7 @@ def test_reused_by_two_estimators(vae, registered, mock_table, tiny, tmp_path):
     with pytest.raises(ValueError, match="needs images"):
         both.sample(table[:5], n_samples=10)
     with pytest.raises(ValueError, match="needs images"):
-        GalaxyPosterior(targets=["log_mstar"], encoder=[vae, "photometry"], **tiny).fit(table)
+        GalaxyPosterior(encoder=[vae, "photometry"], **tiny(["log_mstar"])).fit(table)
     with pytest.raises(ValueError, match="images"):
         both.sample(table[:5], images=images[:4], n_samples=10)
 
@@ -392,8 +392,8 @@ def test_widths_recalibrated_on_the_image_path(vae, mock_table, tiny):
 
     table = mock_table[:150]
     images, _ = blobs(len(table), seed=13)
-    kwargs = dict(targets=["log_mstar"], photometry=None, encoder=vae, n_ensemble=2, validation_fraction=0.25,
-                  random_state=0, **tiny)
+    kwargs = tiny(["log_mstar"], photometry=None, encoder=vae, n_ensemble=2, validation_fraction=0.25,
+                  random_state=0)
     scales = GalaxyPosterior(**kwargs).fit(table, images=images).residual_scales_["log_mstar"]
     # 38 validation rows per member (at least the 30 recalibration needs): a factor from the grid, not 1
     assert scales.shape == (2,) and np.isin(scales, SCALE_GRID.astype(np.float32)).all()
@@ -406,7 +406,7 @@ def test_unfitted_vae_trained_by_estimator(mock_table, tiny):
     table = mock_table[:60]
     images, _ = blobs(len(table), seed=11)
     enc = VAEEncoder(image_size=SIZE, max_epochs=1, random_state=0, progress=False)
-    gp = GalaxyPosterior(targets=["redshift"], encoder=[enc, "photometry"], random_state=0, **tiny)
+    gp = GalaxyPosterior(encoder=[enc, "photometry"], random_state=0, **tiny(["redshift"]))
     gp.fit(table, images=images)
     # the estimator fits a copy, so a second fit does not reuse the first fitted VAE
     assert not enc.is_fitted and gp.encoders_[0] is not enc and gp.encoders_[0].is_fitted
