@@ -285,7 +285,9 @@ def main(argv=None):
         full = full_model_rates(device, args.full_galaxies, S, max(1, args.repeats - 1), args.full_epochs)
 
     # ---------------------------------------------------------------- report
-    rate = lambda n, t: n / t
+    def rate(n, t):
+        return n / t
+
     plain_best_n = max(plain, key=lambda n: rate(n, plain[n][0]))
     plain_rate = rate(plain_best_n, plain[plain_best_n][0])
     fast_rate = rate(best_fast_n, fast[best_fast_n][0])
@@ -308,7 +310,7 @@ def main(argv=None):
             line = f"{name:<28}{n:>14}{rate(n, wall):>12.1f}"
             line += f"{rate(n, cpu):>12.1f}" if cpu_rates else ""
             print(line)
-    for t, (wall, cpu) in scan.items():
+    for t, (wall, _cpu) in scan.items():
         print(f"{'(b) threads=' + str(t):<28}{scan_n:>14}{rate(scan_n, wall):>12.1f}")
     if full:
         results, diff, rel_lines, fit_s, flows = full

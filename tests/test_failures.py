@@ -11,7 +11,6 @@ from astropy.table import Table
 from safetensors.torch import load_file, save_file
 
 from astro_galpost import GalaxyPosterior, ModelFormatError
-from astro_galpost.utils.atomic import NotOurFolderError, replace_folder, write_atomic
 from astro_galpost.io import write_table_atomic
 from astro_galpost.model.persistence import (
     CONFIG,
@@ -20,6 +19,7 @@ from astro_galpost.model.persistence import (
     file_sha256,
     is_model_folder,
 )
+from astro_galpost.utils.atomic import NotOurFolderError, replace_folder, write_atomic
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from sklearn.base import clone
 from astro_galpost import GalaxyPosterior, UnusableRowsWarning
 from astro_galpost.cli import main
 from astro_galpost.encoders import PhotometryEncoder, VAEEncoder
-from astro_galpost.model.estimator import DegenerateLabelsWarning
 from astro_galpost.io import TableFormatError
+from astro_galpost.model.estimator import DegenerateLabelsWarning
 from astro_galpost.model.ood import NeighbourDistance
 from astro_galpost.physics import mbh_from_sigma
 

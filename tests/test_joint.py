@@ -12,7 +12,15 @@ import torch
 
 from astro_galpost import GalaxyPosterior
 from astro_galpost.model.network import GroupSpec, PosteriorNetwork
-from astro_galpost.model.targets import GROUPS, TARGETS, Target, TargetGroup, group_order, register_group, register_target
+from astro_galpost.model.targets import (
+    GROUPS,
+    TARGETS,
+    Target,
+    TargetGroup,
+    group_order,
+    register_group,
+    register_target,
+)
 from astro_galpost.model.training import split_indices, train_network
 
 TINY_FLOW = {"transforms": 2, "hidden_features": (16, 16)}

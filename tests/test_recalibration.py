@@ -4,7 +4,13 @@ import torch
 
 from astro_galpost import GalaxyPosterior
 from astro_galpost.model.network import GroupSpec, PosteriorNetwork
-from astro_galpost.model.recalibration import SCALE_GRID, _best_scale, _best_shift, central_coverage_error, fit_recalibration
+from astro_galpost.model.recalibration import (
+    SCALE_GRID,
+    _best_scale,
+    _best_shift,
+    central_coverage_error,
+    fit_recalibration,
+)
 
 
 def test_coverage_error_is_small_for_uniform_pit_and_large_for_narrow():

@@ -22,8 +22,8 @@ import requests
 from astropy.table import MaskedColumn, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from astro_galpost.utils.atomic import write_atomic
 from astro_galpost.cli.sdss import add_fetch_arguments, run_fetch
+from astro_galpost.model.targets import LINE_FLUX_UNIT, TARGETS
 from astro_galpost.sdss import (
     CATALOG_FILENAME,
     DEFAULT_COLUMNS,
@@ -37,7 +37,7 @@ from astro_galpost.sdss import fetch as sdss_fetch
 from astro_galpost.sdss import query as sdss_query
 from astro_galpost.sdss import retry as sdss_retry
 from astro_galpost.sdss.files import PART_SUFFIX
-from astro_galpost.model.targets import LINE_FLUX_UNIT, TARGETS
+from astro_galpost.utils.atomic import write_atomic
 
 TWO63 = 2**63
 COLUMNS = [sdss_query._select_alias(expr) for expr in DEFAULT_COLUMNS]

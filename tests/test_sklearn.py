@@ -31,11 +31,9 @@ def _one_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def ensemble(mock_table):
+def ensemble(mock_table, tiny):
     """A tiny fitted two-member ensemble of three targets."""
-    from conftest import TINY
-
-    gp = GalaxyPosterior(targets=["log_mstar", "redshift", "halpha"], n_ensemble=2, random_state=3, **TINY)
+    gp = GalaxyPosterior(**tiny(["log_mstar", "redshift", "halpha"], n_ensemble=2, random_state=3))
     return gp.fit(mock_table[:300])
 
 

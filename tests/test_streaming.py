@@ -11,7 +11,6 @@ from astropy.table import MaskedColumn, QTable, Table
 from astropy.utils.masked import Masked
 
 from astro_galpost import GalaxyPosterior, UnusableRowsWarning
-from astro_galpost.utils.atomic import OutputLockedError, output_lock
 from astro_galpost.io import (
     TableFormatError,
     iter_table_chunks,
@@ -19,6 +18,7 @@ from astro_galpost.io import (
     open_chunked_writer,
     predict_catalog,
 )
+from astro_galpost.utils.atomic import OutputLockedError, output_lock
 
 # astropy warns that FITS cannot store dex units natively (they round-trip through its metadata)
 pytestmark = [pytest.mark.filterwarnings("ignore:The unit 'dex:astropy.utils.exceptions.AstropyUserWarning"),

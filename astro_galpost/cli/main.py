@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..utils.atomic import write_text_atomic
 from ..io import write_table_atomic
+from ..utils.atomic import write_text_atomic
 from ..utils.threads import default_threads
 
 __all__ = ["main"]
@@ -65,9 +65,8 @@ def _cmd_demo(args) -> int:
 
 def _cmd_fit(args) -> int:
     from .. import GalaxyPosterior
-
-    from ..utils.atomic import NotOurFolderError
     from ..model.persistence import is_model_folder
+    from ..utils.atomic import NotOurFolderError
 
     out = Path(args.model)
     if out.exists() and not args.overwrite:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils.atomic import write_atomic
-from . import load_kcorrect_sample, make_mock_catalog
-from ..model.estimator import GalaxyPosterior
 from ..io import write_table_atomic
+from ..model.estimator import GalaxyPosterior
 from ..model.targets import TARGETS
+from ..utils.atomic import write_atomic
 from ..utils.threads import available_cpus, choose_threads
+from . import load_kcorrect_sample, make_mock_catalog
 
 __all__ = ["run_demo"]
 

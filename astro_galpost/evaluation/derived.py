@@ -30,9 +30,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from ..utils.columns import column_data
-from ..physics import balmer_decrement, sfr_from_halpha
 from ..model.targets import TARGETS
+from ..physics import balmer_decrement, sfr_from_halpha
+from ..utils.columns import column_data
 from .calibration import coverage, pit, pit_cvm, pit_ks
 from .report import model_space_samples, model_space_truth
 

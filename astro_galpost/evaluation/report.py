@@ -24,8 +24,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
-from ..utils.atomic import write_text_atomic
 from ..model.targets import CORE, LINES, TARGETS
+from ..utils.atomic import write_text_atomic
+from .arrays import unpack
 from .calibration import (
     calibration_summary,
     coverage,
@@ -33,7 +34,6 @@ from .calibration import (
     sbc_ranks,
     tarp_coverage,
 )
-from .arrays import unpack
 from .metrics import point_metrics
 
 __all__ = [

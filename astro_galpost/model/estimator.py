@@ -20,12 +20,12 @@ from astropy.utils.masked import Masked
 from tqdm.auto import tqdm
 
 from ..encoders import ENCODERS, Encoder
+from ..utils.params import ParamsMixin, check_float, check_int
+from ..utils.threads import torch_threads
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
-from ..utils.params import ParamsMixin, check_float, check_int
 from .recalibration import fit_recalibration
 from .targets import GROUPS, TARGETS, TargetGroup, group_order
-from ..utils.threads import torch_threads
 from .training import split_indices, train_network
 
 __all__ = [

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 import torch
 import zuko
+from zuko.distributions import DiagNormal
 from zuko.flows.gaussianization import ElementWiseTransform
 from zuko.lazy import Flow, LazyDistribution, UnconditionalDistribution
-from zuko.distributions import DiagNormal
 
 from ..utils.registry import Registry
 

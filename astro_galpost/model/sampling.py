@@ -377,7 +377,7 @@ class FastCouplingSampler:
                 # every layer's context part, once per galaxy: (sum H, g) transposed
                 pre = torch.addmm(b_shared.unsqueeze(-1), w_shared, ctx[r0:r1].t())
                 pre_l, start = [], 0
-                for layer, h in zip(self.layers, self.hidden):
+                for h in self.hidden:
                     pre_l.append(pre[start:start + h])
                     start += h
                 # layers with no per-sample input: the whole hyper-network per galaxy

@@ -258,7 +258,7 @@ def _locate_fields(records: list[dict[str, Any]], *, data_release: int, radius: 
         coords = SkyCoord([r["ra"] for r in chunk], [r["dec"] for r in chunk], unit="deg")
         try:
             result = call_with_retries(
-                lambda: SDSS.query_crossid(coords, radius=radius, data_release=data_release,
+                lambda coords=coords: SDSS.query_crossid(coords, radius=radius, data_release=data_release,
                                            photoobj_fields=["ra", "dec", *FIELD_KEYS],
                                            timeout=timeout, cache=False),
                 what=f"SkyServer cross-match of {len(chunk)} positions", **retry)

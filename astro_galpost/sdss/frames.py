@@ -273,7 +273,7 @@ def field_frames(key: tuple[int, int, int, int], bands: tuple[str, ...], cache_d
             continue
         what = f"frame {band} of field {label} (rerun {rerun})"
         hdul = call_with_retries(
-            lambda: _frame_hdulist(fetch(run=run, rerun=rerun, camcol=camcol, field=field,
+            lambda band=band, what=what: _frame_hdulist(fetch(run=run, rerun=rerun, camcol=camcol, field=field,
                                          band=band, data_release=data_release), what),
             what=f"SDSS {what}", **retry)
         image = _check_frame(_frame_image(hdul, what), band, key, what)
