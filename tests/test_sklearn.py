@@ -65,7 +65,7 @@ def test_clone_of_a_fitted_estimator_is_unfitted(ensemble, mock_table):
 
 
 def test_init_only_stores_and_fit_validates(mock_table, tiny):
-    gp = GalaxyPosterior(targets=["redshift"], n_ensemble=0, dropout=1.5, **tiny)  # no error yet
+    gp = GalaxyPosterior(**tiny(["redshift"], n_ensemble=0, dropout=1.5))  # no error yet
     assert gp.n_ensemble == 0 and gp.dropout == 1.5
     with pytest.raises(ValueError, match=r"n_ensemble must be a whole number >= 1, got 0"):
         gp.fit(mock_table[:100])
@@ -83,7 +83,7 @@ def test_repr_with_unknown_names_touches_no_registry():
 # ------------------------------------------------------------------ encoders
 def test_user_encoder_object_is_cloned_not_fitted(mock_table, tiny):
     user = PhotometryEncoder(BANDS, min_bands=3)
-    gp = GalaxyPosterior(targets=["redshift"], encoder=user, random_state=0, **tiny).fit(mock_table[:200])
+    gp = GalaxyPosterior(**tiny(["redshift"], encoder=user, random_state=0)).fit(mock_table[:200])
     assert not user.is_fitted
     fitted = gp.encoders_[0]
     assert fitted is not user and fitted.is_fitted and fitted.get_params() == user.get_params()
@@ -102,7 +102,7 @@ def _images(n, seed, size=16):
 def test_second_fit_with_a_user_vae_does_not_reuse_the_first(mock_table, tiny):
     vae = VAEEncoder(latent_dim=4, image_size=16, channels=(4, 8, 8), max_epochs=1, batch_size=16,
                      random_state=0, progress=False)
-    gp = GalaxyPosterior(targets=["redshift"], encoder=[vae, "photometry"], random_state=0, **tiny)
+    gp = GalaxyPosterior(**tiny(["redshift"], encoder=[vae, "photometry"], random_state=0))
     table = mock_table[:80]
     gp.fit(table, images=_images(len(table), seed=1))
     first = gp.encoders_[0]
@@ -134,7 +134,7 @@ class _HookedEncoder(PhotometryEncoder):
 def test_named_encoders_get_their_estimator_options(mock_table, tiny):
     register_encoder(_HookedEncoder)
     try:
-        gp = GalaxyPosterior(targets=["redshift"], encoder="hooked_test_encoder", random_state=7, **tiny)
+        gp = GalaxyPosterior(**tiny(["redshift"], encoder="hooked_test_encoder", random_state=7))
         gp.fit(mock_table[:200])
         assert gp.encoders_[0].columns == BANDS[:3] and gp.encoders_[0].seed == 7
         _HookedEncoder.estimator_options = ("photometry", "no_such_option")
@@ -146,7 +146,7 @@ def test_named_encoders_get_their_estimator_options(mock_table, tiny):
 
 
 def test_photometry_encoder_needs_photometry(mock_table, tiny):
-    gp = GalaxyPosterior(targets=["redshift"], photometry=None, encoder="photometry", **tiny)
+    gp = GalaxyPosterior(**tiny(["redshift"], photometry=None, encoder="photometry"))
     with pytest.raises(ValueError, match="encoder 'photometry' needs magnitude columns, but photometry=None"):
         gp.fit(mock_table[:100])
 
@@ -218,7 +218,7 @@ def test_sample_members_checks_its_arguments(ensemble, mock_table, tiny):
     with pytest.raises(ValueError, match="n_samples must be a whole number >= 1, got 0"):
         ensemble.sample_members(mock_table[:5], n_samples=0)
     with pytest.raises(NotFittedError):
-        GalaxyPosterior(**tiny).sample_members(mock_table[:5])
+        GalaxyPosterior(**tiny(["redshift"])).sample_members(mock_table[:5])
 
 
 def test_vae_named_by_the_estimator_takes_its_seed_device_and_progress():
