@@ -190,7 +190,7 @@ def _growth_radii(light: np.ndarray, cy: float, cx: float) -> tuple[float, float
 
     h, w = light.shape
     r_max = max(int(min(cy, cx, h - 1 - cy, w - 1 - cx)), 2)
-    # the grid's pixel edges relative to the centre
+    # the grid's pixel edges relative to the centre, its shape; then radius, use_exact=1, subpixels=1
     edges = (-cx - 0.5, w - cx - 0.5, -cy - 0.5, h - cy - 0.5, w, h)
     growth = np.array([np.sum(light * circular_overlap_grid(*edges, float(r), 1, 1)) for r in range(1, r_max + 1)])
     if not growth[-1] > 0:
