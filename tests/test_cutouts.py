@@ -2,6 +2,7 @@
 
 import bz2
 import io
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,7 +18,6 @@ from photutils.centroids import centroid_2dg
 from scipy.ndimage import gaussian_filter
 
 from astro_galpost.images import as_image_array, make_cutouts
-from astro_galpost.images.cutouts import have_reproject
 
 SHAPE = (300, 360)  # (ny, nx) of the synthetic frames
 SKY, NOISE = 0.05, 0.01
@@ -225,17 +225,12 @@ class TestSynthetic:
             make_cutouts(frames, catalog, 24.5)
         with pytest.raises(u.UnitsError, match="angle"):
             make_cutouts(frames, catalog, 3 * u.kg)
-        with pytest.raises(ValueError, match="resample must be"):
-            make_cutouts(frames, catalog, 24, resample="nearest")
         with pytest.raises(ValueError, match="reference_band"):
             make_cutouts(frames, catalog, 24, reference_band="z")
         with pytest.raises(FileNotFoundError, match="frame-z.fits"):
             make_cutouts(dict(frames, g=tmp_path / "frame-z.fits"), catalog, 24)
         with pytest.raises(ValueError, match="no WCS"):
             make_cutouts(dict(frames, g=NDData(frames["g"].data)), catalog, 24)
-        if not have_reproject():
-            with pytest.raises(ImportError, match="reproject"):
-                make_cutouts(frames, catalog, 24, resample="reproject")
 
     def test_other_reference_band_and_order(self, synthetic):
         frames, _, catalog = synthetic
@@ -245,14 +240,35 @@ class TestSynthetic:
             cx, cy = _light_centre(cube[0, b])
             assert abs(cx - table["x_cutout"][0]) < 0.5 and abs(cy - table["y_cutout"][0]) < 0.5
 
-    def test_reproject_matches_bilinear(self, synthetic):
-        pytest.importorskip("reproject")
+    def test_without_reproject(self, synthetic, monkeypatch):
         frames, _, catalog = synthetic
-        a, _, ta = make_cutouts(frames, catalog, 40, resample="bilinear")
-        b, _, tb = make_cutouts(frames, catalog, 40, resample="reproject")
-        assert "reproject" in tb.meta["resample"] and "map_coordinates" in ta.meta["resample"]
-        both = np.isfinite(a) & np.isfinite(b)
-        np.testing.assert_allclose(a[both], b[both], atol=1e-5)
+        monkeypatch.setitem(sys.modules, "reproject", None)  # makes ``import reproject`` fail
+        with pytest.raises(ImportError, match=r"reproject.*'data' extra"):
+            make_cutouts(frames, catalog, 24)
+
+    def test_resampled_bands_keep_flux(self, synthetic):
+        # the galaxies have the same light in every band: the resampled r and i cutouts hold the
+        # flux of the exactly copied g cutout (same pixel scale, so bilinear interpolation conserves it)
+        frames, _, catalog = synthetic
+        cube, mask, table = make_cutouts(frames, catalog[:3], 40, subtract_background=False)
+        assert not mask.any() and table.meta["resample"] == "reproject_interp (bilinear)"
+        flux = (cube[:, :, 8:32, 8:32] - SKY).sum(axis=(2, 3))  # the central 24x24 pixels (r_eff: 3 px)
+        np.testing.assert_allclose(flux[:, 1:] / flux[:, :1], 1.0, rtol=0.02)  # noise: 0.6% of the flux
+        # interpolation averages neighbouring pixels: less noise on the sky, none lost on g
+        sky = cube[:, :, :6, :].std(axis=(0, 2, 3))
+        assert sky[0] == pytest.approx(NOISE, rel=0.15) and (sky[1:] < sky[0]).all()
+
+    def test_bad_pixel_masks_only_what_draws_on_it(self, synthetic):
+        # a band on the very same grid as the reference is copied pixel for pixel by the interpolation,
+        # and a bad pixel is lost there alone (not its neighbours, which give it zero weight)
+        frames, wcs_g, catalog = synthetic
+        data = np.array(frames["g"].data, dtype=np.float64)
+        x, y = (round(float(v)) for v in wcs_g.world_to_pixel(catalog[0]))
+        data[y + 3, x - 2] = np.nan
+        same = {"g": (data, wcs_g), "r": (data.copy(), wcs_g.deepcopy())}
+        cube, mask, _ = make_cutouts(same, catalog[0], 24, band_order="gr", subtract_background=False)
+        assert mask[0, 0].sum() == 1 and np.array_equal(mask[0, 1], mask[0, 0])
+        np.testing.assert_allclose(cube[0, 1][~mask[0, 1]], cube[0, 0][~mask[0, 0]], rtol=1e-6, atol=1e-9)
 
 
 # ----------------------------------------------------------------------------- real SDSS frames

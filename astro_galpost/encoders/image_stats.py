@@ -176,16 +176,23 @@ def _centre(light: np.ndarray) -> tuple[float, float]:
 def _growth_radii(light: np.ndarray, cy: float, cx: float) -> tuple[float, float, float] | None:
     """Radii enclosing 20, 50 and 90% of the light within the largest circle inside the cutout.
 
-    The curve of growth is `photutils.profiles.CurveOfGrowth` (exact circular
-    apertures of radius 1, 2, ... pixels); its radii are found by `_growth_radius`
-    rather than ``calc_radius_at_ee``, which needs a monotonic profile and has
-    no value below the first radius.
+    The curve of growth is the light in exact circular apertures of radius 1,
+    2, ... pixels, from the pixel-circle overlaps of
+    `photutils.geometry.circular_overlap_grid`: the numbers of
+    `photutils.profiles.CurveOfGrowth` (``method="exact"``; equal to rounding),
+    which spends ~0.15 ms of per-aperture bookkeeping on each of the ~30 radii
+    (measured on a 64x64 cutout, one thread: 5.6 ms for CurveOfGrowth, 0.9 ms
+    here). Its radii are found by `_growth_radius` rather than
+    ``calc_radius_at_ee``, which needs a monotonic profile and has no value
+    below the first radius.
     """
-    from photutils.profiles import CurveOfGrowth
+    from photutils.geometry import circular_overlap_grid
 
     h, w = light.shape
     r_max = max(int(min(cy, cx, h - 1 - cy, w - 1 - cx)), 2)
-    growth = CurveOfGrowth(light, (cx, cy), np.arange(1, r_max + 1, dtype=float)).profile
+    # the grid's pixel edges relative to the centre, its shape; then radius, use_exact=1, subpixels=1
+    edges = (-cx - 0.5, w - cx - 0.5, -cy - 0.5, h - cy - 0.5, w, h)
+    growth = np.array([np.sum(light * circular_overlap_grid(*edges, float(r), 1, 1)) for r in range(1, r_max + 1)])
     if not growth[-1] > 0:
         return None
     return tuple(max(_growth_radius(growth, f), 0.5) for f in (0.2, 0.5, 0.9))

@@ -4,7 +4,8 @@ SDSS observes g, r and i through different CCDs at different times in a drift
 scan, so the same galaxy lands on different pixels in each band's ``frame``
 file (about 10 pixels apart in 2820/3/122). :func:`make_cutouts` cuts the
 reference band with `~astropy.nddata.Cutout2D` and resamples the other bands
-onto that same pixel grid through their WCS, so channel ``k`` of every pixel
+onto that same pixel grid through their WCS (`reproject.reproject_interp`,
+from the ``data`` extra), so channel ``k`` of every pixel
 sees the same patch of sky. Positions are refined on the reference band with
 photutils centroids, the residual sky is removed, and pixels beyond a frame
 edge stay NaN and masked rather than the cutout silently shifting.
@@ -33,20 +34,23 @@ from ..utils.columns import column_data
 from .inputs import DEFAULT_BANDS
 from .units import common_unit, parse_bunit
 
-__all__ = ["have_reproject", "make_cutouts"]
+__all__ = ["make_cutouts"]
 
-RESAMPLE_METHODS = ("auto", "reproject", "bilinear")
 # Cutouts at least this big get a Background2D mesh; smaller ones a single clipped median.
 _MIN_MESH_SIZE = 64
 
 
-def have_reproject() -> bool:
-    """Whether the optional `reproject <https://reproject.readthedocs.io>`_ package is importable."""
+def _reproject_interp():
+    """`reproject.reproject_interp`, or an ImportError naming the extra that installs it."""
     try:
-        import reproject  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        from reproject import reproject_interp
+    except ImportError as err:
+        raise ImportError(
+            "make_cutouts needs the 'reproject' package to put the bands on one pixel grid; "
+            "it comes with the 'data' extra: pip install 'astro_galpost[data]'",
+            name="reproject",
+        ) from err
+    return reproject_interp
 
 
 # --------------------------------------------------------------------------------------
@@ -57,25 +61,25 @@ def have_reproject() -> bool:
 class _Frame:
     """One band's full image (float64, NaN where masked), celestial WCS and unit."""
 
-    __slots__ = ("band", "data", "wcs", "unit", "_bad", "_filled")
+    __slots__ = ("band", "data", "wcs", "unit", "_planes")
 
     def __init__(self, band: str, data: np.ndarray, wcs: WCS, unit: u.UnitBase | None):
         self.band, self.data, self.wcs, self.unit = band, data, wcs, unit
 
     @property
-    def bad(self) -> np.ndarray | None:
-        """Float map of bad (NaN) pixels, None when there are none (computed once)."""
-        if not hasattr(self, "_bad"):
-            bad = ~np.isfinite(self.data)
-            self._bad = bad.astype(np.float64) if bad.any() else None
-            self._filled = np.where(bad, 0.0, self.data) if bad.any() else self.data
-        return self._bad
+    def planes(self) -> np.ndarray:
+        """What is interpolated (computed once): ``(1, ny, nx)`` data, or with bad (NaN) pixels
+        ``(2, ny, nx)`` data set to 0 there and a float map of them.
 
-    @property
-    def filled(self) -> np.ndarray:
-        """The data with bad pixels set to 0."""
-        self.bad  # noqa: B018 - computes both maps
-        return self._filled
+        Interpolation multiplies a NaN by a zero weight too, which would lose
+        every output pixel next to a bad one; interpolating the two planes
+        loses only those that draw on it.
+        """
+        if not hasattr(self, "_planes"):
+            bad = ~np.isfinite(self.data)
+            self._planes = (np.stack([np.where(bad, 0.0, self.data), bad.astype(np.float64)]) if bad.any()
+                            else self.data[None])
+        return self._planes
 
 
 def _wcs_from_header(header: fits.Header) -> WCS:
@@ -266,47 +270,35 @@ def _subtract_background(image: np.ndarray, size: int) -> tuple[np.ndarray, floa
     return out, float(np.nanmedian(level))
 
 
-def _band_pixels(ref: _Frame, frame: _Frame, x0: int, y0: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates, in ``frame``, of the reference cutout's pixel grid."""
-    xs = x0 + np.arange(size, dtype=np.float64)
-    ys = y0 + np.arange(size, dtype=np.float64)
-    gx, gy = np.meshgrid(xs, ys)
-    if frame is ref:
-        return gx, gy
-    world = ref.wcs.pixel_to_world_values(gx, gy)
-    bx, by = frame.wcs.world_to_pixel_values(*world)
-    return np.asarray(bx), np.asarray(by)
+def _off_frame(ref: _Frame, frame: _Frame, x0: int, y0: int, size: int) -> bool:
+    """Whether a pixel of the reference cutout with origin (x0, y0) falls off ``frame`` (NaN there).
 
-
-def _off_frame(bx: np.ndarray, by: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Grid points outside the frame's outermost pixel centres (nothing to interpolate between)."""
-    ny, nx = shape
-    return ~((bx >= 0) & (bx <= nx - 1) & (by >= 0) & (by <= ny - 1))
-
-
-def _bilinear(frame: _Frame, bx: np.ndarray, by: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of ``frame`` at its pixel coordinates (NaN outside and near bad pixels)."""
-    from scipy.ndimage import map_coordinates
-
-    def interp(values: np.ndarray) -> np.ndarray:
-        # order=1 needs no spline prefilter; mode="constant" gives NaN beyond the outermost pixel centres.
-        return map_coordinates(values, [by, bx], order=1, mode="constant", cval=np.nan, prefilter=False)
-
-    if frame.bad is None:
-        return interp(frame.data)
-    # NaN times a zero weight is still NaN: interpolate zero-filled data and the bad-pixel
-    # map separately, so only pixels that really draw on bad pixels are lost.
-    out = interp(frame.filled)
-    out[interp(frame.bad) > 1e-6] = np.nan
-    return out
+    Only the cutout's rim is mapped through the two WCSs: the frame is a
+    rectangle and the map between the grids nearly affine, so a pixel off the
+    frame implies a rim pixel off it. A frame reaches half a pixel beyond its
+    outermost pixel centres, as in `reproject.reproject_interp`.
+    """
+    side = np.arange(size, dtype=np.float64)
+    low, high = np.zeros(size), np.full(size, size - 1.0)
+    x = x0 + np.concatenate([side, side, low, high])
+    y = y0 + np.concatenate([low, high, side, side])
+    if frame is not ref:
+        x, y = frame.wcs.world_to_pixel_values(*ref.wcs.pixel_to_world_values(x, y))
+    ny, nx = frame.data.shape
+    return not bool(np.all((x >= -0.5) & (x <= nx - 0.5) & (y >= -0.5) & (y <= ny - 0.5)))
 
 
 def _reproject(frame: _Frame, target_wcs: WCS, size: int) -> np.ndarray:
-    from reproject import reproject_interp
-
-    out, footprint = reproject_interp((frame.data, frame.wcs), target_wcs, shape_out=(size, size), order="bilinear")
-    out[footprint == 0] = np.nan
-    return out
+    """``frame`` on the ``size`` x ``size`` grid of ``target_wcs`` (bilinear); NaN off it and near bad pixels."""
+    planes = frame.planes
+    # no round-trip check of the pixel mapping: it guards all-sky projections, not a stamp's
+    # neighbourhood, and would double the WCS work of each call
+    out = _reproject_interp()((planes, frame.wcs), target_wcs, shape_out=(len(planes), size, size),
+                              order="bilinear", roundtrip_coords=False, return_footprint=False)
+    image = out[0]
+    if len(planes) == 2:
+        image[~(out[1] <= 1e-6)] = np.nan
+    return image
 
 
 # --------------------------------------------------------------------------------------
@@ -325,7 +317,6 @@ def make_cutouts(
     reference_band: str | None = None,
     centroid_box: int = 11,
     max_shift: float = 3.0,
-    resample: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray, Table]:
     """Cut aligned multi-band stamps around sky positions out of calibrated frames.
 
@@ -362,12 +353,6 @@ def make_cutouts(
         Largest centroid shift accepted, in pixels. A bigger one (the box caught
         a neighbour, or there is no source) leaves the cutout on the input
         position and sets ``centroid_failed``.
-    resample : {"auto", "reproject", "bilinear"}
-        How non-reference bands are put on the reference grid: ``"reproject"``
-        uses ``reproject.reproject_interp`` (optional dependency), ``"bilinear"``
-        maps every output pixel through both WCSs (world ↔ pixel) and
-        interpolates with `scipy.ndimage.map_coordinates` (order 1); ``"auto"``
-        uses reproject when it is installed.
 
     Returns
     -------
@@ -389,12 +374,19 @@ def make_cutouts(
         pixels at all) and ``centroid_failed``. ``meta`` records the bands,
         reference band, unit, pixel scale and resampling method.
 
+    Raises
+    ------
+    ImportError
+        Without the ``reproject`` package (the ``data`` extra).
+
     Notes
     -----
     The reference band's pixels are copied exactly (`~astropy.nddata.Cutout2D`
     with ``mode="partial"``); a cutout is centred to the nearest whole pixel,
     and the exact position is in ``x_cutout``/``y_cutout``. Other bands are
-    interpolated, which smooths their noise slightly; interpolation preserves
+    interpolated bilinearly onto that grid by `reproject.reproject_interp`
+    (pixels that draw on a bad pixel are NaN and masked), which smooths their
+    noise slightly; interpolation preserves
     surface brightness, not flux, so frames of a different pixel scale need a
     flux-conserving reprojection first. Cutouts keep the reference frame's
     orientation (SDSS frames are not north-up). Pixels beyond a frame edge are
@@ -416,8 +408,8 @@ def make_cutouts(
     >>> cube.shape, bool(mask.any())
     ((1, 3, 16, 16), False)
     """
-    band_order, reference_band, use_reproject = _check_arguments(
-        frames, coords, band_order, reference_band, resample, centroid_box)
+    _reproject_interp()  # fail early without reproject
+    band_order, reference_band = _check_arguments(frames, coords, band_order, reference_band, centroid_box)
     loaded, unit = _load_frames(frames, band_order)
     ref = loaded[reference_band]
     npix = _pixel_size(size, ref.wcs)
@@ -434,7 +426,7 @@ def make_cutouts(
     cols["x_input"] = np.atleast_1d(np.asarray(xin, float))
     cols["y_input"] = np.atleast_1d(np.asarray(yin, float))
     steps = {"refine_centroid": refine_centroid, "centroid_box": int(centroid_box), "max_shift": max_shift,
-             "subtract_background": subtract_background, "use_reproject": use_reproject}
+             "subtract_background": subtract_background}
     for k in range(n):
         _cut_one(k, cube, cols, [loaded[b] for b in band_order], ref, npix, **steps)
     table = _cutout_table(coords, cols, ref.wcs, band_order, unit)
@@ -444,14 +436,14 @@ def make_cutouts(
         unit=None if unit is None else unit.to_string(),
         pixel_scale_arcsec=float(np.mean(proj_plane_pixel_scales(ref.wcs)) * 3600.0),
         size=npix,
-        resample="reproject_interp (bilinear)" if use_reproject else "bilinear (scipy.ndimage.map_coordinates)",
+        resample="reproject_interp (bilinear)",
     )
     return cube, ~np.isfinite(cube), table
 
 
 def _check_arguments(frames: Mapping[str, Any], coords: Any, band_order: Sequence[str], reference_band: str | None,
-                     resample: str, centroid_box: Any) -> tuple[tuple[str, ...], str, bool]:
-    """Validated ``band_order``, ``reference_band`` and whether to use reproject, for `make_cutouts`."""
+                     centroid_box: Any) -> tuple[tuple[str, ...], str]:
+    """Validated ``band_order`` and ``reference_band`` for `make_cutouts`."""
     band_order = tuple(band_order)
     if not band_order:
         raise ValueError("band_order names no bands")
@@ -461,16 +453,11 @@ def _check_arguments(frames: Mapping[str, Any], coords: Any, band_order: Sequenc
     reference_band = band_order[0] if reference_band is None else reference_band
     if reference_band not in band_order:
         raise ValueError(f"reference_band {reference_band!r} is not in band_order {band_order}")
-    if resample not in RESAMPLE_METHODS:
-        raise ValueError(f"resample must be one of {', '.join(RESAMPLE_METHODS)}; got {resample!r}")
-    if resample == "reproject" and not have_reproject():
-        raise ImportError("resample='reproject' needs the optional 'reproject' package (pip install reproject)")
     if not isinstance(coords, SkyCoord):
         raise TypeError(f"coords must be an astropy SkyCoord, got {type(coords).__name__}")
     if not (isinstance(centroid_box, int | np.integer) and centroid_box >= 3):
         raise ValueError(f"centroid_box must be an int of at least 3 pixels, got {centroid_box!r}")
-    use_reproject = resample == "reproject" or (resample == "auto" and have_reproject())
-    return band_order, reference_band, use_reproject
+    return band_order, reference_band
 
 
 def _load_frames(frames: Mapping[str, Any], band_order: tuple[str, ...]) -> tuple[dict[str, _Frame], u.UnitBase | None]:
@@ -484,8 +471,7 @@ def _load_frames(frames: Mapping[str, Any], band_order: tuple[str, ...]) -> tupl
 
 
 def _cut_one(k: int, cube: np.ndarray, cols: dict[str, np.ndarray], frames: list[_Frame], ref: _Frame, npix: int, *,
-             refine_centroid: bool, centroid_box: int, max_shift: float, subtract_background: bool,
-             use_reproject: bool) -> None:
+             refine_centroid: bool, centroid_box: int, max_shift: float, subtract_background: bool) -> None:
     """Fill ``cube[k]`` and row ``k`` of ``cols`` for the galaxy at ``cols["x_input"][k], cols["y_input"][k]``."""
     x, y = cols["x_input"][k], cols["y_input"][k]
     if refine_centroid:
@@ -500,14 +486,11 @@ def _cut_one(k: int, cube: np.ndarray, cols: dict[str, np.ndarray], frames: list
     x0, y0 = _cutout_origin(ref_cut)
     cols["x_cutout"][k], cols["y_cutout"][k] = x - x0, y - y0
     for j, frame in enumerate(frames):
-        bx, by = _band_pixels(ref, frame, x0, y0, npix)
-        cols["edge"][k] |= bool(_off_frame(bx, by, frame.data.shape).any())
+        cols["edge"][k] |= _off_frame(ref, frame, x0, y0, npix)
         if frame is ref:
             image = np.array(ref_cut.data, dtype=np.float64)
-        elif use_reproject:
-            image = _reproject(frame, ref_cut.wcs, npix)
         else:
-            image = _bilinear(frame, bx, by)
+            image = _reproject(frame, ref_cut.wcs, npix)
         if subtract_background:
             image, cols[f"bkg_{frame.band}"][k] = _subtract_background(image, npix)
         cube[k, j] = image

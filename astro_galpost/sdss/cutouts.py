@@ -308,7 +308,7 @@ def fetch_cutouts(
     **cutout_options
         Passed to :func:`~astro_galpost.images.make_cutouts`
         (``refine_centroid``, ``subtract_background``, ``reference_band``,
-        ``centroid_box``, ``max_shift``, ``resample``).
+        ``centroid_box``, ``max_shift``).
 
     Returns
     -------
