@@ -21,7 +21,7 @@ from ..utils.threads import default_threads
 __all__ = ["main"]
 
 #: Optional packages of the ``data`` extra that some table formats need (HDF5, chunked CSV reading).
-_DATA_EXTRA = ("h5py", "pandas", "pyarrow")
+_DATA_EXTRA = ("h5py", "pandas", "pyarrow", "reproject", "photutils", "astroquery", "specutils")
 
 
 def _read_table(path: str):
