@@ -13,9 +13,15 @@ can be imported, and why not.
     different targets are independent. Hyperparameters are the defaults of the
     DESC RAIL ``FlexZBoost`` stage (``max_basis=35``, cosine basis, xgboost
     ``max_depth=8``, ``reg:squarederror``, otherwise xgboost's defaults; 75% of
-    the training rows fit, the other 25% choose the bump threshold in
+    the training rows fit, the other 25% tune). Tuning is RAIL's: flexcode's
+    ``tune`` chooses the basis functions, then the bump threshold in
     ``linspace(0.02, 0.35, 20)`` and the sharpening in ``linspace(0.7, 2.1, 15)``
-    with flexcode's own ``tune``). Draws are inverse-CDF samples of the
+    minimise flexcode's ``cde_loss`` of ``predict`` (on 301 grid points) on the
+    tuning rows. (flexcode
+    0.2.3's own ``tune(..., bump_threshold_grid, sharpen_grid)`` compares the
+    tuning targets mapped to [0, 1] with a grid in the targets' units, so for any
+    target range but [0, 1] it scores every candidate at the grid's lower edge
+    and picks the flattest densities.) Draws are inverse-CDF samples of the
     conditional density on a 1000-point grid.
 `PzFlow`
     ``pzflow.Flow`` with the inputs as conditional columns and the targets as
@@ -104,6 +110,8 @@ class FlexZBoost:
         tune the bump threshold and sharpening.
     n_grid : int, optional
         Grid points of the conditional density the draws are taken from.
+    tune_grid : int, optional
+        Grid points of the densities scored while tuning (RAIL's 301).
     seed : int, optional
         Seed of the fit/tune split and of xgboost.
     """
@@ -111,8 +119,10 @@ class FlexZBoost:
     name = "FlexZBoost"
     joint = False
 
-    def __init__(self, max_basis: int = 35, train_fraction: float = 0.75, n_grid: int = 1000, seed: int = 0):
-        self.max_basis, self.train_fraction, self.n_grid, self.seed = max_basis, train_fraction, n_grid, seed
+    def __init__(self, max_basis: int = 35, train_fraction: float = 0.75, n_grid: int = 1000, tune_grid: int = 301,
+                 seed: int = 0):
+        self.max_basis, self.train_fraction, self.seed = max_basis, train_fraction, seed
+        self.n_grid, self.tune_grid = n_grid, tune_grid
         self.models_: list = []
 
     def _fit_one(self, x_fit, z_fit, x_tune, z_tune):
@@ -126,9 +136,19 @@ class FlexZBoost:
         # offers no argument for it: one process, as for every other method here
         model.model.models.set_params(n_jobs=1)
         model.fit(x_fit, z_fit)
-        model.tune(x_tune, z_tune, bump_threshold_grid=np.linspace(0.02, 0.35, 20),
-                   sharpen_grid=np.linspace(0.7, 2.1, 15))
+        model.tune(x_tune, z_tune)  # the basis functions only (see the module docstring)
+        for attribute, grid in (("bump_threshold", np.linspace(0.02, 0.35, 20)),
+                                ("sharpen_alpha", np.linspace(0.7, 2.1, 15))):
+            setattr(model, attribute, min(grid, key=lambda value: self._tune_loss(model, attribute, value,
+                                                                                   x_tune, z_tune)))
         return model
+
+    def _tune_loss(self, model, attribute: str, value: float, x_tune, z_tune) -> float:
+        from flexcode.loss_functions import cde_loss
+
+        setattr(model, attribute, value)
+        density, grid = model.predict(x_tune, n_grid=self.tune_grid)
+        return cde_loss(density, grid, z_tune)
 
     def fit(self, X, Y) -> FlexZBoost:
         """Fit one FlexCode model per column of ``Y``; tune each on held-back training rows."""
