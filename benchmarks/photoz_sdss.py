@@ -69,6 +69,7 @@ def run_galpost(train: Table, test: Table, params: dict, n_samples: int) -> tupl
 
 
 def features(table: Table) -> np.ndarray:
+    """The nine inputs of the baseline and the peers: ugriz and the four adjacent colours."""
     return np.column_stack([np.asarray(table[c], float) for c in FEATURES])
 
 
