@@ -17,8 +17,7 @@ can be imported, and why not.
     ``tune`` chooses the basis functions, then the bump threshold in
     ``linspace(0.02, 0.35, 20)`` and the sharpening in ``linspace(0.7, 2.1, 15)``
     minimise flexcode's ``cde_loss`` of ``predict`` (on 301 grid points) on the
-    tuning rows. (flexcode
-    0.2.3's own ``tune(..., bump_threshold_grid, sharpen_grid)`` compares the
+    tuning rows. (flexcode 0.2.3's own ``tune(..., bump_threshold_grid, sharpen_grid)`` compares the
     tuning targets mapped to [0, 1] with a grid in the targets' units, so for any
     target range but [0, 1] it scores every candidate at the grid's lower edge
     and picks the flattest densities.) Draws are inverse-CDF samples of the
@@ -33,7 +32,8 @@ can be imported, and why not.
     (amortised, single round; no prior given, so sbi uses the empirical one),
     with its defaults: masked autoregressive flow (for a single target sbi warns
     that its MAF "is limited to Gaussians", so there, and only there, its neural
-    spline flow ``"nsf"``, a rule fixed before any run), z-scored ``theta`` and ``x``,
+    spline flow ``"nsf"``: a rule taken from that warning in a smoke run, before
+    the runs reported, not from any score), z-scored ``theta`` and ``x``,
     batch 200, Adam 5e-4, early stopping after 20 epochs without validation
     improvement on 10% of the training rows. Sampling is ``sample_batched``.
 
