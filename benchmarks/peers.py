@@ -154,7 +154,7 @@ class FlexZBoost:
         """Fit one FlexCode model per column of ``Y``; tune each on held-back training rows."""
         X, Y = _as_2d(X, "X"), _as_2d(Y, "Y")
         order = np.random.default_rng(self.seed).permutation(len(X))
-        n_fit = int(round(self.train_fraction * len(X)))
+        n_fit = round(self.train_fraction * len(X))
         fit, tune = order[:n_fit], order[n_fit:]
         self.models_ = [self._fit_one(X[fit], Y[fit, j], X[tune], Y[tune, j]) for j in range(Y.shape[1])]
         return self
@@ -301,7 +301,7 @@ def peer_status(name: str) -> str | None:
     for module in PEERS[name][1]:
         try:
             importlib.import_module(module)
-        except Exception as err:  # an installed but broken library is reported, not raised
+        except Exception as err:  # noqa: BLE001 - an installed but broken library is reported, not raised
             return f"not installed: {module} ({type(err).__name__}: {err})"
     return None
 
@@ -342,6 +342,6 @@ def run_peer(name: str, X_train, Y_train, X_test, n_samples: int, seed: int = 0)
         t1 = time.perf_counter()
         samples = peer.sample(X_test, n_samples, seed)
         t2 = time.perf_counter()
-    except Exception as err:  # a peer that fails becomes a table row, not a crash
+    except Exception as err:  # noqa: BLE001 - a peer that fails becomes a table row, not a crash
         return {"status": f"failed: {type(err).__name__}: {err}"}
     return {"status": "ok", "samples": samples, "fit_seconds": t1 - t0, "sample_seconds": t2 - t1}
