@@ -31,7 +31,15 @@ within ±0.07; the stress correlation within 0.05 of the complete one. Hyperpara
 are the package defaults, fixed in advance; the test galaxies take part in no choice.
 
     python benchmarks/joint_calibration.py [--quick] [--threads 1] [--ensemble 3] [--seed 0]
-        [--only default,ensemble,complete,stress]
+        [--only default,ensemble,complete,stress] [--peers flexzboost,pzflow,sbi]
+
+``--peers`` fits peer methods (``benchmarks/peers.py``, the optional extra ``peers``,
+library defaults fixed in advance) on the ``default`` experiment's training rows that
+have all three core targets (log M*, log SFR, redshift) labelled -- the peers cannot
+learn from a row with a missing label -- from dereddened ugriz magnitudes and the four
+adjacent colours, and evaluates them on the same test rows: PIT KS and coverage of each
+core target and of sSFR = log SFR − log M*. FlexZBoost is univariate: its targets are
+drawn independently, so its sSFR calibration is what independence gives.
 
 The last line printed is one JSON object with all figures.
 """
@@ -64,6 +72,7 @@ SETTINGS = {
     "full": {"n_train": 6000, "n_test": 2000, "n_samples": 500, "params": {}},
     "quick": {"n_train": 2500, "n_test": 1000, "n_samples": 300, "params": {"max_epochs": 40}},
 }
+CORE_TARGETS = ("log_mstar", "log_sfr", "redshift")
 LINE_COLUMNS = ("h_alpha_flux", "h_beta_flux", "nii_6584_flux", "oiii_5007_flux")
 KS_GOAL, COVERAGE_GOAL, BIN_GOAL, CORR_GOAL = 0.05, 0.05, 0.07, 0.05
 
@@ -150,6 +159,54 @@ def fit_and_evaluate(name: str, train: Table, test: Table, cfg: dict, seed: int,
     return result
 
 
+def peer_inputs(table: Table) -> np.ndarray:
+    """Dereddened ugriz model magnitudes and the four adjacent colours."""
+    mags = np.column_stack([np.asarray(table[f"modelMag_{b}"], float) - np.asarray(table[f"extinction_{b}"], float)
+                            for b in "ugriz"])
+    return np.column_stack([mags, -np.diff(mags, axis=1)])
+
+
+def run_peers(names: list[str], train: Table, test: Table, cfg: dict, seed: int) -> dict:
+    """Fit each peer on the training rows with every core target labelled; evaluate on ``test``."""
+    from peers import run_peer  # benchmarks/peers.py, beside this script
+
+    x, y = peer_inputs(train), np.column_stack([model_space_truth(train, n) for n in CORE_TARGETS])
+    keep = np.all(np.isfinite(x), 1) & np.all(np.isfinite(y), 1)
+    print(f"\n## peers: {int(keep.sum())} of {len(train)} training galaxies have all of {', '.join(CORE_TARGETS)} "
+          f"labelled (the peers cannot use a row with a missing label); {len(test)} test galaxies")
+    results = {}
+    for name in names:
+        run = run_peer(name, x[keep], y[keep], peer_inputs(test), cfg["n_samples"], seed)
+        results[name] = {"status": run["status"], "n_train": int(keep.sum())}
+        if run["status"] != "ok":
+            print(f"\n### {name}: {run['status']}")
+            continue
+        post = {n: run["samples"][:, :, j] for j, n in enumerate(CORE_TARGETS)}
+        results[name].update(targets=target_table(post, test), derived=derived_calibration(post, test, ["log_ssfr"]),
+                             fit_seconds=run["fit_seconds"], sample_seconds=run["sample_seconds"])
+        print(f"\n### {name}: fit {run['fit_seconds']:.0f} s, sampling {run['sample_seconds']:.0f} s")
+        print(to_markdown(results[name]["targets"], title=f"{name}: targets"))
+        print(to_markdown(results[name]["derived"], title=f"{name}: derived quantities"))
+    return results
+
+
+def print_comparison(methods: dict[str, dict]) -> None:
+    """One row per method: PIT KS and 68% coverage of the core targets and of sSFR."""
+    names = (*CORE_TARGETS, "log_ssfr")
+    print("\n## Side by side (same test rows): PIT KS / 68% coverage\n")
+    print("| method | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for method, r in methods.items():
+        if r.get("status", "ok") != "ok":
+            print(f"| {method} | {r['status']} |" + " |" * (len(names) - 1))
+            continue
+        rows = {**calibration_rows(r["targets"]), **calibration_rows(r["derived"])}
+        cells = [f"{rows[n]['pit_ks']:.3f} / {rows[n]['coverage_68']:.3f}" if n in rows else "n/a" for n in names]
+        print(f"| {method} | " + " | ".join(cells) + " |")
+    if "flexzboost" in methods:
+        print("\nFlexZBoost draws each target independently: its sSFR row is what independence gives.")
+
+
 def goals(result: dict) -> dict:
     t, d, b = result["targets"], result["derived"], result["bins"]
     dks = np.asarray(d["pit_ks"], float)
@@ -163,14 +220,20 @@ def goals(result: dict) -> dict:
     }
 
 
+def calibration_rows(table: Table) -> dict:
+    """``{quantity: {pit_ks, coverage_68, coverage_95}}`` of a targets or derived table."""
+    return {str(r["quantity"]): {c: round(float(r[c]), 4) for c in ("pit_ks", "coverage_68", "coverage_95")}
+            for r in table}
+
+
 def summary(result: dict) -> dict:
     out = {k: v for k, v in result.items() if not isinstance(v, Table)}
     for key in ("targets", "derived"):
-        table = result[key]
-        out[key] = {str(r["quantity"]): {c: round(float(r[c]), 4) for c in ("pit_ks", "coverage_68", "coverage_95")}
-                    for r in table}
-    out["worst_quintile_coverage_68"] = {f"{r['binned by']}|{r['target']}": round(float(r["worst"]), 3)
-                                         for r in result["bins"]}
+        if key in result:
+            out[key] = calibration_rows(result[key])
+    if "bins" in result:
+        out["worst_quintile_coverage_68"] = {f"{r['binned by']}|{r['target']}": round(float(r["worst"]), 3)
+                                             for r in result["bins"]}
     return out
 
 
@@ -181,7 +244,18 @@ def main() -> None:
     parser.add_argument("--ensemble", type=int, default=3, help="members of the ensemble experiment (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default="default,ensemble,complete,stress")
+    parser.add_argument("--peers", default="",
+                        help="comma-separated peer methods fitted on the default experiment's rows: "
+                             "flexzboost, pzflow, sbi")
     args = parser.parse_args()
+    peer_names = []
+    if args.peers:
+        from peers import parse_peers  # benchmarks/peers.py, beside this script
+
+        try:
+            peer_names = parse_peers(args.peers)
+        except ValueError as err:
+            parser.error(str(err))
     torch.set_num_threads(args.threads)
     cfg = SETTINGS["quick" if args.quick else "full"]
     cat = make_mock_catalog(cfg["n_train"] + cfg["n_test"], random_state=args.seed)
@@ -205,6 +279,11 @@ def main() -> None:
         results["ensemble"] = fit_and_evaluate(f"ensemble of {args.ensemble}", train, test, cfg, args.seed,
                                                {"n_ensemble": args.ensemble})
 
+    peer_results = run_peers(peer_names, train, test, cfg, args.seed) if peer_names else {}
+    if peer_results:
+        galpost = {"galpost default": results["default"]} if "default" in results else {}
+        print_comparison({**galpost, **peer_results})
+
     verdict = {name: goals(r) for name, r in results.items()}
     if "complete" in results and "stress" in results:
         gap = abs(results["stress"]["corr_mbh_mstar_within"] - results["complete"]["corr_mbh_mstar_within"])
@@ -217,7 +296,9 @@ def main() -> None:
         print(f"- {name}: {v}")
     print(json.dumps({"benchmark": "joint_calibration", "quick": args.quick, "threads": args.threads,
                       "seed": args.seed, "n_train": len(train), "n_test": len(test),
-                      "results": {k: summary(r) for k, r in results.items()}, "goals": verdict}, default=float))
+                      "results": {k: summary(r) for k, r in results.items()}, "goals": verdict,
+                      **({"peers": {k: summary(r) for k, r in peer_results.items()}} if peer_results else {})},
+                     default=float))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,14 @@ Goals (issue 2): R² ≥ 0.88, σ_NMAD ≤ 0.013, PIT KS ≤ 0.05, 68% coverage 
 0.63–0.73, 95% in 0.92–0.97, fit in under 2 minutes on 2 CPU cores.
 
     python benchmarks/photoz_sdss.py [--folds 5] [--test unseen.csv] [--params '{"n_ensemble": 5}']
+        [--peers flexzboost,pzflow,sbi]
+
+``--peers`` also fits peer methods (``benchmarks/peers.py``, the optional extra
+``peers``) on exactly the same training rows of every split, from the same nine
+features as the baseline (ugriz and the four adjacent colours), draws as many samples
+for the same test rows, and prints one table row per method with the same metrics; a
+peer that is not installed or fails is a row saying so. Their hyperparameters are
+the libraries' defaults, fixed in advance (see ``benchmarks/peers.py``).
 """
 
 from __future__ import annotations
@@ -60,13 +68,57 @@ def run_galpost(train: Table, test: Table, params: dict, n_samples: int) -> tupl
     return samples, fit_seconds
 
 
+def features(table: Table) -> np.ndarray:
+    """The nine inputs of the baseline and the peers: ugriz and the four adjacent colours."""
+    return np.column_stack([np.asarray(table[c], float) for c in FEATURES])
+
+
 def run_baseline(train: Table, test: Table, seed: int) -> tuple[np.ndarray, float]:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    x = lambda t: np.column_stack([np.asarray(t[c], float) for c in FEATURES])  # noqa: E731
     t0 = time.perf_counter()
-    model = HistGradientBoostingRegressor(random_state=seed).fit(x(train), np.asarray(train["zs"], float))
-    return model.predict(x(test)), time.perf_counter() - t0
+    model = HistGradientBoostingRegressor(random_state=seed).fit(features(train), np.asarray(train["zs"], float))
+    return model.predict(features(test)), time.perf_counter() - t0
+
+
+def run_peers(names: list[str], train: Table, test: Table, n_samples: int, seed: int,
+              done: dict[str, list]) -> None:
+    """Fit and sample each peer on one split, appending its result to ``done[name]``.
+
+    A peer that was unavailable or failed on an earlier split is not run again.
+    """
+    from peers import run_peer  # benchmarks/peers.py, beside this script
+
+    for name in names:
+        folds = done.setdefault(name, [])
+        if folds and folds[-1]["status"] != "ok":
+            continue
+        folds.append(run_peer(name, features(train), np.asarray(train["zs"], float), features(test),
+                              n_samples, seed))
+        print(f"  {name}: {folds[-1]['status']}"
+              + (f", fit {folds[-1]['fit_seconds']:.1f} s" if folds[-1]["status"] == "ok" else ""), flush=True)
+
+
+def summarise_peer(folds: list[dict], truth: np.ndarray) -> dict:
+    """The same metrics as for GalaxyPosterior over all splits, or the peer's status."""
+    failed = [f["status"] for f in folds if f["status"] != "ok"]
+    if failed:
+        return {"status": failed[0]}
+    out = evaluate(np.concatenate([f["samples"][:, :, 0] for f in folds]), truth)
+    out.update(status="ok", fit_seconds=float(np.mean([f["fit_seconds"] for f in folds])),
+               sample_seconds=float(np.mean([f["sample_seconds"] for f in folds])))
+    return out
+
+
+def print_methods(methods: dict[str, dict]) -> None:
+    """One row per method; a method without calibration (a point estimate) shows n/a."""
+    keys = ("r2", "rmse", "sigma_nmad", "outlier_fraction", "pit_ks", "coverage_68", "coverage_95", "fit_seconds")
+    print(f"\n{'method':14s} " + " ".join(f"{k:>16s}" for k in keys))
+    for name, m in methods.items():
+        if m.get("status", "ok") != "ok":
+            print(f"{name:14s} {m['status']}")
+            continue
+        print(f"{name:14s} " + " ".join(f"{m[k]:16.4f}" if k in m else f"{'n/a':>16s}" for k in keys))
 
 
 def main(argv=None) -> dict:
@@ -78,7 +130,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--params", default=json.dumps(DEFAULT_PARAMS),
                         help="JSON of GalaxyPosterior parameters (default: %(default)s)")
+    parser.add_argument("--peers", default="",
+                        help="comma-separated peer methods to run on the same rows: flexzboost, pzflow, sbi")
     args = parser.parse_args(argv)
+    peer_names = []
+    if args.peers:
+        from peers import parse_peers  # benchmarks/peers.py, beside this script
+
+        try:
+            peer_names = parse_peers(args.peers)
+        except ValueError as err:
+            parser.error(str(err))
 
     train_path = args.train or (shared_data_dir() or Path("missing")) / "sdss_mgs_photoz_train.csv"
     if not train_path.is_file():
@@ -92,7 +154,7 @@ def main(argv=None) -> dict:
         folds = np.array_split(order, args.folds)
         splits = [(table[np.concatenate(folds[:k] + folds[k + 1:])], table[folds[k]]) for k in range(args.folds)]
 
-    samples, preds, truths, fit_times, base_times = [], [], [], [], []
+    samples, preds, truths, fit_times, base_times, peer_folds = [], [], [], [], [], {}
     for k, (train, test) in enumerate(splits):
         s, fit_seconds = run_galpost(train, test, params, args.n_samples)
         p, base_seconds = run_baseline(train, test, args.seed)
@@ -102,6 +164,8 @@ def main(argv=None) -> dict:
         fit_times.append(fit_seconds)
         base_times.append(base_seconds)
         print(f"split {k + 1}/{len(splits)}: {len(train)} train, {len(test)} test, fit {fit_seconds:.1f} s", flush=True)
+        if peer_names:
+            run_peers(peer_names, train, test, args.n_samples, args.seed, peer_folds)
 
     truth = np.concatenate(truths)
     ours = evaluate(np.concatenate(samples), truth)
@@ -125,6 +189,10 @@ def main(argv=None) -> dict:
         print(f"{key:18s} {ours[key]:10.4f} {b_text} {ratio}  {goal_text}")
     result = {"n_test": int(len(truth)), "splits": len(splits), "params": params,
               "galpost": ours, "baseline_hgb": base}
+    if peer_names:
+        peer_results = {name: summarise_peer(peer_folds[name], truth) for name in peer_names}
+        print_methods({"galpost": ours, "HGB baseline": base, **peer_results})
+        result["peers"] = peer_results
     print(json.dumps(result))
     return result
 

@@ -80,7 +80,7 @@ def detect_format(path, format: str | None = None) -> str:
 
 # -------------------------------------------------------- astropy metadata
 def parse_table_header(lines) -> dict | None:
-    """astropy's YAML table header from its lines (``# ``-prefixed or not); None when it is not one.
+    """astropy's YAML table header from its lines, with or without the "# " prefix; None when it is not one.
 
     Parameters
     ----------
