@@ -688,6 +688,7 @@ def _sky_positions(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.
     return ra, dec
 
 
+# Long for its numpydoc docstring (a public entry point with many parameters); the code is under 100 lines.
 def make_mock_catalog(
     n: int,
     random_state: int | np.random.Generator | None = None,

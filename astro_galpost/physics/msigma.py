@@ -499,6 +499,7 @@ def sigma_quality(
     return reason
 
 
+# Long for its numpydoc docstring (a public entry point with many parameters); the code is under 100 lines.
 def add_mbh_column(
     table: Table,
     sigma_column: str | None = None,
