@@ -547,7 +547,7 @@ def _per_band(value: Any, bands: Sequence[str], unit: u.UnitBase | None, name: s
     return arr
 
 
-# Long for its numpydoc docstring (a public entry point with many parameters); the code is under 100 lines.
+# Long for its numpydoc docstring (a public entry point with many parameters); the code is about 100 lines.
 def make_mock_images(
     table: Table,
     size: int = 64,
