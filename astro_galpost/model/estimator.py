@@ -580,7 +580,7 @@ class GalaxyPosterior(ParamsMixin):
 
     @property
     def residual_scales_(self) -> dict[str, np.ndarray]:
-        """Per target, the factor on the flow residuals of each ensemble member, one shared value (see ``recalibrate``)."""
+        """Per target, the factor on the flow residuals of each ensemble member (all equal; see ``recalibrate``)."""
         return self._per_member("residual_scale")
 
     @property
