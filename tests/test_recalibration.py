@@ -86,3 +86,19 @@ def test_estimator_recalibrates_by_default_and_can_be_told_not_to(mock_table, ti
     assert any(np.any(v != 1.0) for v in on.residual_scales_.values())
     values = np.concatenate(list(on.residual_scales_.values()))
     assert np.all((values >= SCALE_GRID[0]) & (values <= SCALE_GRID[-1]))
+
+
+def test_ensemble_factor_is_shared_and_set_by_every_members_held_out_rows():
+    from astro_galpost.model.recalibration import fit_ensemble_recalibration
+
+    wide = _net_and_data(noise=1.0, seed=0)
+    narrow = _net_and_data(noise=0.1, seed=1)
+    alone = [fit_recalibration(*_net_and_data(noise=noise, seed=seed)[:4], n_samples=100)[1]
+             for noise, seed in ((1.0, 0), (0.1, 1))]
+    nets = [wide[0], narrow[0]]
+    shifts, scales = fit_ensemble_recalibration(nets, [wide[1:] + (None,), narrow[1:] + (None,)], n_samples=100)
+    assert shifts.shape == (2, 2) and scales.shape == (2,)
+    for net in nets:
+        np.testing.assert_array_equal(net.residual_scale.numpy(), scales)
+    # between the factors each member's rows ask for alone
+    assert np.all(scales > np.minimum(*alone)) and np.all(scales < np.maximum(*alone))

@@ -24,7 +24,7 @@ from ..utils.params import ParamsMixin, check_float, check_int
 from ..utils.threads import torch_threads
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
-from .recalibration import fit_recalibration
+from .recalibration import fit_ensemble_recalibration
 from .targets import GROUPS, TARGETS, TargetGroup, group_order
 from .training import split_indices, train_network
 
@@ -258,7 +258,9 @@ class GalaxyPosterior(ParamsMixin):
         of the posterior medians and a factor on the flow residuals that gives
         the held-out rows' central credible intervals their nominal coverage
         (`astro_galpost.model.recalibration`; they are ``residual_shifts_`` and
-        ``residual_scales_``). Needs ``validation_fraction > 0``.
+        ``residual_scales_``). The shifts are fitted per member, the factor
+        once for all members on the held-out rows of all of them. Needs
+        ``validation_fraction > 0``.
     batch_size, max_epochs, learning_rate, weight_decay, patience : optional
         Optimisation settings (AdamW; the learning rate halves on plateaus;
         training stops after ``patience`` epochs without improvement).
@@ -516,7 +518,8 @@ class GalaxyPosterior(ParamsMixin):
         y = (y - self.label_mean_) / self.label_scale_
 
         self.groups_, self.flows_ = self._group_specs(list(targets))
-        self.networks_, self.history_ = [], []
+        self.networks_, self.history_, recalibration_rows = [], [], []
+        recalibration_seed = int(member_seeds[0].generate_state(2)[1])
         for k, member in enumerate(member_seeds):
             # each member validates on a different window of one permutation of the rows
             train_index, val_index = split_indices(
@@ -536,19 +539,24 @@ class GalaxyPosterior(ParamsMixin):
                     patience=self.patience, seed=seed, device=self.device, progress=self.progress,
                     description=f"fit {k + 1}/{self.n_ensemble}" if self.n_ensemble > 1 else "fit",
                 )
-                if self.recalibrate and len(val_index):
-                    net.to(self.device)
-                    # shifts from the held-out rows and up to three times as many training rows, widths from the former
-                    some_train = np.random.default_rng(seed).permutation(train_index)[: 3 * len(val_index)]
-                    rows = np.concatenate([val_index, some_train])
-                    fit_recalibration(net, x[rows], y[rows], valid[rows], held_out=np.arange(len(rows)) < len(val_index))
-            self.networks_.append(net.to("cpu") if self.device == "cpu" else net)
+            if self.recalibrate and len(val_index):
+                # shifts from the held-out rows and up to three times as many training rows, widths from the former
+                some_train = np.random.default_rng(seed).permutation(train_index)[: 3 * len(val_index)]
+                rows = np.concatenate([val_index, some_train])
+                recalibration_rows.append((x[rows], y[rows], valid[rows], np.arange(len(rows)) < len(val_index)))
+            self.networks_.append(net)
             self.history_.append(history)
+        if recalibration_rows:
+            # one factor per target from the held-out rows of every member (each scored by its own member)
+            with _torch_seed(recalibration_seed):
+                fit_ensemble_recalibration([net.to(self.device) for net in self.networks_], recalibration_rows)
+        if self.device == "cpu":
+            self.networks_ = [net.to("cpu") for net in self.networks_]
         return self
 
     @property
     def residual_scales_(self) -> dict[str, np.ndarray]:
-        """Per target, the factor on the flow residuals of each ensemble member (see ``recalibrate``)."""
+        """Per target, the factor on the flow residuals of each ensemble member (all equal; see ``recalibrate``)."""
         return self._per_member("residual_scale")
 
     @property

@@ -21,7 +21,13 @@ shift ``δ`` and a factor ``τ`` on the flow's residuals,
   while the PIT is lopsided (a KS statistic of 0.07 for stellar mass on the mock).
 * The factor is then the one that brings the coverage of central credible
   intervals of the held-out rows closest to nominal over a grid of levels; the
-  rows a network was trained on have too small residuals to set a width.
+  rows a network was trained on have too small residuals to set a width. In an
+  ensemble each member validates on its own rows, and one factor per target is
+  fitted on the held-out rows of all members together, each row scored by the
+  member that did not train on it (`fit_ensemble_recalibration`): with 300
+  labelled galaxies a member sees only 48-60, on which factors fitted alone
+  ranged from 0.84 to 1.25 between the five members of one fit (metallicity
+  from real images, inner cross-validation of the training galaxies).
 
 Shifting and scaling the residuals keeps each sample's rank within its galaxy, so
 the dependence between the targets of a group is kept and only the location and
@@ -31,13 +37,15 @@ samples of the groups before it and is calibrated after them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from astropy.stats import mad_std
 
 from .network import PosteriorNetwork
 
-__all__ = ["fit_recalibration", "central_coverage_error", "LEVELS", "SCALE_GRID"]
+__all__ = ["fit_recalibration", "fit_ensemble_recalibration", "central_coverage_error", "LEVELS", "SCALE_GRID"]
 
 #: Credibility levels whose central-interval coverage is matched.
 LEVELS = np.array([0.2, 0.4, 0.5, 0.6, 0.68, 0.8, 0.9, 0.95])
@@ -85,7 +93,6 @@ def _best_scale(resid: np.ndarray, offset: np.ndarray, grid: np.ndarray) -> floa
     return float(grid[int(np.argmin(errors))])
 
 
-@torch.inference_mode()
 def fit_recalibration(
     net: PosteriorNetwork,
     x: np.ndarray,
@@ -122,24 +129,75 @@ def fit_recalibration(
     shift, scale : `~numpy.ndarray`
         (n_labels,) the shifts (standardised units) and factors now in the network.
     """
-    net.eval()
-    held_out = np.ones(len(x), bool) if held_out is None else np.asarray(held_out, bool)
-    shift, scale = net.residual_shift, net.residual_scale
-    shift.fill_(0.0)
-    scale.fill_(1.0)
-    xt = torch.as_tensor(x, dtype=torch.float32, device=scale.device)
-    h = net.represent(xt)
-    for g in net.groups:
-        # samples of the earlier groups recalibrated, this group's raw residuals
-        out, _ = net.sample(xt, n_samples)
-        mean = net.means[g.name](h)
+    shifts, scales = fit_ensemble_recalibration([net], [(x, y, valid, held_out)], n_samples, min_rows)
+    return shifts[0], scales
+
+
+@torch.inference_mode()
+def fit_ensemble_recalibration(
+    nets: Sequence[PosteriorNetwork],
+    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]],
+    n_samples: int = 200,
+    min_rows: int = 30,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit each member's shifts and one width factor per target shared by the members; set and return them.
+
+    Each member is scored on its own rows (``rows[m]`` for ``nets[m]``), and
+    the factor is fitted on the held-out rows of all members together: an
+    ensemble whose members validate on different fifths of a few hundred
+    galaxies then sets its widths on all of those rows instead of 60 per member.
+    With one member this is `fit_recalibration`.
+
+    Parameters
+    ----------
+    nets : sequence of `~astro_galpost.model.network.PosteriorNetwork`
+        Trained networks with the same groups (their ``residual_shift`` and
+        ``residual_scale`` buffers are overwritten).
+    rows : sequence of tuple
+        Per network, ``(x, y, valid, held_out)`` as in `fit_recalibration`.
+    n_samples : int
+        Samples per galaxy for the PIT values.
+    min_rows : int
+        A target with fewer labelled held-out rows over all members keeps shift 0
+        and factor 1 in every member.
+
+    Returns
+    -------
+    shifts : `~numpy.ndarray`
+        (n_members, n_labels) the shifts (standardised units) now in the networks.
+    scale : `~numpy.ndarray`
+        (n_labels,) the factors now in every network.
+    """
+    rows = [(x, y, valid, np.ones(len(x), bool) if held_out is None else np.asarray(held_out, bool))
+            for x, y, valid, held_out in rows]
+    for net in nets:
+        net.eval()
+        net.residual_shift.fill_(0.0)
+        net.residual_scale.fill_(1.0)
+    for g in nets[0].groups:
+        # per member: samples of the earlier groups recalibrated, this group's raw residuals
+        draws = [_group_draws(net, g, x, y, n_samples) for net, (x, y, _, _) in zip(nets, rows)]
         for k, j in enumerate(g.targets):
-            rows = valid[:, j]
-            if (rows & held_out).sum() < min_rows:
+            if sum(int((valid[:, j] & held_out).sum()) for _, _, valid, held_out in rows) < min_rows:
                 continue
-            resid = (out[:, rows, j] - mean[rows, k]).cpu().numpy()
-            offset = y[rows, j] - mean[rows, k].cpu().numpy()
-            shift[j] = _best_shift(resid, offset)
-            test = held_out[rows]
-            scale[j] = _best_scale(resid[:, test], offset[test] - float(shift[j]), SCALE_GRID)
-    return shift.cpu().numpy().copy(), scale.cpu().numpy().copy()
+            resid_out, offset_out = [], []
+            for net, (_, _, valid, held_out), (resid, offset) in zip(nets, rows, draws):
+                r = valid[:, j]
+                net.residual_shift[j] = _best_shift(resid[:, r, k], offset[r, k])
+                test = r & held_out
+                resid_out.append(resid[:, test, k])
+                offset_out.append(offset[test, k] - float(net.residual_shift[j]))
+            scale = _best_scale(np.concatenate(resid_out, axis=1), np.concatenate(offset_out), SCALE_GRID)
+            for net in nets:
+                net.residual_scale[j] = scale
+    shifts = np.stack([net.residual_shift.cpu().numpy() for net in nets])
+    return shifts, nets[0].residual_scale.cpu().numpy().copy()
+
+
+def _group_draws(net: PosteriorNetwork, group, x: np.ndarray, y: np.ndarray, n_samples: int):
+    """Residual draws (S, N, len(group.targets)) of ``group`` about its mean head, and truth − mean (N, ...)."""
+    xt = torch.as_tensor(x, dtype=torch.float32, device=net.residual_scale.device)
+    out, _ = net.sample(xt, n_samples)
+    mean = net.means[group.name](net.represent(xt))
+    resid = (out[..., group.targets] - mean).cpu().numpy()
+    return resid, y[:, group.targets] - mean.cpu().numpy()
