@@ -30,6 +30,7 @@ def linear_data():
     return x, y
 
 
+@pytest.mark.slow  # 8-18 s per peer on one thread; the peers are an optional extra of the benchmarks
 @pytest.mark.parametrize("name, modules", [
     ("flexzboost", ("flexcode", "xgboost")),
     ("pzflow", ("pzflow",)),
