@@ -1,4 +1,7 @@
-"""Catalogs for training and testing: a physically motivated mock (with images), real SDSS samples, SDSS fetching."""
+"""Catalogs for training and testing: a physically motivated mock (with images), the kcorrect SDSS sample, the demo.
+
+SDSS fetching lives in `astro_galpost.sdss`.
+"""
 
 from ._paths import shared_data_dir
 from .kcorrect_sample import kcorrect_sample_path, load_kcorrect_sample

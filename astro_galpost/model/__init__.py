@@ -9,7 +9,8 @@ module            what it holds
 ``training``      the one training loop (`train_network`)
 ``sampling``      fast sampling of coupling flows
 ``recalibration`` per-target shift and width fitted on held-out rows
-``persistence``   the model folder (safetensors + JSON) and its format version
+``envelope``      the model-folder format (safetensors + JSON), its version and checksums
+``persistence``   saving and loading a `GalaxyPosterior` in that folder
 ``ood``           `NeighbourDistance`, the out-of-distribution score
 ``estimator``     `GalaxyPosterior`, the user-facing estimator
 ================  ==============================================================
@@ -27,7 +28,7 @@ _PUBLIC = {
     ".flows": ("FLOWS", "register_flow", "build_flow"),
     ".persistence": ("save_model", "load_model", "ModelFormatError", "FORMAT_VERSION"),
     ".network": ("PosteriorNetwork",),
-    ".training": ("TrainingHistory", "train_network"),
+    ".training": ("TrainingHistory", "train_network", "fit_module"),
     ".ood": ("NeighbourDistance",),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)
