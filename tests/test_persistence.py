@@ -74,6 +74,17 @@ def test_format_before_chained_groups_rejected(fitted, tmp_path):
         GalaxyPosterior.load(tmp_path / "m")
 
 
+def test_format_with_mean_head_widths_rejected(fitted, tmp_path):
+    # format 3 models scaled their residuals about the mean head, not about the flow's centre
+    fitted.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / CONFIG).read_text())
+    config["format_version"] = 3
+    config["config_sha256"] = config_checksum(config)
+    (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="mean head.*refit"):
+        GalaxyPosterior.load(tmp_path / "m")
+
+
 def test_changed_target_space_rejected(fitted, tmp_path):
     fitted.save(tmp_path / "m")
     config = json.loads((tmp_path / "m" / CONFIG).read_text())

@@ -27,7 +27,44 @@ def test_best_scale_recovers_the_width_ratio(true_width):
     rng = np.random.default_rng(1)
     resid = rng.normal(size=(400, 3000))  # the flow's residual draws: unit width
     offset = rng.normal(scale=true_width, size=3000)  # what the truths need
-    assert _best_scale(resid, offset, SCALE_GRID) == pytest.approx(true_width, rel=0.05)
+    assert _best_scale(resid, np.zeros(1), offset, SCALE_GRID) == pytest.approx(true_width, rel=0.05)
+
+
+def test_best_scale_acts_about_the_flows_centre_not_the_mean_head():
+    # the flow moves each posterior far from the mean head (as photo-z flows do):
+    # centres scatter by 3, draws about them have unit width, truths need width 1.3
+    rng = np.random.default_rng(4)
+    centre = rng.normal(scale=3.0, size=3000)
+    resid = centre + rng.normal(size=(400, 3000))
+    offset = centre + rng.normal(scale=1.3, size=3000)
+    tau = _best_scale(resid, centre, offset, SCALE_GRID)
+    assert tau == pytest.approx(1.3, rel=0.05)
+
+    def coverage_68(c, t):
+        pit = np.mean(c + t * (resid - c) < offset, axis=0)
+        return np.mean(np.abs(pit - 0.5) <= 0.34)
+
+    assert coverage_68(centre, tau) == pytest.approx(0.68, abs=0.02)
+    # scaled about the mean head (centre 0) a wider posterior also moves away from the truth:
+    # no factor reaches nominal coverage
+    tau0 = _best_scale(resid, np.zeros(1), offset, SCALE_GRID)
+    assert coverage_68(0.0, tau0) < 0.62
+
+
+def test_scaling_keeps_a_one_target_posteriors_median():
+    torch.manual_seed(0)
+    groups = [GroupSpec("z", [0], flow="realnvp", flow_options={"transforms": 2, "hidden_features": [16]})]
+    net = PosteriorNetwork(3, groups, representation=16, hidden=16).eval()
+    x = torch.randn(20, 3)
+    with torch.inference_mode():
+        torch.manual_seed(1)
+        raw, _ = net.sample(x, 4000)
+        net.residual_scale.fill_(2.0)
+        torch.manual_seed(1)
+        wide, _ = net.sample(x, 4000)
+    # the centre is the raw median up to sampling noise (its standard error is about 0.02 here)
+    np.testing.assert_allclose(wide.median(dim=0).values, raw.median(dim=0).values, atol=0.06)
+    np.testing.assert_allclose(wide.std(dim=0) / raw.std(dim=0), 2.0, rtol=1e-4)
 
 
 @pytest.mark.parametrize("true_shift", [-0.2, 0.1])

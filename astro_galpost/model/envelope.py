@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: Version of the on-disk layout; bumped when it changes incompatibly.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: File names inside a saved folder.
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
 

@@ -962,14 +962,16 @@ def _target_space(name: str) -> dict:
 
 
 def _check_layout(config: dict, path: Path) -> None:
-    """A saved model's config is format 3+ and its parts agree with each other and with the registries."""
-    from .envelope import CONFIG, ModelFormatError
+    """A saved model's config is format 4+ and its parts agree with each other and with the registries."""
+    from .envelope import CONFIG, FORMAT_VERSION, ModelFormatError
 
-    if config["format_version"] < 3:
+    if config["format_version"] < 4:
+        change = ("whose classifiers read the representation alone and whose groups were not chained as now"
+                  if config["format_version"] < 3 else
+                  "whose recalibrated widths act about the mean head, not about the flow's centre as now")
         raise ModelFormatError(
             f"{path} was saved in format {config['format_version']} by astro_galpost "
-            f"{config.get('package_version')}, whose classifiers read the representation alone and whose "
-            "groups were not chained as now (format 3): refit the model")
+            f"{config.get('package_version')}, {change} (format {FORMAT_VERSION}): refit the model")
     try:
         targets = dict(config["targets"])
         n = len(targets)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .flows import build_flow
-from .sampling import sample_flow
+from .sampling import flow_centre, sample_flow
 
 __all__ = ["GroupSpec", "PosteriorNetwork"]
 
@@ -236,8 +236,15 @@ class PosteriorNetwork(nn.Module):
         return step
 
     @torch.inference_mode()
-    def sample(self, x: Tensor, n_samples: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def sample(self, x: Tensor, n_samples: int, residuals: bool = False) -> tuple:
         """Draw ``n_samples`` joint samples for each row of ``x``.
+
+        A group's samples are ``mean + shift + c + scale · (r − c)``: ``r`` the
+        flow's residual draws, ``c`` the flow's centre (`flow_centre`, per
+        galaxy, or per draw for a chained group), ``shift`` and ``scale`` the
+        recalibration buffers (0 and 1 before `fit_recalibration`). Scaling
+        about the flow's centre, not about the mean head, widens or narrows a
+        posterior in place: the flow may put it far from the mean head.
 
         Returns
         -------
@@ -246,10 +253,15 @@ class PosteriorNetwork(nn.Module):
             targets not in any group stay zero.
         detect : dict of Tensor
             Per group with a classifier, the probability (N,) that it is measurable.
+        draws : dict of tuple
+            Only with ``residuals``: per group ``(mean, r, c)``, the mean head
+            (N, D), the raw residual draws (S, N, D) and the centres,
+            broadcastable to them.
         """
         h = self.represent(x)
         out = x.new_zeros((n_samples, x.shape[0], len(self.residual_scale)))
         detect: dict[str, Tensor] = {}
+        draws: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         for g in self.groups:
             mean = self.means[g.name](h)
             given = out[..., g.condition_on] if g.condition_on else None
@@ -258,8 +270,14 @@ class PosteriorNetwork(nn.Module):
             # sample_flow: per-galaxy context work once for zuko RealNVP/affine flows
             # (same draws as zuko), zuko's own sampling for any other flow
             resid = sample_flow(self.flows[g.name], h, n_samples, sample_context=given)
-            out[..., g.targets] = mean + self.residual_shift[g.targets] + resid * self.residual_scale[g.targets]
-        return out, detect
+            scale = self.residual_scale[g.targets]
+            centre = resid.new_zeros(())
+            if residuals or bool((scale != 1).any()):
+                centre = flow_centre(self.flows[g.name], h, len(g.targets), None if given is None else n_samples,
+                                     sample_context=given)
+            out[..., g.targets] = mean + self.residual_shift[g.targets] + centre + scale * (resid - centre)
+            draws[g.name] = (mean, resid, centre)
+        return (out, detect, draws) if residuals else (out, detect)
 
     def _measurable(self, h: Tensor, given: Tensor | None, g: GroupSpec) -> tuple[Tensor, Tensor | None]:
         """P(measurable | x) (N,) and the chained values to condition the group's flow on.
