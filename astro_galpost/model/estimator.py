@@ -255,8 +255,9 @@ class GalaxyPosterior(ParamsMixin):
         Fraction of training rows held out for early stopping.
     recalibrate : bool, optional
         After training, fit a shift per target that removes a significant bias
-        of the posterior medians and a factor on the flow residuals that gives
-        the held-out rows' central credible intervals their nominal coverage
+        of the posterior medians and a factor on the flow residuals (about the
+        flow's centre) that gives the held-out rows' central credible intervals
+        their nominal coverage
         (`astro_galpost.model.recalibration`; they are ``residual_shifts_`` and
         ``residual_scales_``). The shifts are fitted per member, the factor
         once for all members on the held-out rows of all of them. Needs
