@@ -139,3 +139,36 @@ def test_ensemble_factor_is_shared_and_set_by_every_members_held_out_rows():
         np.testing.assert_array_equal(net.residual_scale.numpy(), scales)
     # between the factors each member's rows ask for alone
     assert np.all(scales > np.minimum(*alone)) and np.all(scales < np.maximum(*alone))
+
+
+def test_a_distribution_without_a_centre_is_scaled_about_its_mean_head():
+    import zuko
+
+    from astro_galpost.model.flows import FLOWS, register_flow
+    from astro_galpost.model.sampling import flow_centre
+
+    gmm = zuko.flows.GMM(1, 16, components=2)
+    assert flow_centre(gmm, torch.randn(4, 16), 1) is None
+    assert "test_gmm" not in FLOWS
+    register_flow("test_gmm", lambda features, context, **kw: zuko.flows.GMM(features, context, components=2))
+    try:
+        torch.manual_seed(0)
+        groups = [GroupSpec("z", [0], flow="test_gmm")]
+        net = PosteriorNetwork(3, groups, representation=16, hidden=16).eval()
+        x = torch.randn(10, 3)
+        with torch.inference_mode():
+            mean = net.means["z"](net.represent(x))
+            torch.manual_seed(1)
+            raw, _ = net.sample(x, 50)
+            net.residual_scale.fill_(2.0)
+            torch.manual_seed(1)
+            wide, _ = net.sample(x, 50)
+        np.testing.assert_allclose(wide - mean, 2 * (raw - mean), rtol=1e-5, atol=1e-6)
+        # and the recalibration fits such a group too
+        rng = np.random.default_rng(0)
+        xs = rng.normal(size=(200, 3)).astype(np.float32)
+        ys = (xs[:, :1] + 3 * rng.normal(size=(200, 1))).astype(np.float32)
+        _, scales = fit_recalibration(net, xs, ys, np.ones_like(ys, dtype=bool), n_samples=50)
+        assert scales[0] > 1.0
+    finally:
+        FLOWS.unregister("test_gmm")

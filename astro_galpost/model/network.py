@@ -244,7 +244,9 @@ class PosteriorNetwork(nn.Module):
         galaxy, or per draw for a chained group), ``shift`` and ``scale`` the
         recalibration buffers (0 and 1 before `fit_recalibration`). Scaling
         about the flow's centre, not about the mean head, widens or narrows a
-        posterior in place: the flow may put it far from the mean head.
+        posterior in place: the flow may put it far from the mean head. A
+        group whose distribution has no centre (not a zuko normalizing flow
+        over a Normal base, e.g. a mixture) is scaled about its mean head.
 
         Returns
         -------
@@ -271,10 +273,12 @@ class PosteriorNetwork(nn.Module):
             # (same draws as zuko), zuko's own sampling for any other flow
             resid = sample_flow(self.flows[g.name], h, n_samples, sample_context=given)
             scale = self.residual_scale[g.targets]
-            centre = resid.new_zeros(())
+            centre = None
             if residuals or bool((scale != 1).any()):
                 centre = flow_centre(self.flows[g.name], h, len(g.targets), None if given is None else n_samples,
                                      sample_context=given)
+            if centre is None:  # not needed, or a distribution without a centre: scaled about the mean head
+                centre = resid.new_zeros(())
             out[..., g.targets] = mean + self.residual_shift[g.targets] + centre + scale * (resid - centre)
             draws[g.name] = (mean, resid, centre)
         return (out, detect, draws) if residuals else (out, detect)

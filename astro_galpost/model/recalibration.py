@@ -195,7 +195,7 @@ def fit_ensemble_recalibration(
                 net.residual_shift[j] = _best_shift(resid[:, r, k], offset[r, k])
                 test = r & held_out
                 resid_out.append(resid[:, test, k])
-                centre_out.append(np.broadcast_to(centre[..., k], resid.shape[:2])[:, test])
+                centre_out.append(centre[:, test, k])
                 offset_out.append(offset[test, k] - float(net.residual_shift[j]))
             scale = _best_scale(np.concatenate(resid_out, axis=1), np.concatenate(centre_out, axis=1),
                                 np.concatenate(offset_out), SCALE_GRID)
@@ -206,8 +206,8 @@ def fit_ensemble_recalibration(
 
 
 def _group_draws(net: PosteriorNetwork, group, x: np.ndarray, y: np.ndarray, n_samples: int):
-    """Residual draws (S, N, D) of ``group`` about its mean head, their centres (broadcastable) and truth − mean (N, D)."""
+    """Residual draws (S, N, D) of ``group`` about its mean head, their centres (S, N, D) and truth − mean (N, D)."""
     xt = torch.as_tensor(x, dtype=torch.float32, device=net.residual_scale.device)
     _, _, draws = net.sample(xt, n_samples, residuals=True)
-    mean, resid, centre = draws[group.name]
-    return resid.cpu().numpy(), centre.cpu().numpy(), y[:, group.targets] - mean.cpu().numpy()
+    mean, resid, centre = (t.cpu().numpy() for t in draws[group.name])
+    return resid, np.broadcast_to(centre, resid.shape), y[:, group.targets] - mean

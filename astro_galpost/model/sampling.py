@@ -116,7 +116,7 @@ _ELEMENTWISE = (
 
 
 class UnsupportedFlowError(TypeError):
-    """The flow is not a structure :class:`FastCouplingSampler` reproduces."""
+    """The flow is not a structure :class:`FastCouplingSampler` reproduces, or has no Normal base to draw from."""
 
 
 # ---------------------------------------------------------------- structure
@@ -467,7 +467,8 @@ def _plain_sample(
     base = dist.base if isinstance(dist, NormalizingFlow) else None
     normal = getattr(base, "base_dist", None)
     if not isinstance(normal, torch.distributions.Normal):
-        raise TypeError(f"a generator or base draws can only be used with zuko flows over a Normal base, not {type(flow).__name__}")
+        raise UnsupportedFlowError(
+            f"a generator or base draws can only be used with zuko flows over a Normal base, not {type(flow).__name__}")
     with torch.no_grad():
         if noise is None:
             noise = torch.empty(shape + base.batch_shape + base.event_shape, dtype=normal.loc.dtype, device=normal.loc.device)
@@ -511,7 +512,7 @@ def flow_centre(
     n_samples: int | None = None,
     *,
     sample_context: Tensor | None = None,
-) -> Tensor:
+) -> Tensor | None:
     """The flow's centre per row: the image of its base distribution's location.
 
     For a one-dimensional flow (a monotone map of a Normal) this is the median
@@ -520,7 +521,9 @@ def flow_centre(
     (`astro_galpost.model.recalibration`). Arguments as in :func:`sample_flow`;
     ``features`` is the flow's dimension. Returns ``(*context.shape[:-1],
     features)``, or ``(n_samples, *context.shape[:-1], features)`` when
-    ``n_samples`` is given (with a ``sample_context``, one centre per sample).
+    ``n_samples`` is given (with a ``sample_context``, one centre per sample);
+    `None` for a distribution that is not a zuko normalizing flow over a
+    Normal base (a mixture, a third-party distribution), which has no such point.
 
     Examples
     --------
@@ -534,4 +537,7 @@ def flow_centre(
     """
     shape = (() if n_samples is None else (int(n_samples),)) + tuple(context.shape[:-1]) + (features,)
     zeros = torch.zeros(shape, dtype=context.dtype, device=context.device)
-    return sample_flow(flow, context, n_samples, sample_context=sample_context, noise=zeros)
+    try:
+        return sample_flow(flow, context, n_samples, sample_context=sample_context, noise=zeros)
+    except UnsupportedFlowError:
+        return None
