@@ -11,14 +11,21 @@ import pytest
 from astro_galpost.datasets._paths import DATA_ENV, shared_data_dir
 
 
+# Collection imports torch, astropy and the test modules: millions of objects, none garbage, which
+# automatic collections would scan again and again (seconds in all). Collect once it is done instead.
+gc.disable()
+
+
 def pytest_collection_finish(session):
     """Freeze the objects alive after collection (the imported libraries) out of the garbage collector.
 
-    They are never garbage, and ``predict_catalog`` runs a full collection after every chunk:
+    They are never garbage, and ``predict_catalog`` runs a full collection every few chunks:
     without this each of those scans them all again (0.2 s with torch and astropy loaded).
+    Automatic collection, off during collection, is turned back on.
     """
     gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 @pytest.fixture(scope="module")
