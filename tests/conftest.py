@@ -31,6 +31,19 @@ def pytest_collection_finish(session):
     gc.enable()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After each test file (its fixtures torn down), freeze what is left too: the libraries it imported.
+
+    Automatic full collections then scan only what the next file makes, not every object the
+    session has imported so far (seconds over the suite).
+    """
+    yield
+    if nextitem is None or nextitem.path != item.path:
+        gc.collect()
+        gc.freeze()
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a test module with one torch thread, restoring the setting afterwards."""
