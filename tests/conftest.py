@@ -44,6 +44,21 @@ def pytest_runtest_teardown(item, nextitem):
         gc.freeze()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_disk_flush():
+    """``os.fsync`` does nothing in the tests (the package still calls it; what it does cannot be tested).
+
+    The atomic writes flush every file and folder they write to disk: hundreds of flushes in
+    the suite, seconds of waiting on the disk for temporary files. ``test_failures`` checks
+    that the flush comes before the rename.
+    """
+    import os
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", lambda fd: None)
+        yield
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a test module with one torch thread, restoring the setting afterwards."""
