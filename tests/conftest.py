@@ -1,24 +1,62 @@
 """Shared fixtures: the real SDSS files (skipped when absent), a mock catalog, small fast models."""
 
+import bz2
 import functools
 import gc
 import inspect
+import io
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from astro_galpost.datasets._paths import DATA_ENV, shared_data_dir
+
+# Collection imports torch, astropy and the test modules: millions of objects, none garbage, which
+# automatic collections would scan again and again (seconds in all). Collect once it is done instead.
+gc.disable()
 
 
 def pytest_collection_finish(session):
     """Freeze the objects alive after collection (the imported libraries) out of the garbage collector.
 
-    They are never garbage, and ``predict_catalog`` runs a full collection after every chunk:
+    They are never garbage, and ``predict_catalog`` runs a full collection every few chunks:
     without this each of those scans them all again (0.2 s with torch and astropy loaded).
+    Automatic collection, off during collection, is turned back on.
     """
     gc.collect()
     gc.freeze()
+    gc.enable()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After each test file (its fixtures torn down), freeze what is left too: the libraries it imported.
+
+    Automatic full collections then scan only what the next file makes, not every object the
+    session has imported so far (seconds over the suite).
+    """
+    yield
+    if nextitem is None or nextitem.path != item.path:
+        gc.collect()
+        gc.freeze()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_disk_flush():
+    """``os.fsync`` does nothing in the tests (the package still calls it; what it does cannot be tested).
+
+    The atomic writes flush every file and folder they write to disk: hundreds of flushes in
+    the suite, seconds of waiting on the disk for temporary files. ``test_failures`` checks
+    that the flush comes before the rename.
+    """
+    import os
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", lambda fd: None)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +77,36 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip(f"shared SDSS data not found (set ${DATA_ENV} or place it at ../shared/data)")
     return path
+
+
+#: The SDSS field whose real g, r, i frames are in the shared data (``sdss_frames/frame-{band}-<field>.fits.bz2``).
+SDSS_FIELD = "002820-3-0122"
+
+
+@pytest.fixture(scope="session")
+def sdss_frame_bytes(shared_data) -> dict:
+    """``{band: FITS bytes}``: the real g, r, i frames of `SDSS_FIELD`, decompressed once per session.
+
+    Several modules cut these frames, and bzip2 takes a second or more per frame. Skips when they are absent.
+    """
+    paths = {band: shared_data / "sdss_frames" / f"frame-{band}-{SDSS_FIELD}.fits.bz2" for band in "gri"}
+    for path in paths.values():
+        if not path.exists():
+            pytest.skip(f"{path.name} not found in the shared data")
+    with ThreadPoolExecutor(3) as pool:  # bz2 releases the GIL
+        return dict(zip(paths, pool.map(lambda path: bz2.decompress(path.read_bytes()), paths.values())))
+
+
+@pytest.fixture(scope="session")
+def sdss_frame_hdus(sdss_frame_bytes) -> dict:
+    """``{band: PrimaryHDU}`` of those frames, as read from their files (shared: do not modify)."""
+    from astropy.io import fits
+
+    def read(data: bytes):
+        with fits.open(io.BytesIO(data)) as hdul:
+            return fits.PrimaryHDU(np.asarray(hdul[0].data), header=hdul[0].header)
+
+    return {band: read(data) for band, data in sdss_frame_bytes.items()}
 
 
 @pytest.fixture(scope="session")

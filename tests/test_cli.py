@@ -1,5 +1,5 @@
 import re
-import subprocess
+import runpy
 import sys
 
 import numpy as np
@@ -53,9 +53,12 @@ def test_fetch_dry_run_prints_sql(capsys):
     assert "SELECT" in capsys.readouterr().out.upper()
 
 
-def test_console_script_installed():
-    result = subprocess.run([sys.executable, "-m", "astro_galpost.cli", "--version"], capture_output=True, text=True)
-    assert result.returncode == 0 and "astro_galpost" in result.stdout
+def test_python_m_runs_the_command(monkeypatch, capsys):
+    """``python -m astro_galpost.cli --version`` (run in this process: a new one would spend 2 s importing)."""
+    monkeypatch.setattr(sys, "argv", ["galpost", "--version"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("astro_galpost.cli", run_name="__main__")
+    assert exit_.value.code == 0 and "astro_galpost" in capsys.readouterr().out
 
 
 def _check_demo(paths, printed, limit):

@@ -1,10 +1,8 @@
 """make_cutouts: synthetic Sérsic galaxies on SDSS-like frames, and real SDSS frames."""
 
 import bz2
-import io
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import astropy.units as u
 import numpy as np
@@ -214,6 +212,10 @@ class TestSynthetic:
                 forms[band] = (frame.data * u.nmgy, frame.wcs)
         got, _, _ = make_cutouts(forms, catalog[:1], 24, refine_centroid=False)
         np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
+        # a compressed file, as SDSS serves its frames (frame-r-....fits.bz2)
+        (tmp_path / "r.fits.bz2").write_bytes(bz2.compress((tmp_path / "r.fits").read_bytes()))
+        got, _, _ = make_cutouts({**forms, "r": tmp_path / "r.fits.bz2"}, catalog[:1], 24, refine_centroid=False)
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
 
     def test_bad_arguments(self, synthetic, tmp_path):
         frames, _, catalog = synthetic
@@ -278,20 +280,9 @@ F_STAR = SkyCoord(38.3018, -0.13392, unit="deg")  # SDSS spectroscopic F star in
 
 
 @pytest.fixture(scope="module")
-def sdss_frames(shared_data):
-    """The g, r, i frames of SDSS field 2820/3/122, opened once (bz2: a few seconds each)."""
-    paths = {band: shared_data / "sdss_frames" / f"frame-{band}-002820-3-0122.fits.bz2" for band in "gri"}
-    for path in paths.values():
-        if not path.exists():
-            pytest.skip(f"{path.name} not found")
-
-    def read(path):
-        # bz2 in one go, then FITS from memory: twice as fast as fits.open on the .bz2
-        with fits.open(io.BytesIO(bz2.decompress(path.read_bytes()))) as hdul:
-            return fits.PrimaryHDU(np.asarray(hdul[0].data), header=hdul[0].header)
-
-    with ThreadPoolExecutor(3) as pool:  # bz2 releases the GIL
-        return dict(zip(paths, pool.map(read, paths.values())))
+def sdss_frames(sdss_frame_hdus):
+    """The g, r, i frames of SDSS field 2820/3/122 (decompressed once per session: bz2 takes seconds)."""
+    return sdss_frame_hdus
 
 
 class TestRealSDSS:

@@ -6,6 +6,7 @@ The doctests of the narrative pages in ``docs/`` run separately (``--doctest-rst
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -82,11 +83,12 @@ def _import(name: str):
         pytest.skip(f"{name} cannot be imported here: {err}")
 
 
-def _documented_assignments(module_name: str) -> set[str]:
+@functools.cache  # asked once per constant of every public module: parse each source once
+def _documented_assignments(module_name: str) -> frozenset[str]:
     """Module-level names assigned with a ``#:`` comment before or a string literal after them."""
     spec = importlib.util.find_spec(module_name)
     if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        return set()
+        return frozenset()
     source = Path(spec.origin).read_text(encoding="utf-8")
     lines = source.splitlines()
     tree = ast.parse(source)
@@ -106,7 +108,7 @@ def _documented_assignments(module_name: str) -> set[str]:
         )
         if has_doc:
             documented.update(targets)
-    return documented
+    return frozenset(documented)
 
 
 _ALL_MODULES = sorted({info.name for info in pkgutil.walk_packages(astro_galpost.__path__, "astro_galpost.")})

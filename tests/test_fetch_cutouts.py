@@ -26,10 +26,8 @@ Positions used:
 from __future__ import annotations
 
 import argparse
-import bz2
 import shutil
 import urllib.error
-from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
 from pathlib import Path
 
@@ -76,19 +74,9 @@ def _catalog(rows=("rf0698", "galaxy2", "fail", "off", "edge")) -> Table:
 
 
 @pytest.fixture(scope="module")
-def frame_bytes(shared_data):
-    """The real g, r, i frames of 2820/3/122, decompressed (bz2: seconds each, so once)."""
-    paths = {b: shared_data / "sdss_frames" / f"frame-{b}-{RUN:06d}-{CAMCOL}-{GOOD:04d}.fits.bz2"
-             for b in "gri"}
-    for path in paths.values():
-        if not path.exists():
-            pytest.skip(f"{path.name} not found in the shared data")
-
-    def read(path: Path) -> bytes:
-        return bz2.decompress(path.read_bytes())
-
-    with ThreadPoolExecutor(3) as pool:  # bz2 releases the GIL
-        return dict(zip(paths, pool.map(read, paths.values())))
+def frame_bytes(sdss_frame_bytes):
+    """The real g, r, i frames of 2820/3/122, decompressed (once per session: bz2 takes seconds)."""
+    return sdss_frame_bytes
 
 
 @pytest.fixture()

@@ -27,14 +27,12 @@ MAG_ERR = 0.05
 
 
 @pytest.fixture(scope="module")
-def rf0698(shared_data):
+def rf0698(shared_data, sdss_frame_hdus):
     """rf0698's catalog row and the gri cutouts of it and of the F star, from the real frames."""
-    folder = shared_data / "sdss_frames"
-    frames = {band: folder / f"frame-{band}-{FIELD}.fits.bz2" for band in "gri"}
-    catalog = folder / "catalogs" / "resolve_galaxies_in_frames.csv"
-    for path in (*frames.values(), catalog):
-        if not path.exists():
-            pytest.skip(f"{path.name} not found in the shared data")
+    catalog = shared_data / "sdss_frames" / "catalogs" / "resolve_galaxies_in_frames.csv"
+    if not catalog.exists():
+        pytest.skip(f"{catalog.name} not found in the shared data")
+    frames = sdss_frame_hdus  # as read from the frame files (decompressed once per session: bz2 takes seconds)
     rows = Table.read(catalog, format="ascii.csv")
     row = rows[(rows["resolve_name"] == "rf0698") & (rows["frame_file"] == f"frame-g-{FIELD}.fits.bz2")]
     table = Table({f"modelMag_{b}": [float(row[f"{b}mag"][0])] for b in "ugriz"})

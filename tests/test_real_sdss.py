@@ -1,18 +1,20 @@
 """Short runs on the shared real SDSS files (skipped when they are absent)."""
 
 import numpy as np
+import pytest
 from astropy.table import Table
 
 from astro_galpost import GalaxyPosterior
 
 
-def test_photoz_on_real_mgs_galaxies(shared_data):
+def _photoz_on_real_mgs_galaxies(shared_data, **options):
+    """Fit a redshift model (``options``: its settings) on 2500 MGS galaxies; check it on 1000 others."""
     table = Table.read(shared_data / "sdss_mgs_photoz_train.csv")
     rng = np.random.default_rng(0)
     order = rng.permutation(len(table))
     train, test = table[order[:2500]], table[order[2500:3500]]
-    gp = GalaxyPosterior(targets={"redshift": "zs"}, photometry=list("ugriz"), max_epochs=40,
-                         random_state=0, progress=False).fit(train)
+    gp = GalaxyPosterior(targets={"redshift": "zs"}, photometry=list("ugriz"), random_state=0, progress=False,
+                         **options).fit(train)
     out = gp.predict(test, n_samples=300)
     z = np.asarray(test["zs"])
     p16, p50, p84 = (np.asarray(out[f"redshift_p{p}"].unmasked.value) for p in (16, 50, 84))
@@ -24,6 +26,18 @@ def test_photoz_on_real_mgs_galaxies(shared_data):
     assert r2 > 0.7
     assert nmad < 0.02
     assert 0.55 < coverage < 0.8
+
+
+def test_photoz_on_real_mgs_galaxies(shared_data):
+    """A small network and flow, 25 epochs (about 1 s of CPU; R2 0.80, NMAD 0.016, coverage 0.68 when written)."""
+    _photoz_on_real_mgs_galaxies(shared_data, representation=64, hidden=64, max_epochs=25,
+                                 flows={"core": ("nsf", {"transforms": 1, "bins": 8, "hidden_features": (32, 32)})})
+
+
+@pytest.mark.slow
+def test_photoz_on_real_mgs_galaxies_default_network(shared_data):
+    """The same with the default network and flow, 40 epochs (8 s of CPU)."""
+    _photoz_on_real_mgs_galaxies(shared_data, max_epochs=40)
 
 
 def test_kcorrect_sample_reads_as_sdss():

@@ -1,7 +1,9 @@
 """Streaming inference (`astro_galpost.io.streaming`) and chunked table I/O (`astro_galpost.io`)."""
 
+import gc
 import json
 import warnings
+import weakref
 
 import astropy.units as u
 import numpy as np
@@ -184,6 +186,31 @@ def test_samples_as_parquet_columns_and_column_subset(setup, tmp_path):
     table = QTable.read(samples)
     assert table["log_mstar"].shape == (len(setup["catalog"]), N_SAMPLES)
     assert table["log_mstar"].unit == u.dex(u.Msun)
+
+
+def test_chunk_results_are_freed_as_the_run_goes(setup, tmp_path, monkeypatch):
+    """Each chunk's prediction (astropy tables, which form reference cycles) is freed before the next chunk's.
+
+    Not left to a later full garbage collection, which is rare in a process with many objects.
+    """
+    gp = GalaxyPosterior.load(setup["model"])
+    predict, results = gp.predict, []
+
+    def tracked(*args, **kwargs):
+        alive = [i for i, ref in enumerate(results) if ref() is not None]
+        assert not alive, f"the results of chunks {alive} are still in memory at chunk {len(results)}"
+        result = predict(*args, **kwargs)
+        results.append(weakref.ref(result))
+        return result
+
+    monkeypatch.setattr(gp, "predict", tracked)
+    gc.collect()
+    gc.disable()  # no automatic collection: only predict_catalog's own frees them
+    try:
+        done = run(setup, write_catalog(setup, "parquet"), tmp_path / "out.parquet", model=gp)
+    finally:
+        gc.enable()
+    assert done.n_chunks == len(results) == 4
 
 
 def test_errors(setup, tmp_path):

@@ -60,7 +60,6 @@ Running on a cluster
 
 from __future__ import annotations
 
-import gc
 import os
 import tempfile
 import threading
@@ -74,7 +73,7 @@ import numpy as np
 from ..utils.columns import column_data
 from .formats import apply_table_header, parse_table_header
 from .read import pandas_to_table
-from .streaming import model_checksum, required_columns, resolve_seed
+from .streaming import free_table_cycles, model_checksum, required_columns, resolve_seed
 
 __all__ = ["ModelPayload", "frame_to_table", "predict_dask", "prediction_units", "read_catalog"]
 
@@ -252,7 +251,7 @@ def _predict_pieces(payload, frames, bounds, offset, options, meta):
     out = _predict_frame(model, frame, offset=offset, **options)
     out.attrs = dict(meta.attrs)
     del frame, pieces
-    gc.collect()  # astropy tables form reference cycles: free their arrays before the next partition
+    free_table_cycles()  # astropy tables form reference cycles: free their arrays before the next partition
     return out
 
 
