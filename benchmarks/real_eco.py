@@ -56,7 +56,7 @@ carries little information and line fluxes span a narrower distance range.
 
 Goals (issue 11): R² above gradient boosting for each target, PIT KS <= 0.05
 and 68% coverage in 0.63-0.73 for each. The last line printed is one JSON object.
-One torch thread; the RESOLVE part takes about 12 minutes (25 networks of the
+One torch thread; the RESOLVE part took 8-11 minutes here (25 networks of the
 joint design on 2,265 rows).
 
     nice -n 10 python benchmarks/real_eco.py [--seed 0] [--n-train 2000] [--no-sizes]
