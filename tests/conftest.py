@@ -193,3 +193,11 @@ def tiny_posterior(mock_table):
 
     options = tiny_options(["redshift", "log_mstar", "metallicity"], random_state=0)
     return GalaxyPosterior(**options).fit(mock_table[:300])
+
+
+def pytest_xdist_auto_num_workers(config):
+    """Workers for ``-n auto``: the CPUs this process may use, at most 4 (each worker imports torch)."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, 4))

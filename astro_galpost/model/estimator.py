@@ -262,7 +262,14 @@ class GalaxyPosterior(ParamsMixin):
         ``residual_scales_``). The shifts are fitted per member, the factor
         once for all members on the held-out rows of all of them. Needs
         ``validation_fraction > 0``.
-    batch_size, max_epochs, learning_rate, weight_decay, patience : optional
+    batch_size : int or None, optional
+        Training rows per optimiser step. `None` (the default): an eighth of
+        each member's training rows, between 16 and 256, so that an epoch is
+        several steps: with fewer rows than the batch an epoch is one step, a
+        network overfits within a few of them, and early stopping keeps the
+        first epoch's weights (M_BH from 84 RESOLVE galaxies with batches of
+        256: R² 0.04, see ``docs/sdss.rst``).
+    max_epochs, learning_rate, weight_decay, patience : optional
         Optimisation settings (AdamW; the learning rate halves on plateaus;
         training stops after ``patience`` epochs without improvement).
     device : str, optional
@@ -312,7 +319,7 @@ class GalaxyPosterior(ParamsMixin):
         n_ensemble: int = 1,
         validation_fraction: float = 0.15,
         recalibrate: bool = True,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         max_epochs: int = 300,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -346,8 +353,10 @@ class GalaxyPosterior(ParamsMixin):
     def _validate_params(self) -> None:
         """Check every constructor parameter; errors name the parameter and its allowed range."""
         _check_photometry(self.photometry)
-        for name in ("representation", "hidden", "n_ensemble", "batch_size", "max_epochs", "patience"):
+        for name in ("representation", "hidden", "n_ensemble", "max_epochs", "patience"):
             check_int(name, getattr(self, name), 1)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, 1)
         check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
         check_float("validation_fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
         check_float("learning_rate", self.learning_rate, 1e-12)
@@ -535,7 +544,7 @@ class GalaxyPosterior(ParamsMixin):
                 net = self._build_network()
                 history = train_network(
                     net, x, y, valid, train_index=train_index, val_index=val_index,
-                    batch_size=self.batch_size, max_epochs=self.max_epochs,
+                    batch_size=self._training_batch(len(train_index)), max_epochs=self.max_epochs,
                     learning_rate=self.learning_rate, weight_decay=self.weight_decay,
                     patience=self.patience, seed=seed, device=self.device, progress=self.progress,
                     description=f"fit {k + 1}/{self.n_ensemble}" if self.n_ensemble > 1 else "fit",
@@ -554,6 +563,12 @@ class GalaxyPosterior(ParamsMixin):
         if self.device == "cpu":
             self.networks_ = [net.to("cpu") for net in self.networks_]
         return self
+
+    def _training_batch(self, n_train: int) -> int:
+        """``batch_size``, or for `None` an eighth of ``n_train`` rows clipped to 16-256."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return int(np.clip(n_train // 8, 16, 256))
 
     @property
     def residual_scales_(self) -> dict[str, np.ndarray]:
