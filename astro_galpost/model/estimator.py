@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ..encoders import ENCODERS, Encoder
 from ..utils.params import ParamsMixin, check_float, check_int
 from ..utils.threads import torch_threads
+from .layout import check_layout, target_space
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
 from .recalibration import fit_ensemble_recalibration
@@ -910,7 +911,7 @@ class GalaxyPosterior(ParamsMixin):
             params={k: jsonable(v) for k, v in params.items()},
             targets=self.targets_,
             # the spaces the labels were modelled in: a registry change must not silently reinterpret weights
-            target_spaces={name: _target_space(name) for name in self.targets_},
+            target_spaces={name: target_space(name) for name in self.targets_},
             groups=[g.to_dict() for g in self.groups_], flows=self.flows_, encoders=encoders,
             ood=self.ood_.get_config(), n_features_in=self.n_features_in_, n_train=self.n_train_,
             label_mean=self.label_mean_.tolist(), label_scale=self.label_scale_.tolist(),
@@ -935,7 +936,7 @@ class GalaxyPosterior(ParamsMixin):
         _check_device(device)
         path = Path(path)
         config, tensors = read_model_folder(path, "model")
-        _check_layout(config, path)
+        check_layout(config, path)
         params = dict(config["params"])
         params["random_state"] = restore_generator(params.get("random_state"))
         model = cls(**{**params, "device": device})
@@ -970,43 +971,3 @@ def _as_tensors(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, torc
 def _arrays(tensors: Mapping[str, torch.Tensor], prefix: str, numpy: bool = True) -> dict:
     """The entries of ``tensors`` under ``prefix``, without it (as numpy arrays unless not ``numpy``)."""
     return {k[len(prefix):]: (v.numpy() if numpy else v) for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def _target_space(name: str) -> dict:
-    target = TARGETS[name]
-    return {"space": target.space, "softening": target.softening if target.space == "asinh" else None}
-
-
-def _check_layout(config: dict, path: Path) -> None:
-    """A saved model's config is format 4+ and its parts agree with each other and with the registries."""
-    from .envelope import CONFIG, FORMAT_VERSION, ModelFormatError
-
-    if config["format_version"] < 4:
-        change = ("whose classifiers read the representation alone and whose groups were not chained as now"
-                  if config["format_version"] < 3 else
-                  "whose recalibrated widths act about the mean head, not about the flow's centre as now")
-        raise ModelFormatError(
-            f"{path} was saved in format {config['format_version']} by astro_galpost "
-            f"{config.get('package_version')}, {change} (format {FORMAT_VERSION}): refit the model")
-    try:
-        targets = dict(config["targets"])
-        n = len(targets)
-        unknown = [name for name in targets if name not in TARGETS]
-        if unknown:
-            raise ModelFormatError(f"{path} models targets {unknown} that are not registered")
-        for key in ("label_mean", "label_scale"):
-            values = np.asarray(config[key], dtype=float)
-            if values.shape != (n,) or not np.isfinite(values).all():
-                raise ModelFormatError(f"{path}: {key} must hold {n} finite values (one per target), "
-                                       f"got {config[key]!r}")
-        covered = sorted(i for g in config["groups"] for i in g["targets"])
-        if covered != list(range(n)):
-            raise ModelFormatError(f"{path}: the groups cover target indices {covered}, not 0..{n - 1}")
-    except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, ModelFormatError):
-            raise
-        raise ModelFormatError(f"{path / CONFIG} is incomplete or malformed: {err!r}") from err
-    for name, saved in config.get("target_spaces", {}).items():
-        if name in TARGETS and _target_space(name) != saved:
-            raise ModelFormatError(f"{path} modelled target {name!r} in space {saved}, but this installation "
-                                   f"defines it as {_target_space(name)}: refit the model")
