@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-LIGHT_MODULES = ["astro_galpost", "astro_galpost.physics", "astro_galpost.evaluation.metrics"]
+# the command line too: `galpost --help` and `--version` need no torch
+LIGHT_MODULES = ["astro_galpost", "astro_galpost.physics", "astro_galpost.evaluation.metrics", "astro_galpost.cli.main"]
 
 
 def test_import_does_not_load_torch():

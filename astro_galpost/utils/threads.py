@@ -33,8 +33,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-
 __all__ = ["AUTO_THREADS", "available_cpus", "cgroup_cpu_limit", "choose_threads", "default_threads",
            "torch_threads"]
 
@@ -171,6 +169,8 @@ def torch_threads(n_threads: int | None = None) -> Iterator[int]:
     >>> torch.get_num_threads() == before
     True
     """
+    import torch  # here, not at the top: the CLI's --help and --version need no torch
+
     n = choose_threads(n_threads=n_threads)
     old = torch.get_num_threads()
     if n != old:
