@@ -49,9 +49,11 @@ PIT KS and 68% coverage.
 
 Inputs, chosen before any run: ugriz magnitudes ``umag … zmag`` with their errors
 ``e_umag …`` (ECO's own photometry; 0 = missing), plus log ``r50`` and ``r90``
-(arcsec) as extra scalar inputs (``--no-sizes`` drops them). ECO's ``ext<band>``
-columns are not applied (the magnitudes are used as delivered; train and test
-come from the same catalogue). These numbers are not comparable with the seed
+(arcsec) as extra scalar inputs (``--no-sizes`` drops them). The magnitudes are
+dereddened with ECO's own Galactic extinctions ``ext<band>`` (`EXTINCTION`):
+ECO's ``umag … zmag`` are not corrected for it, as its absolute magnitudes show
+(``absrmag`` is ``rmag − extr`` minus the distance modulus from ``cz``: median
+difference 6e-7 mag, 0.02 mag scatter, over the 2,827 galaxies). These numbers are not comparable with the seed
 paper's SDSS-wide R²: ECO is a low-redshift volume (z < 0.025), where redshift
 carries little information and line fluxes span a narrower distance range.
 
@@ -80,6 +82,8 @@ from astro_galpost.evaluation import evaluate_samples, model_space_truth
 from astro_galpost.physics import add_mbh_column
 
 BANDS = [f"{b}mag" for b in "ugriz"]
+#: ECO's and RESOLVE's Galactic extinction of each magnitude column.
+EXTINCTION = {f"{b}mag": f"ext{b}" for b in "ugriz"}
 ECO_TARGETS = {"log_mstar": "logmstar", "log_sfr": "log_sfr_nuv", "halpha": "h_alpha_flux",
                "nii_6584": "nii_6584_flux", "oiii_5007": "oiii_5007_flux"}
 #: What RESOLVE measures for every galaxy, trained jointly with M_BH in the ``joint`` design.
@@ -90,7 +94,7 @@ MBH_ENSEMBLE = 5
 
 def encoder(sizes: bool) -> PhotometryEncoder:
     extra = {"r50": "log", "r90": "log"} if sizes else {}
-    return PhotometryEncoder(BANDS, errors={b: f"e_{b}" for b in BANDS}, extinction=None, extra=extra)
+    return PhotometryEncoder(BANDS, errors={b: f"e_{b}" for b in BANDS}, extinction=EXTINCTION, extra=extra)
 
 
 def hgb_r2(train: Table, test: Table, targets: dict, sizes: bool, seed: int) -> dict:
