@@ -113,16 +113,23 @@ def target_table(post, test: Table) -> Table:
 
 
 def bin_table(post, test: Table) -> Table:
-    """Per quintile of r, redshift and g − r: the lowest, highest and worst 68% coverage of each target."""
+    """Per quintile of r, redshift and g − r: the lowest, highest and worst 68% coverage of each target.
+
+    The quintiles are those of each target's labelled test galaxies (`local_calibration`);
+    ``n_per_bin`` is the smallest number of galaxies in one of them.
+    """
     colour = np.asarray(test["modelMag_g"], float) - np.asarray(test["modelMag_r"], float)
     rows = []
     for label, by in (("r mag", "modelMag_r"), ("redshift", "redshift"), ("g-r", colour)):
         local = local_calibration(post, test, by, bins=5)
         for name in post:
-            cov = np.asarray(local["coverage_68"][local["target"] == name], float)
+            mine = local["target"] == name
+            cov = np.asarray(local["coverage_68"][mine], float)
             worst = cov[int(np.nanargmax(np.abs(cov - 0.68)))]
-            rows.append((label, name, float(np.nanmin(cov)), float(np.nanmax(cov)), float(worst)))
-    return Table(rows=rows, names=["binned by", "target", "min_coverage_68", "max_coverage_68", "worst"])
+            rows.append((label, name, int(np.min(local["n"][mine])), float(np.nanmin(cov)), float(np.nanmax(cov)),
+                         float(worst)))
+    return Table(rows=rows, names=["binned by", "target", "n_per_bin", "min_coverage_68", "max_coverage_68",
+                                   "worst"])
 
 
 def evaluate(post, test: Table) -> dict:

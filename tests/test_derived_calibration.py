@@ -144,6 +144,29 @@ def test_local_calibration_finds_the_one_narrow_bin():
     assert res["pit_ks"][4] > 0.1 and np.all(res["pit_ks"][:4] < 0.08)
 
 
+def test_quantile_bins_are_those_of_each_targets_labelled_galaxies():
+    # stellar mass labelled for every galaxy, SFR only where the colour is below its 30th percentile
+    rng = np.random.default_rng(5)
+    n = 2000
+    colour = rng.uniform(0.2, 1.0, n)
+    mean = rng.normal([10.0, 0.0], 0.5, (n, 2))
+    samples = {"log_mstar": mean[:, :1] + 0.2 * rng.standard_normal((n, 200)),
+               "log_sfr": mean[:, 1:] + 0.2 * rng.standard_normal((n, 200))}
+    sfr = mean[:, 1] + 0.2 * rng.standard_normal(n)
+    blue = colour < np.quantile(colour, 0.3)
+    truth = {"log_mstar": mean[:, 0] + 0.2 * rng.standard_normal(n), "log_sfr": np.where(blue, sfr, np.nan)}
+    res = local_calibration(samples, truth, colour)
+    mstar, sfr_rows = res[res["target"] == "log_mstar"], res[res["target"] == "log_sfr"]
+    np.testing.assert_array_equal(mstar["n"], 400)
+    np.testing.assert_array_equal(sfr_rows["n"], 120)  # quintiles of the 600 labelled galaxies
+    assert sfr_rows["hi"][-1] == pytest.approx(colour[blue].max())
+    np.testing.assert_allclose(sfr_rows["coverage_68"], 0.68, atol=0.08)
+    # explicit edges are the same for every target
+    fixed = local_calibration(samples, truth, colour, bins=[0.2, 0.6, 1.0])
+    assert list(fixed["n"]) == [np.sum(colour < 0.6), np.sum(colour >= 0.6), np.sum(blue & (colour < 0.6)),
+                                np.sum(blue & (colour >= 0.6))]
+
+
 def test_local_calibration_by_target_edges_and_derived():
     samples, truth = correlated_posteriors(RHO, seed=2)
     res = local_calibration(samples, truth, "log_mstar", bins=[9.0, 10.5, 12.0],

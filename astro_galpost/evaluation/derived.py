@@ -349,6 +349,14 @@ def _bin_index(values: np.ndarray, bins: int | Sequence[float]) -> tuple[np.ndar
     return np.where(inside, index, -1), edges
 
 
+def _labelled(values: np.ndarray, truth: np.ndarray, bins: int | Sequence[float]) -> np.ndarray:
+    """``values`` with NaN where ``truth`` is missing, for quantile bins of the labelled galaxies only."""
+    labelled = np.isfinite(truth) & np.isfinite(values)
+    if np.ndim(bins) != 0 or not labelled.any():
+        return values
+    return np.where(labelled, values, np.nan)
+
+
 def local_calibration(
     samples: Mapping[str, Any],
     truth: Any,
@@ -378,6 +386,10 @@ def local_calibration(
         values (e.g. a colour). Galaxies with a missing value are left out.
     bins : int or sequence of float, optional
         Number of quantile bins (default 5, quintiles) or explicit bin edges.
+        Quantile bins are those of the galaxies with a usable truth of each
+        target or derived quantity, so that each bin holds its share of them:
+        a target labelled in a fifth of the galaxies (metallicity, mostly in
+        blue galaxies) would otherwise leave a colour quintile with a handful.
     targets : sequence of str or `DerivedQuantity`, optional
         Targets and/or derived quantities (names in `DERIVED_QUANTITIES`) to
         evaluate; default every registered target in ``samples``.
@@ -411,7 +423,6 @@ def local_calibration(
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     columns = dict(columns or {})
     values, unit = _bin_values(truth, by, columns)
-    index, edges = _bin_index(values, bins)
     names = [n for n in samples if n in TARGETS] if targets is None else list(targets)
     rows = []
     for name in names:
@@ -423,6 +434,7 @@ def local_calibration(
             label = name
             draws = model_space_samples(samples[name], name)
             tru = model_space_truth(truth, name, columns.get(name))
+        index, edges = _bin_index(_labelled(values, tru, bins), bins)
         for b in range(len(edges) - 1):
             sel = index == b
             n, ks, _, _, _, *cov = _calibration_row(draws[sel], tru[sel], levels, gen)
