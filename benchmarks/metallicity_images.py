@@ -24,6 +24,10 @@
    * ``VAE pretrained``: a VAE pretrained on mock galaxies rendered as
      SkyServer-style composites (no real image at all), then frozen and
      reused by the posterior (``--pretrain`` mock galaxies; 0 skips it);
+   * ``defaults`` (``--defaults``): the plain call with every setting the
+     package's default, ``GalaxyPosterior(targets={"metallicity": "oh_p50"},
+     photometry=None, encoder="vae")``, whose ``fit`` trains the VAE (160 px,
+     early stopping on a tenth of the images);
    * ``PCA + HGB``: PCA of 32×32 thumbnails + ``HistGradientBoostingRegressor``
      on the same rows.
 
@@ -63,14 +67,14 @@ REAL_PARAMS = {"representation": 64, "hidden": 64, "dropout": 0.2, "weight_decay
                "n_ensemble": 5, "validation_fraction": 0.2}
 # the VAE: 64 px, learning rate 1e-3, a fixed schedule of 30 epochs on every training image
 REAL_VAE = {"image_size": 64, "learning_rate": 1e-3, "max_epochs": 30, "validation_fraction": 0.0}
-ROWS = ("VAE", "VAE+stats", "VAE pretrained")
+ROWS = ("VAE", "VAE+stats", "VAE pretrained", "defaults")
 KEYS = ("r2", "rmse", "pit_ks", "coverage_68", "coverage_95")
 
 
-def _posterior(encoder, labels, images, train, test, seed, params) -> np.ndarray:
+def _posterior(encoder, labels, images, train, test, seed, params, settings=REAL_PARAMS) -> np.ndarray:
     """Posterior samples of metallicity for ``test`` from an image-only estimator fitted on ``train``."""
     gp = GalaxyPosterior(**{"targets": {"metallicity": "oh_p50"}, "photometry": None, "encoder": encoder,
-                            "random_state": seed, "progress": False, **REAL_PARAMS, **params})
+                            "random_state": seed, "progress": False, **settings, **params})
     gp.fit(labels[train], images=images[train])
     post = gp.sample(labels[test], images=images[test], n_samples=1000, random_state=seed)
     return post["metallicity"].distribution.value
@@ -136,6 +140,8 @@ def _outer_fold(labels, images, thumbs, oh, train, test, seed, mock_vae, args) -
             "VAE+stats": _posterior([vae, "image_stats"], labels, images, train, test, seed, args.params)}
     if mock_vae is not None:
         rows["VAE pretrained"] = _posterior(mock_vae, labels, images, train, test, seed, args.params)
+    if args.defaults:  # the plain call, every setting the package's default, the VAE trained by fit
+        rows["defaults"] = _posterior("vae", labels, images, train, test, seed, {}, settings={})
     pca = PCA(n_components=20, random_state=seed).fit(thumbs[train])
     hgb = HistGradientBoostingRegressor(random_state=seed).fit(pca.transform(thumbs[train]), oh[train])
     rows["PCA + HGB"] = hgb.predict(pca.transform(thumbs[test]))[:, None]
@@ -240,6 +246,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--pretrain", type=int, default=600,
                         help="mock galaxies to pretrain a VAE on (0: skip the pretrained row)")
     parser.add_argument("--pretrain-seeds", default="0", help="model seeds with the pretrained-VAE row")
+    parser.add_argument("--defaults", action="store_true",
+                        help="add the row of the plain call GalaxyPosterior(targets={'metallicity': 'oh_p50'}, "
+                             "photometry=None, encoder='vae'): every setting the default, the VAE (160 px) "
+                             "trained by fit")
     parser.add_argument("--size", type=int, default=64, help="VAE image size of the mock and throughput parts")
     parser.add_argument("--params", type=json.loads, default={}, help="JSON of GalaxyPosterior parameters (real data)")
     parser.add_argument("--vae-params", type=json.loads, default={}, help="JSON of VAEEncoder parameters (real data)")
