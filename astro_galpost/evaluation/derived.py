@@ -12,9 +12,9 @@ can average to a calibrated whole. This module checks both:
     coverage of the result, with the same `pit`, `pit_ks`, `pit_cvm` and `coverage` as
     the per-target checks. `DERIVED_QUANTITIES` holds six built-in quantities.
 `local_calibration`
-    Splits the galaxies into quantile bins (default quintiles) of an input column or a
-    target and reports the coverage and PIT KS distance of every target (or derived
-    quantity) in each bin.
+    Splits each target's labelled galaxies into quantile bins (default quintiles) of an
+    input column or a target and reports the coverage and PIT KS distance of every
+    target (or derived quantity) in each bin.
 
 Values are combined in catalog units: log10 for stellar mass, SFR and black-hole mass,
 1e-17 erg/s/cm² for line fluxes, plain redshift.
