@@ -9,18 +9,19 @@
    galaxies has a binomial spread of ±0.05; on 400, ±0.023). Fold 0 is the
    single outer split of earlier runs (``--outer-folds 1``). Every
    setting of the image path is fixed a priori (see ``docs/images.rst``,
-   "Few labelled galaxies"): the VAE trains for a fixed 30 epochs on the
-   images of the 300 training galaxies (no labels, no validation split), and
-   the posterior is a 5-member ensemble whose members each stop early and
-   recalibrate their widths on a different fifth of the training galaxies
-   (rows that member did not train on), so that together the five cover
-   every training galaxy once. The 100 unlabelled composites of the folder
+   "Few labelled galaxies"): the posterior is a 5-member ensemble whose
+   members each stop early and recalibrate their widths on a different fifth
+   of the training galaxies (rows that member did not train on), so that
+   together the five cover every training galaxy once, and each member has
+   its own VAE, trained by ``fit`` with a seed of the member's for a fixed 30
+   epochs on the images of the 300 training galaxies (no labels, no
+   validation split). The 100 unlabelled composites of the folder
    (the data set's own test split) are never used. Rows, for each model seed
    (``--seeds``):
 
    * ``VAE``: the paper's image embedding alone (``encoder=vae``);
    * ``VAE+stats``: the same VAE plus classical light statistics
-     (``encoder=[vae, "image_stats"]``); the two estimators reuse one VAE;
+     (``encoder=[vae, "image_stats"]``);
    * ``VAE pretrained``: a VAE pretrained on mock galaxies rendered as
      SkyServer-style composites (no real image at all), then frozen and
      reused by the posterior (``--pretrain`` mock galaxies; 0 skips it);
@@ -134,8 +135,8 @@ def _outer_fold(labels, images, thumbs, oh, train, test, seed, mock_vae, args) -
     from sklearn.decomposition import PCA
     from sklearn.ensemble import HistGradientBoostingRegressor
 
+    # unfitted: fit trains one VAE per ensemble member on the training images (the labels are not used)
     vae = VAEEncoder(**{**REAL_VAE, "random_state": seed, "progress": False, **args.vae_params})
-    vae.fit_images(images[train])  # images only: the labels are not used
     rows = {"VAE": _posterior(vae, labels, images, train, test, seed, args.params),
             "VAE+stats": _posterior([vae, "image_stats"], labels, images, train, test, seed, args.params)}
     if mock_vae is not None:

@@ -142,7 +142,7 @@ def test_nan_weights_are_rejected_even_with_a_valid_checksum(fitted, tmp_path):
 
 def test_generator_seed_survives_save_and_load(fitted, mock_table, tmp_path):
     gp = GalaxyPosterior(**{**fitted.get_params(), "random_state": np.random.default_rng(5)})
-    for name in ("targets_", "encoders_", "ood_", "label_mean_", "label_scale_", "groups_", "flows_",
+    for name in ("targets_", "member_encoders_", "ood_", "label_mean_", "label_scale_", "groups_", "flows_",
                  "networks_", "history_", "n_features_in_", "n_train_"):
         setattr(gp, name, getattr(fitted, name))
     gp.save(tmp_path / "m")

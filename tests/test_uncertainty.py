@@ -51,7 +51,7 @@ class FakeModel(GalaxyPosterior):
     def _encode(self, table, images):
         x = np.asarray(table["idx"], dtype=np.float32)[:, None]
         ok = np.ones(len(table), bool) if self._usable is None else self._usable[np.asarray(table["idx"])]
-        return x, ok
+        return [x] * len(self.networks_), ok
 
 
 def _exact_normal(rng, shape):

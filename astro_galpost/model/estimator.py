@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import numbers
 import os
 import warnings
@@ -147,6 +148,20 @@ def _copy_encoder(encoder: Encoder) -> Encoder:
         return clone(encoder, safe=False)
     except (RuntimeError, AttributeError, TypeError):  # an __init__ that does not store its arguments
         return copy.deepcopy(encoder)
+
+
+def _takes_seed(encoder: Encoder) -> bool:
+    """Whether the encoder's constructor has a ``random_state`` (its fit is random, e.g. a VAE)."""
+    return "random_state" in inspect.signature(type(encoder)).parameters
+
+
+def _rows_of(xs: list[np.ndarray], rows: Any) -> list[np.ndarray]:
+    """``x[rows]`` of each member's features; members that share an array share the result."""
+    picked: dict[int, np.ndarray] = {}
+    for x in xs:
+        if id(x) not in picked:
+            picked[id(x)] = x[rows]
+    return [picked[id(x)] for x in xs]
 
 
 def _check_device(device: Any) -> None:
@@ -398,6 +413,30 @@ class GalaxyPosterior(ParamsMixin):
                 raise TypeError(f"encoder must be a registered name or an Encoder, got {spec!r}")
         return encoders
 
+    def _member_encoders(self, first: list[Encoder], table: Table, images: Any, member) -> list[Encoder]:
+        """The encoders of an ensemble member after the first, whose fitted encoders are ``first``.
+
+        An encoder that `fit` trains and whose training is random (its
+        constructor takes a ``random_state``, e.g. a VAE) is trained again for
+        each member with a seed of the member's, so the ensemble averages over
+        the encoder's training as over the networks' (bagging); the first member
+        keeps the encoder's own seed, so ``n_ensemble=1`` is unchanged. Other
+        encoders, and encoders given fitted, are shared by all members.
+        """
+        seed = int(member.generate_state(3)[2])
+        own = []
+        for enc, fresh in zip(first, self._make_encoders()):
+            if fresh.is_fitted or not _takes_seed(fresh):
+                own.append(enc)
+            else:
+                own.append(fresh.set_params(random_state=seed).fit(table, images))
+        return own
+
+    @property
+    def encoders_(self) -> list[Encoder]:
+        """The fitted encoders (the first member's: see ``member_encoders_`` for an ensemble)."""
+        return self.member_encoders_[0]
+
     def _encoder_from_name(self, name: str) -> Encoder:
         """The registered encoder ``name``, given the estimator parameters it asks for (`Encoder.estimator_options`)."""
         cls = ENCODERS.get(name)
@@ -438,15 +477,21 @@ class GalaxyPosterior(ParamsMixin):
             )
 
     # ---------------------------------------------------------------- inputs
-    def _encode(self, table: Table, images: Any) -> tuple[np.ndarray, np.ndarray]:
-        parts, usable = [], np.ones(len(table), bool)
-        for enc in self.encoders_:
-            if enc.requires_images and images is None:
-                raise ValueError(f"encoder {enc.name!r} needs images: pass images=... with one per table row")
-            features, ok = enc.transform(table, images)
-            parts.append(features)
-            usable &= ok
-        return np.concatenate(parts, axis=1).astype(np.float32), usable
+    def _encode(self, table: Table, images: Any) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each member's features (members with the same encoders share one array) and the usable rows."""
+        features, xs, usable = {}, {}, np.ones(len(table), bool)
+        for encoders in self.member_encoders_:
+            for enc in encoders:
+                if id(enc) in features:
+                    continue
+                if enc.requires_images and images is None:
+                    raise ValueError(f"encoder {enc.name!r} needs images: pass images=... with one per table row")
+                features[id(enc)], ok = enc.transform(table, images)
+                usable &= ok
+            key = tuple(map(id, encoders))
+            if key not in xs:
+                xs[key] = np.concatenate([features[id(enc)] for enc in encoders], axis=1).astype(np.float32)
+        return [xs[tuple(map(id, encoders))] for encoders in self.member_encoders_], usable
 
     def _read_labels(self, table: Table) -> tuple[np.ndarray, np.ndarray]:
         values = np.full((len(table), len(self.targets_)), np.nan)
@@ -512,16 +557,17 @@ class GalaxyPosterior(ParamsMixin):
         for enc in encoders:
             if not enc.is_fitted:
                 enc.fit(table, images)
-        self.encoders_ = encoders
-        x, usable = self._encode(table, images)
-        if not usable.any():
-            raise ValueError("no training row has usable inputs (check the photometry columns)")
-        self.n_features_in_ = x.shape[1]
-        self.n_train_ = int(usable.sum())
-        x, y, valid = x[usable], y[usable], valid[usable]
         seeds = _seed_sequence(self.random_state)
         split_seed, ood_seed, *member_seeds = seeds.spawn(2 + self.n_ensemble)
-        self.ood_ = NeighbourDistance(random_state=ood_seed).fit(x)
+        self.member_encoders_ = [encoders] + [self._member_encoders(encoders, table, images, member)
+                                              for member in member_seeds[1:]]
+        xs, usable = self._encode(table, images)
+        if not usable.any():
+            raise ValueError("no training row has usable inputs (check the photometry columns)")
+        self.n_features_in_ = xs[0].shape[1]
+        self.n_train_ = int(usable.sum())
+        xs, y, valid = _rows_of(xs, usable), y[usable], valid[usable]
+        self.ood_ = NeighbourDistance(random_state=ood_seed).fit(xs[0])
 
         self.label_mean_ = np.array([np.mean(y[valid[:, j], j]) for j in range(y.shape[1])])
         std = np.array([np.std(y[valid[:, j], j]) for j in range(y.shape[1])])
@@ -531,7 +577,7 @@ class GalaxyPosterior(ParamsMixin):
         self.groups_, self.flows_ = self._group_specs(list(targets))
         self.networks_, self.history_, recalibration_rows = [], [], []
         recalibration_seed = int(member_seeds[0].generate_state(2)[1])
-        for k, member in enumerate(member_seeds):
+        for k, (member, x) in enumerate(zip(member_seeds, xs)):
             # each member validates on a different window of one permutation of the rows
             train_index, val_index = split_indices(
                 len(x), self.validation_fraction, np.random.default_rng(split_seed), fold=k
@@ -596,8 +642,8 @@ class GalaxyPosterior(ParamsMixin):
     # ---------------------------------------------------------------- sample
     def _encoded_batches(
         self, table: Table, images: Any, random_state, batch_size: int, row_offset: int
-    ) -> Iterator[tuple[slice, np.ndarray, np.ndarray, list[int]]]:
-        """Yield ``(rows, features, usable, key)`` batch by batch.
+    ) -> Iterator[tuple[slice, list[np.ndarray], np.ndarray, list[int]]]:
+        """Yield ``(rows, features, usable, key)`` batch by batch (``features``: one array per member).
 
         ``key``, ``[base seed, index of the batch's first row]`` (counted from
         ``row_offset``), seeds the batch's draws: the base seed comes from
@@ -612,9 +658,9 @@ class GalaxyPosterior(ParamsMixin):
         for start in range(0, n, batch_size):
             rows = slice(start, min(start + batch_size, n))
             with torch_threads(self.n_threads):
-                x, usable = self._encode(table[rows], None if images is None else images[rows])
-            yield rows, x, usable, [base_seed, row_offset + start]
-            bar.update(len(x))
+                xs, usable = self._encode(table[rows], None if images is None else images[rows])
+            yield rows, xs, usable, [base_seed, row_offset + start]
+            bar.update(len(usable))
         bar.close()
 
     def _unstandardise(self, draws: np.ndarray, space: str) -> np.ndarray:
@@ -637,16 +683,15 @@ class GalaxyPosterior(ParamsMixin):
         # equal-weight mixture of the ensemble: each member draws its share of samples
         shares = [n_samples // k + (i < n_samples % k) for i in range(k)]
         device = torch.device(self.device)
-        for rows, x, usable, key in self._encoded_batches(table, images, random_state, batch_size, row_offset):
-            out = np.full((len(x), n_samples, len(self.targets_)), np.nan)
-            probs = {g.name: np.full(len(x), np.nan) for g in self.groups_ if g.detect}
+        for rows, xs, usable, key in self._encoded_batches(table, images, random_state, batch_size, row_offset):
+            out = np.full((len(usable), n_samples, len(self.targets_)), np.nan)
+            probs = {g.name: np.full(len(usable), np.nan) for g in self.groups_ if g.detect}
             if usable.any():
-                xt = torch.as_tensor(x[usable], device=device)
                 with _torch_seed(_seed_from_key(key)):
                     draws, member_probs = [], []
-                    for net, share in zip(self.networks_, shares):
+                    for net, share, x in zip(self.networks_, shares, _rows_of(xs, usable)):
                         if share:
-                            s, p = net.sample(xt, share)
+                            s, p = net.sample(torch.as_tensor(x, device=device), share)
                             draws.append(s)
                             member_probs.append(p)
                     s = torch.cat(draws, dim=0)
@@ -655,7 +700,7 @@ class GalaxyPosterior(ParamsMixin):
                 out[usable] = s.permute(1, 0, 2).cpu().numpy()
                 for g in probs:
                     probs[g][usable] = torch.stack([p[g] for p in member_probs]).mean(0).cpu().numpy()
-            ood = np.where(usable, self.ood_.score(x), np.nan)
+            ood = np.where(usable, self.ood_.score(xs[0]), np.nan)
             yield rows, self._unstandardise(out, "catalog"), probs, usable, ood
 
     def sample_members(
@@ -728,13 +773,12 @@ class GalaxyPosterior(ParamsMixin):
     ) -> Iterator[MemberSamples]:
         """The generator behind `sample_members` (whose checks run at the call, not at the first batch)."""
         device = torch.device(self.device)
-        for rows, x, usable, key in self._encoded_batches(table, images, random_state, batch_size, row_offset):
-            out = np.full((len(self.networks_), len(x), n_samples, len(self.targets_)), np.nan)
+        for rows, xs, usable, key in self._encoded_batches(table, images, random_state, batch_size, row_offset):
+            out = np.full((len(self.networks_), len(usable), n_samples, len(self.targets_)), np.nan)
             if usable.any():
-                xt = torch.as_tensor(x[usable], device=device)
-                for m, net in enumerate(self.networks_):
+                for m, (net, x) in enumerate(zip(self.networks_, _rows_of(xs, usable))):
                     with torch_threads(self.n_threads), _torch_seed(_seed_from_key([*key, m])):
-                        draws, _ = net.sample(xt, n_samples)
+                        draws, _ = net.sample(torch.as_tensor(x, device=device), n_samples)
                     out[m, usable] = draws.permute(1, 0, 2).cpu().numpy()
             yield MemberSamples(rows, self._unstandardise(out, space), usable)
 
@@ -901,10 +945,16 @@ class GalaxyPosterior(ParamsMixin):
         self._check_fitted()
         tensors = {f"network{k}.{name}": value.detach().to("cpu").contiguous()
                    for k, net in enumerate(self.networks_) for name, value in net.state_dict().items()}
-        encoders = []
+        encoders, member_encoders = [], []
         for i, enc in enumerate(self.encoders_):
             tensors.update(_as_tensors(enc.get_arrays(), f"encoder{i}."))
             encoders.append({"name": enc.name, "config": jsonable(enc.get_config())})
+        for k, own in enumerate(self.member_encoders_[1:], start=1):  # a member's own fits; None where shared
+            member_encoders.append([None if enc is first else {"name": enc.name, "config": jsonable(enc.get_config())}
+                                    for enc, first in zip(own, self.encoders_)])
+            for i, enc in enumerate(own):
+                if enc is not self.encoders_[i]:
+                    tensors.update(_as_tensors(enc.get_arrays(), f"member{k}.encoder{i}."))
         tensors.update(_as_tensors(self.ood_.get_arrays(), "ood."))
         params = {**self.get_params(deep=False), "encoder": [e["name"] for e in encoders]}
         config = envelope_header(
@@ -913,6 +963,7 @@ class GalaxyPosterior(ParamsMixin):
             # the spaces the labels were modelled in: a registry change must not silently reinterpret weights
             target_spaces={name: target_space(name) for name in self.targets_},
             groups=[g.to_dict() for g in self.groups_], flows=self.flows_, encoders=encoders,
+            member_encoders=member_encoders,
             ood=self.ood_.get_config(), n_features_in=self.n_features_in_, n_train=self.n_train_,
             label_mean=self.label_mean_.tolist(), label_scale=self.label_scale_.tolist(),
             history=[h.to_dict() for h in self.history_],
@@ -946,11 +997,10 @@ class GalaxyPosterior(ParamsMixin):
         model.label_mean_ = np.asarray(config["label_mean"], dtype=float)
         model.label_scale_ = np.asarray(config["label_scale"], dtype=float)
         model.history_ = [TrainingHistory(**h) for h in config["history"]]
-        model.encoders_ = [ENCODERS.get(spec["name"]).from_config(spec["config"], _arrays(tensors, f"encoder{i}."))
-                           for i, spec in enumerate(config["encoders"])]
         model.ood_ = NeighbourDistance.from_config(config["ood"], _arrays(tensors, "ood."))
         model.networks_ = [model._load_network(_arrays(tensors, f"network{k}.", numpy=False), path)
                            for k in range(len(config["history"]))]
+        model.member_encoders_ = _load_encoders(config, tensors, len(model.networks_))
         return model
 
     def _load_network(self, state: dict[str, torch.Tensor], path) -> PosteriorNetwork:
@@ -962,6 +1012,18 @@ class GalaxyPosterior(ParamsMixin):
         except RuntimeError as err:
             raise ModelFormatError(f"weights in {path} do not fit the saved architecture: {err}") from err
         return net.to(self.device).eval()
+
+
+def _load_encoders(config: dict, tensors: Mapping[str, torch.Tensor], n_members: int) -> list[list[Encoder]]:
+    """Each member's encoders as `GalaxyPosterior.save` wrote them (models without ``member_encoders`` share them)."""
+    def build(spec: dict, prefix: str) -> Encoder:
+        return ENCODERS.get(spec["name"]).from_config(spec["config"], _arrays(tensors, prefix))
+
+    first = [build(spec, f"encoder{i}.") for i, spec in enumerate(config["encoders"])]
+    own = config.get("member_encoders") or [[None] * len(first)] * (n_members - 1)
+    return [first] + [[enc if spec is None else build(spec, f"member{k}.encoder{i}.")
+                       for i, (enc, spec) in enumerate(zip(first, specs))]
+                      for k, specs in enumerate(own, start=1)]
 
 
 def _as_tensors(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, torch.Tensor]:
