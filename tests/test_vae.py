@@ -403,6 +403,43 @@ def test_widths_recalibrated_on_the_image_path(vae, mock_table, tiny):
     np.testing.assert_array_equal(plain, 1.0)
 
 
+def test_each_ensemble_member_trains_its_own_vae(vae, mock_table, tiny, tmp_path):
+    """A VAE that fit trains is bagged: one per member, each with a seed of its own; others are shared."""
+    table = mock_table[:80]
+    images, _ = blobs(len(table), seed=14)
+    enc = VAEEncoder(image_size=SIZE, max_epochs=1, random_state=3, progress=False)
+    gp = GalaxyPosterior(encoder=[enc, "photometry"], n_ensemble=3, random_state=0, **tiny(["redshift"]))
+    gp.fit(table, images=images)
+    members = gp.member_encoders_
+    assert len(members) == 3 and members[0] is gp.encoders_
+    vaes = [m[0] for m in members]
+    assert all(v.is_fitted for v in vaes) and len({id(v) for v in vaes}) == 3 and not enc.is_fitted
+    assert vaes[0].random_state == 3 and len({v.random_state for v in vaes}) == 3  # member 0 keeps its seed
+    first_layer = [next(iter(v.model_.state_dict().values())) for v in vaes]
+    assert not torch.equal(first_layer[0], first_layer[1])
+    assert members[1][1] is members[0][1] is members[2][1]  # the photometry encoder's fit is not random
+
+    def member_draws(model, k):
+        batch = next(model.sample_members(table[:6], images=images[:6], n_samples=30, random_state=2))
+        return batch.samples[k]
+
+    # member 1 samples from its own VAE's features: given member 0's VAE instead, its draws change
+    saved_draws = member_draws(gp, 1)
+    gp.save(tmp_path / "bagged")
+    loaded = GalaxyPosterior.load(tmp_path / "bagged")
+    assert [type(m[0]) for m in loaded.member_encoders_] == [VAEEncoder] * 3
+    assert loaded.member_encoders_[1][1] is loaded.member_encoders_[0][1]
+    np.testing.assert_allclose(member_draws(loaded, 1), saved_draws, rtol=1e-5)
+    gp.member_encoders_[1] = gp.member_encoders_[0]
+    assert not np.allclose(member_draws(gp, 1), saved_draws)
+
+    # a VAE given fitted is shared by every member, and one member has one set of encoders
+    shared = GalaxyPosterior(encoder=vae, photometry=None, n_ensemble=2, random_state=0, **tiny(["redshift"]))
+    assert all(m[0] is vae for m in shared.fit(table, images=images).member_encoders_)
+    single = GalaxyPosterior(encoder=enc, photometry=None, random_state=0, **tiny(["redshift"]))
+    assert len(single.fit(table, images=images).member_encoders_) == 1
+
+
 def test_unfitted_vae_trained_by_estimator(mock_table, tiny):
     table = mock_table[:60]
     images, _ = blobs(len(table), seed=11)

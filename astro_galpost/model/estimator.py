@@ -266,7 +266,11 @@ class GalaxyPosterior(ParamsMixin):
         Dropout in the shared MLP.
     n_ensemble : int, optional
         Number of independently initialised networks (a deep ensemble); samples
-        are drawn from their equal-weight mixture.
+        are drawn from their equal-weight mixture. An encoder that `fit` trains
+        and whose training is random (it takes a ``random_state``, as the VAE
+        does) is trained once per member, with a seed of the member's, so the
+        mixture also averages over the encoder's training (``member_encoders_``);
+        other encoders, and encoders given fitted, are shared.
     validation_fraction : float, optional
         Fraction of training rows held out for early stopping.
     recalibrate : bool, optional
@@ -307,8 +311,9 @@ class GalaxyPosterior(ParamsMixin):
     ``set_params`` and `sklearn.base.clone` work, and the constructor only
     stores its arguments. They are checked by `fit`, whose errors name the
     parameter and its allowed range. `fit` works on clones of unfitted encoder
-    objects (``encoders_``), so refitting never reuses an encoder fitted by an
-    earlier call; an encoder that was fitted before it was given is used as it is.
+    objects (``encoders_``; ``member_encoders_`` holds each ensemble member's),
+    so refitting never reuses an encoder fitted by an earlier call; an encoder
+    that was fitted before it was given is used as it is.
     `sample_members` draws from each deep-ensemble member separately.
 
     Examples
