@@ -950,16 +950,16 @@ class GalaxyPosterior(ParamsMixin):
         self._check_fitted()
         tensors = {f"network{k}.{name}": value.detach().to("cpu").contiguous()
                    for k, net in enumerate(self.networks_) for name, value in net.state_dict().items()}
-        encoders, member_encoders = [], []
-        for i, enc in enumerate(self.encoders_):
-            tensors.update(_as_tensors(enc.get_arrays(), f"encoder{i}."))
-            encoders.append({"name": enc.name, "config": jsonable(enc.get_config())})
-        for k, own in enumerate(self.member_encoders_[1:], start=1):  # a member's own fits; None where shared
-            member_encoders.append([None if enc is first else {"name": enc.name, "config": jsonable(enc.get_config())}
-                                    for enc, first in zip(own, self.encoders_)])
+        specs = []  # per member, each encoder's entry; None where a later member shares the first's
+        for k, own in enumerate(self.member_encoders_):
+            specs.append([])
             for i, enc in enumerate(own):
-                if enc is not self.encoders_[i]:
-                    tensors.update(_as_tensors(enc.get_arrays(), f"member{k}.encoder{i}."))
+                if k and enc is self.encoders_[i]:
+                    specs[k].append(None)
+                    continue
+                tensors.update(_as_tensors(enc.get_arrays(), f"member{k}.encoder{i}." if k else f"encoder{i}."))
+                specs[k].append({"name": enc.name, "config": jsonable(enc.get_config())})
+        encoders, member_encoders = specs[0], specs[1:]
         tensors.update(_as_tensors(self.ood_.get_arrays(), "ood."))
         params = {**self.get_params(deep=False), "encoder": [e["name"] for e in encoders]}
         config = envelope_header(
