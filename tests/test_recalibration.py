@@ -10,6 +10,7 @@ from astro_galpost.model.recalibration import (
     _best_shift,
     central_coverage_error,
     fit_recalibration,
+    narrow_mixture,
 )
 
 
@@ -172,3 +173,81 @@ def test_a_distribution_without_a_centre_is_scaled_about_its_mean_head():
         assert scales[0] > 1.0
     finally:
         FLOWS.unregister("test_gmm")
+
+
+def _calibrated_members(k=5, n=4000, s=400, spread=0.6, seed=0):
+    """Truths and draws of ``k`` members, each calibrated on its own, that disagree by ``spread``.
+
+    Galaxy ``i`` has truth ``y ~ N(f, 1)``; member ``j`` is centred on ``f + e_j``
+    (``e_j ~ N(0, spread²)``) with width ``√(1 + spread²)``, so each member's PIT
+    is uniform, while the mixture of the ``k`` members is too wide.
+    """
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=n)
+    y = f + rng.normal(size=n)
+    centres = f + spread * rng.normal(size=(k, n))
+    width = np.hypot(1.0, spread)
+    draws = [torch.as_tensor(c[None, :, None] + width * rng.normal(size=(s, n, 1)), dtype=torch.float32)
+             for c in centres]
+    return y, draws
+
+
+def _coverage_68(y, draws):
+    lo, hi = np.percentile(draws[..., 0], [16, 84], axis=0)
+    return float(np.mean((y > lo) & (y < hi)))
+
+
+def test_each_member_is_calibrated_and_the_narrowed_mixture_is_too():
+    y, draws = _calibrated_members()
+    assert abs(_coverage_68(y, draws[0].numpy()) - 0.68) < 0.025
+    raw = torch.cat(draws).numpy()
+    narrowed = torch.cat(narrow_mixture(draws)).numpy()
+    assert _coverage_68(y, raw) > 0.74
+    assert abs(_coverage_68(y, narrowed) - 0.68) < 0.025
+    # the members' means are kept
+    np.testing.assert_allclose(narrowed.reshape(5, 400, -1).mean(1), raw.reshape(5, 400, -1).mean(1), atol=1e-5)
+
+
+def test_narrowing_gives_the_mixture_variance_w_minus_b_and_keeps_a_floor():
+    g = torch.Generator().manual_seed(1)
+    # W = 1 and B = 0.09 in the first target, B = 1 (more than W / 2) in the second
+    means = torch.tensor([[-0.3, -1.0], [0.3, 1.0]])
+    draws = [m + torch.randn(50000, 1, 2, generator=g) for m in means]
+    out = torch.cat(narrow_mixture(draws)).var(0)[0]
+    assert abs(out[0].item() - (1 - 0.09)) < 0.02
+    # c is floored at 1/2: variance W / 4 + B
+    assert abs(out[1].item() - (0.25 + 1.0)) < 0.03
+
+
+@pytest.mark.parametrize(("per_member", "least"), [(20, 0.96), (200, 0.99)])
+def test_identical_members_are_hardly_narrowed(per_member, least):
+    g = torch.Generator().manual_seed(2)
+    draws = [torch.randn(per_member, 20000, 1, generator=g) for _ in range(5)]
+    # the spread of the members' means is all Monte Carlo noise, which is removed (but for its positive part)
+    ratio = torch.cat(narrow_mixture(draws)).var(0).mean() / torch.cat(draws).var(0).mean()
+    assert least < ratio <= 1.0
+    single = [torch.randn(1, 3, 1, generator=g) for _ in range(2)]
+    assert all(a is b for a, b in zip(narrow_mixture(single), single))
+    assert narrow_mixture(draws[:1])[0] is draws[0]
+
+
+def test_a_recalibrated_ensemble_samples_the_narrowed_mixture(mock_table, tiny, monkeypatch):
+    import astro_galpost.model.estimator as estimator
+
+    calls = []
+
+    def spy(draws):
+        calls.append([d.shape for d in draws])
+        return [torch.zeros_like(d) for d in draws]  # a mark that shows in the samples
+
+    monkeypatch.setattr(estimator, "narrow_mixture", spy)
+    kwargs = tiny(["redshift"], random_state=0, max_epochs=2)
+    table = mock_table[500:520]
+    for recalibrate, n_ensemble, narrowed in ((False, 3, False), (True, 1, False), (True, 3, True)):
+        calls.clear()
+        gp = GalaxyPosterior(recalibrate=recalibrate, n_ensemble=n_ensemble, **kwargs).fit(mock_table[:500])
+        draws = np.asarray(gp.sample(table, n_samples=30, random_state=1)["redshift"].distribution)
+        assert bool(calls) is narrowed
+        assert bool(np.all(draws == gp.label_mean_[0])) is narrowed
+    # each member's own posterior (of the last, recalibrated ensemble) is never narrowed
+    assert not any(np.all(b.samples == gp.label_mean_[0]) for b in gp.sample_members(table, n_samples=10))

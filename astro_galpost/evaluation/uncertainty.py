@@ -231,8 +231,13 @@ def uncertainty_decomposition(
     * :math:`\\sigma_\\mathrm{epi} = \\sqrt{\\mathrm{Var}_k\\, m_k}` (population
       variance, ``ddof=0``, of the member means: their disagreement),
     * :math:`\\sigma_\\mathrm{tot} = \\sqrt{\\sigma_\\mathrm{ale}^2 + \\sigma_\\mathrm{epi}^2}`,
-      exactly the spread of the equal-weight mixture that
-      `~astro_galpost.GalaxyPosterior.sample` draws from (law of total variance).
+      exactly the spread of the members' equal-weight mixture (law of total
+      variance). A recalibrated ensemble's
+      `~astro_galpost.GalaxyPosterior.sample` narrows each member about its
+      mean so that the mixture's variance is about
+      :math:`\\sigma_\\mathrm{ale}^2 - \\sigma_\\mathrm{epi}^2`, the error
+      of the members' mean when each member is calibrated
+      (`~astro_galpost.model.recalibration.narrow_mixture`).
 
     Parameters
     ----------

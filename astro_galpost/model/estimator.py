@@ -26,7 +26,7 @@ from ..utils.threads import torch_threads
 from .layout import check_layout, target_space
 from .network import GroupSpec, PosteriorNetwork
 from .ood import NeighbourDistance
-from .recalibration import fit_ensemble_recalibration
+from .recalibration import fit_ensemble_recalibration, narrow_mixture
 from .targets import GROUPS, TARGETS, TargetGroup, group_order
 from .training import split_indices, train_network
 
@@ -280,7 +280,10 @@ class GalaxyPosterior(ParamsMixin):
         their nominal coverage
         (`astro_galpost.model.recalibration`; they are ``residual_shifts_`` and
         ``residual_scales_``). The shifts are fitted per member, the factor
-        once for all members on the held-out rows of all of them. Needs
+        once for all members on the held-out rows of all of them; an
+        ensemble's draws are then narrowed about each member's mean so that
+        the mixture, not only each member, is calibrated
+        (`~astro_galpost.model.recalibration.narrow_mixture`). Needs
         ``validation_fraction > 0``.
     batch_size : int or None, optional
         Training rows per optimiser step. `None` (the default): an eighth of
@@ -699,6 +702,8 @@ class GalaxyPosterior(ParamsMixin):
                             s, p = net.sample(torch.as_tensor(x, device=device), share)
                             draws.append(s)
                             member_probs.append(p)
+                    if self._narrows_mixture():
+                        draws = narrow_mixture(draws)
                     s = torch.cat(draws, dim=0)
                     if k > 1:
                         s = s[torch.randperm(n_samples, device=device)]
@@ -707,6 +712,10 @@ class GalaxyPosterior(ParamsMixin):
                     probs[g][usable] = torch.stack([p[g] for p in member_probs]).mean(0).cpu().numpy()
             ood = np.where(usable, self.ood_.score(xs[0]), np.nan)
             yield rows, self._unstandardise(out, "catalog"), probs, usable, ood
+
+    def _narrows_mixture(self) -> bool:
+        """Whether the mixture is narrowed (`narrow_mixture`): an ensemble whose members were recalibrated."""
+        return len(self.networks_) > 1 and bool(self.recalibrate) and self.validation_fraction > 0
 
     def sample_members(
         self,
@@ -720,8 +729,10 @@ class GalaxyPosterior(ParamsMixin):
     ) -> Iterator[MemberSamples]:
         """Draw posterior samples from every deep-ensemble member separately, batch by batch.
 
-        `sample` draws from the equal-weight mixture of the members; this
-        method gives each member's own posterior, e.g. to split the spread
+        `sample` draws from the equal-weight mixture of the members (each
+        narrowed about its mean when they were recalibrated, see
+        ``recalibrate``); this method gives each member's own posterior,
+        as calibrated on its own, e.g. to split the spread
         into aleatoric and epistemic parts
         (`~astro_galpost.evaluation.uncertainty_decomposition`). Galaxies are
         encoded and sampled ``batch_size`` at a time, so memory grows with
