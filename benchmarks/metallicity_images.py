@@ -8,8 +8,9 @@
    labelled galaxy is an outer test galaxy exactly once (a 68% coverage on 100
    galaxies has a binomial spread of ±0.05; on 400, ±0.023). Fold 0 is the
    single outer split of earlier runs (``--outer-folds 1``). Every
-   setting of the image path is fixed a priori (see ``docs/images.rst``,
-   "Few labelled galaxies"): the posterior is a 5-member ensemble whose
+   setting of the image path is fixed a priori: the estimator is
+   ``GalaxyPosterior.few_labelled_images`` (see ``docs/images.rst``,
+   "A few hundred labelled galaxies"), a 5-member ensemble whose
    members each stop early and recalibrate their widths on a different fifth
    of the training galaxies (rows that member did not train on), so that
    together the five cover every training galaxy once, and each member has
@@ -19,9 +20,9 @@
    (the data set's own test split) are never used. Rows, for each model seed
    (``--seeds``):
 
-   * ``VAE``: the paper's image embedding alone (``encoder=vae``);
+   * ``VAE``: the paper's image embedding alone (``light_statistics=False``);
    * ``VAE+stats``: the same VAE plus classical light statistics
-     (``encoder=[vae, "image_stats"]``);
+     (``encoder=[vae, "image_stats"]``, the default of ``few_labelled_images``);
    * ``VAE pretrained``: a VAE pretrained on mock galaxies rendered as
      SkyServer-style composites (no real image at all), then frozen and
      reused by the posterior (``--pretrain`` mock galaxies; 0 skips it);
@@ -61,30 +62,32 @@ from astro_galpost.evaluation import calibration_summary, point_metrics
 from astro_galpost.images import colour_composites, load_images
 from astro_galpost.model.targets import TARGETS
 
-# Fixed a priori for a few hundred labelled galaxies (docs/images.rst explains each):
-# a small, regularised network with small batches (the default 256 would leave one
-# optimisation step per epoch); five members, each validating on its own fifth.
-REAL_PARAMS = {"representation": 64, "hidden": 64, "dropout": 0.2, "weight_decay": 1e-3, "batch_size": 32,
-               "n_ensemble": 5, "validation_fraction": 0.2}
-# the VAE: 64 px, learning rate 1e-3, a fixed schedule of 30 epochs on every training image
-REAL_VAE = {"image_size": 64, "learning_rate": 1e-3, "max_epochs": 30, "validation_fraction": 0.0}
+# The settings are GalaxyPosterior.few_labelled_images's, fixed a priori (docs/images.rst explains each).
+TARGET = {"metallicity": "oh_p50"}
 ROWS = ("VAE", "VAE+stats", "VAE pretrained", "defaults")
 KEYS = ("r2", "rmse", "pit_ks", "coverage_68", "coverage_95")
 
 
-def _posterior(encoder, labels, images, train, test, seed, params, settings=REAL_PARAMS) -> np.ndarray:
-    """Posterior samples of metallicity for ``test`` from an image-only estimator fitted on ``train``."""
-    gp = GalaxyPosterior(**{"targets": {"metallicity": "oh_p50"}, "photometry": None, "encoder": encoder,
-                            "random_state": seed, "progress": False, **settings, **params})
+def _posterior(gp: GalaxyPosterior, labels, images, train, test, seed) -> np.ndarray:
+    """Posterior samples of metallicity for ``test`` from the image-only estimator ``gp`` fitted on ``train``."""
     gp.fit(labels[train], images=images[train])
     post = gp.sample(labels[test], images=images[test], n_samples=1000, random_state=seed)
     return post["metallicity"].distribution.value
 
 
+def _few_images(seed, args, **options) -> GalaxyPosterior:
+    """`GalaxyPosterior.few_labelled_images` of metallicity, with ``--params`` and ``--vae-params`` if given."""
+    if args.vae_params and "vae" not in options:
+        options["vae"] = VAEEncoder(**{**GalaxyPosterior.FEW_IMAGES_VAE, "random_state": seed, "progress": False,
+                                       **args.vae_params})
+    return GalaxyPosterior.few_labelled_images(TARGET, random_state=seed, progress=False, **options, **args.params)
+
+
 def pretrained_vae(n: int, seed: int, vae_params: dict) -> VAEEncoder:
     """A VAE trained on ``n`` mock galaxies rendered as SkyServer-style composites (no real image)."""
     _, mock = mock_catalog_with_images(n, size=64, random_state=seed)
-    return VAEEncoder(**{**REAL_VAE, "random_state": seed, "progress": False, **vae_params}).fit_images(
+    return VAEEncoder(**{**GalaxyPosterior.FEW_IMAGES_VAE, "random_state": seed, "progress": False,
+                         **vae_params}).fit_images(
         colour_composites(mock))
 
 
@@ -135,14 +138,15 @@ def _outer_fold(labels, images, thumbs, oh, train, test, seed, mock_vae, args) -
     from sklearn.decomposition import PCA
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    # unfitted: fit trains one VAE per ensemble member on the training images (the labels are not used)
-    vae = VAEEncoder(**{**REAL_VAE, "random_state": seed, "progress": False, **args.vae_params})
-    rows = {"VAE": _posterior(vae, labels, images, train, test, seed, args.params),
-            "VAE+stats": _posterior([vae, "image_stats"], labels, images, train, test, seed, args.params)}
+    # the VAE unfitted: fit trains one per ensemble member on the training images (the labels are not used)
+    rows = {"VAE": _posterior(_few_images(seed, args, light_statistics=False), labels, images, train, test, seed),
+            "VAE+stats": _posterior(_few_images(seed, args), labels, images, train, test, seed)}
     if mock_vae is not None:
-        rows["VAE pretrained"] = _posterior(mock_vae, labels, images, train, test, seed, args.params)
+        rows["VAE pretrained"] = _posterior(_few_images(seed, args, light_statistics=False, vae=mock_vae),
+                                            labels, images, train, test, seed)
     if args.defaults:  # the plain call, every setting the package's default, the VAE trained by fit
-        rows["defaults"] = _posterior("vae", labels, images, train, test, seed, {}, settings={})
+        plain = GalaxyPosterior(targets=TARGET, photometry=None, encoder="vae", random_state=seed, progress=False)
+        rows["defaults"] = _posterior(plain, labels, images, train, test, seed)
     pca = PCA(n_components=20, random_state=seed).fit(thumbs[train])
     hgb = HistGradientBoostingRegressor(random_state=seed).fit(pca.transform(thumbs[train]), oh[train])
     rows["PCA + HGB"] = hgb.predict(pca.transform(thumbs[test]))[:, None]

@@ -135,10 +135,11 @@ ax.set_title(f"VAE latent space, {source}")
 # --------------------------
 # The fitted, frozen VAE is passed to :class:`~astro_galpost.GalaxyPosterior` as an
 # encoder (``photometry=None``: images only) and reused as it is; any number of
-# estimators can share it. ``fit``, ``sample`` and ``predict`` then need ``images=``::
+# estimators can share it. ``fit``, ``sample`` and ``predict`` then need ``images=``;
+# :meth:`~astro_galpost.GalaxyPosterior.few_labelled_images` sets the rest for a few
+# hundred labelled galaxies::
 #
-#     gp = GalaxyPosterior(targets={"metallicity": "oh_p50"}, photometry=None, encoder=vae,
-#                          n_ensemble=5, validation_fraction=0.2)
+#     gp = GalaxyPosterior.few_labelled_images({"metallicity": "oh_p50"}, vae=vae)
 #     gp.fit(table[train], images=images[train])
 #     post = gp.sample(table[test], images=images[test])
 #

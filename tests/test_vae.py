@@ -516,3 +516,26 @@ def test_embedding_pca_path():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_few_labelled_images_is_the_documented_image_path(mock_table, tiny):
+    gp = GalaxyPosterior.few_labelled_images({"metallicity": "oh_p50"}, random_state=4, progress=False)
+    params = gp.get_params()
+    assert {k: params[k] for k in GalaxyPosterior.FEW_IMAGES} == GalaxyPosterior.FEW_IMAGES
+    assert params["photometry"] is None and params["targets"] == {"metallicity": "oh_p50"}
+    vae, stats = params["encoder"]
+    assert stats == "image_stats" and isinstance(vae, VAEEncoder) and not vae.is_fitted
+    vae_params = vae.get_params()
+    assert {k: vae_params[k] for k in GalaxyPosterior.FEW_IMAGES_VAE} == GalaxyPosterior.FEW_IMAGES_VAE
+    assert vae_params["random_state"] == 4 and vae_params["progress"] is False  # seeded like the estimator
+    # the settings can be replaced; photometry adds its encoder; another image encoder replaces the VAE
+    other = VAEEncoder(image_size=SIZE, max_epochs=1, random_state=0, progress=False)
+    gp = GalaxyPosterior.few_labelled_images(["redshift"], light_statistics=False, vae=other,
+                                             photometry=[f"modelMag_{b}" for b in "ugriz"], n_ensemble=2,
+                                             **{k: v for k, v in tiny(["redshift"]).items() if k != "targets"})
+    assert gp.encoder == [other, "photometry"] and gp.n_ensemble == 2 and gp.validation_fraction == 0.2
+    table = mock_table[:80]
+    images, _ = blobs(len(table), seed=15)
+    gp.fit(table, images=images)
+    assert [type(e).__name__ for e in gp.encoders_] == ["VAEEncoder", "PhotometryEncoder"]
+    assert gp.member_encoders_[1][0] is not gp.member_encoders_[0][0]  # each member its own VAE
