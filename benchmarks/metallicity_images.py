@@ -14,9 +14,9 @@
    members each stop early and recalibrate their widths on a different fifth
    of the training galaxies (rows that member did not train on), so that
    together the five cover every training galaxy once, and each member has
-   its own VAE, trained by ``fit`` with a seed of the member's for a fixed 30
-   epochs on the images of the 300 training galaxies (no labels, no
-   validation split). The 100 unlabelled composites of the folder
+   its own VAE (the paper's objective), trained by ``fit`` with a seed of the
+   member's for a fixed 30 epochs on the images of the 300 training galaxies
+   (no labels, no validation split). The 100 unlabelled composites of the folder
    (the data set's own test split) are never used. Rows, for each model seed
    (``--seeds``):
 
@@ -86,9 +86,8 @@ def _few_images(seed, args, **options) -> GalaxyPosterior:
 def pretrained_vae(n: int, seed: int, vae_params: dict) -> VAEEncoder:
     """A VAE trained on ``n`` mock galaxies rendered as SkyServer-style composites (no real image)."""
     _, mock = mock_catalog_with_images(n, size=64, random_state=seed)
-    return VAEEncoder(**{**GalaxyPosterior.FEW_IMAGES_VAE, "random_state": seed, "progress": False,
-                         **vae_params}).fit_images(
-        colour_composites(mock))
+    vae = VAEEncoder(**{**GalaxyPosterior.FEW_IMAGES_VAE, "random_state": seed, "progress": False, **vae_params})
+    return vae.fit_images(colour_composites(mock))
 
 
 def real_images(args) -> dict:
