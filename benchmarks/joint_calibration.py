@@ -7,7 +7,9 @@ if the draws keep the right correlations. On the mock catalog
 measures it, undetected lines, MPA-JHU label noise), this script fits the default
 single model and reports on held-out galaxies:
 
-* per target: PIT KS statistic and 68%/95% central-interval coverage;
+* per target: PIT KS statistic and 68%/95% central-interval coverage, and the width
+  factor fitted on the held-out rows with its bootstrap 16th-84th percentiles
+  (``GalaxyPosterior.residual_scale_intervals_``);
 * per derived quantity (`~astro_galpost.evaluation.DERIVED_QUANTITIES`: sSFR,
   log M_BH − log M*, Hα SFR − SFR, Balmer decrement, N2, O3): the same statistics;
 * per quintile of r magnitude, redshift and g − r colour: 68% coverage of every target;
@@ -152,6 +154,10 @@ def fit_and_evaluate(name: str, train: Table, test: Table, cfg: dict, seed: int,
         warnings.simplefilter("ignore")
         post = gp.sample(test, n_samples=cfg["n_samples"])
     result = evaluate(post, test)
+    names = result["targets"]["quantity"]
+    result["targets"]["width_factor"] = [float(gp.residual_scales_[n][0]) for n in names]
+    for k, percentile in enumerate(("factor_16", "factor_84")):
+        result["targets"][percentile] = [float(gp.residual_scale_intervals_[n][k]) for n in names]
     epochs = [len(h.train_loss) for h in gp.history_]
     result.update(fit_seconds=fit_s, n_train=len(train), epochs=epochs,
                   seconds_per_epoch=fit_s / max(sum(epochs), 1))
@@ -228,9 +234,10 @@ def goals(result: dict) -> dict:
 
 
 def calibration_rows(table: Table) -> dict:
-    """``{quantity: {pit_ks, coverage_68, coverage_95}}`` of a targets or derived table."""
-    return {str(r["quantity"]): {c: round(float(r[c]), 4) for c in ("pit_ks", "coverage_68", "coverage_95")}
-            for r in table}
+    """``{quantity: {pit_ks, coverage_68, coverage_95[, width factor and its 16th/84th percentiles]}}``."""
+    columns = [c for c in ("pit_ks", "coverage_68", "coverage_95", "width_factor", "factor_16", "factor_84")
+               if c in table.colnames]
+    return {str(r["quantity"]): {c: round(float(r[c]), 4) for c in columns} for r in table}
 
 
 def summary(result: dict) -> dict:

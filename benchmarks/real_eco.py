@@ -122,6 +122,10 @@ def galpost_metrics(train: Table, test: Table, targets: dict, sizes: bool, seed:
     table = evaluate_samples(samples, test, columns=gp.targets_, sbc=False, joint=False, rng=seed)
     rows = {row["target"]: {"n": int(row["n"]), "r2": float(row["r2"]), "pit_ks": float(row["pit_ks"]),
                             "coverage_68": float(row["coverage_68"])} for row in table}
+    for name, row in rows.items():
+        # the width factor and its bootstrap 16th-84th percentiles over the held-out rows
+        row["width_factor"] = float(gp.residual_scales_[name][0])
+        row["width_factor_interval"] = gp.residual_scale_intervals_[name].tolist()
     return rows, fit_seconds
 
 
@@ -141,12 +145,14 @@ def eco(args) -> dict:
     base = hgb_r2(train, test, ECO_TARGETS, args.sizes, args.seed)
     print(f"\nECO: {len(train)} train, {len(test)} test (seed {args.seed}), fit {fit_seconds:.0f} s, "
           f"inputs ugriz + errors{' + log r50, r90' if args.sizes else ''}")
-    print(f"{'target':10s} {'n':>5s} {'R2 galpost':>10s} {'R2 HGB':>8s} {'PIT KS':>7s} {'cov68':>6s}  goals")
+    print(f"{'target':10s} {'n':>5s} {'R2 galpost':>10s} {'R2 HGB':>8s} {'PIT KS':>7s} {'cov68':>6s} "
+          f"{'factor (16-84%)':>18s}  goals")
     for name, m in ours.items():
         goals = [m["r2"] > base[name], m["pit_ks"] <= 0.05, 0.63 <= m["coverage_68"] <= 0.73]
         text = ", ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in zip(("R2>HGB", "KS", "cov"), goals))
+        low, high = m["width_factor_interval"]
         print(f"{name:10s} {m['n']:5d} {m['r2']:10.3f} {base[name]:8.3f} {m['pit_ks']:7.3f} "
-              f"{m['coverage_68']:6.3f}  {text}")
+              f"{m['coverage_68']:6.3f} {m['width_factor']:6.2f} ({low:.2f}-{high:.2f})  {text}")
         m["r2_hgb"] = base[name]
     return {"n_train": len(train), "n_test": len(test), "fit_seconds": fit_seconds, "targets": ours}
 

@@ -6,10 +6,10 @@ from astro_galpost import GalaxyPosterior
 from astro_galpost.model.network import GroupSpec, PosteriorNetwork
 from astro_galpost.model.recalibration import (
     SCALE_GRID,
-    _best_scale,
     _best_shift,
     central_coverage_error,
     fit_recalibration,
+    fit_width_factor,
     narrow_mixture,
 )
 
@@ -24,21 +24,47 @@ def test_coverage_error_is_small_for_uniform_pit_and_large_for_narrow():
 
 
 @pytest.mark.parametrize("true_width", [0.6, 1.0, 1.5])
-def test_best_scale_recovers_the_width_ratio(true_width):
+def test_width_factor_recovers_the_width_ratio(true_width):
     rng = np.random.default_rng(1)
     resid = rng.normal(size=(400, 3000))  # the flow's residual draws: unit width
     offset = rng.normal(scale=true_width, size=3000)  # what the truths need
-    assert _best_scale(resid, np.zeros(1), offset, SCALE_GRID) == pytest.approx(true_width, rel=0.05)
+    assert fit_width_factor(resid, np.zeros(1), offset, n_bootstrap=0)[0] == pytest.approx(true_width, rel=0.05)
 
 
-def test_best_scale_acts_about_the_flows_centre_not_the_mean_head():
+def test_width_factor_interval_covers_the_true_factor_as_often_as_it_says():
+    # calibrated Gaussian draws need factor 1; its 16th-84th percentile interval
+    # over bootstrap resamples of 300 rows should contain 1 in about 68% of draws of the rows
+    rng = np.random.default_rng(7)
+    inside, half_widths = [], []
+    for _ in range(60):
+        tau, (low, high) = fit_width_factor(rng.normal(size=(100, 300)), np.zeros(1), rng.normal(size=300),
+                                            rng=rng)
+        assert low <= tau <= high
+        inside.append(low <= 1.0 <= high)
+        half_widths.append((high - low) / 2)
+    assert 0.5 < np.mean(inside) < 0.85
+    # about 0.85 / sqrt(300) = 0.049
+    assert 0.03 < np.median(half_widths) < 0.06
+    # four times the rows: half the spread
+    quarter = [np.diff(fit_width_factor(rng.normal(size=(100, 1200)), np.zeros(1), rng.normal(size=1200),
+                                        rng=rng)[1])[0] / 2 for _ in range(10)]
+    assert 1.5 < np.median(half_widths) / np.median(quarter) < 2.7
+
+
+def test_width_factor_without_bootstrap_has_no_interval():
+    rng = np.random.default_rng(0)
+    tau, interval = fit_width_factor(rng.normal(size=(50, 100)), np.zeros(1), rng.normal(size=100), n_bootstrap=0)
+    assert SCALE_GRID[0] <= tau <= SCALE_GRID[-1] and np.all(np.isnan(interval))
+
+
+def test_width_factor_acts_about_the_flows_centre_not_the_mean_head():
     # the flow moves each posterior far from the mean head (as photo-z flows do):
     # centres scatter by 3, draws about them have unit width, truths need width 1.3
     rng = np.random.default_rng(4)
     centre = rng.normal(scale=3.0, size=3000)
     resid = centre + rng.normal(size=(400, 3000))
     offset = centre + rng.normal(scale=1.3, size=3000)
-    tau = _best_scale(resid, centre, offset, SCALE_GRID)
+    tau = fit_width_factor(resid, centre, offset, n_bootstrap=0)[0]
     assert tau == pytest.approx(1.3, rel=0.05)
 
     def coverage_68(c, t):
@@ -48,7 +74,7 @@ def test_best_scale_acts_about_the_flows_centre_not_the_mean_head():
     assert coverage_68(centre, tau) == pytest.approx(0.68, abs=0.02)
     # scaled about the mean head (centre 0) a wider posterior also moves away from the truth:
     # no factor reaches nominal coverage
-    tau0 = _best_scale(resid, np.zeros(1), offset, SCALE_GRID)
+    tau0 = fit_width_factor(resid, np.zeros(1), offset, n_bootstrap=0)[0]
     assert coverage_68(0.0, tau0) < 0.62
 
 
@@ -96,7 +122,7 @@ def _net_and_data(n=600, noise=0.5, seed=0):
 def test_fit_recalibration_sets_the_buffer_and_widens_an_untrained_narrow_flow():
     net, x, y, valid = _net_and_data(noise=3.0)
     # an untrained flow has unit-width residuals; the truths scatter three times more
-    _, scales = fit_recalibration(net, x, y, valid, n_samples=100)
+    _, scales, _ = fit_recalibration(net, x, y, valid, n_samples=100)
     assert np.all(scales == net.residual_scale.numpy())
     assert np.all(scales > 1.5)
     with torch.inference_mode():
@@ -110,8 +136,9 @@ def test_fit_recalibration_sets_the_buffer_and_widens_an_untrained_narrow_flow()
 def test_too_few_labelled_rows_keep_factor_one():
     net, x, y, valid = _net_and_data(noise=3.0)
     valid[10:, 1] = False
-    shifts, scales = fit_recalibration(net, x, y, valid, n_samples=50, min_rows=30)
+    shifts, scales, interval = fit_recalibration(net, x, y, valid, n_samples=50, min_rows=30)
     assert scales[1] == 1.0 and shifts[1] == 0.0 and scales[0] > 1.5
+    assert np.all(np.isnan(interval[:, 1])) and interval[0, 0] <= scales[0] <= interval[1, 0]
 
 
 def test_estimator_recalibrates_by_default_and_can_be_told_not_to(mock_table, tiny):
@@ -124,6 +151,19 @@ def test_estimator_recalibrates_by_default_and_can_be_told_not_to(mock_table, ti
     assert any(np.any(v != 1.0) for v in on.residual_scales_.values())
     values = np.concatenate(list(on.residual_scales_.values()))
     assert np.all((values >= SCALE_GRID[0]) & (values <= SCALE_GRID[-1]))
+    # each factor lies in its bootstrap interval; none without a recalibration
+    for name, (low, high) in on.residual_scale_intervals_.items():
+        assert low <= on.residual_scales_[name][0] <= high
+    assert all(np.all(np.isnan(v)) for v in off.residual_scale_intervals_.values())
+
+
+def test_factor_intervals_survive_save_and_load(mock_table, tiny, tmp_path):
+    gp = GalaxyPosterior(**tiny(["log_mstar", "redshift"], random_state=0)).fit(mock_table[:400])
+    gp.save(tmp_path / "model")
+    loaded = GalaxyPosterior.load(tmp_path / "model")
+    for name, interval in gp.residual_scale_intervals_.items():
+        assert np.all(np.isfinite(interval))
+        np.testing.assert_array_equal(loaded.residual_scale_intervals_[name], interval)
 
 
 def test_ensemble_factor_is_shared_and_set_by_every_members_held_out_rows():
@@ -134,7 +174,8 @@ def test_ensemble_factor_is_shared_and_set_by_every_members_held_out_rows():
     alone = [fit_recalibration(*_net_and_data(noise=noise, seed=seed)[:4], n_samples=100)[1]
              for noise, seed in ((1.0, 0), (0.1, 1))]
     nets = [wide[0], narrow[0]]
-    shifts, scales = fit_ensemble_recalibration(nets, [wide[1:] + (None,), narrow[1:] + (None,)], n_samples=100)
+    shifts, scales, _ = fit_ensemble_recalibration(nets, [wide[1:] + (None,), narrow[1:] + (None,)],
+                                                   n_samples=100)
     assert shifts.shape == (2, 2) and scales.shape == (2,)
     for net in nets:
         np.testing.assert_array_equal(net.residual_scale.numpy(), scales)
@@ -169,7 +210,7 @@ def test_a_distribution_without_a_centre_is_scaled_about_its_mean_head():
         rng = np.random.default_rng(0)
         xs = rng.normal(size=(200, 3)).astype(np.float32)
         ys = (xs[:, :1] + 3 * rng.normal(size=(200, 1))).astype(np.float32)
-        _, scales = fit_recalibration(net, xs, ys, np.ones_like(ys, dtype=bool), n_samples=50)
+        _, scales, _ = fit_recalibration(net, xs, ys, np.ones_like(ys, dtype=bool), n_samples=50)
         assert scales[0] > 1.0
     finally:
         FLOWS.unregister("test_gmm")

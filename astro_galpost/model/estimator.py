@@ -279,7 +279,8 @@ class GalaxyPosterior(ParamsMixin):
         flow's centre) that gives the held-out rows' central credible intervals
         their nominal coverage
         (`astro_galpost.model.recalibration`; they are ``residual_shifts_`` and
-        ``residual_scales_``). The shifts are fitted per member, the factor
+        ``residual_scales_``, with ``residual_scale_intervals_`` saying how
+        precisely the held-out rows fix each factor). The shifts are fitted per member, the factor
         once for all members on the held-out rows of all of them; an
         ensemble's draws are then narrowed about each member's mean so that
         the mixture, not only each member, is calibrated
@@ -643,6 +644,7 @@ class GalaxyPosterior(ParamsMixin):
 
         self.groups_, self.flows_ = self._group_specs(list(targets))
         self.networks_, self.history_, recalibration_rows = [], [], []
+        self._scale_interval = np.full((2, len(targets)), np.nan)
         recalibration_seed = int(member_seeds[0].generate_state(2)[1])
         for k, (member, x) in enumerate(zip(member_seeds, xs)):
             # each member validates on a different window of one permutation of the rows
@@ -673,7 +675,8 @@ class GalaxyPosterior(ParamsMixin):
         if recalibration_rows:
             # one factor per target from the held-out rows of every member (each scored by its own member)
             with _torch_seed(recalibration_seed):
-                fit_ensemble_recalibration([net.to(self.device) for net in self.networks_], recalibration_rows)
+                _, _, self._scale_interval = fit_ensemble_recalibration(
+                    [net.to(self.device) for net in self.networks_], recalibration_rows, rng=recalibration_seed)
         if self.device == "cpu":
             self.networks_ = [net.to("cpu") for net in self.networks_]
         return self
@@ -688,6 +691,19 @@ class GalaxyPosterior(ParamsMixin):
     def residual_scales_(self) -> dict[str, np.ndarray]:
         """Per target, the factor on the flow residuals of each ensemble member (all equal; see ``recalibrate``)."""
         return self._per_member("residual_scale")
+
+    @property
+    def residual_scale_intervals_(self) -> dict[str, np.ndarray]:
+        """Per target, the 16th and 84th percentiles of its width factor over bootstrap resamples of the held-out rows.
+
+        How far the factor in ``residual_scales_`` would move with another draw
+        of as many held-out galaxies (about ±0.85/√N for N of them; see
+        `~astro_galpost.model.recalibration.fit_width_factor`); a factor of
+        1.1 ± 0.05 moves a 68% coverage by about ±0.02. NaN where no factor was
+        fitted (``recalibrate=False``, or too few labelled held-out rows).
+        """
+        self._check_fitted()
+        return {name: self._scale_interval[:, j].copy() for j, name in enumerate(self.targets_)}
 
     @property
     def residual_shifts_(self) -> dict[str, np.ndarray]:
@@ -1042,6 +1058,7 @@ class GalaxyPosterior(ParamsMixin):
             ood=self.ood_.get_config(), n_features_in=self.n_features_in_, n_train=self.n_train_,
             label_mean=self.label_mean_.tolist(), label_scale=self.label_scale_.tolist(),
             history=[h.to_dict() for h in self.history_],
+            scale_interval=np.where(np.isfinite(self._scale_interval), self._scale_interval, None).tolist(),
         )
         write_model_folder(path, tensors, config, overwrite=overwrite)
 
@@ -1072,6 +1089,10 @@ class GalaxyPosterior(ParamsMixin):
         model.label_mean_ = np.asarray(config["label_mean"], dtype=float)
         model.label_scale_ = np.asarray(config["label_scale"], dtype=float)
         model.history_ = [TrainingHistory(**h) for h in config["history"]]
+        # models saved before the intervals were kept have none
+        interval = config.get("scale_interval")
+        model._scale_interval = np.full((2, len(model.targets_)), np.nan) if interval is None else np.array(
+            interval, dtype=float)
         model.ood_ = NeighbourDistance.from_config(config["ood"], _arrays(tensors, "ood."))
         model.networks_ = [model._load_network(_arrays(tensors, f"network{k}.", numpy=False), path)
                            for k in range(len(config["history"]))]
