@@ -111,3 +111,24 @@ def test_save_before_fit(tmp_path):
 
     with pytest.raises(NotFittedError):
         GalaxyPosterior().save(tmp_path / "m")
+
+
+def test_a_model_saved_before_the_factor_intervals_loads_without_them(fitted, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from astro_galpost.model.envelope import file_sha256
+
+    fitted.save(tmp_path / "m")
+    weights = load_file(tmp_path / "m" / WEIGHTS)
+    old = {k: v for k, v in weights.items() if not k.endswith("residual_scale_interval")}
+    assert len(old) == len(weights) - 2  # one per member
+    save_file(old, tmp_path / "m" / WEIGHTS)
+    config = json.loads((tmp_path / "m" / CONFIG).read_text())
+    config["weights_sha256"] = file_sha256(tmp_path / "m" / WEIGHTS)
+    config["config_sha256"] = config_checksum(config)
+    (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
+    loaded = GalaxyPosterior.load(tmp_path / "m")
+    assert all(np.all(np.isnan(v)) for v in loaded.residual_scale_intervals_.values())
+    assert all(np.all(np.isfinite(v)) for v in fitted.residual_scale_intervals_.values())
+    for name, scale in fitted.residual_scales_.items():
+        np.testing.assert_array_equal(loaded.residual_scales_[name], scale)

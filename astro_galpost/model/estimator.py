@@ -273,6 +273,15 @@ class GalaxyPosterior(ParamsMixin):
         other encoders, and encoders given fitted, are shared.
     validation_fraction : float, optional
         Fraction of training rows held out for early stopping.
+    refine_heads : bool, optional
+        After the joint training, train each target group's own heads (mean
+        MLP, flow, classifier) further on the frozen representation,
+        early-stopped on that group's validation loss
+        (`~astro_galpost.model.training.refine_group_heads`): the joint fit
+        stops where the sum of the groups' losses is lowest, before a group
+        such as the core targets has finished learning how its widths change
+        with the inputs. Needs ``validation_fraction > 0`` and more than one
+        group.
     recalibrate : bool, optional
         After training, fit a shift per target that removes a significant bias
         of the posterior medians and a factor on the flow residuals (about the
@@ -343,6 +352,7 @@ class GalaxyPosterior(ParamsMixin):
         dropout: float = 0.0,
         n_ensemble: int = 1,
         validation_fraction: float = 0.15,
+        refine_heads: bool = True,
         recalibrate: bool = True,
         batch_size: int | None = None,
         max_epochs: int = 300,
@@ -363,6 +373,7 @@ class GalaxyPosterior(ParamsMixin):
         self.dropout = dropout
         self.n_ensemble = n_ensemble
         self.validation_fraction = validation_fraction
+        self.refine_heads = refine_heads
         self.recalibrate = recalibrate
         self.batch_size = batch_size
         self.max_epochs = max_epochs
@@ -644,7 +655,6 @@ class GalaxyPosterior(ParamsMixin):
 
         self.groups_, self.flows_ = self._group_specs(list(targets))
         self.networks_, self.history_, recalibration_rows = [], [], []
-        self._scale_interval = np.full((2, len(targets)), np.nan)
         recalibration_seed = int(member_seeds[0].generate_state(2)[1])
         for k, (member, x) in enumerate(zip(member_seeds, xs)):
             # each member validates on a different window of one permutation of the rows
@@ -664,6 +674,7 @@ class GalaxyPosterior(ParamsMixin):
                     learning_rate=self.learning_rate, weight_decay=self.weight_decay,
                     patience=self.patience, seed=seed, device=self.device, progress=self.progress,
                     description=f"fit {k + 1}/{self.n_ensemble}" if self.n_ensemble > 1 else "fit",
+                    refine_heads=self.refine_heads,
                 )
             if self.recalibrate and len(val_index):
                 # shifts from the held-out rows and up to three times as many training rows, widths from the former
@@ -675,8 +686,8 @@ class GalaxyPosterior(ParamsMixin):
         if recalibration_rows:
             # one factor per target from the held-out rows of every member (each scored by its own member)
             with _torch_seed(recalibration_seed):
-                _, _, self._scale_interval = fit_ensemble_recalibration(
-                    [net.to(self.device) for net in self.networks_], recalibration_rows, rng=recalibration_seed)
+                fit_ensemble_recalibration([net.to(self.device) for net in self.networks_], recalibration_rows,
+                                           rng=recalibration_seed)
         if self.device == "cpu":
             self.networks_ = [net.to("cpu") for net in self.networks_]
         return self
@@ -703,7 +714,9 @@ class GalaxyPosterior(ParamsMixin):
         fitted (``recalibrate=False``, or too few labelled held-out rows).
         """
         self._check_fitted()
-        return {name: self._scale_interval[:, j].copy() for j, name in enumerate(self.targets_)}
+        interval = self.networks_[0].residual_scale_interval.cpu().numpy().astype(float)
+        interval[:, ~np.all(interval > 0, axis=0)] = np.nan  # 0: not fitted
+        return {name: interval[:, j].copy() for j, name in enumerate(self.targets_)}
 
     @property
     def residual_shifts_(self) -> dict[str, np.ndarray]:
@@ -1058,7 +1071,6 @@ class GalaxyPosterior(ParamsMixin):
             ood=self.ood_.get_config(), n_features_in=self.n_features_in_, n_train=self.n_train_,
             label_mean=self.label_mean_.tolist(), label_scale=self.label_scale_.tolist(),
             history=[h.to_dict() for h in self.history_],
-            scale_interval=np.where(np.isfinite(self._scale_interval), self._scale_interval, None).tolist(),
         )
         write_model_folder(path, tensors, config, overwrite=overwrite)
 
@@ -1089,10 +1101,6 @@ class GalaxyPosterior(ParamsMixin):
         model.label_mean_ = np.asarray(config["label_mean"], dtype=float)
         model.label_scale_ = np.asarray(config["label_scale"], dtype=float)
         model.history_ = [TrainingHistory(**h) for h in config["history"]]
-        # models saved before the intervals were kept have none
-        interval = config.get("scale_interval")
-        model._scale_interval = np.full((2, len(model.targets_)), np.nan) if interval is None else np.array(
-            interval, dtype=float)
         model.ood_ = NeighbourDistance.from_config(config["ood"], _arrays(tensors, "ood."))
         model.networks_ = [model._load_network(_arrays(tensors, f"network{k}.", numpy=False), path)
                            for k in range(len(config["history"]))]
@@ -1103,6 +1111,8 @@ class GalaxyPosterior(ParamsMixin):
         from .envelope import ModelFormatError
 
         net = self._build_network()
+        # models saved before the factors' intervals were kept have none
+        state.setdefault("residual_scale_interval", net.residual_scale_interval)
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as err:

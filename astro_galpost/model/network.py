@@ -13,6 +13,7 @@ spaces are the estimator's business.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -101,6 +102,9 @@ class PosteriorNetwork(nn.Module):
         # `astro_galpost.model.recalibration.fit_recalibration` (0 and 1 = as trained)
         self.register_buffer("residual_shift", torch.zeros(n_labels))
         self.register_buffer("residual_scale", torch.ones(n_labels))
+        # each factor's bootstrap 16th-84th percentiles, see `fit_width_factor` (0: not fitted; saved
+        # weights must be finite)
+        self.register_buffer("residual_scale_interval", torch.zeros(2, n_labels))
         self.means = nn.ModuleDict()
         self.flows = nn.ModuleDict()
         self.detectors = nn.ModuleDict()
@@ -152,8 +156,15 @@ class PosteriorNetwork(nn.Module):
                     logit, valid[:, g.targets].any(dim=1).float(), reduction="none")
         return total
 
-    def loss(self, x: Tensor, y: Tensor, valid: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """Training loss for a batch.
+    def head_parameters(self, name: str) -> list[nn.Parameter]:
+        """The parameters of group ``name``'s own heads: its mean MLP, its flow and its classifier."""
+        heads = [self.means[name], self.flows[name]] + ([self.detectors[name]] if name in self.detectors else [])
+        return [p for head in heads for p in head.parameters()]
+
+    def loss(
+        self, x: Tensor, y: Tensor, valid: Tensor, groups: Collection[str] | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Training loss for a batch (of the groups named in ``groups``; default all).
 
         ``y`` holds standardised labels where ``valid`` and, where not, the
         current imputation of the missing label (see :meth:`impute`). Per group:
@@ -167,6 +178,8 @@ class PosteriorNetwork(nn.Module):
         total = x.new_zeros(())
         parts: dict[str, float] = {}
         for g in self.groups:
+            if groups is not None and g.name not in groups:
+                continue
             yg, mg = y[:, g.targets], valid[:, g.targets]
             mean = self.means[g.name](h)
             weight = mg.float()

@@ -285,7 +285,8 @@ def fit_ensemble_recalibration(
         (n_labels,) the factors now in every network.
     scale_interval : `~numpy.ndarray`
         (2, n_labels) each factor's bootstrap 16th-84th percentiles over the
-        held-out rows (NaN where it was not fitted).
+        held-out rows (NaN where it was not fitted), now in every network's
+        ``residual_scale_interval`` (0 where it was not fitted).
     """
     rng = np.random.default_rng(rng)
     interval = np.full((2, len(nets[0].residual_scale)), np.nan)
@@ -295,6 +296,7 @@ def fit_ensemble_recalibration(
         net.eval()
         net.residual_shift.fill_(0.0)
         net.residual_scale.fill_(1.0)
+        net.residual_scale_interval.fill_(0.0)
     for g in nets[0].groups:
         # per member: samples of the earlier groups recalibrated, this group's raw residuals and centres
         draws = [_group_draws(net, g, x, y, n_samples) for net, (x, y, _, _) in zip(nets, rows)]
@@ -314,6 +316,7 @@ def fit_ensemble_recalibration(
                                                      np.concatenate(offset_out), rng=rng)
             for net in nets:
                 net.residual_scale[j] = scale
+                net.residual_scale_interval[:, j] = torch.as_tensor(interval[:, j])
     shifts = np.stack([net.residual_shift.cpu().numpy() for net in nets])
     return shifts, nets[0].residual_scale.cpu().numpy().copy(), interval
 

@@ -27,17 +27,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingHistory", "fit_module", "train_network", "split_indices"]
+__all__ = ["TrainingHistory", "fit_module", "train_network", "refine_group_heads", "split_indices"]
 
 
 @dataclass
 class TrainingHistory:
-    """Per-epoch losses of one training run."""
+    """Per-epoch losses of one training run.
+
+    ``refined`` is filled by `train_network`'s head refinement: per target
+    group, how many epochs of its heads' own training were kept (0 when none
+    improved on the joint fit).
+    """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    refined: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -45,6 +51,7 @@ class TrainingHistory:
             "val_loss": self.val_loss,
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
+            "refined": self.refined,
         }
 
 
@@ -95,14 +102,16 @@ def fit_module(
     clip_norm: float = 10.0,
     progress: bool = True,
     description: str = "training",
+    parameters: Iterable[torch.nn.Parameter] | None = None,
+    keep_start: bool = False,
 ) -> TrainingHistory:
     """Train ``module`` epoch by epoch; the one loop of the package.
 
     Parameters
     ----------
     module : `torch.nn.Module`
-        The network; its parameters are optimised with `torch.optim.AdamW`
-        (identical to Adam when ``weight_decay=0``).
+        The network; its parameters (or ``parameters``) are optimised with
+        `torch.optim.AdamW` (identical to Adam when ``weight_decay=0``).
     batch_losses : callable
         Called once per epoch (with the module in training mode); yields
         ``(loss, rows)`` per mini-batch, a scalar loss tensor with its graph and
@@ -135,6 +144,12 @@ def fit_module(
         Show a progress bar (and say "stopped early at epoch N (best N′)").
     description : str, optional
         Label of the bar and of messages.
+    parameters : iterable of `torch.nn.Parameter`, optional
+        Only these are optimised (default: all of ``module``'s).
+    keep_start : bool, optional
+        Measure the monitored loss before the first epoch and keep the
+        starting weights unless an epoch improves on them (for continuing the
+        training of a fitted module; ``best_epoch`` is then -1 when none did).
 
     Returns
     -------
@@ -145,11 +160,17 @@ def fit_module(
     FloatingPointError
         The monitored loss became NaN or infinite.
     """
-    optimiser = torch.optim.AdamW(module.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    params = list(module.parameters() if parameters is None else parameters)
+    optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=max(1, patience // 3))
                  if reduce_lr_on_plateau else None)
     history = TrainingHistory()
     best, best_state, waited = math.inf, copy.deepcopy(module.state_dict()), 0
+    if keep_start:
+        module.eval()
+        with torch.no_grad():
+            best = float(val_loss()) if val_loss is not None else math.inf
+        history.best_epoch = -1
     bar = tqdm(range(max_epochs), desc=description, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         history.train_loss.append(_train_epoch(module, optimiser, batch_losses, clip_norm))
@@ -194,12 +215,12 @@ def _impute(net, x, y, valid, rows) -> None:
         y[rows] = net.impute(x[rows], y[rows], valid[rows])
 
 
-def _batched_loss(net, x, y, valid, batch_size: int) -> float:
+def _batched_loss(net, x, y, valid, batch_size: int, groups: tuple[str, ...] | None = None) -> float:
     total, count = 0.0, 0
     for start in range(0, len(x), batch_size):
         sl = slice(start, start + batch_size)
         _impute(net, x, y, valid, sl)
-        loss, _ = net.loss(x[sl], y[sl], valid[sl])
+        loss, _ = net.loss(x[sl], y[sl], valid[sl], *(() if groups is None else (groups,)))
         total += float(loss) * len(x[sl])
         count += len(x[sl])
     return total / max(count, 1)
@@ -222,6 +243,7 @@ def train_network(
     device: str | torch.device = "cpu",
     progress: bool = True,
     description: str = "training",
+    refine_heads: bool = True,
 ) -> TrainingHistory:
     """Train ``net`` (which must have ``loss(x, y, valid)``) with `fit_module` and keep its best state.
 
@@ -235,6 +257,13 @@ def train_network(
     epoch N (best N′)" when ``progress``) and restores the weights of the best
     epoch. The learning rate is halved when the loss stalls for
     ``patience // 3`` epochs. ``seed`` seeds the order of the batches.
+
+    With ``refine_heads``, validation rows and more than one target group
+    (a network with ``groups``, ``head_parameters(name)`` and ``loss(x, y,
+    valid, groups)``), each group's heads are then trained alone, the shared
+    representation and the other groups frozen, and early-stopped on the
+    group's own validation loss, keeping the joint fit's heads unless that
+    improves (`refine_group_heads`).
     """
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
@@ -243,16 +272,69 @@ def train_network(
     xt, yt, vt = as_t(x[train_index]), as_t(y[train_index]), as_t(valid[train_index], torch.bool)
     xv, yv, vv = as_t(x[val_index]), as_t(y[val_index]), as_t(valid[val_index], torch.bool)
 
-    def batch_losses():
-        order = torch.randperm(len(xt), generator=gen).to(device)
-        for start in range(0, len(xt), batch_size):
-            batch = order[start:start + batch_size]
-            _impute(net, xt, yt, vt, batch)
-            yield net.loss(xt[batch], yt[batch], vt[batch])[0], len(batch)
+    def batch_losses(groups: tuple[str, ...] | None = None):
+        def losses():
+            order = torch.randperm(len(xt), generator=gen).to(device)
+            for start in range(0, len(xt), batch_size):
+                batch = order[start:start + batch_size]
+                _impute(net, xt, yt, vt, batch)
+                yield net.loss(xt[batch], yt[batch], vt[batch], *(() if groups is None else (groups,)))[0], len(batch)
+        return losses
+
+    def val_loss(groups: tuple[str, ...] | None = None):
+        return (lambda: _batched_loss(net, xv, yv, vv, 4096, groups)) if len(xv) else None
 
     net.to(device)
-    return fit_module(
-        net, batch_losses, (lambda: _batched_loss(net, xv, yv, vv, 4096)) if len(xv) else None,
-        learning_rate=learning_rate, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
-        progress=progress, description=description,
-    )
+    options = dict(learning_rate=learning_rate, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
+                   progress=progress)
+    history = fit_module(net, batch_losses(), val_loss(), description=description, **options)
+    if refine_heads and len(xv) and len(getattr(net, "groups", ())) > 1:
+        history.refined = refine_group_heads(net, batch_losses, val_loss, description=description, **options)
+    return history
+
+
+def refine_group_heads(net, batch_losses, val_loss, description: str = "training", **options) -> dict[str, int]:
+    """Train each target group's heads alone on the frozen representation; return the epochs kept per group.
+
+    The joint fit stops where the *sum* of the groups' validation losses is
+    lowest, a compromise between groups that stop improving at different
+    epochs. Given the representation the groups' heads are independent (a
+    chained group is conditioned on label values, not on another group's
+    heads), so each group's mean MLP, flow and classifier are trained further
+    on their own loss, with every other parameter frozen, and early-stopped on
+    the group's own validation loss; the joint fit's heads are kept unless an
+    epoch improves on them. The missing-label imputation continues as in the
+    joint fit.
+
+    Parameters
+    ----------
+    net : `~astro_galpost.model.network.PosteriorNetwork`
+        The jointly fitted network (changed in place).
+    batch_losses, val_loss : callable
+        ``batch_losses(groups)`` and ``val_loss(groups)`` give `fit_module`'s
+        arguments for the groups named in ``groups``.
+    description : str
+        Label of the progress bars (followed by the group's name).
+    **options
+        `fit_module` settings (learning rate, patience, ...).
+
+    Returns
+    -------
+    dict
+        Per group, the epochs of its own training that were kept (0: none).
+    """
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    refined = {}
+    try:
+        for g in net.groups:
+            heads = net.head_parameters(g.name)
+            own = {id(p) for p in heads}
+            for p in trainable:
+                p.requires_grad_(id(p) in own)
+            history = fit_module(net, batch_losses((g.name,)), val_loss((g.name,)), parameters=heads,
+                                 keep_start=True, description=f"{description}: {g.name} heads", **options)
+            refined[g.name] = history.best_epoch + 1
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+    return refined
