@@ -312,12 +312,12 @@ def refine_group_heads(net, batch_losses, val_loss, description: str = "training
     the group's own validation loss; the joint fit's heads are kept unless an
     epoch improves on them. The missing-label imputation continues as in the
     joint fit. `train_network` passes the learning rate the joint fit ended
-    with (after its plateau halvings): the refinement continues a converged
-    optimisation, and the initial learning rate, 8-16 times larger, moved the
-    heads far from it at once (on an independent draw of the mock, seed 11,
-    metallicity's PIT KS went from 0.045 after the joint fit to 0.059 after a
-    refinement at 10⁻³ and 0.049 at the final rate; on seed 12 every target's
-    KS was at most 0.029 at the final rate).
+    with (after its plateau halvings), as the refinement continues a
+    converged optimisation; restarting at the initial learning rate, 8-16
+    times larger, did worse (on a draw of the mock that no benchmark uses,
+    seed 11, metallicity's PIT KS went from 0.045 after the joint fit to 0.059
+    after a refinement at 10⁻³ and 0.049 at the final rate; on seed 12 every
+    target's KS was at most 0.029 at the final rate).
 
     Parameters
     ----------
