@@ -115,7 +115,12 @@ def central_coverage_error(pit: np.ndarray, levels: np.ndarray = LEVELS) -> floa
     -------
     float
     """
-    return float(np.mean((_covered(pit, levels).mean(axis=0) - levels) ** 2))
+    return float(_coverage_error(_covered(pit, levels).mean(axis=0), levels))
+
+
+def _coverage_error(coverage: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Mean squared difference between coverages (..., L) and their levels (L,), over the last axis."""
+    return np.mean((coverage - np.asarray(levels)) ** 2, axis=-1)
 
 
 def _covered(pit: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -188,14 +193,13 @@ def fit_width_factor(
     levels = np.asarray(levels)
     # (G, N, L): which rows each factor's intervals cover, level by level
     covered = np.stack([_covered(np.mean(centre + tau * (resid - centre) < offset, axis=0), levels) for tau in grid])
-    errors = np.mean((covered.mean(axis=1) - levels) ** 2, axis=1)
-    factor = float(grid[int(np.argmin(errors))])
+    factor = float(grid[int(np.argmin(_coverage_error(covered.mean(axis=1), levels)))])
     if n_bootstrap < 1:
         return factor, np.full(2, np.nan)
     n = covered.shape[1]
     weights = np.random.default_rng(rng).multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap) / n
     boot = np.tensordot(weights, covered, axes=([1], [1]))  # (B, G, L) coverages of each resample
-    factors = grid[np.argmin(np.mean((boot - levels) ** 2, axis=2), axis=1)]
+    factors = grid[np.argmin(_coverage_error(boot, levels), axis=1)]
     return factor, np.percentile(factors, [16, 84])
 
 

@@ -219,12 +219,17 @@ def _impute(net, x, y, valid, rows) -> None:
         y[rows] = net.impute(x[rows], y[rows], valid[rows])
 
 
+def _loss(net, x, y, valid, groups: tuple[str, ...] | None) -> torch.Tensor:
+    """``net``'s loss on a batch, of the named groups only when ``groups`` is given."""
+    return net.loss(x, y, valid)[0] if groups is None else net.loss(x, y, valid, groups)[0]
+
+
 def _batched_loss(net, x, y, valid, batch_size: int, groups: tuple[str, ...] | None = None) -> float:
     total, count = 0.0, 0
     for start in range(0, len(x), batch_size):
         sl = slice(start, start + batch_size)
         _impute(net, x, y, valid, sl)
-        loss, _ = net.loss(x[sl], y[sl], valid[sl], *(() if groups is None else (groups,)))
+        loss = _loss(net, x[sl], y[sl], valid[sl], groups)
         total += float(loss) * len(x[sl])
         count += len(x[sl])
     return total / max(count, 1)
@@ -283,7 +288,7 @@ def train_network(
             for start in range(0, len(xt), batch_size):
                 batch = order[start:start + batch_size]
                 _impute(net, xt, yt, vt, batch)
-                yield net.loss(xt[batch], yt[batch], vt[batch], *(() if groups is None else (groups,)))[0], len(batch)
+                yield _loss(net, xt[batch], yt[batch], vt[batch], groups), len(batch)
         return losses
 
     def val_loss(groups: tuple[str, ...] | None = None):
