@@ -547,7 +547,7 @@ def _per_band(value: Any, bands: Sequence[str], unit: u.UnitBase | None, name: s
     return arr
 
 
-# Long for its numpydoc docstring (a public entry point with many parameters); the code is about 100 lines.
+# Long for its numpydoc docstring (a public entry point with many parameters); the code is about 40 lines.
 def make_mock_images(
     table: Table,
     size: int = 64,
@@ -656,36 +656,9 @@ def make_mock_images(
     >>> imgs.shape, imgs.dtype
     ((8, 3, 48, 48), dtype('float32'))
     """
-    if int(size) != size or size < 8:
-        raise ValueError(f"size must be an integer >= 8, got {size!r}")
-    size = int(size)
-    bands = tuple(bands)
-    unknown = [b for b in bands if b not in BANDS]
-    if unknown or not bands or len(set(bands)) != len(bands):
-        raise ValueError(f"bands must be distinct SDSS bands from {BANDS}, got {bands!r}")
-    if neighbours < 0 or max_offset < 0:
-        raise ValueError("neighbours and max_offset must be non-negative")
-    if psf not in ("moffat", "gaussian"):
-        raise ValueError(f"psf must be 'moffat' or 'gaussian', got {psf!r}")
-    if psf == "moffat" and not moffat_beta > 1.0:
-        raise ValueError("moffat_beta must exceed 1 (the flux diverges otherwise)")
-    scale = float(u.Quantity(pixel_scale, u.arcsec).to_value(u.arcsec))
-    if not scale > 0:
-        raise ValueError("pixel_scale must be positive")
+    size, bands, scale = _check_image_args(size, bands, pixel_scale, psf, moffat_beta, neighbours, max_offset)
     fwhm_arcsec = _per_band(psf_fwhm, bands, u.arcsec, "psf_fwhm")
-    fwhm_px = fwhm_arcsec / scale
-    if sky_noise is None:
-        sigma = np.array(
-            [
-                sky_noise_from_depth(
-                    SDSS_DEPTH_5SIGMA[b], f * u.arcsec, scale * u.arcsec, psf=psf,
-                    moffat_beta=moffat_beta,
-                )
-                for b, f in zip(bands, fwhm_arcsec)
-            ]
-        )
-    else:
-        sigma = _per_band(sky_noise, bands, u.nmgy, "sky_noise")
+    sigma = _sky_sigma(sky_noise, bands, fwhm_arcsec, scale, psf, moffat_beta)
     # Sky level per pixel, only to scale the source Poisson noise to the sky noise.
     sky_level = np.array(
         [_nanomaggies(SDSS_SKY_BRIGHTNESS[b]) * scale**2 for b in bands]
@@ -693,7 +666,7 @@ def make_mock_images(
 
     n_gal = len(table)
     comp = _components(table, bands, scale, bulge_colour)
-    grid = _make_grid(size, fwhm_px, psf, moffat_beta)
+    grid = _make_grid(size, fwhm_arcsec / scale, psf, moffat_beta)
     rng = np.random.default_rng(random_state)
 
     # Draw all geometry first so that noise=True/False give the same galaxies.
@@ -701,44 +674,12 @@ def make_mock_images(
     centres = size // 2 + offsets  # (x, y)
     neigh = _draw_neighbours(rng, comp, n_gal, size, neighbours)
 
-    noiseless = np.empty((n_gal, len(bands), size, size), dtype=np.float32)
-    for start in range(0, n_gal, grid.chunk):
-        sl = slice(start, min(start + grid.chunk, n_gal))
-        idx = np.arange(sl.start, sl.stop)
-        noiseless[sl] = _render(grid, comp.take(idx), centres[idx, 0], centres[idx, 1])
-
-    mask = np.zeros((n_gal, size, size), dtype=bool)
-    if neigh is not None:
-        host, ncomp, nx, ny = neigh
-        for start in range(0, len(host), grid.chunk):
-            sl = slice(start, start + grid.chunk)
-            stamps = _render(grid, ncomp.take(np.arange(len(host))[sl]), nx[sl], ny[sl])
-            np.add.at(noiseless, host[sl], stamps)
-            bright = np.any(stamps > 0.5 * sigma[None, :, None, None].astype(np.float32), axis=1)
-            np.logical_or.at(mask, host[sl], bright)
-
+    noiseless = _render_targets(grid, comp, centres, len(bands))
+    mask = _add_neighbours(grid, noiseless, neigh, sigma)
     if noise:
         # Without full output the noise-free stamps are not returned: add noise in place
         # (halves the memory, which matters for large N at size 160).
-        images = np.empty_like(noiseless) if full_output else noiseless
-        sig = sigma.astype(np.float32)[:, None, None]
-        inv_sky = (1.0 / sky_level).astype(np.float32)[:, None, None]
-        for start in range(0, n_gal, grid.chunk):
-            sl = slice(start, start + grid.chunk)
-            clean = noiseless[sl].copy() if images is noiseless else noiseless[sl]
-            draw = rng.standard_normal(clean.shape, dtype=np.float32)
-            if source_noise:
-                # σ sqrt(1 + f / S_sky): Poisson noise of sky plus source, in place.
-                amp = np.clip(clean, 0.0, None)
-                amp *= inv_sky
-                amp += 1.0
-                np.sqrt(amp, out=amp)
-                amp *= sig
-                draw *= amp
-            else:
-                draw *= sig
-            draw += clean
-            images[sl] = draw
+        images = _add_noise(rng, noiseless, sigma, sky_level, grid.chunk, source_noise, in_place=not full_output)
     else:
         images = noiseless
 
@@ -756,6 +697,115 @@ def make_mock_images(
         pixel_scale=scale * u.arcsec,
         bands=bands,
     )
+
+
+def _check_image_args(
+    size: int,
+    bands: Sequence[str],
+    pixel_scale: u.Quantity,
+    psf: str,
+    moffat_beta: float,
+    neighbours: float,
+    max_offset: float,
+) -> tuple[int, tuple[str, ...], float]:
+    """Validate `make_mock_images` options; return the stamp size, bands and pixel scale (arcsec)."""
+    if int(size) != size or size < 8:
+        raise ValueError(f"size must be an integer >= 8, got {size!r}")
+    size = int(size)
+    bands = tuple(bands)
+    unknown = [b for b in bands if b not in BANDS]
+    if unknown or not bands or len(set(bands)) != len(bands):
+        raise ValueError(f"bands must be distinct SDSS bands from {BANDS}, got {bands!r}")
+    if neighbours < 0 or max_offset < 0:
+        raise ValueError("neighbours and max_offset must be non-negative")
+    if psf not in ("moffat", "gaussian"):
+        raise ValueError(f"psf must be 'moffat' or 'gaussian', got {psf!r}")
+    if psf == "moffat" and not moffat_beta > 1.0:
+        raise ValueError("moffat_beta must exceed 1 (the flux diverges otherwise)")
+    scale = float(u.Quantity(pixel_scale, u.arcsec).to_value(u.arcsec))
+    if not scale > 0:
+        raise ValueError("pixel_scale must be positive")
+    return size, bands, scale
+
+
+def _sky_sigma(
+    sky_noise: Any, bands: tuple[str, ...], fwhm_arcsec: np.ndarray, scale: float, psf: str, moffat_beta: float
+) -> np.ndarray:
+    """Sky noise per pixel and band (nmgy): as given, or from `SDSS_DEPTH_5SIGMA` for the PSF used."""
+    if sky_noise is not None:
+        return _per_band(sky_noise, bands, u.nmgy, "sky_noise")
+    return np.array(
+        [
+            sky_noise_from_depth(
+                SDSS_DEPTH_5SIGMA[b], f * u.arcsec, scale * u.arcsec, psf=psf,
+                moffat_beta=moffat_beta,
+            )
+            for b, f in zip(bands, fwhm_arcsec)
+        ]
+    )
+
+
+def _render_targets(grid: _Grid, comp: _Components, centres: np.ndarray, nband: int) -> np.ndarray:
+    """Noise-free stamps (N, nband, size, size) of the target galaxies, rendered in chunks."""
+    n_gal = len(centres)
+    noiseless = np.empty((n_gal, nband, grid.size, grid.size), dtype=np.float32)
+    for start in range(0, n_gal, grid.chunk):
+        sl = slice(start, min(start + grid.chunk, n_gal))
+        idx = np.arange(sl.start, sl.stop)
+        noiseless[sl] = _render(grid, comp.take(idx), centres[idx, 0], centres[idx, 1])
+    return noiseless
+
+
+def _add_neighbours(
+    grid: _Grid,
+    noiseless: np.ndarray,
+    neigh: tuple[np.ndarray, _Components, np.ndarray, np.ndarray] | None,
+    sigma: np.ndarray,
+) -> np.ndarray:
+    """Add the neighbours' light to ``noiseless`` in place; return the mask of pixels where it exceeds σ/2."""
+    n_gal, _, size, _ = noiseless.shape
+    mask = np.zeros((n_gal, size, size), dtype=bool)
+    if neigh is not None:
+        host, ncomp, nx, ny = neigh
+        for start in range(0, len(host), grid.chunk):
+            sl = slice(start, start + grid.chunk)
+            stamps = _render(grid, ncomp.take(np.arange(len(host))[sl]), nx[sl], ny[sl])
+            np.add.at(noiseless, host[sl], stamps)
+            bright = np.any(stamps > 0.5 * sigma[None, :, None, None].astype(np.float32), axis=1)
+            np.logical_or.at(mask, host[sl], bright)
+    return mask
+
+
+def _add_noise(
+    rng: np.random.Generator,
+    noiseless: np.ndarray,
+    sigma: np.ndarray,
+    sky_level: np.ndarray,
+    chunk: int,
+    source_noise: bool,
+    in_place: bool,
+) -> np.ndarray:
+    """Noisy images: sky (and optionally source Poisson) noise added chunk by chunk, in place if asked."""
+    images = noiseless if in_place else np.empty_like(noiseless)
+    sig = sigma.astype(np.float32)[:, None, None]
+    inv_sky = (1.0 / sky_level).astype(np.float32)[:, None, None]
+    for start in range(0, len(noiseless), chunk):
+        sl = slice(start, start + chunk)
+        clean = noiseless[sl].copy() if images is noiseless else noiseless[sl]
+        draw = rng.standard_normal(clean.shape, dtype=np.float32)
+        if source_noise:
+            # σ sqrt(1 + f / S_sky): Poisson noise of sky plus source, in place.
+            amp = np.clip(clean, 0.0, None)
+            amp *= inv_sky
+            amp += 1.0
+            np.sqrt(amp, out=amp)
+            amp *= sig
+            draw *= amp
+        else:
+            draw *= sig
+        draw += clean
+        images[sl] = draw
+    return images
 
 
 def _draw_neighbours(

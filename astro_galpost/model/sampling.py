@@ -340,6 +340,27 @@ class FastCouplingSampler:
         Tensor
             ``(n_samples, *batch, D)``, or ``(*batch, D)`` when ``n_samples`` is None.
         """
+        n_shared, n_sample_ctx = self._context_sizes(context, sample_context)
+        batch = context.shape[:-1]
+        sample_shape = torch.Size(() if n_samples is None else (int(n_samples),))
+        n = 1 if n_samples is None else int(n_samples)
+        rows = math.prod(batch)
+        if chunk_rows is None:
+            chunk_rows = _CPU_CHUNK_ROWS if self.loc.device.type == "cpu" else _GPU_CHUNK_ROWS
+
+        with torch.no_grad(), (contextlib.nullcontext() if threads is None else torch_threads(threads)):
+            z = self._base_draws(sample_shape + batch + (self.features,), generator, noise)
+            if n == 0 or rows == 0:
+                return z
+            sc = None
+            if sample_context is not None:
+                sc = sample_context.expand(sample_shape + batch + (n_sample_ctx,)).reshape(n, rows, n_sample_ctx)
+            # z is inverted in place, viewed as (samples, galaxies, D)
+            self._invert_rows(z.view(n, rows, self.features), context.reshape(rows, n_shared), sc, chunk_rows)
+        return z
+
+    def _context_sizes(self, context: Tensor, sample_context: Tensor | None) -> tuple[int, int]:
+        """Check the context widths against the flow's; return the galaxy and per-sample widths."""
         if context.shape[-1] == 0 and sample_context is None:
             raise UnsupportedFlowError("empty context")
         n_shared = context.shape[-1]
@@ -348,82 +369,98 @@ class FastCouplingSampler:
             raise ValueError(
                 f"the flow expects {self.n_context} context features, got {n_shared} + {n_sample_ctx}"
             )
-        batch = context.shape[:-1]
-        sample_shape = torch.Size(() if n_samples is None else (int(n_samples),))
-        n = 1 if n_samples is None else int(n_samples)
-        rows = math.prod(batch)
+        return n_shared, n_sample_ctx
+
+    def _base_draws(self, shape: torch.Size, generator: torch.Generator | None, noise: Tensor | None) -> Tensor:
+        """Base draws of ``shape`` as ``Normal.rsample``: ``loc + eps * scale``, ``eps`` drawn or given."""
         device, dtype = self.loc.device, self.loc.dtype
-        if chunk_rows is None:
-            chunk_rows = _CPU_CHUNK_ROWS if device.type == "cpu" else _GPU_CHUNK_ROWS
+        if noise is None:
+            eps = torch.empty(shape, dtype=dtype, device=device)
+            eps.normal_(generator=generator)
+        else:
+            eps = noise.to(dtype=dtype, device=device).expand(shape).clone()
+        return eps.mul_(self.scale).add_(self.loc)
 
-        with torch.no_grad(), (contextlib.nullcontext() if threads is None else torch_threads(threads)):
-            # the base draws, as Normal.rsample: loc + eps * scale, eps of the full shape
-            if noise is None:
-                eps = torch.empty(sample_shape + batch + (self.features,), dtype=dtype, device=device)
-                eps.normal_(generator=generator)
+    def _invert_rows(self, out: Tensor, ctx: Tensor, sc: Tensor | None, chunk_rows: int) -> None:
+        """Invert all layers in place on ``out`` (S, N, D), given ``ctx`` (N, C) and ``sc`` (S, N, K) or None."""
+        n, rows = out.shape[0], out.shape[1]
+        n_sample_ctx = 0 if sc is None else sc.shape[-1]
+        w_shared, b_shared, w_sample = self._weights(ctx.shape[1])
+        per_sample = [layer.n_a + n_sample_ctx > 0 for layer in self.layers]
+
+        # blocks: galaxies (rows of context) in super-blocks for the precomputation,
+        # then (samples × galaxies) blocks of about chunk_rows rows
+        block = max(1, _PRECOMPUTE_BYTES // max(1, w_shared.shape[0] * out.element_size()))
+        for r0 in range(0, rows, block):
+            r1 = min(rows, r0 + block)
+            pre_l, phi_gal = self._precompute(ctx[r0:r1], w_shared, b_shared, per_sample)
+            g_block = max(1, min(r1 - r0, chunk_rows // n))
+            s_block = max(1, min(n, chunk_rows // g_block))
+            for g0 in range(r0, r1, g_block):
+                g1 = min(r1, g0 + g_block)
+                for s0 in range(0, n, s_block):
+                    s1 = min(n, s0 + s_block)
+                    self._invert_block(out, sc, slice(s0, s1), slice(g0, g1), slice(g0 - r0, g1 - r0),
+                                       pre_l, phi_gal, w_sample)
+
+    def _precompute(
+        self, ctx: Tensor, w_shared: Tensor, b_shared: Tensor, per_sample: list[bool]
+    ) -> tuple[list[Tensor], list[Tensor | None]]:
+        """Each layer's galaxy-context part (H, g), and the hyper-network output of layers without per-sample input."""
+        # every layer's context part, once per galaxy: (sum H, g) transposed
+        pre = torch.addmm(b_shared.unsqueeze(-1), w_shared, ctx.t())
+        pre_l, start = [], 0
+        for h in self.hidden:
+            pre_l.append(pre[start:start + h])
+            start += h
+        # layers with no per-sample input: the whole hyper-network per galaxy
+        phi_gal = [
+            None if per_sample[i] else self._rest(self.layers[i], pre_l[i].clone())
+            for i in range(len(self.layers))
+        ]
+        return pre_l, phi_gal
+
+    def _invert_block(
+        self,
+        out: Tensor,
+        sc: Tensor | None,
+        samples: slice,
+        galaxies: slice,
+        local: slice,
+        pre_l: list[Tensor],
+        phi_gal: list[Tensor | None],
+        w_sample: list[Tensor],
+    ) -> None:
+        """Invert all layers in place on ``out[samples, galaxies]`` (``local``: the galaxies within the super-block)."""
+        ns, ng = samples.stop - samples.start, galaxies.stop - galaxies.start
+        # transposed block: (D, ng * ns), samples fastest (so that the
+        # per-galaxy term broadcasts along contiguous runs)
+        xt = out.new_empty(self.features, ng * ns)
+        xt.view(self.features, ng, ns).copy_(out[samples, galaxies].permute(2, 1, 0))
+        st = None
+        if sc is not None:
+            st = sc[samples, galaxies].permute(2, 1, 0).reshape(sc.shape[-1], ng * ns)
+        for i in reversed(range(len(self.layers))):
+            layer = self.layers[i]
+            if phi_gal[i] is None:
+                phi = self._per_sample_params(layer, w_sample[i], xt, st, pre_l[i][:, local], ng, ns)
             else:
-                eps = noise.to(dtype=dtype, device=device).expand(sample_shape + batch + (self.features,)).clone()
-            z = eps.mul_(self.scale).add_(self.loc)
-            if n == 0 or rows == 0:
-                return z
-            out = z.view(n, rows, self.features)
+                phi = phi_gal[i][:, local].unsqueeze(-1).expand(-1, ng, ns)
+                phi = phi.reshape(-1, ng * ns)
+            x_b = xt.index_select(0, layer.idx_b)
+            xt.index_copy_(0, layer.idx_b, self._invert(layer, x_b, phi))
+        out[samples, galaxies] = xt.view(self.features, ng, ns).permute(2, 1, 0)
 
-            ctx = context.reshape(rows, n_shared)
-            if sample_context is not None:
-                sc = sample_context.expand(sample_shape + batch + (n_sample_ctx,)).reshape(n, rows, n_sample_ctx)
-            else:
-                sc = None
-            w_shared, b_shared, w_sample = self._weights(n_shared)
-            n_layers = len(self.layers)
-            per_sample = [layer.n_a + n_sample_ctx > 0 for layer in self.layers]
-
-            # blocks: galaxies (rows of context) in super-blocks for the precomputation,
-            # then (samples × galaxies) blocks of about chunk_rows rows
-            block = max(1, _PRECOMPUTE_BYTES // max(1, w_shared.shape[0] * z.element_size()))
-            for r0 in range(0, rows, block):
-                r1 = min(rows, r0 + block)
-                # every layer's context part, once per galaxy: (sum H, g) transposed
-                pre = torch.addmm(b_shared.unsqueeze(-1), w_shared, ctx[r0:r1].t())
-                pre_l, start = [], 0
-                for h in self.hidden:
-                    pre_l.append(pre[start:start + h])
-                    start += h
-                # layers with no per-sample input: the whole hyper-network per galaxy
-                phi_gal = [
-                    None if per_sample[i] else self._rest(self.layers[i], pre_l[i].clone())
-                    for i in range(n_layers)
-                ]
-                g_block = max(1, min(r1 - r0, chunk_rows // n))
-                s_block = max(1, min(n, chunk_rows // g_block))
-                for g0 in range(r0, r1, g_block):
-                    g1 = min(r1, g0 + g_block)
-                    ng = g1 - g0
-                    for s0 in range(0, n, s_block):
-                        s1 = min(n, s0 + s_block)
-                        ns = s1 - s0
-                        # transposed block: (D, ng * ns), samples fastest (so that the
-                        # per-galaxy term broadcasts along contiguous runs)
-                        xt = out.new_empty(self.features, ng * ns)
-                        xt.view(self.features, ng, ns).copy_(out[s0:s1, g0:g1].permute(2, 1, 0))
-                        st = None
-                        if sc is not None:
-                            st = sc[s0:s1, g0:g1].permute(2, 1, 0).reshape(n_sample_ctx, ng * ns)
-                        for i in reversed(range(n_layers)):
-                            layer = self.layers[i]
-                            if per_sample[i]:
-                                inp = xt.index_select(0, layer.idx_a) if layer.n_a else None
-                                if st is not None:
-                                    inp = st if inp is None else torch.cat([inp, st], 0)
-                                h = torch.mm(w_sample[i], inp)
-                                h.view(-1, ng, ns).add_(pre_l[i][:, g0 - r0:g1 - r0].unsqueeze(-1))
-                                phi = self._rest(layer, h)
-                            else:
-                                phi = phi_gal[i][:, g0 - r0:g1 - r0].unsqueeze(-1).expand(-1, ng, ns)
-                                phi = phi.reshape(-1, ng * ns)
-                            x_b = xt.index_select(0, layer.idx_b)
-                            xt.index_copy_(0, layer.idx_b, self._invert(layer, x_b, phi))
-                        out[s0:s1, g0:g1] = xt.view(self.features, ng, ns).permute(2, 1, 0)
-        return z
+    def _per_sample_params(
+        self, layer: _Layer, w: Tensor, xt: Tensor, st: Tensor | None, pre: Tensor, ng: int, ns: int
+    ) -> Tensor:
+        """The hyper-network output on a (D, ng * ns) block: per-sample columns ``w`` plus the galaxy part ``pre``."""
+        inp = xt.index_select(0, layer.idx_a) if layer.n_a else None
+        if st is not None:
+            inp = st if inp is None else torch.cat([inp, st], 0)
+        h = torch.mm(w, inp)
+        h.view(-1, ng, ns).add_(pre.unsqueeze(-1))
+        return self._rest(layer, h)
 
 
 def sample_coupling_flow(
