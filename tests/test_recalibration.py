@@ -102,11 +102,29 @@ def test_best_shift_recovers_a_bias(true_shift):
     assert _best_shift(resid, offset) == pytest.approx(true_shift, abs=0.05)
 
 
-def test_insignificant_shift_is_zero():
-    # 300 unbiased galaxies: their median error is noise, not a bias to correct
+def test_every_shift_is_applied():
+    # no significance threshold: one would shift one of two correlated lines and not the
+    # other, and bias their ratio
     rng = np.random.default_rng(3)
-    shifts = [_best_shift(rng.normal(size=(200, 300)), rng.normal(size=300)) for _ in range(20)]
-    assert sum(s == 0.0 for s in shifts) >= 17
+    resid, offset = rng.normal(size=(200, 300)), 0.02 + rng.normal(size=300)
+    assert _best_shift(resid, offset) == pytest.approx(float(np.median(offset - np.median(resid, axis=0))))
+    assert _best_shift(resid, offset) != 0.0
+
+
+def test_only_a_target_alone_in_its_group_is_shifted():
+    # a shift per target would move the core's targets against each other (and bias their
+    # difference); a one-target group has no such structure to break
+    net, x, y, valid = _net_and_data(noise=0.5)
+    y = y + 0.3  # every target biased
+    shifts, _, _ = fit_recalibration(net, x, y, valid, n_samples=100)
+    assert np.all(shifts == 0.0)
+    torch.manual_seed(0)
+    groups = [GroupSpec("a", [0], flow="realnvp", flow_options={"transforms": 2, "hidden_features": [16]}),
+              GroupSpec("b", [1], flow="realnvp", flow_options={"transforms": 2, "hidden_features": [16]})]
+    lone = PosteriorNetwork(3, groups, representation=16, hidden=16)
+    shifts, _, _ = fit_recalibration(lone, x, y, valid, n_samples=100)
+    assert np.all(shifts != 0.0)
+    np.testing.assert_array_equal(lone.residual_shift.numpy(), shifts)
 
 
 def _net_and_data(n=600, noise=0.5, seed=0):

@@ -283,8 +283,8 @@ class GalaxyPosterior(ParamsMixin):
         with the inputs. Needs ``validation_fraction > 0`` and more than one
         group.
     recalibrate : bool, optional
-        After training, fit a shift per target that removes a significant bias
-        of the posterior medians and a factor on the flow residuals (about the
+        After training, fit a shift that removes the bias of the posterior
+        medians of each target that is a group of its own and a factor on the flow residuals (about the
         flow's centre) that gives the held-out rows' central credible intervals
         their nominal coverage
         (`astro_galpost.model.recalibration`; they are ``residual_shifts_`` and
