@@ -657,32 +657,11 @@ class GalaxyPosterior(ParamsMixin):
         self.networks_, self.history_, recalibration_rows = [], [], []
         recalibration_seed = int(member_seeds[0].generate_state(2)[1])
         for k, (member, x) in enumerate(zip(member_seeds, xs)):
-            # each member validates on a different window of one permutation of the rows
-            train_index, val_index = split_indices(
-                len(x), self.validation_fraction, np.random.default_rng(split_seed), fold=k
-            )
-            if len(train_index) < 2:
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} leaves {len(train_index)} of {len(x)} usable "
-                    "rows for training; at least 2 are needed: lower validation_fraction or add rows")
-            seed = int(member.generate_state(1)[0])
-            with _torch_seed(seed):
-                net = self._build_network()
-                history = train_network(
-                    net, x, y, valid, train_index=train_index, val_index=val_index,
-                    batch_size=self._training_batch(len(train_index)), max_epochs=self.max_epochs,
-                    learning_rate=self.learning_rate, weight_decay=self.weight_decay,
-                    patience=self.patience, seed=seed, device=self.device, progress=self.progress,
-                    description=f"fit {k + 1}/{self.n_ensemble}" if self.n_ensemble > 1 else "fit",
-                    refine_heads=self.refine_heads,
-                )
-            if self.recalibrate and len(val_index):
-                # shifts from the held-out rows and up to three times as many training rows, widths from the former
-                some_train = np.random.default_rng(seed).permutation(train_index)[: 3 * len(val_index)]
-                rows = np.concatenate([val_index, some_train])
-                recalibration_rows.append((x[rows], y[rows], valid[rows], np.arange(len(rows)) < len(val_index)))
+            net, history, rows = self._train_member(k, int(member.generate_state(1)[0]), x, y, valid, split_seed)
             self.networks_.append(net)
             self.history_.append(history)
+            if rows is not None:
+                recalibration_rows.append(rows)
         if recalibration_rows:
             # one factor per target from the held-out rows of every member (each scored by its own member)
             with _torch_seed(recalibration_seed):
@@ -691,6 +670,35 @@ class GalaxyPosterior(ParamsMixin):
         if self.device == "cpu":
             self.networks_ = [net.to("cpu") for net in self.networks_]
         return self
+
+    def _train_member(self, k: int, seed: int, x: np.ndarray, y: np.ndarray, valid: np.ndarray, split_seed) -> tuple:
+        """Train ensemble member ``k``; return its network, history and recalibration rows (or None).
+
+        Each member validates on a different window of one permutation of the
+        rows. The recalibration rows are its held-out rows and up to three
+        times as many of its training rows (shifts from all, widths from the
+        held-out ones), as ``(x, y, valid, held_out)``.
+        """
+        train_index, val_index = split_indices(len(x), self.validation_fraction, np.random.default_rng(split_seed), fold=k)
+        if len(train_index) < 2:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} leaves {len(train_index)} of {len(x)} usable "
+                "rows for training; at least 2 are needed: lower validation_fraction or add rows")
+        with _torch_seed(seed):
+            net = self._build_network()
+            history = train_network(
+                net, x, y, valid, train_index=train_index, val_index=val_index,
+                batch_size=self._training_batch(len(train_index)), max_epochs=self.max_epochs,
+                learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+                patience=self.patience, seed=seed, device=self.device, progress=self.progress,
+                description=f"fit {k + 1}/{self.n_ensemble}" if self.n_ensemble > 1 else "fit",
+                refine_heads=self.refine_heads,
+            )
+        if not (self.recalibrate and len(val_index)):
+            return net, history, None
+        some_train = np.random.default_rng(seed).permutation(train_index)[: 3 * len(val_index)]
+        rows = np.concatenate([val_index, some_train])
+        return net, history, (x[rows], y[rows], valid[rows], np.arange(len(rows)) < len(val_index))
 
     def _training_batch(self, n_train: int) -> int:
         """``batch_size``, or for `None` an eighth of ``n_train`` rows clipped to 16-256."""
