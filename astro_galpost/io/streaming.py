@@ -384,6 +384,34 @@ def _abort(writer, samples) -> None:
         samples.abort()
 
 
+def _run_identity(s: _Settings, checksum: str, input_path: Path, in_fmt: str, out_fmt: str, chunk_size: int,
+                  samples_path: Path | None) -> dict:
+    """What a run must share with an interrupted one to continue it: input, model, seed and settings."""
+    return {
+        "version": _STATE_VERSION,
+        "input": _file_identity(input_path),
+        "input_format": in_fmt,
+        "model_checksum": checksum,
+        "n_samples": s.n_samples,
+        "seed": str(s.seed),
+        "chunk_size": chunk_size,
+        "batch_size": s.batch_size,
+        "percentiles": s.levels,
+        "columns": s.carried,
+        "output_format": out_fmt,
+        "samples": str(samples_path.resolve()) if samples_path is not None else None,
+        "samples_dtype": s.samples_dtype,
+    }
+
+
+def _samples_opener(samples_path: Path | None, gp, s: _Settings, checksum: str, input_path: Path):
+    """``open(state)`` of the samples writer (state None: start a new file), or None when no samples are asked for."""
+    samples_attrs = {"seed": str(s.seed), "n_samples": s.n_samples, "model_checksum": checksum,
+                     "input": str(input_path.resolve())}
+    return None if samples_path is None else (
+        lambda st: open_samples_writer(samples_path, gp, s.n_samples, samples_attrs, s.samples_dtype, st))
+
+
 # Long for its numpydoc docstring (a public entry point with many parameters); the code is under 100 lines.
 def predict_catalog(
     model,
@@ -520,26 +548,9 @@ def predict_catalog(
     seed = resolve_seed(random_state, gp)
     carried, outputs, read_columns = _plan_columns(gp, input_path, in_fmt, columns, levels, replace_columns)
     settings = _Settings(n_samples, levels, seed, batch_size, carried, outputs, replace_columns, samples_dtype)
-    identity = {
-        "version": _STATE_VERSION,
-        "input": _file_identity(input_path),
-        "input_format": in_fmt,
-        "model_checksum": checksum,
-        "n_samples": n_samples,
-        "seed": str(seed),
-        "chunk_size": chunk_size,
-        "batch_size": batch_size,
-        "percentiles": levels,
-        "columns": carried,
-        "output_format": out_fmt,
-        "samples": str(samples_path.resolve()) if samples_path is not None else None,
-        "samples_dtype": samples_dtype,
-    }
+    identity = _run_identity(settings, checksum, input_path, in_fmt, out_fmt, chunk_size, samples_path)
     state_file = _state_path(output_path)
-    samples_attrs = {"seed": str(seed), "n_samples": n_samples, "model_checksum": checksum,
-                     "input": str(input_path.resolve())}
-    open_samples = None if samples_path is None else (
-        lambda st: open_samples_writer(samples_path, gp, n_samples, samples_attrs, samples_dtype, st))
+    open_samples = _samples_opener(samples_path, gp, settings, checksum, input_path)
 
     with output_lock(output_path):  # two runs writing one output: the second stops here
         writer, samples, state = _open_outputs(_load_progress(state_file, identity, resume), output_path,

@@ -499,6 +499,85 @@ def sigma_quality(
     return reason
 
 
+def _sigma_column(table: Table, sigma_column: str | None) -> str:
+    """The dispersion column: ``sigma_column`` if in ``table``, else the first of `SIGMA_COLUMN_CANDIDATES` present."""
+    if sigma_column is None:
+        for candidate in SIGMA_COLUMN_CANDIDATES:
+            if candidate in table.colnames:
+                return candidate
+        raise KeyError(f"no velocity-dispersion column found; looked for "
+                       f"{', '.join(SIGMA_COLUMN_CANDIDATES)} (pass sigma_column=...). "
+                       f"Columns present: {', '.join(table.colnames[:20])}"
+                       f"{' ...' if len(table.colnames) > 20 else ''}")
+    if sigma_column not in table.colnames:
+        raise KeyError(f"column {sigma_column!r} not in table")
+    return sigma_column
+
+
+def _dispersions(table: Table, sigma_column: str,
+                 quality: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(sigma, sigma_err, mask, reason)`` in km/s: the mask of unusable rows and why each is unusable."""
+    kms = u.km / u.s
+    sigma, mask = _column_values(table, sigma_column, kms, kms)
+    reason = sigma_quality(table, sigma_column) if quality else np.where(mask, "not measured", "")
+    mask |= reason != ""
+    sigma_err = np.zeros(len(table))
+    err_column = _error_column(table, sigma_column)
+    if err_column is not None:
+        sigma_err, _ = _column_values(table, err_column, kms, kms)
+    return sigma, sigma_err, mask, reason
+
+
+def _aperture_corrected(table: Table, sigma: np.ndarray, mask: np.ndarray, reff_column: str,
+                        fiber_radius: u.Quantity, exponent: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(sigma, mask)``: fibre dispersions corrected to the size column's radius, rows without a size masked."""
+    if reff_column not in table.colnames:
+        raise KeyError(f"size column {reff_column!r} not in table")
+    if not isinstance(fiber_radius, u.Quantity):
+        raise TypeError("fiber_radius must be a Quantity, e.g. 1.5 * u.arcsec")
+    kms = u.km / u.s
+    reff, reff_mask = _column_values(table, reff_column, fiber_radius.unit, u.arcsec)
+    mask |= reff_mask
+    good = ~mask
+    corrected = np.full_like(sigma, np.nan)
+    if good.any():
+        corrected[good] = aperture_correct_sigma(
+            sigma[good] * kms, fiber_radius, reff[good] * fiber_radius.unit,
+            exponent=exponent).to_value(kms)
+    return corrected, mask
+
+
+def _log_masses(rel: MSigmaRelation, sigma: np.ndarray, sigma_err: np.ndarray, mask: np.ndarray,
+                propagate_scatter: bool, random_state: int | np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(log_mbh, spread)``, NaN where masked; with ``propagate_scatter`` each mass is drawn from its spread."""
+    logm = np.full(len(sigma), np.nan)
+    logm[~mask] = rel.log_mass(sigma[~mask])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.hypot(rel.scatter, rel.beta * np.nan_to_num(sigma_err) / (sigma * np.log(10.0)))
+    spread = np.where(mask, np.nan, spread)
+    if propagate_scatter:
+        rng = np.random.default_rng(random_state)
+        logm[~mask] += rng.normal(0.0, spread[~mask])
+    return logm, spread
+
+
+def _store_mbh_columns(table: Table, name: str, scatter_column: str | None, logm: np.ndarray,
+                       spread: np.ndarray, mask: np.ndarray, rel: MSigmaRelation, sigma_column: str) -> None:
+    """Write the masked mass (and scatter) columns: Dex quantities in a QTable, MaskedColumns in a Table."""
+    if isinstance(table, QTable):
+        table[name] = Masked(u.Dex(logm, _LOG_MSUN), mask=mask)
+        if scatter_column is not None:
+            table[scatter_column] = Masked(spread * u.dex, mask=mask)
+    else:
+        table[name] = MaskedColumn(logm, mask=mask, unit=_LOG_MSUN,
+                                   description=f"log10 black-hole mass from {sigma_column} "
+                                               f"({rel.reference})")
+        if scatter_column is not None:
+            table[scatter_column] = MaskedColumn(
+                spread, mask=mask.copy(), unit=u.dex,
+                description="M-sigma intrinsic scatter and propagated sigma error, in quadrature")
+
+
 # Long for its numpydoc docstring (a public entry point with many parameters); the code is under 100 lines.
 def add_mbh_column(
     table: Table,
@@ -591,66 +670,15 @@ def add_mbh_column(
     if not isinstance(table, Table):
         raise TypeError(f"table must be an astropy Table or QTable, got {type(table).__name__}")
     rel = _get_relation(relation)
-    if sigma_column is None:
-        for candidate in SIGMA_COLUMN_CANDIDATES:
-            if candidate in table.colnames:
-                sigma_column = candidate
-                break
-        else:
-            raise KeyError(f"no velocity-dispersion column found; looked for "
-                           f"{', '.join(SIGMA_COLUMN_CANDIDATES)} (pass sigma_column=...). "
-                           f"Columns present: {', '.join(table.colnames[:20])}"
-                           f"{' ...' if len(table.colnames) > 20 else ''}")
-    elif sigma_column not in table.colnames:
-        raise KeyError(f"column {sigma_column!r} not in table")
+    sigma_column = _sigma_column(table, sigma_column)
     if name in table.colnames and not overwrite:
         raise ValueError(f"column {name!r} already exists; pass overwrite=True to replace it")
 
-    kms = u.km / u.s
-    sigma, mask = _column_values(table, sigma_column, kms, kms)
-    reason = sigma_quality(table, sigma_column) if quality else np.where(mask, "not measured", "")
-    mask |= reason != ""
-    sigma_err = np.zeros(len(table))
-    err_column = _error_column(table, sigma_column)
-    if err_column is not None:
-        sigma_err, _ = _column_values(table, err_column, kms, kms)
-
+    sigma, sigma_err, mask, reason = _dispersions(table, sigma_column, quality)
     if reff_column is not None:
-        if reff_column not in table.colnames:
-            raise KeyError(f"size column {reff_column!r} not in table")
-        if not isinstance(fiber_radius, u.Quantity):
-            raise TypeError("fiber_radius must be a Quantity, e.g. 1.5 * u.arcsec")
-        reff, reff_mask = _column_values(table, reff_column, fiber_radius.unit, u.arcsec)
-        mask |= reff_mask
-        good = ~mask
-        corrected = np.full_like(sigma, np.nan)
-        if good.any():
-            corrected[good] = aperture_correct_sigma(
-                sigma[good] * kms, fiber_radius, reff[good] * fiber_radius.unit,
-                exponent=exponent).to_value(kms)
-        sigma = corrected
-
-    logm = np.full(len(table), np.nan)
-    logm[~mask] = rel.log_mass(sigma[~mask])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        spread = np.hypot(rel.scatter, rel.beta * np.nan_to_num(sigma_err) / (sigma * np.log(10.0)))
-    spread = np.where(mask, np.nan, spread)
-    if propagate_scatter:
-        rng = np.random.default_rng(random_state)
-        logm[~mask] += rng.normal(0.0, spread[~mask])
-
-    if isinstance(table, QTable):
-        table[name] = Masked(u.Dex(logm, _LOG_MSUN), mask=mask)
-        if scatter_column is not None:
-            table[scatter_column] = Masked(spread * u.dex, mask=mask)
-    else:
-        table[name] = MaskedColumn(logm, mask=mask, unit=_LOG_MSUN,
-                                   description=f"log10 black-hole mass from {sigma_column} "
-                                               f"({rel.reference})")
-        if scatter_column is not None:
-            table[scatter_column] = MaskedColumn(
-                spread, mask=mask.copy(), unit=u.dex,
-                description="M-sigma intrinsic scatter and propagated sigma error, in quadrature")
+        sigma, mask = _aperture_corrected(table, sigma, mask, reff_column, fiber_radius, exponent)
+    logm, spread = _log_masses(rel, sigma, sigma_err, mask, propagate_scatter, random_state)
+    _store_mbh_columns(table, name, scatter_column, logm, spread, mask, rel, sigma_column)
     if quality:
         table[f"{name}_reason"] = Column(reason, description=f"why {name} is masked ('' = usable)")
     return table

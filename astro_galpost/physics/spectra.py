@@ -160,6 +160,95 @@ def read_sdss_spectrum(path: str | PathLike, mask_bits: int | None = SPPIXMASK_B
     )
 
 
+# --------------------------------------------------------------------------- arrays
+def _checked_flux_and_axis(spectrum: Any) -> tuple[u.Quantity, u.Quantity]:
+    """The flux and spectral axis of a one-dimensional spectrum with a wavelength-like axis."""
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(f"spectrum must be a specutils Spectrum (Spectrum1D), got "
+                        f"{type(spectrum).__name__}")
+    flux_q = u.Quantity(spectrum.flux)
+    if flux_q.ndim != 1:
+        raise ValueError(f"spectrum must be one-dimensional, flux has shape {flux_q.shape}")
+    axis = u.Quantity(spectrum.spectral_axis)
+    if axis.unit is None or axis.unit == u.dimensionless_unscaled or axis.unit == u.pix \
+            or not axis.unit.is_equivalent(u.AA, equivalencies=u.spectral()):
+        raise ValueError(f"the spectral axis has unit {axis.unit!s}, not a wavelength: build the "
+                         "spectrum with spectral_axis=<wavelengths> * u.AA (vacuum)")
+    return flux_q, axis
+
+
+def _working_units(funit: u.UnitBase, axis_unit: u.UnitBase, lam: np.ndarray
+                   ) -> tuple[u.UnitBase, u.UnitBase, np.ndarray]:
+    """``(line_unit, work_unit, factor)``: line-flux and f_lambda units, and the per-pixel factor from ``funit``."""
+    flam_unit = u.erg / (u.s * u.cm ** 2 * u.AA)
+    if funit.is_equivalent(flam_unit):
+        line_unit = funit * (axis_unit if axis_unit.is_equivalent(u.AA) else u.AA)
+        if not line_unit.is_equivalent(u.erg / (u.s * u.cm ** 2)):  # pragma: no cover
+            line_unit = funit * u.AA
+        work_unit = line_unit / u.AA
+        factor = np.full(lam.shape, funit.to(work_unit))
+    elif funit.is_equivalent(flam_unit, equivalencies=u.spectral_density(lam * u.AA)):
+        line_unit = FLUX_UNIT
+        work_unit = line_unit / u.AA
+        factor = (np.ones(lam.shape) * funit).to_value(
+            work_unit, equivalencies=u.spectral_density(lam * u.AA))
+    else:
+        raise u.UnitTypeError(f"the flux has unit {funit.to_string()!r}, which is not a spectral "
+                              "flux density (e.g. erg / (s cm2 Angstrom) or Jy); line fluxes "
+                              "cannot be measured in it")
+    return line_unit, work_unit, factor
+
+
+def _inverse_variance(unc: Any, funit: u.UnitBase, factor: np.ndarray,
+                      shape: tuple[int, ...]) -> np.ndarray | None:
+    """The inverse variance in the working unit (0 where invalid), or `None` without an uncertainty."""
+    if unc is None:
+        return None
+    if not isinstance(unc, NDUncertainty):  # pragma: no cover - specutils always wraps
+        raise TypeError("spectrum.uncertainty must be an astropy NDUncertainty")
+    inv = unc if isinstance(unc, InverseVariance) else unc.represent_as(InverseVariance)
+    ivar_vals = np.broadcast_to(np.asarray(inv.array, dtype=float), shape).copy()
+    ivar_unit = inv.unit if inv.unit is not None else funit ** -2
+    ivar_vals = ivar_vals * (ivar_unit.to(funit ** -2))
+    ivar = ivar_vals / factor ** 2
+    ivar[~np.isfinite(ivar) | (ivar < 0)] = 0.0
+    return ivar
+
+
+def _good_pixels(flux: np.ndarray, lam: np.ndarray, mask: Any, ivar: np.ndarray | None) -> np.ndarray:
+    """Pixels with finite flux and wavelength, not masked, and with a positive inverse variance."""
+    good = np.isfinite(flux) & np.isfinite(lam)
+    if mask is not None:
+        good &= ~np.broadcast_to(np.asarray(mask, dtype=bool), flux.shape)
+    if ivar is not None:
+        good &= ivar > 0
+    return good
+
+
+def _continuum_values(continuum: Any, shape: tuple[int, ...], funit: u.UnitBase,
+                      factor: np.ndarray) -> np.ndarray:
+    """The continuum (a Quantity or Spectrum of ``shape``) in the working unit."""
+    if isinstance(continuum, Spectrum):
+        cont_q = u.Quantity(continuum.flux)
+    else:
+        cont_q = continuum
+    if not isinstance(cont_q, u.Quantity) or cont_q.shape != shape:
+        raise ValueError("continuum must be a Quantity or Spectrum with the same shape and "
+                         "flux units as the spectrum")
+    return cont_q.to_value(funit).astype(float) * factor
+
+
+def _sorted_by_wavelength(lam: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, good: np.ndarray,
+                          cont: np.ndarray | None) -> tuple:
+    """``(lam, flux, ivar, good, cont)`` in order of increasing wavelength (unchanged if already sorted)."""
+    order = np.argsort(lam)
+    if not np.all(order == np.arange(lam.size)):
+        lam, flux, good = lam[order], flux[order], good[order]
+        ivar = ivar[order] if ivar is not None else None
+        cont = cont[order] if cont is not None else None
+    return lam, flux, ivar, good, cont
+
+
 def spectrum_arrays(spectrum: Any, continuum: Any = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray,
                                u.UnitBase, u.UnitBase, np.ndarray | None]:
@@ -191,72 +280,20 @@ def spectrum_arrays(spectrum: Any, continuum: Any = None
     astropy.units.UnitTypeError
         If the flux is not a spectral flux density.
     """
-    if not isinstance(spectrum, Spectrum):
-        raise TypeError(f"spectrum must be a specutils Spectrum (Spectrum1D), got "
-                        f"{type(spectrum).__name__}")
-    flux_q = u.Quantity(spectrum.flux)
-    if flux_q.ndim != 1:
-        raise ValueError(f"spectrum must be one-dimensional, flux has shape {flux_q.shape}")
-    axis = u.Quantity(spectrum.spectral_axis)
-    if axis.unit is None or axis.unit == u.dimensionless_unscaled or axis.unit == u.pix \
-            or not axis.unit.is_equivalent(u.AA, equivalencies=u.spectral()):
-        raise ValueError(f"the spectral axis has unit {axis.unit!s}, not a wavelength: build the "
-                         "spectrum with spectral_axis=<wavelengths> * u.AA (vacuum)")
+    flux_q, axis = _checked_flux_and_axis(spectrum)
     lam = axis.to_value(u.AA, equivalencies=u.spectral()).astype(float)
-    flam_unit = u.erg / (u.s * u.cm ** 2 * u.AA)
     funit = flux_q.unit
-    if funit.is_equivalent(flam_unit):
-        line_unit = funit * (axis.unit if axis.unit.is_equivalent(u.AA) else u.AA)
-        if not line_unit.is_equivalent(u.erg / (u.s * u.cm ** 2)):  # pragma: no cover
-            line_unit = funit * u.AA
-        work_unit = line_unit / u.AA
-        factor = np.full(lam.shape, funit.to(work_unit))
-    elif funit.is_equivalent(flam_unit, equivalencies=u.spectral_density(lam * u.AA)):
-        line_unit = FLUX_UNIT
-        work_unit = line_unit / u.AA
-        factor = (np.ones(lam.shape) * funit).to_value(
-            work_unit, equivalencies=u.spectral_density(lam * u.AA))
-    else:
-        raise u.UnitTypeError(f"the flux has unit {funit.to_string()!r}, which is not a spectral "
-                              "flux density (e.g. erg / (s cm2 Angstrom) or Jy); line fluxes "
-                              "cannot be measured in it")
+    line_unit, work_unit, factor = _working_units(funit, axis.unit, lam)
     flux = flux_q.value.astype(float) * factor
-
-    ivar = None
-    unc = spectrum.uncertainty
-    if unc is not None:
-        if not isinstance(unc, NDUncertainty):  # pragma: no cover - specutils always wraps
-            raise TypeError("spectrum.uncertainty must be an astropy NDUncertainty")
-        inv = unc if isinstance(unc, InverseVariance) else unc.represent_as(InverseVariance)
-        ivar_vals = np.broadcast_to(np.asarray(inv.array, dtype=float), flux.shape).copy()
-        ivar_unit = inv.unit if inv.unit is not None else funit ** -2
-        ivar_vals = ivar_vals * (ivar_unit.to(funit ** -2))
-        ivar = ivar_vals / factor ** 2
-        ivar[~np.isfinite(ivar) | (ivar < 0)] = 0.0
-
-    good = np.isfinite(flux) & np.isfinite(lam)
-    if spectrum.mask is not None:
-        good &= ~np.broadcast_to(np.asarray(spectrum.mask, dtype=bool), flux.shape)
-    if ivar is not None:
-        good &= ivar > 0
+    ivar = _inverse_variance(spectrum.uncertainty, funit, factor, flux.shape)
+    good = _good_pixels(flux, lam, spectrum.mask, ivar)
 
     cont = None
     if continuum is not None:
-        if isinstance(continuum, Spectrum):
-            cont_q = u.Quantity(continuum.flux)
-        else:
-            cont_q = continuum
-        if not isinstance(cont_q, u.Quantity) or cont_q.shape != flux.shape:
-            raise ValueError("continuum must be a Quantity or Spectrum with the same shape and "
-                             "flux units as the spectrum")
-        cont = cont_q.to_value(funit).astype(float) * factor
+        cont = _continuum_values(continuum, flux.shape, funit, factor)
         flux = flux - cont
         good &= np.isfinite(cont)
 
-    order = np.argsort(lam)
-    if not np.all(order == np.arange(lam.size)):
-        lam, flux, good = lam[order], flux[order], good[order]
-        ivar = ivar[order] if ivar is not None else None
-        cont = cont[order] if cont is not None else None
+    lam, flux, ivar, good, cont = _sorted_by_wavelength(lam, flux, ivar, good, cont)
     return lam, flux, ivar, good, line_unit, work_unit, cont
 
