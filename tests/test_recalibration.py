@@ -127,6 +127,17 @@ def test_only_a_target_alone_in_its_group_is_shifted():
     np.testing.assert_array_equal(lone.residual_shift.numpy(), shifts)
 
 
+def test_a_group_shares_one_factor():
+    # factors per target would scale the core's targets by different amounts and change
+    # the width of every ratio or difference of them; one factor per group keeps it
+    net, x, y, valid = _net_and_data(noise=3.0)
+    y[:, 1] *= 0.3  # the second target's errors alone would ask for a much smaller factor
+    _, scales, interval = fit_recalibration(net, x, y, valid, n_samples=100)
+    assert scales[0] == scales[1] and np.all(interval[:, 0] == interval[:, 1])
+    alone = [fit_recalibration(net, x, y, valid & (np.arange(2) == k), n_samples=100)[1][k] for k in range(2)]
+    assert min(alone) < scales[0] < max(alone)
+
+
 def _net_and_data(n=600, noise=0.5, seed=0):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -284,9 +284,9 @@ class GalaxyPosterior(ParamsMixin):
         group.
     recalibrate : bool, optional
         After training, fit a shift that removes the bias of the posterior
-        medians of each target that is a group of its own and a factor on the flow residuals (about the
-        flow's centre) that gives the held-out rows' central credible intervals
-        their nominal coverage
+        medians of each target that is a group of its own and a factor per group
+        on the flow residuals (about the flow's centre) that gives the held-out
+        rows' central credible intervals their nominal coverage
         (`astro_galpost.model.recalibration`; they are ``residual_shifts_`` and
         ``residual_scales_``, with ``residual_scale_intervals_`` saying how
         precisely the held-out rows fix each factor). The shifts are fitted per member, the factor
@@ -663,7 +663,7 @@ class GalaxyPosterior(ParamsMixin):
             if rows is not None:
                 recalibration_rows.append(rows)
         if recalibration_rows:
-            # one factor per target from the held-out rows of every member (each scored by its own member)
+            # one factor per group from the held-out rows of every member (each scored by its own member)
             with _torch_seed(recalibration_seed):
                 fit_ensemble_recalibration([net.to(self.device) for net in self.networks_], recalibration_rows,
                                            rng=recalibration_seed)
@@ -708,7 +708,10 @@ class GalaxyPosterior(ParamsMixin):
 
     @property
     def residual_scales_(self) -> dict[str, np.ndarray]:
-        """Per target, the factor on the flow residuals of each ensemble member (all equal; see ``recalibrate``)."""
+        """Per target, the factor on the flow residuals of each ensemble member (equal for all, and within a group).
+
+        See ``recalibrate``.
+        """
         return self._per_member("residual_scale")
 
     @property
