@@ -321,3 +321,44 @@ def test_a_recalibrated_ensemble_samples_the_narrowed_mixture(mock_table, tiny, 
         assert bool(np.all(draws == gp.label_mean_[0])) is narrowed
     # each member's own posterior (of the last, recalibrated ensemble) is never narrowed
     assert not any(np.all(b.samples == gp.label_mean_[0]) for b in gp.sample_members(table, n_samples=10))
+
+
+def _chained_rows(n, rng, conditional_width):
+    """Features (n, 2); labels a (spread 1 given the features) and b = a + noise of ``conditional_width``."""
+    x = rng.normal(size=(n, 2)).astype(np.float32)
+    a = x[:, 0] + rng.normal(size=n)
+    return x, np.stack([a, a + conditional_width * rng.normal(size=n)], axis=1).astype(np.float32)
+
+
+def test_a_chained_groups_factor_is_fitted_on_its_conditional():
+    # b is chained on a; most of b's posterior spread is a's, which b's factor does not
+    # scale. New galaxies' b scatters 1.5 times as far about a as the training rows' did:
+    # fitted on b's conditional given the held-out rows' own a, the factor finds 1.5 and
+    # is well determined; fitted on b's whole posterior it would hardly be
+    from astro_galpost.model.recalibration import _group_draws
+    from astro_galpost.model.training import split_indices, train_network
+
+    rng = np.random.default_rng(0)
+    x, y = _chained_rows(2000, rng, 0.2)
+    torch.manual_seed(0)
+    groups = [GroupSpec("a", [0], "affine1d"), GroupSpec("b", [1], "affine1d", condition_on=[0])]
+    net = PosteriorNetwork(2, groups, representation=16, hidden=16)
+    train, val = split_indices(len(x), 0.15, np.random.default_rng(1))
+    train_network(net, x, y, np.ones_like(y, bool), train_index=train, val_index=val, max_epochs=30,
+                  patience=10, batch_size=128, progress=False)
+    x, y = _chained_rows(1000, rng, 0.3)
+    valid = np.ones_like(y, bool)
+    _, scales, interval = fit_recalibration(net, x, y, valid, n_samples=200)
+    assert scales[0] == pytest.approx(1.0, abs=0.1)
+    assert scales[1] == pytest.approx(1.5, abs=0.12)
+    assert (interval[1, 1] - interval[0, 1]) / 2 < 0.08
+    # given each galaxy's own a, b's draws spread by the recalibrated conditional width (0.3), not by a's
+    with torch.inference_mode():
+        given, _ = net.sample(torch.as_tensor(x[:200]), 300, given=torch.as_tensor(y[:200]))
+        whole, _ = net.sample(torch.as_tensor(x[:200]), 300)
+    assert float(given[..., 1].std(dim=0).mean()) == pytest.approx(0.3, rel=0.15)
+    assert float(whole[..., 1].std(dim=0).mean()) == pytest.approx(np.sqrt(1 + 0.3**2), rel=0.15)
+    # the same rows fix the factor of b's whole posterior far less precisely
+    resid, centre, offset = _group_draws(net, net.groups[1], x, y, 200)
+    _, whole = fit_width_factor(resid[..., 0], centre[..., 0], offset[:, 0] - float(net.residual_shift[1]))
+    assert (whole[1] - whole[0]) > 2 * (interval[1, 1] - interval[0, 1])

@@ -249,7 +249,7 @@ class PosteriorNetwork(nn.Module):
         return step
 
     @torch.inference_mode()
-    def sample(self, x: Tensor, n_samples: int, residuals: bool = False) -> tuple:
+    def sample(self, x: Tensor, n_samples: int, residuals: bool = False, given: Tensor | None = None) -> tuple:
         """Draw ``n_samples`` joint samples for each row of ``x``.
 
         A group's samples are ``mean + shift + c + scale · (r − c)``: ``r`` the
@@ -260,6 +260,11 @@ class PosteriorNetwork(nn.Module):
         posterior in place: the flow may put it far from the mean head. A
         group whose distribution has no centre (not a zuko normalizing flow
         over a Normal base, e.g. a mixture) is scaled about its mean head.
+
+        With ``given``, (N, n_labels) standardised values, a chained group is
+        conditioned on ``given``'s values of the groups it is conditioned on
+        instead of on their draws: its draws follow p(y_g | x, y_before), the
+        conditional whose spread about the flow's centre the factor scales.
 
         Returns
         -------
@@ -279,17 +284,17 @@ class PosteriorNetwork(nn.Module):
         draws: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         for g in self.groups:
             mean = self.means[g.name](h)
-            given = out[..., g.condition_on] if g.condition_on else None
+            chained = _chained_values(out, given, g.condition_on)
             if g.detect:
-                detect[g.name], given = self._measurable(h, given, g)
+                detect[g.name], chained = self._measurable(h, chained, g)
             # sample_flow: per-galaxy context work once for zuko RealNVP/affine flows
             # (same draws as zuko), zuko's own sampling for any other flow
-            resid = sample_flow(self.flows[g.name], h, n_samples, sample_context=given)
+            resid = sample_flow(self.flows[g.name], h, n_samples, sample_context=chained)
             scale = self.residual_scale[g.targets]
             centre = None
             if residuals or bool((scale != 1).any()):
-                centre = flow_centre(self.flows[g.name], h, len(g.targets), None if given is None else n_samples,
-                                     sample_context=given)
+                centre = flow_centre(self.flows[g.name], h, len(g.targets), None if chained is None else n_samples,
+                                     sample_context=chained)
             if centre is None:  # not needed, or a distribution without a centre: scaled about the mean head
                 centre = resid.new_zeros(())
             out[..., g.targets] = mean + self.residual_shift[g.targets] + centre + scale * (resid - centre)
@@ -317,3 +322,12 @@ class PosteriorNetwork(nn.Module):
         index = torch.where(keep, torch.arange(p.shape[0], device=p.device)[:, None], other)
         given = torch.gather(given, 0, index[..., None].expand_as(given))
         return p.mean(dim=0), given
+
+
+def _chained_values(out: Tensor, given: Tensor | None, columns: list[int]) -> Tensor | None:
+    """(S, N, len(columns)) values a chained group is conditioned on: ``given``'s if any, else the draws in ``out``."""
+    if not columns:
+        return None
+    if given is None:
+        return out[..., columns]
+    return given[:, columns].expand(out.shape[0], -1, -1).contiguous()
