@@ -358,6 +358,12 @@ def test_a_chained_groups_factor_is_fitted_on_its_conditional():
         whole, _ = net.sample(torch.as_tensor(x[:200]), 300)
     assert float(given[..., 1].std(dim=0).mean()) == pytest.approx(0.3, rel=0.15)
     assert float(whole[..., 1].std(dim=0).mean()) == pytest.approx(np.sqrt(1 + 0.3**2), rel=0.15)
+    # an unknown (NaN) value is taken from the draws: b's draws spread as without it
+    unknown = torch.as_tensor(y[:200]).clone()
+    unknown[:, 0] = float("nan")
+    with torch.inference_mode():
+        drawn, _ = net.sample(torch.as_tensor(x[:200]), 300, given=unknown)
+    assert float(drawn[..., 1].std(dim=0).mean()) == pytest.approx(float(whole[..., 1].std(dim=0).mean()), rel=0.05)
     # the same rows fix the factor of b's whole posterior far less precisely
     resid, centre, offset = _group_draws(net, net.groups[1], x, y, 200)
     _, whole = fit_width_factor(resid[..., 0], centre[..., 0], offset[:, 0] - float(net.residual_shift[1]))

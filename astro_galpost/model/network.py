@@ -261,9 +261,10 @@ class PosteriorNetwork(nn.Module):
         group whose distribution has no centre (not a zuko normalizing flow
         over a Normal base, e.g. a mixture) is scaled about its mean head.
 
-        With ``given``, (N, n_labels) standardised values, a chained group is
-        conditioned on ``given``'s values of the groups it is conditioned on
-        instead of on their draws: its draws follow p(y_g | x, y_before), the
+        With ``given``, (N, n_labels) standardised values (NaN where unknown), a
+        chained group is conditioned on ``given``'s values of the groups it is
+        conditioned on instead of on their draws, and on the draws where a value
+        is NaN: where all are known its draws follow p(y_g | x, y_before), the
         conditional whose spread about the flow's centre the factor scales.
 
         Returns
@@ -325,9 +326,10 @@ class PosteriorNetwork(nn.Module):
 
 
 def _chained_values(out: Tensor, given: Tensor | None, columns: list[int]) -> Tensor | None:
-    """(S, N, len(columns)) values a chained group is conditioned on: ``given``'s if any, else the draws in ``out``."""
+    """(S, N, len(columns)) values a chained group is conditioned on: ``given``'s where known, else the draws in ``out``."""
     if not columns:
         return None
     if given is None:
         return out[..., columns]
-    return given[:, columns].expand(out.shape[0], -1, -1).contiguous()
+    known = given[:, columns]
+    return torch.where(torch.isnan(known), out[..., columns], known)
