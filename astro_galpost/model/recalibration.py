@@ -49,15 +49,16 @@ the base distribution's location; the median for a one-target group),
   own labels of the groups it is conditioned on; a label a row lacks is taken
   from each of its draws (a posterior given its photometry and the labels of
   the groups before, not given its other labels of the same group, so such a
-  row's conditional is a little wider than it should be). Fitted on the whole posterior, most of whose width can come from
-  the chained values, the coverage hardly moves with the factor and a few
-  hundred rows hardly determine it: on the mock, metallicity's factor came out
-  0.76 with bootstrap 16th-84th percentiles 0.61-0.95 from 298 validation
-  galaxies, while its conditional, given those galaxies' core and lines, asks
-  for 1.09 (1.03-1.16), at which the conditional's 68% coverage of 2,860 test
-  galaxies is 0.673 (0.632 at 1; ``benchmarks/joint_calibration.py --seed 11``). The shift of a
-  one-target chained group is still fitted on its whole posterior, whose
-  median it corrects.
+  row's conditional is a little wider than it should be). Fitted on the whole
+  posterior, most of whose width can come from the chained values, the
+  coverage hardly moves with the factor and a few hundred rows hardly
+  determine it: on the mock, metallicity's factor came out 0.76 with bootstrap
+  16th-84th percentiles 0.61-0.95 from 298 validation galaxies, while its
+  conditional, given those galaxies' core and lines, asks for 1.09
+  (1.03-1.16), at which the conditional's 68% coverage of 2,860 test galaxies
+  is 0.673 (0.632 at 1; ``benchmarks/joint_calibration.py --seed 11``). The
+  shift of a one-target chained group is still fitted on its whole posterior,
+  whose median it corrects.
 * A factor is only as precise as the held-out rows it is fitted on:
   `fit_width_factor` also gives its 16th-84th percentiles over bootstrap
   resamples of them, about ±0.85/√N for N rows (±0.05 for 300), which moves a
