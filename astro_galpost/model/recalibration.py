@@ -331,11 +331,11 @@ def fit_ensemble_recalibration(
     for g in nets[0].groups:
         # per member: samples of the earlier groups recalibrated, this group's raw residuals and centres
         draws = [_group_draws(net, g, x, y, n_samples) for net, (x, y, _, _) in zip(nets, rows)]
-        # the factor scales a chained group's spread given the values it is conditioned on: it is
-        # fitted on that conditional, with the held-out rows' own labels of those groups
-        widths = draws if not g.condition_on else [_group_draws(net, g, x, np.where(valid, y, np.nan), n_samples,
-                                                                conditional=True)
-                                                   for net, (x, y, valid, _) in zip(nets, rows)]
+        # the widths, on the held-out rows: a chained group's factor scales its spread given the values
+        # it is conditioned on, so it is fitted on that conditional, with the rows' own labels of those groups
+        widths = [_group_draws(net, g, x[held_out], np.where(valid, y, np.nan)[held_out], n_samples, conditional=True)
+                  if g.condition_on else tuple(d[..., held_out, :] for d in (resid, centre)) + (offset[held_out],)
+                  for net, (x, y, valid, held_out), (resid, centre, offset) in zip(nets, rows, draws)]
         resid_out, centre_out, offset_out, fitted = [], [], [], []
         for k, j in enumerate(g.targets):
             if sum(int((valid[:, j] & held_out).sum()) for _, _, valid, held_out in rows) < min_rows:
@@ -345,7 +345,7 @@ def fit_ensemble_recalibration(
                 r = valid[:, j]
                 if len(g.targets) == 1:  # a shift per target would move a group's targets against each other
                     net.residual_shift[j] = _best_shift(resid[:, r, k], offset[r, k])
-                test = r & held_out
+                test = r[held_out]
                 resid_out.append(width[0][:, test, k])
                 centre_out.append(width[1][:, test, k])
                 offset_out.append(width[2][test, k] - float(net.residual_shift[j]))
