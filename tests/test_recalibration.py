@@ -366,5 +366,5 @@ def test_a_chained_groups_factor_is_fitted_on_its_conditional():
     assert float(drawn[..., 1].std(dim=0).mean()) == pytest.approx(float(whole[..., 1].std(dim=0).mean()), rel=0.05)
     # the same rows fix the factor of b's whole posterior far less precisely
     resid, centre, offset = _group_draws(net, net.groups[1], x, y, 200)
-    _, whole = fit_width_factor(resid[..., 0], centre[..., 0], offset[:, 0] - float(net.residual_shift[1]))
-    assert (whole[1] - whole[0]) > 2 * (interval[1, 1] - interval[0, 1])
+    _, whole_interval = fit_width_factor(resid[..., 0], centre[..., 0], offset[:, 0] - float(net.residual_shift[1]))
+    assert (whole_interval[1] - whole_interval[0]) > 2 * (interval[1, 1] - interval[0, 1])
