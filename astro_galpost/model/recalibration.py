@@ -329,22 +329,24 @@ def fit_ensemble_recalibration(
         net.residual_scale.fill_(1.0)
         net.residual_scale_interval.fill_(0.0)
     for g in nets[0].groups:
-        # per member: samples of the earlier groups recalibrated, this group's raw residuals and centres
-        draws = [_group_draws(net, g, x, y, n_samples) for net, (x, y, _, _) in zip(nets, rows)]
+        # per member: samples of the earlier groups recalibrated, this group's raw residuals and centres,
+        # needed for a shift (one-target groups) or, for a group that is not chained, for its width
+        draws = [_group_draws(net, g, x, y, n_samples) if len(g.targets) == 1 or not g.condition_on else None
+                 for net, (x, y, _, _) in zip(nets, rows)]
         # the widths, on the held-out rows: a chained group's factor scales its spread given the values
         # it is conditioned on, so it is fitted on that conditional, with the rows' own labels of those groups
         widths = [_group_draws(net, g, x[held_out], np.where(valid, y, np.nan)[held_out], n_samples, conditional=True)
-                  if g.condition_on else tuple(d[..., held_out, :] for d in (resid, centre)) + (offset[held_out],)
-                  for net, (x, y, valid, held_out), (resid, centre, offset) in zip(nets, rows, draws)]
+                  if g.condition_on else tuple(d[..., held_out, :] for d in draw[:2]) + (draw[2][held_out],)
+                  for net, (x, y, valid, held_out), draw in zip(nets, rows, draws)]
         resid_out, centre_out, offset_out, fitted = [], [], [], []
         for k, j in enumerate(g.targets):
             if sum(int((valid[:, j] & held_out).sum()) for _, _, valid, held_out in rows) < min_rows:
                 continue
             fitted.append(j)
-            for net, (_, _, valid, held_out), (resid, _, offset), width in zip(nets, rows, draws, widths):
+            for net, (_, _, valid, held_out), draw, width in zip(nets, rows, draws, widths):
                 r = valid[:, j]
                 if len(g.targets) == 1:  # a shift per target would move a group's targets against each other
-                    net.residual_shift[j] = _best_shift(resid[:, r, k], offset[r, k])
+                    net.residual_shift[j] = _best_shift(draw[0][:, r, k], draw[2][r, k])
                 test = r[held_out]
                 resid_out.append(width[0][:, test, k])
                 centre_out.append(width[1][:, test, k])
