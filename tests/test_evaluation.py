@@ -15,6 +15,7 @@ from scipy import stats
 
 from astro_galpost.evaluation import (
     bias,
+    calibrated_pass_chance,
     calibration_summary,
     coverage,
     crps,
@@ -211,6 +212,30 @@ def test_pit_deterministic_values():
     # randomized: truth below all samples -> PIT in [0, 1/11)
     pr = pit(samples, np.array([-1.0, 4.5, 20.0]), rng=0)
     assert 0 <= pr[0] < 1 / 11 and 5 / 11 <= pr[1] < 6 / 11 and pr[2] >= 10 / 11
+
+
+def test_calibrated_pass_chance_matches_the_known_distributions():
+    # coverage only: the count inside the central 68% interval is Binomial(n, 0.68)
+    n, repeats = 120, 2000
+    inside = np.arange(n + 1)
+    ok = np.abs(inside / n - 0.68) <= 0.05
+    exact = stats.binom.pmf(inside[ok], n, 0.68).sum()
+    got = calibrated_pass_chance(n, ks_goal=None, coverage_goal=0.05, repeats=repeats, rng=1)
+    assert abs(got - exact) < 4 * np.sqrt(exact * (1 - exact) / repeats)
+    # KS only: the one-sample KS statistic of n uniforms follows scipy's kstwo
+    exact = stats.kstwo.cdf(0.1, n)
+    got = calibrated_pass_chance(n, ks_goal=0.1, coverage_goal=None, repeats=repeats, rng=2)
+    assert abs(got - exact) < 4 * np.sqrt(exact * (1 - exact) / repeats)
+    # independent samples: every one must meet the goal, so the chance is the product
+    both = calibrated_pass_chance([n, n], ks_goal=0.1, coverage_goal=None, repeats=repeats, rng=3)
+    assert abs(both - exact**2) < 4 * np.sqrt(exact**2 * (1 - exact**2) / repeats)
+    assert calibrated_pass_chance([5, 50], ks_goal=None, coverage_goal=None, repeats=10, rng=0) == 1.0
+
+
+@pytest.mark.parametrize("n", [0, [10, -1], [[10]]])
+def test_calibrated_pass_chance_refuses_bad_sizes(n):
+    with pytest.raises(ValueError, match="n must be"):
+        calibrated_pass_chance(n)
 
 
 def test_coverage_calibrated_narrow_wide():
