@@ -13,7 +13,7 @@ calibration of the quantities derived draw by draw from the joint samples
 (`~astro_galpost.evaluation.derived_calibration`: sSFR = log SFR − log M* and
 N2 = log [N II]/Hα), which is right only if the draws keep the targets' correlations.
 ``--n-ensemble K`` fits a deep ensemble of K members instead of the default
-single model (the seeds 0-4 of both are tabulated in docs/benchmarks.rst).
+single model (seeds 0-4 of K = 1, 3 and 5 are tabulated in docs/benchmarks.rst).
 
 RESOLVE (``resolve.fits``, 2,286 galaxies): M_BH from the stellar velocity
 dispersion ``vdisp`` (McConnell & Ma 2013) where `astro_galpost.physics.sigma_quality`
@@ -175,8 +175,9 @@ def eco(args) -> dict:
     for name, m in derived.items():
         goals = [m["pit_ks"] <= 0.05, 0.63 <= m["coverage_68"] <= 0.73]
         text = ", ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in zip(("KS", "cov"), goals))
-        print(f"{name:10s} {m['n']:5d} {'= ' + ' - '.join(m['inputs'].split(',')):>19s} {m['pit_ks']:7.3f} "
-              f"{m['coverage_68']:6.3f}  {text}")
+        formula = " − ".join(m["inputs"].split(","))
+        print(f"{name:10s} {m['n']:5d} {'':10s} {'':8s} {m['pit_ks']:7.3f} {m['coverage_68']:6.3f} {'':18s}  "
+              f"{text} ({name} = {formula})")
     chance = {what: calibrated_pass_chance([m["n"] for m in rows.values()], ks_goal=0.05, coverage_goal=0.05,
                                            rng=args.seed)
               for what, rows in (("targets", ours), ("derived", derived))}
