@@ -40,10 +40,9 @@ are the package defaults, fixed in advance; the test galaxies take part in no ch
 The goals are judged on finite test samples, so each verdict comes with
 ``chance_if_calibrated``: how often a perfectly calibrated posterior would meet it at
 the same numbers of galaxies (`~astro_galpost.evaluation.calibrated_pass_chance`).
-With 2,000 test galaxies that chance is about 0.2 for
-the quintile goal (a quintile of the ~700 metallicity galaxies holds 140, whose 68%
-coverage scatters by ±0.04); the full run therefore holds out 8,000 test galaxies,
-where it is above 0.99.
+With 2,000 test galaxies that chance is about 0.2 for the quintile goal (a quintile of
+the ~700 metallicity galaxies holds 140, whose 68% coverage scatters by ±0.04); the
+full run therefore holds out 8,000 test galaxies, where it is above 0.99.
 
     python benchmarks/joint_calibration.py [--quick] [--threads 1] [--ensemble 3] [--seed 0]
         [--only default,ensemble,complete,stress] [--peers flexzboost,pzflow,sbi]
