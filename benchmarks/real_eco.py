@@ -88,7 +88,13 @@ from astropy.table import Table
 from astro_galpost import GalaxyPosterior
 from astro_galpost.datasets import shared_data_dir
 from astro_galpost.encoders import PhotometryEncoder
-from astro_galpost.evaluation import calibrated_pass_chance, derived_calibration, evaluate_samples, model_space_truth
+from astro_galpost.evaluation import (
+    calibrated_pass_chance,
+    cross_val_samples,
+    derived_calibration,
+    evaluate_samples,
+    model_space_truth,
+)
 from astro_galpost.physics import add_mbh_column
 
 BANDS = [f"{b}mag" for b in "ugriz"]
@@ -98,6 +104,11 @@ ECO_TARGETS = {"log_mstar": "logmstar", "log_sfr": "log_sfr_nuv", "halpha": "h_a
                "nii_6584": "nii_6584_flux", "oiii_5007": "oiii_5007_flux"}
 #: What RESOLVE measures for every galaxy, trained jointly with M_BH in the ``joint`` design.
 RESOLVE_CORE = {"log_mstar": "logmstar", "log_sfr": "log_sfr_nuv"}
+#: The core group's flows that ``--choose-core`` chooses between, per split, by inner cross-validation
+#: of the training rows: the seed paper's 12-layer RealNVP (the package default) and a neural spline flow.
+CORE_FLOWS = ("realnvp", "nsf")
+#: Folds of ``--choose-core``'s inner cross-validation.
+INNER_FOLDS = 3
 #: Issue 11's calibration goals: PIT KS at most this, 68% coverage within this of 0.68.
 KS_GOAL, COVERAGE_GOAL = 0.05, 0.05
 #: Deep-ensemble size of the ensemble designs (`ENSEMBLE`), argued from the sample size.
@@ -127,10 +138,10 @@ def hgb_r2(train: Table, test: Table, targets: dict, sizes: bool, seed: int) -> 
 
 
 def galpost_metrics(train: Table, test: Table, targets: dict, sizes: bool, seed: int, n_samples: int,
-                    n_ensemble: int = 1) -> tuple:
+                    n_ensemble: int = 1, flows: dict | None = None) -> tuple:
     t0 = time.perf_counter()
     gp = GalaxyPosterior(targets=targets, encoder=encoder(sizes), random_state=seed, progress=False,
-                         n_ensemble=n_ensemble).fit(train)
+                         n_ensemble=n_ensemble, flows=flows).fit(train)
     fit_seconds = time.perf_counter() - t0
     samples = gp.sample(test, n_samples=n_samples)
     table = evaluate_samples(samples, test, columns=gp.targets_, sbc=False, joint=False, rng=seed)
@@ -164,12 +175,39 @@ def verdicts(goals: dict) -> str:
     return ", ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in goals.items())
 
 
+def inner_cv_scores(train: Table, args) -> dict:
+    """Per flow of `CORE_FLOWS`, the PIT KS of the core's targets and of sSFR over the training rows.
+
+    Each training row is drawn by a model fitted on the other `INNER_FOLDS` − 1 folds
+    (`~astro_galpost.evaluation.cross_val_samples`), with the settings of the final
+    fit but the core's flow; the held-out galaxies take no part.
+    """
+    scores = {}
+    for flow in CORE_FLOWS:
+        gp = GalaxyPosterior(targets=ECO_TARGETS, encoder=encoder(args.sizes), random_state=args.seed,
+                             progress=False, n_ensemble=args.n_ensemble, flows={"core": flow})
+        samples = cross_val_samples(gp, train, n_folds=INNER_FOLDS, n_samples=args.n_samples, random_state=args.seed)
+        rows = evaluate_samples(samples, train, columns=ECO_TARGETS, sbc=False, joint=False, rng=args.seed)
+        scores[flow] = {str(row["target"]): float(row["pit_ks"]) for row in rows if row["target"] in RESOLVE_CORE}
+        scores[flow].update((str(row["quantity"]), float(row["pit_ks"]))
+                            for row in derived_calibration(samples, train, columns=ECO_TARGETS, rng=args.seed)
+                            if row["quantity"] == "log_ssfr")
+    return scores
+
+
 def eco(args) -> dict:
     table = with_log_sfr(Table.read(shared_data_dir() / "eco_snr5.fits"))
     order = np.random.default_rng(args.seed).permutation(len(table))
     train, test = table[order[:args.n_train]], table[order[args.n_train:]]
+    core_flow, scores = "realnvp", None
+    if args.choose_core:
+        scores = inner_cv_scores(train, args)
+        core_flow = min(scores, key=lambda flow: max(scores[flow].values()))
+        print(f"core flow by {INNER_FOLDS}-fold inner cross-validation of the training rows (largest PIT KS of "
+              f"log M*, log SFR, sSFR): " + ", ".join(f"{flow} {max(ks.values()):.3f}" for flow, ks in scores.items())
+              + f" -> {core_flow}")
     ours, derived, fit_seconds = galpost_metrics(train, test, ECO_TARGETS, args.sizes, args.seed, args.n_samples,
-                                                 args.n_ensemble)
+                                                 args.n_ensemble, flows={"core": core_flow})
     base = hgb_r2(train, test, ECO_TARGETS, args.sizes, args.seed)
     print(f"\nECO: {len(train)} train, {len(test)} test (seed {args.seed}, n_ensemble {args.n_ensemble}), "
           f"fit {fit_seconds:.0f} s, "
@@ -194,7 +232,8 @@ def eco(args) -> dict:
     print(f"A perfectly calibrated posterior meets every KS and coverage goal of the targets with probability "
           f"{chance['targets']:.2f}, of the derived quantities {chance['derived']:.2f} (calibrated_pass_chance)")
     return {"n_train": len(train), "n_test": len(test), "n_ensemble": args.n_ensemble, "fit_seconds": fit_seconds,
-            "targets": ours, "derived": derived, "chance_if_calibrated": chance}
+            "core_flow": core_flow, "inner_cv_ks": scores, "targets": ours, "derived": derived,
+            "chance_if_calibrated": chance}
 
 
 #: Settings of the ensemble designs: a deep ensemble whose members each validate on a
@@ -289,6 +328,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--n-samples", type=int, default=1000)
     parser.add_argument("--n-ensemble", type=int, default=1, help="ECO: GalaxyPosterior's n_ensemble (1: the default)")
     parser.add_argument("--folds", type=int, default=5, help="RESOLVE M_BH cross-validation folds")
+    parser.add_argument("--choose-core", action="store_true",
+                        help=f"ECO: choose the core flow among {', '.join(CORE_FLOWS)} by inner cross-validation")
     parser.add_argument("--no-sizes", dest="sizes", action="store_false", help="ugriz only, no r50/r90")
     parser.add_argument("--skip-eco", action="store_true")
     parser.add_argument("--skip-resolve", action="store_true")

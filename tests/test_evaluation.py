@@ -8,7 +8,7 @@ implementation fails.  All randomness is seeded.
 import numpy as np
 import pytest
 from astropy import units as u
-from astropy.table import MaskedColumn
+from astropy.table import MaskedColumn, Table
 from astropy.uncertainty import Distribution
 from astropy.utils.masked import Masked
 from scipy import stats
@@ -18,6 +18,7 @@ from astro_galpost.evaluation import (
     calibrated_pass_chance,
     calibration_summary,
     coverage,
+    cross_val_samples,
     crps,
     hpd_coverage,
     outlier_fraction,
@@ -31,6 +32,7 @@ from astro_galpost.evaluation import (
     sigma_nmad,
     tarp_coverage,
 )
+from astro_galpost.utils.params import ParamsMixin
 
 LEVELS = np.linspace(0.05, 0.95, 19)
 
@@ -427,3 +429,37 @@ def test_calibration_summary_values():
     narrow, t2 = gaussian_case(width=0.5, seed=25)
     s2 = calibration_summary(narrow, t2, rng=0)
     assert s2["pit_ks_pvalue"] < 1e-6 and s2["coverage_68"] < 0.5
+
+
+# ----------------------------------------------------------------------------
+# Cross-validated samples
+# ----------------------------------------------------------------------------
+class _RowsSeen(ParamsMixin):
+    """A stand-in estimator whose draws say which rows its fit saw: -1 for a seen row, else the row's id."""
+
+    unit = u.dex(u.Msun)
+
+    def fit(self, table):
+        self.seen_ = set(table["id"].tolist())
+        return self
+
+    def sample(self, table, n_samples):
+        ids = np.array([-1.0 if i in self.seen_ else float(i) for i in table["id"]])
+        return {"log_mstar": Distribution(np.repeat(ids[:, None], n_samples, axis=1) * self.unit)}
+
+
+def test_cross_val_samples_draws_each_row_from_a_fit_without_it():
+    table = Table({"id": np.arange(23)})
+    estimator = _RowsSeen()
+    samples = cross_val_samples(estimator, table, n_folds=4, n_samples=3, random_state=1)
+    draws = samples["log_mstar"].distribution
+    assert draws.unit == u.dex(u.Msun) and samples["log_mstar"].shape == (23,)
+    # every row drawn exactly once, by the fold's model that did not see it, in the table's order
+    np.testing.assert_array_equal(draws.value, np.repeat(np.arange(23.0)[:, None], 3, axis=1))
+    assert not hasattr(estimator, "seen_")  # the estimator given is cloned, never fitted
+
+
+@pytest.mark.parametrize("n_folds", [1, 24, 2.5, True])
+def test_cross_val_samples_refuses_bad_folds(n_folds):
+    with pytest.raises(ValueError, match="n_folds must be an integer from 2 to the number of rows"):
+        cross_val_samples(_RowsSeen(), Table({"id": np.arange(23)}), n_folds=n_folds)

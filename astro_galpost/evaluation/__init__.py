@@ -4,7 +4,9 @@
 (R², RMSE, bias, σ_NMAD, outlier fraction); `~astro_galpost.evaluation.calibration`
 holds calibration diagnostics of the full posteriors (PIT with KS/CvM tests,
 interval coverage, CRPS, simulation-based calibration, TARP and joint
-highest-density coverage); `~astro_galpost.evaluation.derived` checks the
+highest-density coverage); `~astro_galpost.evaluation.crossval` draws every
+training galaxy from a model fitted without it, for choices made by inner
+cross-validation; `~astro_galpost.evaluation.derived` checks the
 calibration of quantities derived from several targets (sSFR, line ratios,
 Hα SFR, ...) and the calibration per bin of an input or target; `~astro_galpost.evaluation.uncertainty` splits a
 deep ensemble's spread into aleatoric and epistemic parts (the seed paper's
@@ -32,6 +34,7 @@ from .calibration import (
     sbc_ranks,
     tarp_coverage,
 )
+from .crossval import cross_val_samples
 from .derived import (
     DERIVED_QUANTITIES,
     DerivedQuantity,
@@ -77,6 +80,7 @@ __all__ = [
     "calibration_summary",
     "coverage",
     "crps",
+    "cross_val_samples",
     "derived_calibration",
     "derived_samples",
     "derived_truth",
