@@ -14,6 +14,11 @@ calibration of the quantities derived draw by draw from the joint samples
 N2 = log [N II]/Hα), which is right only if the draws keep the targets' correlations.
 ``--n-ensemble K`` fits a deep ensemble of K members instead of the default
 single model (seeds 0-4 of K = 1, 3 and 5 are tabulated in docs/benchmarks.rst).
+``--choose-core`` chooses the core group's flow (`CORE_FLOWS`: the default RealNVP or a
+neural spline flow) per split by inner cross-validation of the training rows only
+(`INNER_FOLDS` folds, `~astro_galpost.evaluation.cross_val_samples`): the flow whose
+pooled held-out posteriors give the smaller largest PIT KS of log M*, log SFR and sSFR
+is refitted on all training rows; the held-out galaxies take no part in the choice.
 
 RESOLVE (``resolve.fits``, 2,286 galaxies): M_BH from the stellar velocity
 dispersion ``vdisp`` (McConnell & Ma 2013) where `astro_galpost.physics.sigma_quality`
@@ -72,8 +77,8 @@ JSON object.
 One torch thread; the RESOLVE part took 8-11 minutes here (25 networks of the
 joint design on 2,265 rows).
 
-    nice -n 10 python benchmarks/real_eco.py [--seed 0] [--n-train 2000] [--n-ensemble 1] [--no-sizes]
-                                             [--folds 5] [--skip-eco] [--skip-resolve]
+    nice -n 10 python benchmarks/real_eco.py [--seed 0] [--n-train 2000] [--n-ensemble 1] [--choose-core]
+                                             [--no-sizes] [--folds 5] [--skip-eco] [--skip-resolve]
 """
 
 from __future__ import annotations
