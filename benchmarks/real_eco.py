@@ -112,6 +112,8 @@ RESOLVE_CORE = {"log_mstar": "logmstar", "log_sfr": "log_sfr_nuv"}
 #: The core group's flows that ``--choose-core`` chooses between, per split, by inner cross-validation
 #: of the training rows: the seed paper's 12-layer RealNVP (the package default) and a neural spline flow.
 CORE_FLOWS = ("realnvp", "nsf")
+#: ECO's targets in the core group, whose flow ``--choose-core`` chooses.
+ECO_CORE = ("log_mstar", "log_sfr")
 #: Folds of ``--choose-core``'s inner cross-validation.
 INNER_FOLDS = 3
 #: Issue 11's calibration goals: PIT KS at most this, 68% coverage within this of 0.68.
@@ -193,7 +195,7 @@ def inner_cv_scores(train: Table, args) -> dict:
                              progress=False, n_ensemble=args.n_ensemble, flows={"core": flow})
         samples = cross_val_samples(gp, train, n_folds=INNER_FOLDS, n_samples=args.n_samples, random_state=args.seed)
         rows = evaluate_samples(samples, train, columns=ECO_TARGETS, sbc=False, joint=False, rng=args.seed)
-        scores[flow] = {str(row["target"]): float(row["pit_ks"]) for row in rows if row["target"] in RESOLVE_CORE}
+        scores[flow] = {str(row["target"]): float(row["pit_ks"]) for row in rows if row["target"] in ECO_CORE}
         scores[flow].update((str(row["quantity"]), float(row["pit_ks"]))
                             for row in derived_calibration(samples, train, columns=ECO_TARGETS, rng=args.seed)
                             if row["quantity"] == "log_ssfr")
@@ -214,8 +216,8 @@ def eco(args) -> dict:
     ours, derived, fit_seconds = galpost_metrics(train, test, ECO_TARGETS, args.sizes, args.seed, args.n_samples,
                                                  args.n_ensemble, flows={"core": core_flow})
     base = hgb_r2(train, test, ECO_TARGETS, args.sizes, args.seed)
-    print(f"\nECO: {len(train)} train, {len(test)} test (seed {args.seed}, n_ensemble {args.n_ensemble}), "
-          f"fit {fit_seconds:.0f} s, "
+    print(f"\nECO: {len(train)} train, {len(test)} test (seed {args.seed}, n_ensemble {args.n_ensemble}, "
+          f"core flow {core_flow}), fit {fit_seconds:.0f} s, "
           f"inputs ugriz + errors{' + log r50, r90' if args.sizes else ''}")
     print(f"{'target':10s} {'n':>5s} {'R2 galpost':>10s} {'R2 HGB':>8s} {'PIT KS':>7s} {'cov68':>6s} "
           f"{'factor (16-84%)':>18s}  goals")
