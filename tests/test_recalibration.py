@@ -280,13 +280,35 @@ def test_each_member_is_calibrated_and_the_narrowed_mixture_is_too():
 
 def test_narrowing_gives_the_mixture_variance_w_minus_b_and_keeps_a_floor():
     g = torch.Generator().manual_seed(1)
-    # W = 1 and B = 0.09 in the first target, B = 1 (more than W / 2) in the second
-    means = torch.tensor([[-0.3, -1.0], [0.3, 1.0]])
-    draws = [m + torch.randn(50000, 1, 2, generator=g) for m in means]
-    out = torch.cat(narrow_mixture(draws)).var(0)[0]
-    assert abs(out[0].item() - (1 - 0.09)) < 0.02
+    # W = 1; galaxy 0: B = 0.09 in the first target; galaxy 1: B = 1 (more than W / 2) in the second
+    means = torch.tensor([[[-0.3, 0.0], [0.0, -1.0]], [[0.3, 0.0], [0.0, 1.0]]])
+    draws = [m + torch.randn(50000, 2, 2, generator=g) for m in means]
+    out = torch.cat(narrow_mixture(draws)).var(0)
+    assert abs(out[0, 0].item() - (1 - 0.09)) < 0.02
     # c is floored at 1/2: variance W / 4 + B
-    assert abs(out[1].item() - (0.25 + 1.0)) < 0.03
+    assert abs(out[1, 1].item() - (0.25 + 1.0)) < 0.03
+    # a target on which the members agree keeps its width
+    assert abs(out[0, 1].item() - 1.0) < 0.02 and abs(out[1, 0].item() - 1.0) < 0.02
+
+
+def test_narrowing_gives_every_linear_combination_the_variance_w_minus_b():
+    g = torch.Generator().manual_seed(3)
+    # correlated members (W: unit variances, correlation 0.9) that disagree along the difference of the targets
+    within = torch.tensor([[1.0, 0.9], [0.9, 1.0]])
+    root = torch.linalg.cholesky(within)
+    offsets = torch.tensor([[-0.15, 0.15], [0.0, 0.0], [0.15, -0.15]])
+    draws = [m + torch.randn(50000, 1, 2, generator=g) @ root.T for m in offsets]
+    between = offsets.T @ offsets / 3
+    mixture = torch.cat(narrow_mixture(draws))[:, 0, :]
+    for a in ([1.0, 0.0], [0.0, 1.0], [1.0, -1.0], [1.0, 1.0]):
+        a = torch.tensor(a)
+        right = float(a @ (within - between) @ a)
+        assert abs((mixture @ a).var().item() / right - 1) < 0.03
+    # a factor per target gets each target right but leaves the difference's variance nearly twice too large
+    c = torch.sqrt(1 - 2 * torch.diag(between) / torch.diag(within))
+    per_target = torch.cat([m + c * (d[:, 0, :] - m) for m, d in zip(offsets, draws)])
+    a = torch.tensor([1.0, -1.0])
+    assert (per_target @ a).var().item() / float(a @ (within - between) @ a) > 1.7
 
 
 @pytest.mark.parametrize(("per_member", "least"), [(20, 0.96), (200, 0.99)])

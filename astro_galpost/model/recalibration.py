@@ -87,12 +87,20 @@ of the members' mean is their mean squared error less their spread about it,
 :math:`B = \\langle (m_k - \\bar m)^2 \\rangle_k` (the ambiguity decomposition of
 Krogh & Vedelsby 1995). Calibrated members have :math:`\\langle (y - m_k)^2
 \\rangle \\approx W`, their mean variance, so the mixture's error is
-:math:`W - B` while its variance is :math:`W + B`. `narrow_mixture` scales
-each member's draws about its own mean by :math:`c = \\sqrt{1 - 2B/W}`, per
-galaxy and target, which gives the mixture the variance :math:`c^2 W + B = W -
-B` and keeps the members' means. Real-image metallicity with five members, each
-with its own VAE, is the case that showed it: its mixture had 68% coverage
-0.70-0.77 before and 0.65-0.69 after (``docs/images.rst``).
+:math:`W - B` while its variance is :math:`W + B`. The decomposition holds for
+every linear combination :math:`a^T y` of a galaxy's targets (sSFR, the log
+of a line ratio) with the covariance matrices :math:`W` and :math:`B` in place of the
+variances, so `narrow_mixture` maps each member's draws about its own mean by
+the matrix :math:`C` with :math:`C W C^T = W - 2B`, per galaxy: the mixture's
+covariance becomes :math:`W - B` and every combination of the targets, not
+only each target, gets the spread of its error (for one target, :math:`C =
+\\sqrt{1 - 2B/W}`). Narrowing each target by its own factor would not: where the
+members disagree along a combination of targets (each member a little higher in
+one and lower in another), that combination keeps most of its excess width
+(``tests/test_recalibration.py``: 1.8 times the right variance for the
+difference of two targets correlated at 0.9). Real-image metallicity with five members, each with its own
+VAE, is the case that showed the need for narrowing: its mixture had 68%
+coverage 0.70-0.77 before and 0.65-0.69 after (``docs/images.rst``).
 
 Shifting and scaling the residuals keeps each sample's rank within its galaxy, so
 the dependence between the targets of a group is kept and only the location and
@@ -384,17 +392,23 @@ def _group_draws(net: PosteriorNetwork, group, x: np.ndarray, y: np.ndarray, n_s
 def narrow_mixture(draws: Sequence[torch.Tensor], min_factor: float = MIN_MEMBER_FACTOR) -> list[torch.Tensor]:
     """Narrow each calibrated ensemble member's draws about its mean so that their mixture is calibrated.
 
-    Per galaxy and target, with member means :math:`m_k`, mean member variance
-    :math:`W` and spread of the means :math:`B = \\langle (m_k - \\bar m)^2
-    \\rangle_k`, each member's draws become :math:`m_k + c\\,(d - m_k)` with
-    :math:`c^2 = 1 - 2B/W`: the mixture's variance :math:`c^2 W + B` is then
-    :math:`W - B`, the expected squared error of its mean when each member is
-    calibrated (Krogh & Vedelsby 1995; see the module's description). ``B`` is
-    estimated from the draws' means less their Monte Carlo noise, and ``c`` is
-    kept in ``[min_factor, 1]``: where the members disagree by more than their
-    widths the draws are not collapsed onto the means. The estimate is noisy
-    with few draws per member: members that agree are narrowed by 2% of their
-    variance on average with 20 draws each, 0.2% with 200.
+    Per galaxy, with member means :math:`m_k`, the members' mean covariance
+    :math:`W` of the targets and the covariance of the means :math:`B =
+    \\langle (m_k - \\bar m)(m_k - \\bar m)^T \\rangle_k`, each member's draws
+    become :math:`m_k + C\\,(d - m_k)` with :math:`C W C^T = W - 2B`: the
+    mixture's covariance :math:`C W C^T + B` is then :math:`W - B`, the
+    expected squared error of its mean in every linear combination of the
+    targets when each member is calibrated (Krogh & Vedelsby 1995; see the
+    module's description). ``B`` is estimated from the draws' means less their
+    Monte Carlo noise. In the coordinates where :math:`W` is the identity,
+    :math:`C` scales each principal direction of :math:`I - 2 W^{-1/2} B
+    W^{-1/2}` by the square root of its eigenvalue, kept in ``[min_factor²,
+    1]``: where the members disagree by more than their widths the draws are
+    not collapsed onto the means, and a direction is never widened. For one
+    target this is :math:`c = \\sqrt{1 - 2B/W}`. Targets whose draws never vary
+    (columns of no group) are left as they are. The estimate is noisy with few
+    draws per member: members that agree are narrowed by 2% of their variance
+    on average with 20 draws each, 0.2% with 200.
 
     Parameters
     ----------
@@ -403,7 +417,7 @@ def narrow_mixture(draws: Sequence[torch.Tensor], min_factor: float = MIN_MEMBER
         same ``N`` and ``T``). With one member, or fewer than two draws of a
         member, they are returned unchanged.
     min_factor : float
-        The smallest factor ``c``.
+        The smallest factor of any direction.
 
     Returns
     -------
@@ -431,12 +445,32 @@ def narrow_mixture(draws: Sequence[torch.Tensor], min_factor: float = MIN_MEMBER
     if len(draws) < 2 or min(sizes) < 2:
         return list(draws)
     k = len(draws)
+    varies = torch.nonzero(torch.stack([d.var(0) for d in draws]).amax(dim=(0, 1)) > 0).squeeze(-1)
     means = torch.stack([d.mean(0) for d in draws])  # (K, N, T)
-    variances = torch.stack([d.var(0) for d in draws])
-    within = variances.mean(0)
-    # each mean carries Monte Carlo noise v_k / S_k, which widens their spread by (K - 1)/K of its average
-    noise = torch.stack([v / s for v, s in zip(variances, sizes)]).mean(0) * (k - 1) / k
-    between = (means.var(0, unbiased=False) - noise).clamp(min=0.0)
-    ratio = torch.where(within > 0, between / within.clamp(min=torch.finfo(within.dtype).tiny), 0.0)
-    factor = (1.0 - 2.0 * ratio).clamp(min=min_factor**2, max=1.0).sqrt()
-    return [m + factor * (d - m) for m, d in zip(means, draws)]
+    # covariances (N, T', T') over the targets that vary, in double precision for the eigendecompositions
+    spreads = [(d - m)[..., varies].double() for d, m in zip(draws, means)]
+    covariances = [torch.einsum("snt,snu->ntu", x, x) / (s - 1) for x, s in zip(spreads, sizes)]
+    within = torch.stack(covariances).mean(0)
+    # each mean carries Monte Carlo noise W_k / S_k, which widens their spread by (K - 1)/K of its average
+    noise = torch.stack([c / s for c, s in zip(covariances, sizes)]).mean(0) * (k - 1) / k
+    offsets = (means - means.mean(0))[..., varies].double()
+    between = torch.einsum("knt,knu->ntu", offsets, offsets) / k - noise
+    maps = _narrowing_maps(within, between, min_factor).to(means.dtype)
+    out = []
+    for d, m in zip(draws, means):
+        d = d.clone()
+        d[..., varies] = m[..., varies] + torch.einsum("snu,ntu->snt", d[..., varies] - m[..., varies], maps)
+        out.append(d)
+    return out
+
+
+def _narrowing_maps(within: torch.Tensor, between: torch.Tensor, min_factor: float) -> torch.Tensor:
+    """(N, T, T) maps ``C`` with ``C W C^T = W - 2B``, each direction's factor kept in ``[min_factor, 1]``."""
+    values, vectors = torch.linalg.eigh(within)
+    values = values.clamp(min=torch.finfo(values.dtype).eps * values.amax(-1, keepdim=True).clamp(min=1e-300))
+    root = vectors @ torch.diag_embed(values.sqrt()) @ vectors.mT
+    inverse_root = vectors @ torch.diag_embed(values.rsqrt()) @ vectors.mT
+    target = torch.eye(within.shape[-1], dtype=within.dtype, device=within.device) - 2 * inverse_root @ between @ inverse_root
+    factors, directions = torch.linalg.eigh(0.5 * (target + target.mT))
+    factors = factors.clamp(min=min_factor**2, max=1.0).sqrt()
+    return root @ directions @ torch.diag_embed(factors) @ directions.mT @ inverse_root
