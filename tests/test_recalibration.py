@@ -321,6 +321,9 @@ def test_identical_members_are_hardly_narrowed(per_member, least):
     single = [torch.randn(1, 3, 1, generator=g) for _ in range(2)]
     assert all(a is b for a, b in zip(narrow_mixture(single), single))
     assert narrow_mixture(draws[:1])[0] is draws[0]
+    # members whose draws never vary (targets of no group) are returned as they are
+    constant = [torch.zeros(10, 3, 2), torch.ones(10, 3, 2)]
+    assert all(a is b for a, b in zip(narrow_mixture(constant), constant))
 
 
 def test_a_recalibrated_ensemble_samples_the_narrowed_mixture(mock_table, tiny, monkeypatch):

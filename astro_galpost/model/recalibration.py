@@ -98,9 +98,10 @@ only each target, gets the spread of its error (for one target, :math:`C =
 members disagree along a combination of targets (each member a little higher in
 one and lower in another), that combination keeps most of its excess width
 (``tests/test_recalibration.py``: 1.8 times the right variance for the
-difference of two targets correlated at 0.9). Real-image metallicity with five members, each with its own
-VAE, is the case that showed the need for narrowing: its mixture had 68%
-coverage 0.70-0.77 before and 0.65-0.69 after (``docs/images.rst``).
+difference of two targets correlated at 0.9). Real-image metallicity with five
+members, each with its own VAE, is the case that showed the need for narrowing:
+its mixture had 68% coverage 0.70-0.77 before and 0.65-0.69 after
+(``docs/images.rst``).
 
 Shifting and scaling the residuals keeps each sample's rank within its galaxy, so
 the dependence between the targets of a group is kept and only the location and
@@ -446,16 +447,20 @@ def narrow_mixture(draws: Sequence[torch.Tensor], min_factor: float = MIN_MEMBER
         return list(draws)
     k = len(draws)
     varies = torch.nonzero(torch.stack([d.var(0) for d in draws]).amax(dim=(0, 1)) > 0).squeeze(-1)
+    if not len(varies):
+        return list(draws)
     means = torch.stack([d.mean(0) for d in draws])  # (K, N, T)
     # covariances (N, T', T') over the targets that vary, in double precision for the eigendecompositions
-    spreads = [(d - m)[..., varies].double() for d, m in zip(draws, means)]
+    # (on the CPU for Apple's MPS, which has no float64)
+    work = torch.device("cpu") if means.device.type == "mps" else means.device
+    spreads = [(d - m)[..., varies].to(work, torch.float64) for d, m in zip(draws, means)]
     covariances = [torch.einsum("snt,snu->ntu", x, x) / (s - 1) for x, s in zip(spreads, sizes)]
     within = torch.stack(covariances).mean(0)
     # each mean carries Monte Carlo noise W_k / S_k, which widens their spread by (K - 1)/K of its average
     noise = torch.stack([c / s for c, s in zip(covariances, sizes)]).mean(0) * (k - 1) / k
-    offsets = (means - means.mean(0))[..., varies].double()
+    offsets = (means - means.mean(0))[..., varies].to(work, torch.float64)
     between = torch.einsum("knt,knu->ntu", offsets, offsets) / k - noise
-    maps = _narrowing_maps(within, between, min_factor).to(means.dtype)
+    maps = _narrowing_maps(within, between, min_factor).to(means.device, means.dtype)
     out = []
     for d, m in zip(draws, means):
         d = d.clone()
