@@ -460,11 +460,11 @@ def narrow_mixture(draws: Sequence[torch.Tensor], min_factor: float = MIN_MEMBER
     noise = torch.stack([c / s for c, s in zip(covariances, sizes)]).mean(0) * (k - 1) / k
     offsets = (means - means.mean(0))[..., varies].to(work, torch.float64)
     between = torch.einsum("knt,knu->ntu", offsets, offsets) / k - noise
-    maps = _narrowing_maps(within, between, min_factor).to(means.device, means.dtype)
+    maps = _narrowing_maps(within, between, min_factor)
     out = []
-    for d, m in zip(draws, means):
+    for d, m, x in zip(draws, means, spreads):
         d = d.clone()
-        d[..., varies] = m[..., varies] + torch.einsum("snu,ntu->snt", d[..., varies] - m[..., varies], maps)
+        d[..., varies] = m[..., varies] + torch.einsum("snu,ntu->snt", x, maps).to(d.device, d.dtype)
         out.append(d)
     return out
 
