@@ -29,13 +29,14 @@ fold's galaxies never train. Three designs; their settings are argued from the
 data's size, not tuned (single-network diagnostic runs on these same folds are
 listed in docs/sdss.rst, "Velocity dispersions and black-hole masses"):
 
-* ``batch_256``: ``GalaxyPosterior(targets=["log_mbh"], batch_size=256)``, the
+* ``batch_256``: ``GalaxyPosterior(targets=["log_mbh"], n_ensemble=1, batch_size=256)``, the
   estimator's former fixed batch size, trained on the σ galaxies of the other
   folds (84 rows). Every epoch is one optimiser step; the 256-wide network
   overfits 84 labels within a few steps and early stopping on the ~13
   validation rows keeps the weights of the first epoch, so the posterior
   medians hardly vary. Kept to show why the default changed.
-* ``alone``: the same rows with the default settings, whose batch is now an
+* ``alone``: the same rows with one network (`ALONE`; ``n_ensemble="auto"`` would fit
+  three at this size) and otherwise the default settings, whose batch is now an
   eighth of the training rows (16 to 256), so that an epoch is several steps.
 * ``alone_ensemble``: the same, as a deep ensemble of ``MBH_ENSEMBLE`` = 5 members
   (`ENSEMBLE`), each validated on a different window of the rows, so that
@@ -145,7 +146,7 @@ def hgb_r2(train: Table, test: Table, targets: dict, sizes: bool, seed: int) -> 
 
 
 def galpost_metrics(train: Table, test: Table, targets: dict, sizes: bool, seed: int, n_samples: int,
-                    n_ensemble: int = 1, flows: dict | None = None) -> tuple:
+                    n_ensemble: int | str = "auto", flows: dict | None = None) -> tuple:
     t0 = time.perf_counter()
     gp = GalaxyPosterior(targets=targets, encoder=encoder(sizes), random_state=seed, progress=False,
                          n_ensemble=n_ensemble, flows=flows).fit(train)
@@ -161,7 +162,7 @@ def galpost_metrics(train: Table, test: Table, targets: dict, sizes: bool, seed:
     derived = {row["quantity"]: {"inputs": row["inputs"], "n": int(row["n"]), "pit_ks": float(row["pit_ks"]),
                                  "coverage_68": float(row["coverage_68"])}
                for row in derived_calibration(samples, test, columns=gp.targets_, rng=seed)}
-    return rows, derived, fit_seconds
+    return rows, derived, fit_seconds, gp.n_ensemble_
 
 
 def with_log_sfr(table: Table) -> Table:
@@ -213,10 +214,10 @@ def eco(args) -> dict:
         print(f"core flow by {INNER_FOLDS}-fold inner cross-validation of the training rows (largest PIT KS of "
               f"log M*, log SFR, sSFR): " + ", ".join(f"{flow} {max(ks.values()):.3f}" for flow, ks in scores.items())
               + f" -> {core_flow}")
-    ours, derived, fit_seconds = galpost_metrics(train, test, ECO_TARGETS, args.sizes, args.seed, args.n_samples,
+    ours, derived, fit_seconds, networks = galpost_metrics(train, test, ECO_TARGETS, args.sizes, args.seed, args.n_samples,
                                                  args.n_ensemble, flows={"core": core_flow})
     base = hgb_r2(train, test, ECO_TARGETS, args.sizes, args.seed)
-    print(f"\nECO: {len(train)} train, {len(test)} test (seed {args.seed}, n_ensemble {args.n_ensemble}, "
+    print(f"\nECO: {len(train)} train, {len(test)} test (seed {args.seed}, n_ensemble {args.n_ensemble}: {networks} network(s), "
           f"core flow {core_flow}), fit {fit_seconds:.0f} s, "
           f"inputs ugriz + errors{' + log r50, r90' if args.sizes else ''}")
     print(f"{'target':10s} {'n':>5s} {'R2 galpost':>10s} {'R2 HGB':>8s} {'PIT KS':>7s} {'cov68':>6s} "
@@ -238,7 +239,8 @@ def eco(args) -> dict:
               for what, rows in (("targets", ours), ("derived", derived))}
     print(f"A perfectly calibrated posterior meets every KS and coverage goal of the targets with probability "
           f"{chance['targets']:.2f}, of the derived quantities {chance['derived']:.2f} (calibrated_pass_chance)")
-    return {"n_train": len(train), "n_test": len(test), "n_ensemble": args.n_ensemble, "fit_seconds": fit_seconds,
+    return {"n_train": len(train), "n_test": len(test), "n_ensemble": args.n_ensemble, "networks": networks,
+            "fit_seconds": fit_seconds,
             "core_flow": core_flow, "inner_cv_ks": scores, "targets": ours, "derived": derived,
             "chance_if_calibrated": chance}
 
@@ -248,7 +250,9 @@ def eco(args) -> dict:
 #: their mixture averages the scatter between networks fitted to a few dozen labels.
 ENSEMBLE = {"n_ensemble": MBH_ENSEMBLE}
 #: The estimator's former fixed batch size, kept as a design to show why it changed.
-BATCH_256 = {"batch_size": 256}
+BATCH_256 = {"n_ensemble": 1, "batch_size": 256}
+#: One network, the design the ensemble designs are compared with.
+ALONE = {"n_ensemble": 1}
 
 
 def mbh_samples(table: Table, train: np.ndarray, test: np.ndarray, targets, args, settings: dict) -> np.ndarray:
@@ -278,7 +282,7 @@ def mbh_designs(table: Table, sigma_train: np.ndarray, others: np.ndarray, test:
     joint_rows = np.concatenate([others, sigma_train])
     runs = {
         "batch_256": (sigma_train, ["log_mbh"], BATCH_256),
-        "alone": (sigma_train, ["log_mbh"], {}),
+        "alone": (sigma_train, ["log_mbh"], ALONE),
         "alone_ensemble": (sigma_train, ["log_mbh"], ENSEMBLE),
         "joint": (joint_rows, joint_targets, ENSEMBLE),
     }
@@ -333,7 +337,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-samples", type=int, default=1000)
-    parser.add_argument("--n-ensemble", type=int, default=1, help="ECO: GalaxyPosterior's n_ensemble (1: the default)")
+    parser.add_argument("--n-ensemble", type=lambda text: text if text == "auto" else int(text), default="auto",
+                        help="ECO: GalaxyPosterior's n_ensemble (default 'auto': 3 networks at ECO's size)")
     parser.add_argument("--folds", type=int, default=5, help="RESOLVE M_BH cross-validation folds")
     parser.add_argument("--choose-core", action="store_true",
                         help=f"ECO: choose the core flow among {', '.join(CORE_FLOWS)} by inner cross-validation")

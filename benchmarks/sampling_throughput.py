@@ -151,7 +151,7 @@ def full_model_rates(device, n_galaxies, n_samples, repeats, epochs):
 
     table = make_mock_catalog(1500 + n_galaxies, random_state=3)
     train, test = table[:1500], table[1500:]
-    gp = GalaxyPosterior(max_epochs=epochs, progress=False, random_state=0, device=str(device))
+    gp = GalaxyPosterior(n_ensemble=1, max_epochs=epochs, progress=False, random_state=0, device=str(device))
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

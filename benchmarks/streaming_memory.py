@@ -66,7 +66,7 @@ def fit_model(path: Path, seed: int = 0) -> None:
     from astro_galpost.datasets import make_mock_catalog
 
     train = make_mock_catalog(3000, random_state=seed + 1)
-    gp = GalaxyPosterior(representation=64, hidden=64, max_epochs=5, progress=False, random_state=seed)
+    gp = GalaxyPosterior(n_ensemble=1, representation=64, hidden=64, max_epochs=5, progress=False, random_state=seed)
     gp.fit(train)
     gp.save(path, overwrite=True)
 

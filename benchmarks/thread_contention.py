@@ -44,7 +44,7 @@ def child(policy: str, rows: int, epochs: int) -> None:
 
     table = make_mock_catalog(rows, random_state=0)
     n_threads = None if policy == "package" else torch.get_num_threads()
-    gp = GalaxyPosterior(max_epochs=epochs, patience=10 * epochs, random_state=0, progress=False,
+    gp = GalaxyPosterior(n_ensemble=1, max_epochs=epochs, patience=10 * epochs, random_state=0, progress=False,
                          recalibrate=False, n_threads=n_threads)
     seen = []
     from astro_galpost import estimator

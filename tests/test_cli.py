@@ -28,6 +28,7 @@ def test_fit_then_predict(train_file, mock_table, tmp_path, capsys, tiny_by_defa
     model = tmp_path / "model"
     assert main(["fit", str(train_file), str(model), "--targets", "redshift", "log_mstar=lgm_tot_p50",
                  "--max-epochs", "2", "--no-progress"]) == 0
+    assert "(3 networks)" in capsys.readouterr().out  # n_ensemble="auto" below 5,000 labelled rows
     test = tmp_path / "test.ecsv"
     mock_table[300:320].write(test)
     before = test.read_bytes()
@@ -41,6 +42,13 @@ def test_fit_then_predict(train_file, mock_table, tmp_path, capsys, tiny_by_defa
     # a second predict refuses to overwrite
     assert main(["predict", str(model), str(test), str(out), "--no-progress"]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_n_ensemble_is_auto_or_a_whole_number(train_file, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", str(train_file), str(tmp_path / "model"), "--n-ensemble", "three"])
+    assert exit_.value.code == 2 and "expected 'auto' or a whole number, got 'three'" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
 
 
 def test_errors_are_reported_with_exit_code(tmp_path, capsys):

@@ -104,6 +104,23 @@ def test_ensemble_draws_from_the_mixture(mock_table, tiny):
     assert post["redshift"].n_samples == 31
 
 
+def test_auto_ensemble_counts_labelled_rows(mock_table, tiny, monkeypatch, tmp_path):
+    assert GalaxyPosterior().n_ensemble == "auto"
+    gp = GalaxyPosterior(random_state=0, **tiny(["log_mstar"])).fit(mock_table[:300])
+    assert gp.n_ensemble_ == 3 == len(gp.networks_)  # 300 labelled rows < 5,000
+    assert gp.n_ensemble == "auto"  # the parameter is left as given
+    gp.save(tmp_path / "m")
+    assert GalaxyPosterior.load(tmp_path / "m").n_ensemble_ == 3
+
+    monkeypatch.setitem(GalaxyPosterior.AUTO_ENSEMBLE, "below_rows", 200)
+    table = mock_table[:300].copy()
+    table["lgm_tot_p50"][:150] = np.nan  # 150 labelled rows: below the threshold
+    assert GalaxyPosterior(random_state=0, **tiny(["log_mstar"])).fit(table).n_ensemble_ == 3
+    labelled = GalaxyPosterior(random_state=0, **tiny(["log_mstar"])).fit(mock_table[:300])
+    assert labelled.n_ensemble_ == 1 == len(labelled.networks_)
+    assert GalaxyPosterior(n_ensemble=2, random_state=0, **tiny(["log_mstar"])).fit(mock_table[:300]).n_ensemble_ == 2
+
+
 def test_training_stops_early_and_keeps_history(mock_table, tiny):
     options = tiny(["log_mstar"], max_epochs=200, patience=2, learning_rate=3e-2)
     gp = GalaxyPosterior(random_state=0, **options).fit(mock_table[:300])

@@ -98,7 +98,7 @@ def test_cli_evaluate_without_target_columns_fails(fitted, mock_table, tmp_path,
 
 # ------------------------------------------------------------- item 8
 @pytest.mark.parametrize(("params", "match"), [
-    ({"n_ensemble": 0}, "n_ensemble must be a whole number >= 1, got 0"),
+    ({"n_ensemble": 0}, "n_ensemble must be 'auto' or a whole number >= 1, got 0"),
     ({"validation_fraction": 1.0}, r"validation_fraction must be a number in \[0, 1\), got 1.0"),
     ({"max_epochs": -1}, "max_epochs must be a whole number >= 1, got -1"),
     ({"batch_size": 0}, "batch_size must be a whole number >= 1, got 0"),

@@ -67,7 +67,7 @@ def test_clone_of_a_fitted_estimator_is_unfitted(ensemble, mock_table):
 def test_init_only_stores_and_fit_validates(mock_table, tiny):
     gp = GalaxyPosterior(**tiny(["redshift"], n_ensemble=0, dropout=1.5))  # no error yet
     assert gp.n_ensemble == 0 and gp.dropout == 1.5
-    with pytest.raises(ValueError, match=r"n_ensemble must be a whole number >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"n_ensemble must be .auto. or a whole number >= 1, got 0"):
         gp.fit(mock_table[:100])
     gp.set_params(n_ensemble=1)
     with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 1.5"):

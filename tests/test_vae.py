@@ -436,7 +436,7 @@ def test_each_ensemble_member_trains_its_own_vae(vae, mock_table, tiny, tmp_path
     # a VAE given fitted is shared by every member, and one member has one set of encoders
     shared = GalaxyPosterior(encoder=vae, photometry=None, n_ensemble=2, random_state=0, **tiny(["redshift"]))
     assert all(m[0] is vae for m in shared.fit(table, images=images).member_encoders_)
-    single = GalaxyPosterior(encoder=enc, photometry=None, random_state=0, **tiny(["redshift"]))
+    single = GalaxyPosterior(encoder=enc, photometry=None, n_ensemble=1, random_state=0, **tiny(["redshift"]))
     assert len(single.fit(table, images=images).member_encoders_) == 1
 
 

@@ -38,6 +38,16 @@ def _read_table(path: str):
         raise TableFormatError(f"cannot read {path}: {first}") from err
 
 
+def _ensemble_size(text: str) -> int | str:
+    """``--n-ensemble``: 'auto' or a whole number."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, got {text!r}") from None
+
+
 def _parse_targets(values: Sequence[str] | None):
     """``name`` or ``name=column`` items → list or dict for GalaxyPosterior."""
     if not values:
@@ -88,7 +98,9 @@ def _cmd_fit(args) -> int:
     t0 = time.perf_counter()
     gp.fit(table)
     gp.save(out, overwrite=args.overwrite)
-    print(f"fitted {list(gp.targets_)} on {gp.n_train_} galaxies in {time.perf_counter() - t0:.1f} s; saved to {out}")
+    members = f" ({gp.n_ensemble_} networks)" if gp.n_ensemble_ > 1 else ""
+    print(f"fitted {list(gp.targets_)} on {gp.n_train_} galaxies{members} in {time.perf_counter() - t0:.1f} s; "
+          f"saved to {out}")
     return 0
 
 
@@ -229,7 +241,8 @@ def _add_fit(sub) -> None:
     p.add_argument("--targets", nargs="+", metavar="NAME[=COLUMN]",
                    help="targets, optionally with their column (default: all nine)")
     p.add_argument("--photometry", nargs="+", metavar="COLUMN", help="magnitude columns (default: modelMag_u … modelMag_z)")
-    p.add_argument("--n-ensemble", type=int, default=1, help="deep-ensemble members (default: %(default)s)")
+    p.add_argument("--n-ensemble", type=_ensemble_size, default="auto",
+                   help="deep-ensemble members, or 'auto': 3 below 5,000 labelled rows, else 1 (default: %(default)s)")
     p.add_argument("--max-epochs", type=int, default=300, help="epoch limit (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")

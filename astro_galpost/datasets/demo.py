@@ -37,8 +37,9 @@ def _summary(predictions, name: str, column: str) -> str:
     return f"  {name:12s} N={ok.sum():5d}  R2={r2:6.3f}  68% coverage={inside:5.3f}"
 
 
-#: What the demo runs: (SDSS galaxies or None for all, SDSS max epochs, mock rows, mock test rows, mock max epochs).
-_SETTINGS = {True: (3000, 40, 2500, 500, 15), False: (None, 150, 8000, 1000, 60)}
+#: What the demo runs: (SDSS galaxies or None for all, SDSS max epochs, mock rows, mock test rows, mock max epochs,
+#: networks per model). ``--quick`` fits one network where ``n_ensemble="auto"`` would fit three.
+_SETTINGS = {True: (3000, 40, 2500, 500, 15, 1), False: (None, 150, 8000, 1000, 60, "auto")}
 
 
 def _fit_predict(train, test, what: str, n_samples: int = 300, **options):
@@ -47,7 +48,8 @@ def _fit_predict(train, test, what: str, n_samples: int = 300, **options):
     gp = GalaxyPosterior(**options).fit(train)
     pred = gp.predict(test, n_samples=n_samples)
     epochs = gp.history_[0].best_epoch + 1, len(gp.history_[0].val_loss)
-    account = (f"{what}: {len(train)} training / {len(test)} test galaxies, {epochs[1]} epochs "
+    networks = "1 network" if gp.n_ensemble_ == 1 else f"{gp.n_ensemble_} networks"
+    account = (f"{what}: {len(train)} training / {len(test)} test galaxies, {networks}, {epochs[1]} epochs "
                f"(best {epochs[0]}, limit {gp.max_epochs}), {time.perf_counter() - t0:.0f} s")
     return pred, gp, account
 
@@ -79,7 +81,8 @@ def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bo
     out : str or path
         Output folder.
     quick : bool, optional
-        Fewer galaxies and epochs: 2400 + 2000 training galaxies, at most 40 + 15 epochs.
+        Fewer galaxies and epochs: 2400 + 2000 training galaxies, at most 40 + 15 epochs,
+        one network each (the default at this size would fit three).
     progress : bool, optional
         Show progress bars.
     random_state : int, optional
@@ -94,7 +97,7 @@ def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bo
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(random_state)
-    n_sdss, sdss_epochs, n_mock, n_mock_test, mock_epochs = _SETTINGS[bool(quick)]
+    n_sdss, sdss_epochs, n_mock, n_mock_test, mock_epochs, n_ensemble = _SETTINGS[bool(quick)]
     print(f"galpost demo{' --quick' if quick else ''}: {choose_threads()} torch thread(s), "
           f"{available_cpus()} CPU(s) available")
 
@@ -107,7 +110,7 @@ def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bo
     print(f"[1/2] photometric redshifts: {len(sdss_train)} real SDSS galaxies for training, {len(sdss_test)} held out")
     pred_sdss, _, sdss_account = _fit_predict(sdss_train, sdss_test, "SDSS redshift", targets=["redshift"],
                                               max_epochs=sdss_epochs, random_state=random_state,
-                                              progress=progress, n_samples=500)
+                                              progress=progress, n_samples=500, n_ensemble=n_ensemble)
     print(_summary(pred_sdss, "redshift", "z"))
     print(f"  {sdss_account}")
 
@@ -117,7 +120,7 @@ def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bo
     print(f"[2/2] nine targets on the mock catalog: {len(mock_train)} training, {len(mock_test)} held out")
     pred_mock, gp_all, mock_account = _fit_predict(mock_train, mock_test, "mock, nine targets",
                                                    max_epochs=mock_epochs, random_state=random_state,
-                                                   progress=progress)
+                                                   progress=progress, n_ensemble=n_ensemble)
     for name in gp_all.targets_:
         print(_summary(pred_mock, name, gp_all.targets_[name]))
     print(f"  {mock_account}")

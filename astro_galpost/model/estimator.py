@@ -264,9 +264,19 @@ class GalaxyPosterior(ParamsMixin):
         Width of the shared MLP's hidden layers.
     dropout : float, optional
         Dropout in the shared MLP.
-    n_ensemble : int, optional
+    n_ensemble : int or "auto", optional
         Number of independently initialised networks (a deep ensemble); samples
-        are drawn from their equal-weight mixture. An encoder that `fit` trains
+        are drawn from their equal-weight mixture. ``"auto"`` (the default):
+        ``AUTO_ENSEMBLE["members"]`` = 3 networks when fewer than
+        ``AUTO_ENSEMBLE["below_rows"]`` = 5,000 training rows carry a label,
+        one otherwise (``n_ensemble_`` is the number fitted). Below that size
+        one network's validation rows (fewer than 750 at the default
+        ``validation_fraction``) fix its width factor only to ±0.03-0.05
+        (``benchmarks/width_factor_noise.py``), while an ensemble fits it on
+        the held-out rows of all its members; on mock galaxies at ECO's size
+        that no other choice saw (``benchmarks/small_sample.py``), three
+        members missed 5 of 60 calibration goals and one network 11, at three
+        times the training time (``docs/training.rst``). An encoder that `fit` trains
         and whose training is random (it takes a ``random_state``, as the VAE
         does) is trained once per member, with a seed of the member's, so the
         mixture also averages over the encoder's training (``member_encoders_``);
@@ -350,7 +360,7 @@ class GalaxyPosterior(ParamsMixin):
         representation: int = 256,
         hidden: int = 256,
         dropout: float = 0.0,
-        n_ensemble: int = 1,
+        n_ensemble: int | str = "auto",
         validation_fraction: float = 0.15,
         refine_heads: bool = True,
         recalibrate: bool = True,
@@ -384,6 +394,9 @@ class GalaxyPosterior(ParamsMixin):
         self.random_state = random_state
         self.progress = progress
         self.n_threads = n_threads
+
+    #: ``n_ensemble="auto"``: this many members when fewer than ``below_rows`` training rows carry a label.
+    AUTO_ENSEMBLE = {"members": 3, "below_rows": 5000}
 
     #: `few_labelled_images`: the VAE's settings, then the estimator's (``docs/images.rst`` gives the reasons).
     FEW_IMAGES_VAE = {"image_size": 64, "learning_rate": 1e-3, "max_epochs": 30, "validation_fraction": 0.0,
@@ -448,8 +461,13 @@ class GalaxyPosterior(ParamsMixin):
     def _validate_params(self) -> None:
         """Check every constructor parameter; errors name the parameter and its allowed range."""
         _check_photometry(self.photometry)
-        for name in ("representation", "hidden", "n_ensemble", "max_epochs", "patience"):
+        for name in ("representation", "hidden", "max_epochs", "patience"):
             check_int(name, getattr(self, name), 1)
+        if not (isinstance(self.n_ensemble, str) and self.n_ensemble == "auto"):
+            try:
+                check_int("n_ensemble", self.n_ensemble, 1)
+            except ValueError:
+                raise ValueError(f"n_ensemble must be 'auto' or a whole number >= 1, got {self.n_ensemble!r}") from None
         if self.batch_size is not None:
             check_int("batch_size", self.batch_size, 1)
         check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
@@ -636,8 +654,9 @@ class GalaxyPosterior(ParamsMixin):
         for enc in encoders:
             if not enc.is_fitted:
                 enc.fit(table, images)
+        self.n_ensemble_ = self._ensemble_size(int(valid.any(axis=1).sum()))
         seeds = _seed_sequence(self.random_state)
-        split_seed, ood_seed, *member_seeds = seeds.spawn(2 + self.n_ensemble)
+        split_seed, ood_seed, *member_seeds = seeds.spawn(2 + self.n_ensemble_)
         self.member_encoders_ = [encoders] + [self._member_encoders(encoders, table, images, member)
                                               for member in member_seeds[1:]]
         xs, usable = self._encode(table, images)
@@ -671,6 +690,12 @@ class GalaxyPosterior(ParamsMixin):
             self.networks_ = [net.to("cpu") for net in self.networks_]
         return self
 
+    def _ensemble_size(self, n_labelled: int) -> int:
+        """``n_ensemble``, or for ``"auto"`` the members `AUTO_ENSEMBLE` gives ``n_labelled`` rows."""
+        if self.n_ensemble != "auto":
+            return int(self.n_ensemble)
+        return self.AUTO_ENSEMBLE["members"] if n_labelled < self.AUTO_ENSEMBLE["below_rows"] else 1
+
     def _train_member(self, k: int, seed: int, x: np.ndarray, y: np.ndarray, valid: np.ndarray, split_seed) -> tuple:
         """Train ensemble member ``k``; return its network, history and recalibration rows (or None).
 
@@ -691,7 +716,7 @@ class GalaxyPosterior(ParamsMixin):
                 batch_size=self._training_batch(len(train_index)), max_epochs=self.max_epochs,
                 learning_rate=self.learning_rate, weight_decay=self.weight_decay,
                 patience=self.patience, seed=seed, device=self.device, progress=self.progress,
-                description=f"fit {k + 1}/{self.n_ensemble}" if self.n_ensemble > 1 else "fit",
+                description=f"fit {k + 1}/{self.n_ensemble_}" if self.n_ensemble_ > 1 else "fit",
                 refine_heads=self.refine_heads,
             )
         if not (self.recalibrate and len(val_index)):
@@ -1115,6 +1140,7 @@ class GalaxyPosterior(ParamsMixin):
         model.ood_ = NeighbourDistance.from_config(config["ood"], _arrays(tensors, "ood."))
         model.networks_ = [model._load_network(_arrays(tensors, f"network{k}.", numpy=False), path)
                            for k in range(len(config["history"]))]
+        model.n_ensemble_ = len(model.networks_)
         model.member_encoders_ = _load_encoders(config, tensors, len(model.networks_))
         return model
 
