@@ -18,7 +18,7 @@ docs/benchmarks.rst).
 ``--resolve-b`` trains on all 2,827 ECO galaxies and tests on the RESOLVE-B galaxies
 selected as ECO's sample was (`resolve_b_sample`: M_r < −17.33, cz 3000-7500 km/s,
 S/N > 5 in Hα, Hβ, [N II] and [O III]): real galaxies in a stripe of sky (RA 330°-30°,
-|Dec| < 1.25°) that no ECO galaxy shares, which no choice about these targets saw. Only
+−1.25° < Dec < 1.25°) that no ECO galaxy shares, which no choice about these targets saw. Only
 stellar mass, log SFR and sSFR are scored there: their labels are ECO's for the galaxies
 in both catalogues, the line fluxes are not (Hα 0.83, [O III] 0.70 times ECO's, median
 over the 304 RESOLVE-A galaxies within 3″ of an ECO one).
