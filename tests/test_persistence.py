@@ -113,22 +113,35 @@ def test_save_before_fit(tmp_path):
         GalaxyPosterior().save(tmp_path / "m")
 
 
-def test_a_model_saved_before_the_factor_intervals_loads_without_them(fitted, tmp_path):
+def _saved_without(fitted, directory, buffer: str, edit=lambda name, tensor: tensor):
+    """Save ``fitted`` to ``directory`` as a model saved before ``buffer`` existed (checksums rewritten); load it."""
     from safetensors.torch import load_file, save_file
 
     from astro_galpost.model.envelope import file_sha256
 
-    fitted.save(tmp_path / "m")
-    weights = load_file(tmp_path / "m" / WEIGHTS)
-    old = {k: v for k, v in weights.items() if not k.endswith("residual_scale_interval")}
+    fitted.save(directory)
+    weights = load_file(directory / WEIGHTS)
+    old = {k: edit(k, v) for k, v in weights.items() if not k.endswith(buffer)}
     assert len(old) == len(weights) - 2  # one per member
-    save_file(old, tmp_path / "m" / WEIGHTS)
-    config = json.loads((tmp_path / "m" / CONFIG).read_text())
-    config["weights_sha256"] = file_sha256(tmp_path / "m" / WEIGHTS)
+    save_file(old, directory / WEIGHTS)
+    config = json.loads((directory / CONFIG).read_text())
+    config["weights_sha256"] = file_sha256(directory / WEIGHTS)
     config["config_sha256"] = config_checksum(config)
-    (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
-    loaded = GalaxyPosterior.load(tmp_path / "m")
+    (directory / CONFIG).write_text(json.dumps(config))
+    return GalaxyPosterior.load(directory)
+
+
+def test_a_model_saved_before_the_factor_intervals_loads_without_them(fitted, tmp_path):
+    loaded = _saved_without(fitted, tmp_path / "m", "residual_scale_interval")
     assert all(np.all(np.isnan(v)) for v in loaded.residual_scale_intervals_.values())
     assert all(np.all(np.isfinite(v)) for v in fitted.residual_scale_intervals_.values())
     for name, scale in fitted.residual_scales_.items():
         np.testing.assert_array_equal(loaded.residual_scales_[name], scale)
+
+
+def test_a_model_saved_before_the_width_maps_samples_with_its_factors(fitted, tmp_path):
+    # such a model scaled each group's residuals by its one factor: its map is the diagonal of its factors
+    loaded = _saved_without(fitted, tmp_path / "m", "residual_map",
+                            lambda name, tensor: tensor.fill_(1.5) if name.endswith("residual_scale") else tensor)
+    for net in loaded.networks_:
+        np.testing.assert_array_equal(net.residual_map.numpy(), 1.5 * np.eye(len(net.residual_map)))

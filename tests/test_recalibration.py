@@ -10,6 +10,7 @@ from astro_galpost.model.recalibration import (
     central_coverage_error,
     fit_recalibration,
     fit_width_factor,
+    fit_width_map,
     narrow_mixture,
 )
 
@@ -86,7 +87,7 @@ def test_scaling_keeps_a_one_target_posteriors_median():
     with torch.inference_mode():
         torch.manual_seed(1)
         raw, _ = net.sample(x, 4000)
-        net.residual_scale.fill_(2.0)
+        net.residual_map.mul_(2.0)
         torch.manual_seed(1)
         wide, _ = net.sample(x, 4000)
     # the centre is the raw median up to sampling noise (its standard error is about 0.02 here)
@@ -127,15 +128,84 @@ def test_only_a_target_alone_in_its_group_is_shifted():
     np.testing.assert_array_equal(lone.residual_shift.numpy(), shifts)
 
 
-def test_a_group_shares_one_factor():
-    # factors per target would scale the core's targets by different amounts and change
-    # the width of every ratio or difference of them; one factor per group keeps it
-    net, x, y, valid = _net_and_data(noise=3.0)
-    y[:, 1] *= 0.3  # the second target's errors alone would ask for a much smaller factor
+def test_a_groups_map_gives_each_target_and_their_difference_its_width():
+    # the second target's errors ask for a much smaller factor than the first's: one factor
+    # for the group would be right for neither, and a factor per target alone would leave
+    # their difference's width to chance; the map fits both targets and the difference
+    net, x, y, valid = _net_and_data(noise=1.5)
+    y[:, 1] *= 0.3
     _, scales, interval = fit_recalibration(net, x, y, valid, n_samples=100)
-    assert scales[0] == scales[1] and np.all(interval[:, 0] == interval[:, 1])
+    with torch.inference_mode():
+        draws, _ = net.sample(torch.as_tensor(x), 400)
     alone = [fit_recalibration(net, x, y, valid & (np.arange(2) == k), n_samples=100)[1][k] for k in range(2)]
-    assert min(alone) < scales[0] < max(alone)
+    np.testing.assert_allclose(scales, alone, rtol=0.035)  # two steps of the grid: other draws
+    assert scales[0] > 2 * scales[1]
+    assert np.all(interval[0] <= scales) and np.all(scales <= interval[1])
+    # each target and the difference: 68% coverage of the rows' truths as the factors were fitted for
+    draws, truth = draws.numpy(), y
+    for combination in ([1, 0], [0, 1], [1, -1]):
+        pit = np.mean(draws @ np.array(combination, np.float32) < truth @ np.array(combination), axis=0)
+        assert np.mean(np.abs(pit - 0.5) <= 0.34) == pytest.approx(0.68, abs=0.05)
+
+
+def test_width_map_is_one_factor_when_every_combination_asks_for_it():
+    # draws of two correlated targets, errors 1.5 times as wide in every direction: T = 1.5 I
+    rng = np.random.default_rng(1)
+    mix = np.array([[1.0, 0.0], [0.8, 0.6]])
+    resid = rng.normal(size=(300, 4000, 2)) @ mix.T
+    offset = 1.5 * rng.normal(size=(4000, 2)) @ mix.T
+    width_map, factors, _ = fit_width_map(resid, np.zeros((1, 1, 2)), offset, scale=np.array([1.0, 2.0]),
+                                          n_bootstrap=0)
+    np.testing.assert_allclose(factors, 1.5, rtol=0.04)
+    np.testing.assert_allclose(width_map, 1.5 * np.eye(2), atol=0.06)
+
+
+def test_width_map_fits_a_difference_the_targets_alone_get_wrong():
+    # each target's draws are as wide as its errors, but the errors are uncorrelated where the
+    # draws are correlated at 0.5: the difference's errors are 1.4 times wider than its draws.
+    # A factor per target (here 1) leaves that; the map widens the difference alone
+    rng = np.random.default_rng(2)
+    resid = rng.normal(size=(300, 4000, 2)) @ np.array([[1.0, 0.0], [0.5, np.sqrt(1 - 0.25)]]).T
+    offset = rng.normal(size=(4000, 2))
+    width_map, factors, _ = fit_width_map(resid, np.zeros((1, 1, 2)), offset, n_bootstrap=0)
+    np.testing.assert_allclose(factors, 1.0, atol=0.04)
+
+    def coverage(draws, a):
+        pit = np.mean(draws @ a < offset @ a, axis=0)
+        return np.mean(np.abs(pit - 0.5) <= 0.34)
+
+    difference = np.array([1.0, -1.0])
+    assert coverage(resid, difference) < 0.56
+    mapped = resid @ width_map.T
+    for a in ([1.0, 0.0], [0.0, 1.0], difference):
+        assert coverage(mapped, np.array(a)) == pytest.approx(0.68, abs=0.03)
+
+
+def test_width_map_fits_the_differences_of_the_targets_labelled_often_enough():
+    # three targets, the second labelled for 20 rows: the first and third and their difference
+    # (draws correlated at 0.5, errors uncorrelated) still get their widths
+    rng = np.random.default_rng(4)
+    mix = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, np.sqrt(0.75)]])
+    resid = rng.normal(size=(300, 4000, 3)) @ mix.T
+    offset = rng.normal(size=(4000, 3))
+    offset[20:, 1] = np.nan
+    width_map, factors, _ = fit_width_map(resid, np.zeros((1, 1, 3)), offset, n_bootstrap=0)
+    assert factors[1] == 1.0 and width_map[1, 1] == pytest.approx(1.0, abs=0.02)
+    difference = np.array([1.0, 0.0, -1.0])
+    pit = np.mean((resid @ width_map.T) @ difference < np.nan_to_num(offset) @ difference, axis=0)
+    assert np.mean(np.abs(pit - 0.5) <= 0.34) == pytest.approx(0.68, abs=0.03)
+
+
+def test_width_map_keeps_a_factor_for_a_target_labelled_too_rarely():
+    # the pair's difference has too few rows: its covariance scales by the targets' factors
+    rng = np.random.default_rng(3)
+    resid = rng.normal(size=(200, 2000, 2)) @ np.array([[1.0, 0.0], [0.5, 0.8]]).T
+    offset = 1.2 * rng.normal(size=(2000, 2)) @ np.array([[1.0, 0.0], [0.5, 0.8]]).T
+    offset[20:, 1] = np.nan
+    width_map, factors, interval = fit_width_map(resid, np.zeros((1, 1, 2)), offset, n_bootstrap=20)
+    assert factors[1] == 1.0 and np.all(np.isnan(interval[:, 1]))
+    assert factors[0] == pytest.approx(1.2, rel=0.05)
+    np.testing.assert_allclose(width_map, np.diag(factors), atol=1e-8)
 
 
 def _net_and_data(n=600, noise=0.5, seed=0):
@@ -156,7 +226,7 @@ def test_fit_recalibration_sets_the_buffer_and_widens_an_untrained_narrow_flow()
     assert np.all(scales > 1.5)
     with torch.inference_mode():
         wide, _ = net.sample(torch.as_tensor(x[:50]), 200)
-        net.residual_scale.fill_(1.0)
+        net.residual_map.copy_(torch.eye(2))
         raw, _ = net.sample(torch.as_tensor(x[:50]), 200)
     ratio = wide.std(dim=0).mean(dim=0) / raw.std(dim=0).mean(dim=0)
     np.testing.assert_allclose(ratio.numpy(), scales, rtol=0.2)
@@ -195,7 +265,7 @@ def test_factor_intervals_survive_save_and_load(mock_table, tiny, tmp_path):
         np.testing.assert_array_equal(loaded.residual_scale_intervals_[name], interval)
 
 
-def test_ensemble_factor_is_shared_and_set_by_every_members_held_out_rows():
+def test_ensemble_factors_are_shared_and_set_by_every_members_held_out_rows():
     from astro_galpost.model.recalibration import fit_ensemble_recalibration
 
     wide = _net_and_data(noise=1.0, seed=0)
@@ -231,7 +301,7 @@ def test_a_distribution_without_a_centre_is_scaled_about_its_mean_head():
             mean = net.means["z"](net.represent(x))
             torch.manual_seed(1)
             raw, _ = net.sample(x, 50)
-            net.residual_scale.fill_(2.0)
+            net.residual_map.mul_(2.0)
             torch.manual_seed(1)
             wide, _ = net.sample(x, 50)
         np.testing.assert_allclose(wide - mean, 2 * (raw - mean), rtol=1e-5, atol=1e-6)
@@ -393,3 +463,23 @@ def test_a_chained_groups_factor_is_fitted_on_its_conditional():
     resid, centre, offset = _group_draws(net, net.groups[1], x, y, 200)
     _, whole_interval = fit_width_factor(resid[..., 0], centre[..., 0], offset[:, 0] - float(net.residual_shift[1]))
     assert (whole_interval[1] - whole_interval[0]) > 2 * (interval[1, 1] - interval[0, 1])
+
+
+def test_width_map_gives_way_to_one_factor_where_the_held_out_rows_prefer_it(monkeypatch):
+    # a map mixes a group's targets; where that moves a combination the rows know far better than
+    # its targets (the Balmer decrement of weak lines) the held-out rows' largest PIT KS is higher
+    # with the map, and the group gets one factor, fitted on all its targets' rows together
+    from astro_galpost.model import recalibration
+
+    rng = np.random.default_rng(2)
+    resid = rng.normal(size=(300, 4000, 2)) @ np.array([[1.0, 0.0], [0.5, np.sqrt(1 - 0.25)]]).T
+    offset = rng.normal(size=(4000, 2)) * [1.0, 1.3]
+    width_map, factors, interval = fit_width_map(resid, np.zeros((1, 1, 2)), offset, n_bootstrap=20)
+    assert width_map[0, 1] != 0 and factors[0] != factors[1]
+    # the same rows, with the map's largest KS made no better than one factor's
+    monkeypatch.setattr(recalibration, "_largest_ks", lambda *args: 0.1)
+    width_map, factors, interval = fit_width_map(resid, np.zeros((1, 1, 2)), offset, n_bootstrap=20)
+    shared = fit_width_factor(resid.transpose(0, 2, 1).reshape(300, -1), np.zeros(1), offset.T.reshape(-1),
+                              n_bootstrap=0)[0]
+    np.testing.assert_array_equal(width_map, shared * np.eye(2))
+    assert np.all(factors == shared) and np.all(interval[:, 0] == interval[:, 1])

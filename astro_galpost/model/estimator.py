@@ -294,12 +294,13 @@ class GalaxyPosterior(ParamsMixin):
         group.
     recalibrate : bool, optional
         After training, fit a shift that removes the bias of the posterior
-        medians of each target that is a group of its own and a factor per group
-        on the flow residuals (about the flow's centre) that gives the held-out
-        rows' central credible intervals their nominal coverage
+        medians of each target that is a group of its own and a linear map per
+        group of the flow residuals (about the flow's centre) that gives the
+        held-out rows' central credible intervals of each target, and of each
+        difference of two targets of a group, their nominal coverage
         (`astro_galpost.model.recalibration`; they are ``residual_shifts_`` and
         ``residual_scales_``, with ``residual_scale_intervals_`` saying how
-        precisely the held-out rows fix each factor). The shifts are fitted per member, the factor
+        precisely the held-out rows fix each factor). The shifts are fitted per member, the maps
         once for all members on the held-out rows of all of them; an
         ensemble's draws are then narrowed about each member's mean so that
         the mixture, not only each member, is calibrated
@@ -682,10 +683,10 @@ class GalaxyPosterior(ParamsMixin):
             if rows is not None:
                 recalibration_rows.append(rows)
         if recalibration_rows:
-            # one factor per group from the held-out rows of every member (each scored by its own member)
+            # one map per group from the held-out rows of every member (each scored by its own member)
             with _torch_seed(recalibration_seed):
                 fit_ensemble_recalibration([net.to(self.device) for net in self.networks_], recalibration_rows,
-                                           rng=recalibration_seed)
+                                           rng=recalibration_seed, label_scale=self.label_scale_)
         if self.device == "cpu":
             self.networks_ = [net.to("cpu") for net in self.networks_]
         return self
@@ -733,7 +734,7 @@ class GalaxyPosterior(ParamsMixin):
 
     @property
     def residual_scales_(self) -> dict[str, np.ndarray]:
-        """Per target, the factor on the flow residuals of each ensemble member (equal for all, and within a group).
+        """Per target, its width factor in each ensemble member (equal for all): how the recalibration widens its spread.
 
         See ``recalibrate``.
         """
@@ -1150,6 +1151,8 @@ class GalaxyPosterior(ParamsMixin):
         net = self._build_network()
         # models saved before the factors' intervals were kept have none
         state.setdefault("residual_scale_interval", net.residual_scale_interval)
+        # models saved before the maps scaled a group's targets by one factor each
+        state.setdefault("residual_map", torch.diag(state.get("residual_scale", net.residual_scale)))
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as err:

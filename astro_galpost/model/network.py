@@ -98,10 +98,12 @@ class PosteriorNetwork(nn.Module):
             nn.Linear(hidden, representation), nn.SiLU(),
         )
         n_labels = 1 + max(max(g.targets) for g in groups)
-        # per-label shift and factor on the flow residuals, set after training by
-        # `astro_galpost.model.recalibration.fit_recalibration` (0 and 1 = as trained)
+        # per-label shift and each group's linear map of the flow residuals (a block of residual_map),
+        # set after training by `astro_galpost.model.recalibration.fit_recalibration` (0 and the
+        # identity = as trained); residual_scale is each target's width factor the map gives it
         self.register_buffer("residual_shift", torch.zeros(n_labels))
         self.register_buffer("residual_scale", torch.ones(n_labels))
+        self.register_buffer("residual_map", torch.eye(n_labels))
         # each factor's bootstrap 16th-84th percentiles, see `fit_width_factor` (0: not fitted; saved
         # weights must be finite)
         self.register_buffer("residual_scale_interval", torch.zeros(2, n_labels))
@@ -252,10 +254,11 @@ class PosteriorNetwork(nn.Module):
     def sample(self, x: Tensor, n_samples: int, residuals: bool = False, given: Tensor | None = None) -> tuple:
         """Draw ``n_samples`` joint samples for each row of ``x``.
 
-        A group's samples are ``mean + shift + c + scale · (r − c)``: ``r`` the
+        A group's samples are ``mean + shift + c + T (r − c)``: ``r`` the
         flow's residual draws, ``c`` the flow's centre (`flow_centre`, per
-        galaxy, or per draw for a chained group), ``shift`` and ``scale`` the
-        recalibration buffers (0 and 1 before `fit_recalibration`). Scaling
+        galaxy, or per draw for a chained group), ``shift`` and the map ``T``
+        the recalibration buffers (0 and the identity before
+        `fit_recalibration`; ``T`` is the group's block of ``residual_map``). Scaling
         about the flow's centre, not about the mean head, widens or narrows a
         posterior in place: the flow may put it far from the mean head. A
         group whose distribution has no centre (not a zuko normalizing flow
@@ -291,14 +294,15 @@ class PosteriorNetwork(nn.Module):
             # sample_flow: per-galaxy context work once for zuko RealNVP/affine flows
             # (same draws as zuko), zuko's own sampling for any other flow
             resid = sample_flow(self.flows[g.name], h, n_samples, sample_context=chained)
-            scale = self.residual_scale[g.targets]
+            index = torch.as_tensor(g.targets, device=resid.device)
+            width_map = self.residual_map[index[:, None], index[None, :]]
             centre = None
-            if residuals or bool((scale != 1).any()):
+            if residuals or not torch.equal(width_map, torch.eye(len(index), dtype=width_map.dtype, device=resid.device)):
                 centre = flow_centre(self.flows[g.name], h, len(g.targets), None if chained is None else n_samples,
                                      sample_context=chained)
             if centre is None:  # not needed, or a distribution without a centre: scaled about the mean head
                 centre = resid.new_zeros(())
-            out[..., g.targets] = mean + self.residual_shift[g.targets] + centre + scale * (resid - centre)
+            out[..., g.targets] = mean + self.residual_shift[g.targets] + centre + (resid - centre) @ width_map.mT
             draws[g.name] = (mean, resid, centre)
         return (out, detect, draws) if residuals else (out, detect)
 

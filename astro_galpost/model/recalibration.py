@@ -1,15 +1,16 @@
-"""Post-hoc calibration of the residual flows on held-out galaxies: a width per group, a shift per lone target.
+"""Post-hoc calibration of the residual flows on held-out galaxies: a width map per group, a shift per lone target.
 
 A flow learns the spread of the residuals (truth − mean head) on the galaxies
 the mean head was fitted to, where residuals are smaller than on new galaxies;
 with a few hundred labels (metallicity is measured for about a third of
 galaxies) the posteriors come out too narrow, while short training leaves them
 too wide. As in temperature scaling (Guo et al. 2017) and the recalibration of
-Kuleshov et al. (2018), a factor per group and a shift per one-target group are
-fitted after training: a shift ``δ`` and a factor ``τ`` on the flow's residual draws ``r`` about the
-flow's centre ``c`` (`~astro_galpost.model.sampling.flow_centre`, the image of
-the base distribution's location; the median for a one-target group),
-``y = mean + δ + c + τ · (r − c)``.
+Kuleshov et al. (2018), a linear map per group and a shift per one-target group
+are fitted after training: a shift ``δ`` and a map ``T`` of the flow's residual
+draws ``r`` about the flow's centre ``c``
+(`~astro_galpost.model.sampling.flow_centre`, the image of the base
+distribution's location; the median for a one-target group),
+``y = mean + δ + c + T (r − c)``; for a one-target group ``T`` is a factor ``τ``.
 
 * The shift corrects a bias of the posterior medians of a target that is a group
   of its own (black-hole mass, metallicity): the median, over galaxies, of the
@@ -26,23 +27,31 @@ the base distribution's location; the median for a one-target group),
   7,109 test galaxies, 0.011 with the lines unshifted; the core and the lines
   stayed calibrated unshifted (KS ≤ 0.03 on four draws of the mock,
   ``benchmarks/joint_calibration.py``).
-* The factor is then the one that brings the coverage of central credible
+* A width factor is the one that brings the coverage of central credible
   intervals of the held-out rows closest to nominal over a grid of levels; the
   rows a network was trained on have too small residuals to set a width. A
-  group's targets share one factor, fitted on the held-out rows of all of them
-  together, for the reason they share no shift: factors per target scale them
-  by different amounts and change the width of every ratio and difference of
-  them. On the mock's early-type galaxies with σ (``benchmarks/joint_calibration.py``,
-  ``complete``), Hα's factor of 0.92 and Hβ's of 1.07, each right for its own
-  marginal, gave the Balmer decrement PIT KS 0.122 on 3,762 test galaxies; one
-  factor for the four lines (1.00) gave 0.030, with every line's KS ≤ 0.043. In an
-  ensemble each member validates on its own rows, and one factor per group is
-  fitted on the held-out rows of all members together, each row scored by the
-  member that did not train on it (`fit_ensemble_recalibration`): with 300
-  labelled galaxies a member sees only 48-60, on which factors fitted alone
-  ranged from 0.84 to 1.25 between the five members of one fit (metallicity
-  from real images, inner cross-validation of the training galaxies).
-* The factor scales the residuals about the flow's centre, which for a chained
+  group's map gives each of its targets and each difference of two of them
+  (in the catalog's units: log SFR − log M*, the logarithm of a line ratio)
+  the factor fitted for it (`fit_width_map`). Neither one factor per group nor
+  one per target does that. Factors per target alone change the width of every
+  difference by chance: on the mock's early-type galaxies with σ
+  (``benchmarks/joint_calibration.py``, ``complete``), Hα's factor of 0.92 and
+  Hβ's of 1.07, each right for its own marginal, gave the Balmer decrement PIT
+  KS 0.122 on 3,762 test galaxies (one factor for the four lines, 1.00, gave
+  0.030). One factor for a group is right for none of its targets where they
+  ask for different widths: on real ECO galaxies (``benchmarks/real_eco.py``,
+  an ensemble of three) the held-out rows asked for 1.05 for stellar mass, 1.09
+  for log SFR and 0.98 for sSFR on one split, and 1.00, 1.09 and 0.97 on
+  another; the test galaxies asked for the same order (1.02, 1.04, 0.98 and
+  0.98, 1.05, 0.98), and the group's one factor (1.07, 1.05) left sSFR's 68%
+  coverage at 0.74 and 0.73. In an ensemble each member validates on its own
+  rows, and each group's map is fitted on the held-out rows of all members
+  together, each row scored by the member that did not train on it
+  (`fit_ensemble_recalibration`): with 300 labelled galaxies a member sees only
+  48-60, on which factors fitted alone ranged from 0.84 to 1.25 between the
+  five members of one fit (metallicity from real images, inner
+  cross-validation of the training galaxies).
+* The map acts on the residuals about the flow's centre, which for a chained
   group is the centre given each draw of the values it is conditioned on: it
   scales the group's spread given those values, not the spread they pass on.
   It is therefore fitted on that conditional, drawn given the held-out rows'
@@ -103,9 +112,10 @@ members, each with its own VAE, is the case that showed the need for narrowing:
 its mixture had 68% coverage 0.70-0.77 before and 0.65-0.69 after
 (``docs/images.rst``).
 
-Shifting and scaling the residuals keeps each sample's rank within its galaxy, so
-the dependence between the targets of a group is kept and only the location and
-width change; a chained group (metallicity) is conditioned on the recalibrated
+A shift and a linear map change each galaxy's draws only linearly: their
+location, and the spread of each combination of the targets as far as the
+fitted factors ask (the map is one factor, which keeps every ratio's shape, when
+every combination asks for the same); a chained group (metallicity) is conditioned on the recalibrated
 samples of the groups before it, and its shift is fitted after theirs.
 """
 
@@ -115,10 +125,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.stats import kstest
 
 from .network import PosteriorNetwork
 
-__all__ = ["fit_recalibration", "fit_ensemble_recalibration", "fit_width_factor", "narrow_mixture",
+__all__ = ["fit_recalibration", "fit_ensemble_recalibration", "fit_width_factor", "fit_width_map", "narrow_mixture",
            "central_coverage_error", "LEVELS", "SCALE_GRID", "MIN_MEMBER_FACTOR", "N_BOOTSTRAP"]
 
 #: Credibility levels whose central-interval coverage is matched.
@@ -234,6 +245,178 @@ def fit_width_factor(
     return factor, np.percentile(factors, [16, 84])
 
 
+def fit_width_map(
+    resid: np.ndarray,
+    centre: np.ndarray,
+    offset: np.ndarray,
+    scale: np.ndarray | None = None,
+    *,
+    min_rows: int = 30,
+    grid: np.ndarray = SCALE_GRID,
+    n_bootstrap: int = N_BOOTSTRAP,
+    rng: int | np.random.Generator | None = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The linear map of a group's residual draws that gives each target and each difference of two their width.
+
+    A width factor (`fit_width_factor`) is fitted for each target and for
+    each difference of two targets in the catalog's units (``scale`` converts
+    standardised units to them: log SFR − log M*, the logarithm of a line
+    ratio), on the rows where its targets are labelled. The map ``T`` is the
+    one that multiplies the variance of each of these combinations by its
+    factor squared for the rows' mean covariance ``Σ`` of the draws about their
+    centres: with the covariance ``M`` those variances fix, ``T Σ T^T = M``
+    and ``T`` is the symmetric map between them (the optimal transport map
+    between two Gaussians), whose factors along the principal directions of
+    ``Σ^{-1/2} M Σ^{-1/2}`` are kept within ``grid``. One factor for all of a
+    group's targets would be right for none where they ask for different
+    widths, and a factor per target alone would change the width of their
+    differences by chance: this map does neither. A combination with fewer
+    than ``min_rows`` labelled rows keeps the factors of its targets (its
+    covariance scales by their product); a target with fewer keeps factor 1.
+    For one target ``T`` is its factor.
+
+    The map mixes the targets of rows whose draws are not shaped like the
+    mean covariance, and moves each combination by the mixed-in part of the
+    others' offset from the centre: where a combination is known far better
+    than its targets (the Balmer decrement of weak lines, whose posterior is
+    a few hundredths of a dex wide inside line posteriors ten times wider)
+    that is a bias. The held-out rows decide: the map is used only if the
+    largest PIT KS statistic of the combinations is lower with it than with
+    one factor for the group, fitted on the rows of all its targets
+    together; otherwise every target gets that factor and ``T`` is that
+    factor times the identity.
+
+    Parameters
+    ----------
+    resid, centre : `~numpy.ndarray`
+        (S, N, D) draws of N rows and the centres they are scaled about.
+    offset : `~numpy.ndarray`
+        (N, D) the truths in the draws' space, NaN where a row lacks a target.
+    scale : `~numpy.ndarray`, optional
+        (D,) the catalog-unit size of each standardised unit (default 1).
+    min_rows : int
+        The fewest labelled rows a combination's factor is fitted on.
+    grid : `~numpy.ndarray`
+        Candidate factors, and the bounds of the map's principal factors.
+    n_bootstrap : int
+        Resamples of the rows behind each target's interval.
+    rng : int, `~numpy.random.Generator` or None
+        Seeds the resamples.
+
+    Returns
+    -------
+    width_map : `~numpy.ndarray`
+        (D, D) the map ``T``, applied as ``centre + T (resid − centre)``.
+    factors : `~numpy.ndarray`
+        (D,) each target's factor (1 where it was not fitted).
+    interval : `~numpy.ndarray`
+        (2, D) each target's factor's bootstrap 16th-84th percentiles (NaN
+        where it was not fitted).
+
+    Examples
+    --------
+    Two targets whose draws are as wide as their errors, except the second,
+    whose errors are twice as wide: the map doubles the second target's spread
+    and leaves the first's, and their difference gets the width of its errors:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> resid = rng.normal(size=(200, 3000, 2))
+    >>> offset = rng.normal(size=(3000, 2)) * [1, 2]
+    >>> width_map, factors, _ = fit_width_map(resid, np.zeros((1, 1, 2)), offset, n_bootstrap=0)
+    >>> np.round(factors, 1).tolist(), np.round(width_map, 1).tolist()
+    ([1.0, 2.0], [[1.0, 0.0], [0.0, 2.0]])
+    """
+    rng = np.random.default_rng(rng)
+    dim = resid.shape[-1]
+    centre = np.broadcast_to(centre, resid.shape)
+    labelled = np.isfinite(offset)
+    offset = np.where(labelled, offset, 0.0)  # a combination is fitted only on rows where its targets are labelled
+    combinations = _combinations(labelled, np.ones(dim) if scale is None else np.asarray(scale, float), min_rows)
+    fitted = [i for i in range(dim) if labelled[:, i].sum() >= min_rows]
+    factors, interval = np.ones(dim), np.full((2, dim), np.nan)
+    if not fitted:
+        return np.eye(dim), factors, interval
+
+    def factor(direction: np.ndarray, rows: np.ndarray, bootstrap: int = 0) -> tuple[float, np.ndarray]:
+        return fit_width_factor(resid[:, rows] @ direction, centre[:, rows] @ direction, offset[rows] @ direction,
+                                grid=grid, n_bootstrap=bootstrap, rng=rng)
+
+    # one factor for the group, fitted on the held-out rows of all its targets together
+    shared, shared_interval = fit_width_factor(np.concatenate([resid[:, labelled[:, i], i] for i in fitted], axis=1),
+                                               np.concatenate([centre[:, labelled[:, i], i] for i in fitted], axis=1),
+                                               np.concatenate([offset[labelled[:, i], i] for i in fitted]),
+                                               grid=grid, n_bootstrap=n_bootstrap, rng=rng)
+    factors[fitted], interval[:, fitted] = shared, np.asarray(shared_interval)[:, None]
+    if dim == 1:
+        return np.diag(factors), factors, interval
+    own, own_interval = np.ones(dim), np.full((2, dim), np.nan)
+    for i in fitted:
+        own[i], own_interval[:, i] = factor(np.eye(dim)[i], labelled[:, i], n_bootstrap)
+    pairs = [(direction, factor(direction, rows)[0]) for direction, rows in combinations
+             if np.count_nonzero(direction) == 2]
+    spread = resid - centre
+    covariance = np.einsum("snt,snu->tu", spread - spread.mean(0), spread - spread.mean(0)) / np.prod(spread.shape[:2])
+    width_map = _transport_map(covariance, _mapped_covariance(covariance, own, pairs), grid)
+    # the map mixes the targets; where that moves a combination the rows know better than its targets
+    # (a line ratio), one factor for the group is the better choice, and the held-out rows say which
+    if _largest_ks(resid, centre, offset, combinations, width_map) >= _largest_ks(
+            resid, centre, offset, combinations, np.diag(factors)):
+        return np.diag(factors), factors, interval
+    return width_map, own, own_interval
+
+
+def _mapped_covariance(covariance: np.ndarray, factors: np.ndarray, pairs: list) -> np.ndarray:
+    """The covariance ``M`` whose targets have ``factors`` and whose pair combinations ``a`` have factor ``f``: ``(a, f)``.
+
+    Each target's variance is multiplied by its factor squared; a pair's
+    ``a^T M a = f² a^T Σ a`` fixes the pair's covariance, and a pair without a
+    factor keeps the product of its targets' factors.
+    """
+    target = covariance * np.outer(factors, factors)
+    for direction, factor in pairs:
+        i, j = np.flatnonzero(direction)
+        combined = factor**2 * (direction @ covariance @ direction)
+        target[i, j] = target[j, i] = (combined - direction[i] ** 2 * target[i, i] - direction[j] ** 2 * target[j, j]) / (
+            2 * direction[i] * direction[j])
+    return target
+
+
+def _combinations(labelled: np.ndarray, scale: np.ndarray, min_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each target, then each difference of two (catalog units), with at least ``min_rows`` rows: (direction, rows)."""
+    dim = labelled.shape[1]
+    out = [(np.eye(dim)[i], labelled[:, i]) for i in range(dim)]
+    for i in range(dim):
+        for j in range(i + 1, dim):
+            direction = np.zeros(dim)
+            direction[[i, j]] = scale[i], -scale[j]
+            out.append((direction, labelled[:, i] & labelled[:, j]))
+    return [(direction, rows) for direction, rows in out if rows.sum() >= min_rows]
+
+
+def _largest_ks(resid: np.ndarray, centre: np.ndarray, offset: np.ndarray, combinations: list,
+                width_map: np.ndarray) -> float:
+    """The largest PIT KS statistic of ``combinations`` of the rows' truths under ``centre + T (resid − centre)``."""
+    draws = centre + (resid - centre) @ width_map.T
+    return max(kstest(np.mean(draws[:, rows] @ direction < offset[rows] @ direction, axis=0), "uniform").statistic
+               for direction, rows in combinations)
+
+
+def _transport_map(covariance: np.ndarray, target: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The symmetric ``T`` with ``T Σ T^T = M``, its principal factors kept within ``grid``'s range."""
+    values, vectors = np.linalg.eigh(covariance)
+    values = np.clip(values, np.finfo(float).eps * max(values.max(), 1e-300), None)
+    root = vectors @ np.diag(np.sqrt(values)) @ vectors.T
+    inverse_root = vectors @ np.diag(1 / np.sqrt(values)) @ vectors.T
+    factors, directions = np.linalg.eigh(inverse_root @ target @ inverse_root)
+    factors = np.sqrt(np.clip(factors, grid.min() ** 2, grid.max() ** 2))
+    # T = Σ^{-1/2} (Σ^{1/2} M Σ^{1/2})^{1/2} Σ^{-1/2}, with M = Σ^{1/2} K Σ^{1/2} from the clipped whitened target K
+    middle = root @ root @ directions @ np.diag(factors**2) @ directions.T @ root @ root
+    middle_values, middle_vectors = np.linalg.eigh(0.5 * (middle + middle.T))
+    middle_root = middle_vectors @ np.diag(np.sqrt(np.clip(middle_values, 0, None))) @ middle_vectors.T
+    return inverse_root @ middle_root @ inverse_root
+
+
 def fit_recalibration(
     net: PosteriorNetwork,
     x: np.ndarray,
@@ -243,19 +426,20 @@ def fit_recalibration(
     n_samples: int = 200,
     min_rows: int = 30,
     rng: int | np.random.Generator | None = 0,
+    label_scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit and set ``net.residual_shift`` (one-target groups) and ``net.residual_scale``; return them and the intervals.
+    """Fit and set ``net.residual_shift`` (one-target groups) and each group's map; return shifts, factors, intervals.
 
     Groups are taken in sampling order, so the shift of a chained group
     (metallicity) is fitted with samples of the already calibrated groups it is
-    conditioned on; its factor is fitted on its conditional given the rows'
+    conditioned on; its map is fitted on its conditional given the rows'
     labels of those groups (see the module's description).
 
     Parameters
     ----------
     net : `~astro_galpost.model.network.PosteriorNetwork`
-        A trained network (its ``residual_shift`` and ``residual_scale`` buffers
-        are overwritten).
+        A trained network (its ``residual_shift``, ``residual_map`` and
+        ``residual_scale`` buffers are overwritten).
     x : `~numpy.ndarray`
         (N, F) features.
     y, valid : `~numpy.ndarray`
@@ -269,17 +453,20 @@ def fit_recalibration(
         A target with fewer labelled held-out rows keeps shift 0 and factor 1.
     rng : int, `~numpy.random.Generator` or None
         Seeds the bootstrap of the factors' intervals (`fit_width_factor`).
+    label_scale : `~numpy.ndarray`, optional
+        As in `fit_ensemble_recalibration`.
 
     Returns
     -------
     shift, scale : `~numpy.ndarray`
         (n_labels,) the shifts (standardised units; 0 for a target that shares its
-        group with others) and factors now in the network.
+        group with others) and each target's width factor (`fit_width_map`).
     scale_interval : `~numpy.ndarray`
         (2, n_labels) each factor's bootstrap 16th-84th percentiles (NaN where
         it was not fitted).
     """
-    shifts, scales, interval = fit_ensemble_recalibration([net], [(x, y, valid, held_out)], n_samples, min_rows, rng)
+    shifts, scales, interval = fit_ensemble_recalibration([net], [(x, y, valid, held_out)], n_samples, min_rows, rng,
+                                                          label_scale)
     return shifts[0], scales, interval
 
 
@@ -290,11 +477,13 @@ def fit_ensemble_recalibration(
     n_samples: int = 200,
     min_rows: int = 30,
     rng: int | np.random.Generator | None = 0,
+    label_scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit each member's shifts (of one-target groups) and one factor per group shared by the members; set and return them.
+    """Fit each member's shifts (of one-target groups) and one width map per group shared by the members; set them.
 
     Each member is scored on its own rows (``rows[m]`` for ``nets[m]``), and
-    the factor is fitted on the held-out rows of all members together: an
+    each group's map (`fit_width_map`) is fitted on the held-out rows of all
+    members together: an
     ensemble whose members validate on different fifths of a few hundred
     galaxies then sets its widths on all of those rows instead of 60 per member.
     With one member this is `fit_recalibration`.
@@ -302,8 +491,8 @@ def fit_ensemble_recalibration(
     Parameters
     ----------
     nets : sequence of `~astro_galpost.model.network.PosteriorNetwork`
-        Trained networks with the same groups (their ``residual_shift`` and
-        ``residual_scale`` buffers are overwritten).
+        Trained networks with the same groups (their ``residual_shift``,
+        ``residual_map`` and ``residual_scale`` buffers are overwritten).
     rows : sequence of tuple
         Per network, ``(x, y, valid, held_out)`` as in `fit_recalibration`.
     n_samples : int
@@ -314,6 +503,10 @@ def fit_ensemble_recalibration(
     rng : int, `~numpy.random.Generator` or None
         Seeds the bootstrap of the factors' intervals (`fit_width_factor`); it
         draws nothing that the factors depend on.
+    label_scale : `~numpy.ndarray`, optional
+        (n_labels,) the catalog-unit size of each standardised unit, which
+        makes the differences whose widths a map fits those of the catalog's
+        units (default 1).
 
     Returns
     -------
@@ -321,8 +514,8 @@ def fit_ensemble_recalibration(
         (n_members, n_labels) the shifts (standardised units) now in the networks;
         0 for a target that shares its group with others.
     scale : `~numpy.ndarray`
-        (n_labels,) the factors now in every network (one per group, repeated for
-        each of its targets).
+        (n_labels,) each target's width factor, now in every network's
+        ``residual_scale`` (the map of its group gives it this factor).
     scale_interval : `~numpy.ndarray`
         (2, n_labels) each factor's bootstrap 16th-84th percentiles over the
         held-out rows (NaN where it was not fitted), now in every network's
@@ -336,6 +529,7 @@ def fit_ensemble_recalibration(
         net.eval()
         net.residual_shift.fill_(0.0)
         net.residual_scale.fill_(1.0)
+        net.residual_map.copy_(torch.eye(len(net.residual_map)))
         net.residual_scale_interval.fill_(0.0)
     for g in nets[0].groups:
         # per member: samples of the earlier groups recalibrated, this group's raw residuals and centres,
@@ -347,28 +541,29 @@ def fit_ensemble_recalibration(
         widths = [_group_draws(net, g, x[held_out], np.where(valid, y, np.nan)[held_out], n_samples, conditional=True)
                   if g.condition_on else tuple(d[..., held_out, :] for d in draw[:2]) + (draw[2][held_out],)
                   for net, (x, y, valid, held_out), draw in zip(nets, rows, draws)]
-        resid_out, centre_out, offset_out, fitted = [], [], [], []
-        for k, j in enumerate(g.targets):
-            if sum(int((valid[:, j] & held_out).sum()) for _, _, valid, held_out in rows) < min_rows:
-                continue
-            fitted.append(j)
-            for net, (_, _, valid, held_out), draw, width in zip(nets, rows, draws, widths):
-                r = valid[:, j]
-                if len(g.targets) == 1:  # a shift per target would move a group's targets against each other
-                    net.residual_shift[j] = _best_shift(draw[0][:, r, k], draw[2][r, k])
-                test = r[held_out]
-                resid_out.append(width[0][:, test, k])
-                centre_out.append(width[1][:, test, k])
-                offset_out.append(width[2][test, k] - float(net.residual_shift[j]))
-        if not fitted:
+        labelled = [sum(int((valid[:, j] & held_out).sum()) for _, _, valid, held_out in rows) for j in g.targets]
+        fitted = np.array(labelled) >= min_rows
+        if not fitted.any():
             continue
-        # one factor for the group: the held-out rows of all its targets together
-        scale, group_interval = fit_width_factor(np.concatenate(resid_out, axis=1), np.concatenate(centre_out, axis=1),
-                                                 np.concatenate(offset_out), rng=rng)
-        interval[:, fitted] = np.asarray(group_interval)[:, None]
+        if len(g.targets) == 1:  # a shift per target would move a group's targets against each other
+            j = g.targets[0]
+            for net, (_, _, valid, _), draw in zip(nets, rows, draws):
+                net.residual_shift[j] = _best_shift(draw[0][:, valid[:, j], 0], draw[2][valid[:, j], 0])
+        # the held-out rows of all members together; a target's truth is NaN where it is unlabelled
+        offset = np.concatenate([np.where(valid[held_out][:, g.targets] & fitted,
+                                          width[2] - net.residual_shift[g.targets].cpu().numpy(), np.nan)
+                                 for net, (_, _, valid, held_out), width in zip(nets, rows, widths)])
+        resid = np.concatenate([width[0] for width in widths], axis=1)
+        centre = np.concatenate([np.broadcast_to(width[1], width[0].shape) for width in widths], axis=1)
+        scale = None if label_scale is None else np.asarray(label_scale)[g.targets]
+        width_map, factors, group_interval = fit_width_map(resid, centre, offset, scale, min_rows=min_rows, rng=rng)
+        index = torch.as_tensor(g.targets)
+        interval[:, g.targets] = group_interval
         for net in nets:
-            net.residual_scale[fitted] = scale
-            net.residual_scale_interval[:, fitted] = torch.as_tensor(interval[:, fitted], dtype=net.residual_scale_interval.dtype)
+            net.residual_map[index[:, None], index[None, :]] = torch.as_tensor(width_map, dtype=net.residual_map.dtype)
+            net.residual_scale[index] = torch.as_tensor(factors, dtype=net.residual_scale.dtype)
+            net.residual_scale_interval[:, index] = torch.as_tensor(np.nan_to_num(group_interval),
+                                                                    dtype=net.residual_scale_interval.dtype)
     shifts = np.stack([net.residual_shift.cpu().numpy() for net in nets])
     return shifts, nets[0].residual_scale.cpu().numpy().copy(), interval
 
