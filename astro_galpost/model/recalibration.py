@@ -404,17 +404,19 @@ def _largest_ks(resid: np.ndarray, centre: np.ndarray, offset: np.ndarray, combi
 
 def _transport_map(covariance: np.ndarray, target: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """The symmetric ``T`` with ``T Σ T^T = M``, its principal factors kept within ``grid``'s range."""
-    values, vectors = np.linalg.eigh(covariance)
-    values = np.clip(values, np.finfo(float).eps * max(values.max(), 1e-300), None)
-    root = vectors @ np.diag(np.sqrt(values)) @ vectors.T
-    inverse_root = vectors @ np.diag(1 / np.sqrt(values)) @ vectors.T
+    root, inverse_root = _square_roots(covariance)
     factors, directions = np.linalg.eigh(inverse_root @ target @ inverse_root)
-    factors = np.sqrt(np.clip(factors, grid.min() ** 2, grid.max() ** 2))
+    whitened = directions @ np.diag(np.clip(factors, grid.min() ** 2, grid.max() ** 2)) @ directions.T
     # T = Σ^{-1/2} (Σ^{1/2} M Σ^{1/2})^{1/2} Σ^{-1/2}, with M = Σ^{1/2} K Σ^{1/2} from the clipped whitened target K
-    middle = root @ root @ directions @ np.diag(factors**2) @ directions.T @ root @ root
-    middle_values, middle_vectors = np.linalg.eigh(0.5 * (middle + middle.T))
-    middle_root = middle_vectors @ np.diag(np.sqrt(np.clip(middle_values, 0, None))) @ middle_vectors.T
-    return inverse_root @ middle_root @ inverse_root
+    middle = root @ root @ whitened @ root @ root
+    return inverse_root @ _square_roots(0.5 * (middle + middle.T))[0] @ inverse_root
+
+
+def _square_roots(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The symmetric square root of a symmetric matrix and its inverse, its eigenvalues floored just above 0."""
+    values, vectors = np.linalg.eigh(matrix)
+    values = np.clip(values, np.finfo(float).eps * max(values.max(), 1e-300), None)
+    return vectors @ np.diag(np.sqrt(values)) @ vectors.T, vectors @ np.diag(1 / np.sqrt(values)) @ vectors.T
 
 
 def fit_recalibration(
@@ -550,7 +552,7 @@ def fit_ensemble_recalibration(
             for net, (_, _, valid, _), draw in zip(nets, rows, draws):
                 net.residual_shift[j] = _best_shift(draw[0][:, valid[:, j], 0], draw[2][valid[:, j], 0])
         # the held-out rows of all members together; a target's truth is NaN where it is unlabelled
-        offset = np.concatenate([np.where(valid[held_out][:, g.targets] & fitted,
+        offset = np.concatenate([np.where(valid[held_out][:, g.targets],
                                           width[2] - net.residual_shift[g.targets].cpu().numpy(), np.nan)
                                  for net, (_, _, valid, held_out), width in zip(nets, rows, widths)])
         resid = np.concatenate([width[0] for width in widths], axis=1)
