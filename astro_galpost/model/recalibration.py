@@ -538,36 +538,55 @@ def fit_ensemble_recalibration(
         # needed for a shift (one-target groups) or, for a group that is not chained, for its width
         draws = [_group_draws(net, g, x, y, n_samples) if len(g.targets) == 1 or not g.condition_on else None
                  for net, (x, y, _, _) in zip(nets, rows)]
-        # the widths, on the held-out rows: a chained group's factor scales its spread given the values
-        # it is conditioned on, so it is fitted on that conditional, with the rows' own labels of those groups
-        widths = [_group_draws(net, g, x[held_out], np.where(valid, y, np.nan)[held_out], n_samples, conditional=True)
-                  if g.condition_on else tuple(d[..., held_out, :] for d in draw[:2]) + (draw[2][held_out],)
-                  for net, (x, y, valid, held_out), draw in zip(nets, rows, draws)]
         labelled = [sum(int((valid[:, j] & held_out).sum()) for _, _, valid, held_out in rows) for j in g.targets]
-        fitted = np.array(labelled) >= min_rows
-        if not fitted.any():
+        if max(labelled) < min_rows:
             continue
         if len(g.targets) == 1:  # a shift per target would move a group's targets against each other
             j = g.targets[0]
             for net, (_, _, valid, _), draw in zip(nets, rows, draws):
                 net.residual_shift[j] = _best_shift(draw[0][:, valid[:, j], 0], draw[2][valid[:, j], 0])
-        # the held-out rows of all members together; a target's truth is NaN where it is unlabelled
-        offset = np.concatenate([np.where(valid[held_out][:, g.targets],
-                                          width[2] - net.residual_shift[g.targets].cpu().numpy(), np.nan)
-                                 for net, (_, _, valid, held_out), width in zip(nets, rows, widths)])
-        resid = np.concatenate([width[0] for width in widths], axis=1)
-        centre = np.concatenate([np.broadcast_to(width[1], width[0].shape) for width in widths], axis=1)
+        resid, centre, offset = _held_out_draws(nets, rows, g, draws, n_samples)
         scale = None if label_scale is None else np.asarray(label_scale)[g.targets]
-        width_map, factors, group_interval = fit_width_map(resid, centre, offset, scale, min_rows=min_rows, rng=rng)
-        index = torch.as_tensor(g.targets)
-        interval[:, g.targets] = group_interval
+        width_map, factors, interval[:, g.targets] = fit_width_map(resid, centre, offset, scale, min_rows=min_rows,
+                                                                   rng=rng)
         for net in nets:
-            net.residual_map[index[:, None], index[None, :]] = torch.as_tensor(width_map, dtype=net.residual_map.dtype)
-            net.residual_scale[index] = torch.as_tensor(factors, dtype=net.residual_scale.dtype)
-            net.residual_scale_interval[:, index] = torch.as_tensor(np.nan_to_num(group_interval),
-                                                                    dtype=net.residual_scale_interval.dtype)
+            _set_width_map(net, g.targets, width_map, factors, interval[:, g.targets])
     shifts = np.stack([net.residual_shift.cpu().numpy() for net in nets])
     return shifts, nets[0].residual_scale.cpu().numpy().copy(), interval
+
+
+def _held_out_draws(nets: Sequence[PosteriorNetwork], rows: list, group, draws: list,
+                    n_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The held-out rows of all members together: residual draws (S, N, D), their centres and truth − mean − shift.
+
+    Each row is drawn by the member that did not train on it; a truth is NaN
+    where the row lacks that target. A chained group's width scales its spread
+    given the values it is conditioned on, so its rows are drawn from that
+    conditional, given the rows' own labels of those groups; another group's
+    are its ``draws`` (`_group_draws`) on the held-out rows.
+    """
+    resid, centre, offset = [], [], []
+    for net, (x, y, valid, held_out), draw in zip(nets, rows, draws):
+        if group.condition_on:
+            draw = _group_draws(net, group, x[held_out], np.where(valid, y, np.nan)[held_out], n_samples,
+                                conditional=True)
+        else:
+            draw = tuple(d[..., held_out, :] for d in draw[:2]) + (draw[2][held_out],)
+        resid.append(draw[0])
+        centre.append(np.broadcast_to(draw[1], draw[0].shape))
+        offset.append(np.where(valid[held_out][:, group.targets],
+                               draw[2] - net.residual_shift[group.targets].cpu().numpy(), np.nan))
+    return np.concatenate(resid, axis=1), np.concatenate(centre, axis=1), np.concatenate(offset)
+
+
+def _set_width_map(net: PosteriorNetwork, targets: list, width_map: np.ndarray, factors: np.ndarray,
+                   interval: np.ndarray) -> None:
+    """Write a group's map, its targets' factors and their intervals (NaN as 0) into ``net``'s buffers."""
+    index = torch.as_tensor(targets)
+    net.residual_map[index[:, None], index[None, :]] = torch.as_tensor(width_map, dtype=net.residual_map.dtype)
+    net.residual_scale[index] = torch.as_tensor(factors, dtype=net.residual_scale.dtype)
+    net.residual_scale_interval[:, index] = torch.as_tensor(np.nan_to_num(interval),
+                                                            dtype=net.residual_scale_interval.dtype)
 
 
 def _group_draws(net: PosteriorNetwork, group, x: np.ndarray, y: np.ndarray, n_samples: int,
