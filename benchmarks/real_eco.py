@@ -263,10 +263,14 @@ def inner_cv_scores(train: Table, args) -> dict:
     return scores
 
 
+def eco_split(table: Table, seed: int, n_train: int) -> tuple[Table, Table]:
+    """The split of a seed: a seeded permutation, its first ``n_train`` rows for training, the rest held out."""
+    order = np.random.default_rng(seed).permutation(len(table))
+    return table[order[:n_train]], table[order[n_train:]]
+
+
 def eco(args) -> dict:
-    table = with_log_sfr(Table.read(shared_data_dir() / "eco_snr5.fits"))
-    order = np.random.default_rng(args.seed).permutation(len(table))
-    train, test = table[order[:args.n_train]], table[order[args.n_train:]]
+    train, test = eco_split(with_log_sfr(Table.read(shared_data_dir() / "eco_snr5.fits")), args.seed, args.n_train)
     core_flow, scores = "realnvp", None
     if args.choose_core:
         scores = inner_cv_scores(train, args)
