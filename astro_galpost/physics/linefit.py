@@ -90,7 +90,8 @@ class LineFlag(enum.IntFlag):
     OUTSIDE_COVERAGE = 32
     #: Every pixel around the line is masked (only with ``on_error="flag"``).
     NO_DATA = 64
-    #: The fit failed or its covariance is singular: values are NaN.
+    #: The fit failed, or the data cannot tell the line from another (its covariance is
+    #: singular): values are NaN.
     FIT_FAILED = 128
     #: Fewer than 4 usable side-band pixels: the linear continuum is poorly constrained.
     POOR_CONTINUUM = 256
@@ -249,16 +250,28 @@ class _LineModel:
         return jac * self.sqrt_w[:, None]
 
 
-def _covariance(jac: np.ndarray) -> np.ndarray:
-    """Parameter covariance ``(J^T J)^-1`` (pseudo-inverse when singular)."""
+def _covariance(jac: np.ndarray, rcond: float = 1e-10) -> np.ndarray:
+    """Parameter covariance ``(J^T J)^-1``, NaN for parameters the data cannot tell apart.
+
+    ``J^T J`` is scaled to unit diagonal (so that fluxes, velocities and continua
+    compare) and diagonalised; a direction with an eigenvalue below ``rcond``
+    times the largest is not constrained by the data (two lines of the same
+    shape, a width with no flux to measure it). The parameters that move along
+    such a direction get NaN variances and covariances; the others get the
+    inverse on the constrained directions. (Well-posed fits of SDSS spectra
+    have condition numbers below 10^3; degenerate ones above 10^15.)
+    """
     jtj = jac.T @ jac
-    try:
-        cov = np.linalg.inv(jtj)
-        if np.all(np.isfinite(cov)) and np.all(np.diag(cov) >= 0):
-            return cov
-    except np.linalg.LinAlgError:
-        pass
-    return np.linalg.pinv(jtj)
+    scale = np.sqrt(np.diag(jtj))
+    scale = np.where(scale > 0, scale, 1.0)
+    eigval, eigvec = np.linalg.eigh(jtj / np.outer(scale, scale))
+    null = eigval <= rcond * max(eigval[-1], 0.0)
+    kept = eigvec[:, ~null]
+    cov = (kept / eigval[~null]) @ kept.T / np.outer(scale, scale)
+    undetermined = np.any(np.abs(eigvec[:, null]) > 1e-6, axis=1)
+    cov[undetermined, :] = np.nan
+    cov[:, undetermined] = np.nan
+    return cov
 
 
 def _free_parameters(model: _LineModel, p: np.ndarray, families: Sequence[str],
@@ -314,7 +327,7 @@ def _redshift(spectrum: Spectrum, redshift: Any) -> float:
     if redshift is None:
         redshift = (spectrum.meta or {}).get("redshift")
         if redshift is None:
-            raise TypeError("redshift is required (no 'redshift' in spectrum.meta)")
+            raise ValueError("redshift is required (no 'redshift' in spectrum.meta)")
     if isinstance(redshift, u.Quantity):
         redshift = redshift.to_value(u.dimensionless_unscaled)
     try:
@@ -621,7 +634,15 @@ def _fit_lines(data: _Data, modelled: list[str], families: list[str], opts: _Opt
     model = _LineModel(data.lam, data.flux, ivar_fit, _pixel_edges(data.lam), complexes,
                        modelled, data.z, families)
     p0, lower, upper = _start(model, families, opts)
-    return model, _fit(model, p0, lower, upper, families, rescale_errors)
+    fit = _fit(model, p0, lower, upper, families, rescale_errors)
+    absorbing = model.i_flux[[n in _ABSORPTION for n in model.free]]
+    if np.isnan(fit.err[absorbing]).any():
+        # the absorption has the shape of a Balmer emission line (a broad line, as in
+        # an AGN): the two cannot be told apart, so the emission is fitted alone
+        emission = [n for n in modelled if n not in _ABSORPTION]
+        return _fit_lines(data, emission, [f for f in families if f != "absorption"], opts,
+                          rescale_errors)
+    return model, fit
 
 
 def _line_table(requested: list[str], rows: dict[str, dict[str, float]], flags: dict[str, int],
@@ -728,7 +749,9 @@ def measure_lines(
         shared width of 300-2500 km/s), so that the emission fluxes are not biased low by it
         (default). Its flux (<= 0) is reported in ``absorption_flux``. Ignored
         when an external ``continuum`` model is given (which already holds the
-        absorption).
+        absorption). When the fit cannot tell the absorption from the emission
+        (Balmer emission as broad as the trough, as in a broad-line AGN), the
+        emission is fitted alone and ``absorption_flux`` is NaN.
 
     Returns
     -------
@@ -748,11 +771,12 @@ def measure_lines(
     Raises
     ------
     TypeError
-        If ``spectrum`` is not a specutils spectrum or ``redshift`` is missing.
+        If ``spectrum`` is not a specutils spectrum.
     ValueError
-        If the spectral axis is not a wavelength (e.g. pixels), the flux is all
-        zero or all masked, a line name is unknown, the redshift is invalid, or
-        (with ``on_error="raise"``) a line is outside the coverage (the message
+        If the redshift is missing (not given and not in ``spectrum.meta``)
+        or invalid, the spectral axis is not a wavelength (e.g. pixels), the
+        flux is all zero or all masked, a line name is unknown, or (with
+        ``on_error="raise"``) a line is outside the coverage (the message
         names the line and the range) or has no unmasked pixel.
     astropy.units.UnitTypeError
         If the flux is not a spectral flux density.
@@ -811,7 +835,7 @@ def measure_lines(
     rows: dict[str, dict[str, float]] = {}
     if modelled:
         model, fit = _fit_lines(data, modelled, families, opts, rescale_errors)
-        meta.update(_kinematics_meta(model, fit, families))
+        meta.update(_kinematics_meta(model, fit, model.families))
         for name in requested:
             if name in modelled:
                 rows[name], flag = _line_row(name, model, fit, data, snr_min)
