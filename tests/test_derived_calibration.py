@@ -165,6 +165,8 @@ def test_quantile_bins_are_those_of_each_targets_labelled_galaxies():
     fixed = local_calibration(samples, truth, colour, bins=[0.2, 0.6, 1.0])
     assert list(fixed["n"]) == [np.sum(colour < 0.6), np.sum(colour >= 0.6), np.sum(blue & (colour < 0.6)),
                                 np.sum(blue & (colour >= 0.6))]
+    with pytest.raises(ValueError, match="1999 values to bin by for 2000 galaxies of 'log_mstar'"):
+        local_calibration(samples, truth, colour[1:])
 
 
 def test_local_calibration_by_target_edges_and_derived():

@@ -61,7 +61,8 @@ def test_n_samples_must_be_a_whole_number(fitted, mock_table, n_samples):
 
 @pytest.mark.parametrize(("percentiles", "match"), [([], "at least one"),
                                                     ([50, 120], r"percentiles must lie in \[0, 100\]"),
-                                                    ([50, 50], "repeat")])
+                                                    ([50, 50], "repeat"),
+                                                    ([50, 50.0000001], r"repeat.*p50, p50")])
 def test_percentiles_are_checked(fitted, mock_table, percentiles, match):
     with pytest.raises(ValueError, match=match):
         fitted.predict(mock_table[300:310], n_samples=8, percentiles=percentiles)
@@ -114,6 +115,12 @@ def test_parameters_that_cannot_work_fail_at_fit(tiny_fit, params, match):
 def test_too_large_validation_fraction_for_the_rows(tiny_fit, mock_table):
     with pytest.raises(ValueError, match="validation_fraction=0.9 leaves 1 of 10 usable rows"):
         tiny_fit(mock_table[:10], validation_fraction=0.9)
+
+
+def test_no_held_out_rows_warns_that_nothing_is_recalibrated(tiny_fit):
+    with pytest.warns(UserWarning, match="validation_fraction=0 .*recalibrate and refine_heads"):
+        model = tiny_fit(validation_fraction=0.0)
+    np.testing.assert_array_equal(model.residual_scales_["redshift"], 1.0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

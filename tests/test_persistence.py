@@ -27,6 +27,27 @@ def test_round_trip_gives_identical_samples(fitted, mock_table, tmp_path):
     assert [h.val_loss for h in loaded.history_] == [h.val_loss for h in fitted.history_]
 
 
+def test_loaded_parameters_rebuild_the_estimator(mock_table, tiny, tmp_path):
+    """An encoder object and a SeedSequence come back as what was given, so a clone refits alike."""
+    from sklearn.base import clone
+
+    from astro_galpost.encoders import PhotometryEncoder
+
+    gri = PhotometryEncoder(["modelMag_g", "modelMag_r", "modelMag_i"], errors=None)
+    options = tiny(["redshift"], photometry=None, encoder=gri, random_state=np.random.SeedSequence(11))
+    model = GalaxyPosterior(**options).fit(mock_table[:200])
+    model.save(tmp_path / "model")
+    loaded = GalaxyPosterior.load(tmp_path / "model")
+    encoder = loaded.get_params()["encoder"]
+    assert isinstance(encoder, PhotometryEncoder) and not encoder.is_fitted
+    assert encoder.get_params() == gri.get_params()
+    assert loaded.get_params(deep=False)["photometry"] is None
+    assert loaded.random_state.entropy == 11
+    refit = clone(loaded).fit(mock_table[:200])
+    assert refit.encoders_[0].columns == ["modelMag_g", "modelMag_r", "modelMag_i"]
+    assert GalaxyPosterior.load(tmp_path / "model").get_params()["encoder"] is not encoder
+
+
 def test_saved_files_are_json_and_safetensors(fitted, tmp_path):
     fitted.save(tmp_path / "m")
     config = json.loads((tmp_path / "m" / CONFIG).read_text())

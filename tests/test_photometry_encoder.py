@@ -4,7 +4,7 @@ import pytest
 from astropy.table import MaskedColumn, QTable, Table
 
 from astro_galpost.encoders import ENCODERS, PhotometryEncoder
-from astro_galpost.encoders.photometry import find_error_column, read_magnitudes
+from astro_galpost.encoders.photometry import find_error_column, read_magnitude_errors, read_magnitudes
 
 
 def _table(n=200, bands="ugriz", seed=0):
@@ -98,6 +98,52 @@ def test_wrong_unit_named():
     t = QTable({"r": [1.0] * u.km})
     with pytest.raises(u.UnitConversionError, match="'r'"):
         read_magnitudes(t, "r")
+
+
+def test_magnitude_units_converted_or_refused():
+    t = QTable({"mmag": [20000.0] * u.mmag, "jy": [0.0] * u.mag(u.Jy), "st": [20.0] * u.STmag,
+                "bol": [20.0] * u.M_bol, "inst": [20.0] * u.mag(u.ct / u.s), "dex": [1.0] * u.dex})
+    assert read_magnitudes(t, "mmag") == pytest.approx([20.0])
+    assert read_magnitudes(t, "jy") == pytest.approx([2.5 * np.log10(3631.0)])  # 1 Jy is AB 8.90
+    for name in ("st", "bol", "inst", "dex"):
+        with pytest.raises(u.UnitConversionError, match=f"'{name}'.*not AB"):
+            read_magnitudes(t, name)
+
+
+def test_error_units_converted_or_refused():
+    """Errors in mmag are converted; a flux error is sigma_f / f times 2.5 / ln 10."""
+    t = QTable({"e_mag": [0.05] * u.mag, "e_mmag": [50.0] * u.mmag, "e_plain": [0.05],
+                "e_flux": [1.0] * u.nanomaggy, "e_jy": [3631e-9] * u.Jy, "e_time": [1.0] * u.s})
+    for name in ("e_mag", "e_mmag", "e_plain"):
+        assert read_magnitude_errors(t, name, np.array([20.0])) == pytest.approx([0.05])
+    # a 100 nanomaggy source (AB 17.5) with a 1 nanomaggy error: 1% in flux, 0.010857 mag
+    for name in ("e_flux", "e_jy"):
+        assert read_magnitude_errors(t, name, np.array([17.5])) == pytest.approx([0.0108574], rel=1e-5)
+    with pytest.raises(u.UnitConversionError, match="'e_time'"):
+        read_magnitude_errors(t, "e_time", np.array([20.0]))
+
+
+def test_encoder_reads_error_units():
+    """The same errors in mag and in mmag, or fluxes with flux errors, give the same features."""
+    t = _table()
+    q = QTable(t)
+    for b in "ugriz":
+        q[f"err_{b}"] = t[f"err_{b}"] * 1000 * u.mmag
+    enc = PhotometryEncoder(list("ugriz")).fit(t)
+    np.testing.assert_allclose(enc.transform(q)[0], enc.transform(t)[0], atol=1e-5)
+    fluxes = QTable()
+    for b in "ugriz":
+        flux = 10 ** (-0.4 * (t[b] - 22.5))
+        fluxes[b] = flux * u.nanomaggy
+        fluxes[f"err_{b}"] = flux * t[f"err_{b}"] / (2.5 / np.log(10)) * u.nanomaggy
+    np.testing.assert_allclose(enc.transform(fluxes)[0], enc.transform(t)[0], atol=1e-4)
+
+
+def test_non_numeric_inputs_named():
+    t = _table()
+    t["err_r"] = ["x"] * len(t)
+    with pytest.raises(TypeError, match="err_r"):
+        PhotometryEncoder(list("ugriz")).fit(t)
 
 
 def test_config_round_trip():

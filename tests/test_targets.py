@@ -95,6 +95,24 @@ def test_wrong_unit_is_an_error_naming_the_column():
         TARGETS["halpha"].read(t)
 
 
+def test_column_of_two_values_per_row_named():
+    t = Table({"z": np.ones((4, 2))})
+    with pytest.raises(ValueError, match=r"'redshift'.*'z' has shape \(4, 2\)"):
+        TARGETS["redshift"].read(t)
+
+
+def test_log_unit_on_a_plain_number_target_explained():
+    """12 + log(O/H) labelled dex: never read as 10**8.9 (out of range, so silently missing)."""
+    for unit in (u.dex, u.dex(u.dimensionless_unscaled)):
+        t = QTable({"oh_p50": u.Dex([8.9, 9.0], unit)})
+        with pytest.raises(u.UnitConversionError, match="plain number.*drop the unit"):
+            TARGETS["metallicity"].read(t)
+    t = Table({"oh_p50": [8.9, 9.0]})
+    t["oh_p50"].unit = "dex"
+    with pytest.raises(u.UnitConversionError, match="'oh_p50' has unit dex"):
+        TARGETS["metallicity"].read(t)
+
+
 def test_missing_column_is_an_error_naming_it():
     with pytest.raises(KeyError, match="lgm_tot_p50"):
         TARGETS["log_mstar"].read(Table({"x": [1.0]}))

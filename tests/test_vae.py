@@ -428,6 +428,9 @@ def test_each_ensemble_member_trains_its_own_vae(vae, mock_table, tiny, tmp_path
     gp.save(tmp_path / "bagged")
     loaded = GalaxyPosterior.load(tmp_path / "bagged")
     assert [type(m[0]) for m in loaded.member_encoders_] == [VAEEncoder] * 3
+    restored = loaded.get_params()["encoder"]  # the VAE as given, unfitted: a clone would train it again
+    assert restored[1] == "photometry" and not restored[0].is_fitted
+    assert restored[0].get_params() == enc.get_params()
     assert loaded.member_encoders_[1][1] is loaded.member_encoders_[0][1]
     np.testing.assert_allclose(member_draws(loaded, 1), saved_draws, rtol=1e-5)
     gp.member_encoders_[1] = gp.member_encoders_[0]

@@ -13,11 +13,14 @@ from astropy.table import Table
 from ..utils.columns import column_data
 from .base import Encoder
 
-__all__ = ["PhotometryEncoder", "find_error_column", "find_extinction_column", "read_magnitudes"]
+__all__ = ["PhotometryEncoder", "find_error_column", "find_extinction_column", "read_magnitude_errors",
+           "read_magnitudes"]
 
 # Magnitudes outside this range are "not measured": SDSS writes -9999/9999,
 # ECO and RESOLVE write 0.
 _MAG_RANGE = (0.0, 40.0)
+#: d(mag) / d(ln flux)
+_MAG_PER_LN = 2.5 / np.log(10.0)
 
 
 def find_error_column(column: str, colnames: Sequence[str]) -> str | None:
@@ -48,9 +51,73 @@ BRIGHTEST_MEDIAN_AB = 10.0
 MAGNITUDE_LIKE = (10.0, 35.0)
 
 
+def _one_value_per_row(table: Table, column: str, kind: str) -> tuple[np.ndarray, np.ndarray, Any]:
+    """``column_data`` of a one-dimensional numeric column; errors name the column."""
+    values, mask, unit = column_data(table[column], f"{kind} {column}")
+    if values.ndim != 1:
+        raise ValueError(f"{kind} {column!r} has shape {values.shape}; expected one value per row")
+    return values, mask, unit
+
+
+def _magnitude_scale(unit: u.UnitBase) -> float | None:
+    """The factor to mag of a plain magnitude unit (mag, mmag; ``mag(AB)`` as mag), else None."""
+    if isinstance(unit, u.MagUnit):
+        return 1.0 if unit.physical_unit == u.AB else None
+    if unit.is_equivalent(u.mag) and unit.to(u.mag) > 0:  # not dex, whose factor is -2.5
+        return float(unit.to(u.mag))
+    return None
+
+
+def _to_maggies(values: np.ndarray, unit: u.UnitBase) -> np.ndarray | None:
+    """Fluxes (or flux errors) in maggies, the AB scale (1 maggy = 3631 Jy); None if not a flux unit."""
+    if unit.is_equivalent(u.mgy):
+        return values * unit.to(u.mgy)
+    if unit.is_equivalent(u.Jy):
+        return values * unit.to(u.Jy) / 3631.0
+    return None
+
+
+def _as_magnitudes(values: np.ndarray, unit: u.UnitBase, column: str) -> np.ndarray:
+    """AB magnitudes from values in ``unit``: apparent AB magnitudes, maggies or a flux density."""
+    scale = _magnitude_scale(unit)
+    if scale is not None:
+        return values * scale
+    if isinstance(unit, u.MagUnit) and unit.physical_unit.is_equivalent(u.Jy):  # e.g. mag(Jy)
+        values, unit = (values * unit).physical.value, unit.physical_unit
+    maggies = None if isinstance(unit, u.MagUnit) else _to_maggies(values, unit)
+    if maggies is None:
+        raise u.UnitConversionError(
+            f"photometry column {column!r} has unit {unit}; expected apparent AB magnitudes (mag, mmag, "
+            "ABmag), maggies or a spectral flux density (ST, bolometric and instrumental magnitudes "
+            "are not AB magnitudes)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -2.5 * np.log10(maggies)
+
+
+def read_magnitude_errors(table: Table, column: str, magnitudes: np.ndarray) -> np.ndarray:
+    """Column ``column`` as magnitude errors, NaN where missing or not positive.
+
+    Plain numbers are taken as magnitudes; mag and mmag are converted. An error
+    in a flux unit (maggies or a spectral flux density, beside flux columns) is
+    turned into magnitudes as ``2.5 / ln 10 * sigma_f / f``, with ``f`` the flux
+    of the AB ``magnitudes`` it belongs to. Any other unit raises
+    `~astropy.units.UnitConversionError`, naming the column.
+    """
+    values, mask, unit = _one_value_per_row(table, column, "magnitude error column")
+    if unit is not None and unit != u.dimensionless_unscaled:
+        scale = _magnitude_scale(unit)
+        sigma = None if scale is not None or isinstance(unit, u.MagUnit) else _to_maggies(values, unit)
+        if scale is None and sigma is None:
+            raise u.UnitConversionError(
+                f"magnitude error column {column!r} has unit {unit}; expected mag, mmag, or the "
+                "unit of a flux (the errors of flux columns)")
+        values = values * scale if scale is not None else _MAG_PER_LN * sigma / 10 ** (-0.4 * magnitudes)
+    return np.where(mask | ~(values > 0), np.nan, values)
+
+
 def _check_flux_looks_like_flux(mags, raw, mask, column: str, unit) -> None:
     """Refuse magnitudes (~20) labelled as a flux unit: converted, they would be galaxies of AB ≈ 5."""
-    if isinstance(unit, u.MagUnit) or unit == u.mag:
+    if _magnitude_scale(unit) is not None:
         return
     good = ~mask & np.isfinite(mags)
     if not good.any():
@@ -91,35 +158,21 @@ def find_extinction_column(column: str, colnames: Sequence[str]) -> str | None:
 def read_magnitudes(table: Table, column: str) -> np.ndarray:
     """Column ``column`` as float AB-like magnitudes, NaN where missing.
 
-    Plain numbers are taken as magnitudes. Quantity columns may be in a
-    magnitude unit, in maggies/nanomaggies (SDSS fluxes) or in a spectral flux
-    density (converted to AB); other units raise `~astropy.units.UnitConversionError`.
+    Plain numbers are taken as magnitudes. Quantity columns may be apparent
+    AB magnitudes (mag, mmag, ABmag, or ``mag(Jy)``-like units of a flux
+    density), maggies/nanomaggies (SDSS fluxes) or a spectral flux density
+    (converted to AB); other units, ST, bolometric and instrumental magnitudes
+    among them, raise `~astropy.units.UnitConversionError`.
     A flux-labelled column whose values look like magnitudes (median in
     `MAGNITUDE_LIKE`, converting to AB brighter than `BRIGHTEST_MEDIAN_AB`)
     raises `ValueError`.
     """
     if column not in table.colnames:
         raise KeyError(f"photometry column {column!r} is not in the table (columns: {', '.join(table.colnames)})")
-    try:
-        raw, mask, unit = column_data(table[column])
-        values = raw
-    except TypeError as err:
-        raise TypeError(f"photometry column {column!r} is not numeric") from err
-    if values.ndim != 1:
-        raise ValueError(f"photometry column {column!r} has shape {values.shape}; expected one value per row")
+    raw, mask, unit = _one_value_per_row(table, column, "photometry column")
+    values = raw
     if unit is not None and unit != u.dimensionless_unscaled:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if isinstance(unit, u.MagUnit) or unit == u.mag:  # check first: ABmag "is equivalent" to Jy
-                pass
-            elif unit.is_equivalent(u.mgy):
-                values = -2.5 * np.log10(values * unit.to(u.mgy))
-            elif unit.is_equivalent(u.Jy):
-                values = -2.5 * np.log10(values * unit.to(u.Jy) / 3631.0)
-            else:
-                raise u.UnitConversionError(
-                    f"photometry column {column!r} has unit {unit}; expected magnitudes, "
-                    "maggies or a spectral flux density"
-                )
+        values = _as_magnitudes(raw, unit, column)
         _check_flux_looks_like_flux(values, raw, mask, column, unit)
     values = values.copy()
     bad = mask | ~np.isfinite(values) | (values <= _MAG_RANGE[0]) | (values >= _MAG_RANGE[1])
@@ -252,9 +305,12 @@ class PhotometryEncoder(Encoder):
         name = self.extinction_columns_[j]
         if name is None:
             return np.zeros(len(table))
-        values, mask, unit = column_data(table[name])
-        if unit is not None and unit not in (u.mag, u.dimensionless_unscaled):
-            raise u.UnitConversionError(f"extinction column {name!r} has unit {unit}; expected mag")
+        values, mask, unit = _one_value_per_row(table, name, "extinction column")
+        if unit is not None and unit != u.dimensionless_unscaled:
+            scale = _magnitude_scale(unit)
+            if scale is None:
+                raise u.UnitConversionError(f"extinction column {name!r} has unit {unit}; expected mag")
+            values = values * scale
         return np.where(mask, np.nan, values)
 
     def _read_extra(self, table: Table) -> np.ndarray:
@@ -262,7 +318,7 @@ class PhotometryEncoder(Encoder):
         for j, (name, scale) in enumerate(zip(self.extra_columns_, self.extra_scales_)):
             if name not in table.colnames:
                 raise KeyError(f"extra input column {name!r} is not in the table")
-            values, mask, unit = column_data(table[name])
+            values, mask, unit = _one_value_per_row(table, name, "extra input column")
             if unit is not None and unit.physical_type == "angle":
                 values = values * unit.to(u.arcsec)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -284,17 +340,15 @@ class PhotometryEncoder(Encoder):
         return names, scales
 
     def _read(self, table: Table) -> tuple[np.ndarray, np.ndarray]:
-        mags = np.column_stack([read_magnitudes(table, c) - self._read_extinction(table, j)
-                                for j, c in enumerate(self.columns)])
+        observed = [read_magnitudes(table, c) for c in self.columns]
+        mags = np.column_stack([m - self._read_extinction(table, j) for j, m in enumerate(observed)])
         errs = np.full_like(mags, np.nan)
         for j, name in enumerate(self.error_columns_):
             if name is None:
                 continue
             if name not in table.colnames:
                 raise KeyError(f"magnitude error column {name!r} (used in training) is not in the table")
-            values, mask, _ = column_data(table[name])
-            values[mask | ~(values > 0)] = np.nan
-            errs[:, j] = values
+            errs[:, j] = read_magnitude_errors(table, name, observed[j])
         errs[np.isnan(mags)] = np.nan
         return mags, errs
 

@@ -434,6 +434,8 @@ def local_calibration(
             label = name
             draws = model_space_samples(samples[name], name)
             tru = model_space_truth(truth, name, columns.get(name))
+        if len(values) != len(tru):
+            raise ValueError(f"{len(values)} values to bin by for {len(tru)} galaxies of {label!r}")
         index, edges = _bin_index(_labelled(values, tru, bins), bins)
         for b in range(len(edges) - 1):
             sel = index == b

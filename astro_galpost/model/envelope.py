@@ -54,11 +54,14 @@ def jsonable(value: Any) -> Any:
     """``value`` with numpy scalars as Python numbers and tuples as lists, ready for `json.dumps`.
 
     A `~numpy.random.Generator` becomes its bit generator's exact state (see
-    `restore_generator`), so sampling after loading continues as it would have.
+    `restore_generator`), so sampling after loading continues as it would have;
+    a `~numpy.random.SeedSequence` becomes its entropy and spawn key.
     """
     if isinstance(value, np.random.Generator):
         bits = value.bit_generator
         return {"generator": type(bits).__name__, "state": bits.state}
+    if isinstance(value, np.random.SeedSequence):
+        return {"seed_sequence": jsonable(value.entropy), "spawn_key": list(value.spawn_key)}
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     if isinstance(value, (list, tuple)):
@@ -69,7 +72,10 @@ def jsonable(value: Any) -> Any:
 
 
 def restore_generator(value: Any) -> Any:
-    """Inverse of `jsonable` for a saved `~numpy.random.Generator` (other values are returned unchanged)."""
+    """Inverse of `jsonable` for a saved `~numpy.random.Generator` or `~numpy.random.SeedSequence`
+    (other values are returned unchanged)."""
+    if isinstance(value, dict) and set(value) == {"seed_sequence", "spawn_key"}:
+        return np.random.SeedSequence(value["seed_sequence"], spawn_key=tuple(value["spawn_key"]))
     if not (isinstance(value, dict) and set(value) == {"generator", "state"}):
         return value
     bits = getattr(np.random, str(value["generator"]), None)

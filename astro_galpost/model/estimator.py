@@ -21,7 +21,7 @@ from astropy.utils.masked import Masked
 from tqdm.auto import tqdm
 
 from ..encoders import ENCODERS, Encoder
-from ..utils.params import ParamsMixin, check_float, check_int
+from ..utils.params import ParamsMixin, check_float, check_int, tuples_as_defaults
 from ..utils.threads import torch_threads
 from .layout import check_layout, target_space
 from .network import GroupSpec, PosteriorNetwork
@@ -205,8 +205,10 @@ def _check_percentiles(percentiles: Any) -> list[float]:
     bad = [p for p in levels if not 0 <= p <= 100]
     if bad:
         raise ValueError(f"percentiles must lie in [0, 100], got {bad}")
-    if len(set(levels)) != len(levels):
-        raise ValueError(f"percentiles {levels} repeat a value (each names an output column)")
+    names = [f"{p:g}" for p in levels]
+    if len(set(names)) != len(names):
+        raise ValueError(f"percentiles {levels} repeat a value (each names an output column, "
+                         f"p{', p'.join(names)})")
     return levels
 
 
@@ -478,7 +480,8 @@ class GalaxyPosterior(ParamsMixin):
         _check_device(self.device)
         if not (self.random_state is None or isinstance(self.random_state, (numbers.Integral, np.random.Generator,
                                                                             np.random.SeedSequence))):
-            raise TypeError(f"random_state must be None, an int or a numpy Generator, got {self.random_state!r}")
+            raise TypeError("random_state must be None, an int, a numpy Generator or a SeedSequence, "
+                            f"got {self.random_state!r}")
 
     def _resolve_targets(self) -> dict[str, str]:
         spec = self.targets
@@ -633,6 +636,11 @@ class GalaxyPosterior(ParamsMixin):
         self : GalaxyPosterior
         """
         self._validate_params()
+        needs_held_out = [name for name in ("recalibrate", "refine_heads") if getattr(self, name)]
+        if self.validation_fraction == 0 and needs_held_out:
+            warnings.warn(f"validation_fraction=0 holds out no rows, so {' and '.join(needs_held_out)} "
+                          "cannot work and will not: the posterior widths are the network's own",
+                          UserWarning, stacklevel=2)
         with torch_threads(self.n_threads):
             return self._fit(table, images)
 
@@ -923,13 +931,12 @@ class GalaxyPosterior(ParamsMixin):
                     out[m, usable] = draws.permute(1, 0, 2).cpu().numpy()
             yield MemberSamples(rows, self._unstandardise(out, space), usable)
 
-    def _warn_unusable(self, usable: np.ndarray) -> None:
+    def _warn_unusable(self, usable: np.ndarray, outcome: str) -> None:
         bad = int((~usable).sum())
         if bad:
             warnings.warn(
                 f"{bad} of {len(usable)} rows have unusable inputs (too few measured bands, or empty "
-                "or fully masked images); "
-                "their posteriors are masked",
+                f"or fully masked images); their posteriors are {outcome}",
                 UnusableRowsWarning, stacklevel=3,
             )
 
@@ -977,7 +984,7 @@ class GalaxyPosterior(ParamsMixin):
         out = np.concatenate([b[1] for b in batches])
         usable = np.concatenate([b[3] for b in batches])
         probs = {g: np.concatenate([b[2][g] for b in batches]) for g in batches[0][2]}
-        self._warn_unusable(usable)
+        self._warn_unusable(usable, "NaN")
         samples = {name: TARGETS[name].distribution(out[..., j]) for j, name in enumerate(self.targets_)}
         return PosteriorSamples(samples, usable, probs, np.concatenate([b[4] for b in batches]))
 
@@ -1038,7 +1045,7 @@ class GalaxyPosterior(ParamsMixin):
                 ood[rows] = batch_ood
                 for g in probs:
                     probs[g][rows] = batch_probs[g]
-        self._warn_unusable(usable)
+        self._warn_unusable(usable, "masked")
         result = QTable(table, copy=True)
         fitted = list(self.targets_)
         detectable = {fitted[j]: g.name for g in self.groups_ if g.detect for j in g.targets}
@@ -1097,7 +1104,7 @@ class GalaxyPosterior(ParamsMixin):
                 specs[k].append({"name": enc.name, "config": jsonable(enc.get_config())})
         encoders, member_encoders = specs[0], specs[1:]
         tensors.update(_as_tensors(self.ood_.get_arrays(), "ood."))
-        params = {**self.get_params(deep=False), "encoder": [e["name"] for e in encoders]}
+        params = {**self.get_params(deep=False), "encoder": _encoder_param(self.encoder)}
         config = envelope_header(
             params={k: jsonable(v) for k, v in params.items()},
             targets=self.targets_,
@@ -1131,7 +1138,8 @@ class GalaxyPosterior(ParamsMixin):
         check_layout(config, path)
         params = dict(config["params"])
         params["random_state"] = restore_generator(params.get("random_state"))
-        model = cls(**{**params, "device": device})
+        params["encoder"] = _restore_encoder_param(params["encoder"])
+        model = cls(**{**tuples_as_defaults(cls, params), "device": device})
         model.targets_, model.flows_ = dict(config["targets"]), dict(config["flows"])
         model.groups_ = [GroupSpec(**g) for g in config["groups"]]
         model.n_features_in_, model.n_train_ = int(config["n_features_in"]), int(config["n_train"])
@@ -1158,6 +1166,28 @@ class GalaxyPosterior(ParamsMixin):
         except RuntimeError as err:
             raise ModelFormatError(f"weights in {path} do not fit the saved architecture: {err}") from err
         return net.to(self.device).eval()
+
+
+def _encoder_param(encoder: Any) -> Any:
+    """The ``encoder`` parameter as saved: names as they are, an encoder object as its name and
+    constructor parameters (so that a loaded model's `get_params` rebuilds it, as `clone` would)."""
+    def spec(item: Any) -> Any:
+        return item if isinstance(item, str) else {"name": item.name, "params": item.get_params(deep=False)}
+
+    return [spec(e) for e in encoder] if isinstance(encoder, (list, tuple)) else spec(encoder)
+
+
+def _restore_encoder_param(saved: Any) -> Any:
+    """Inverse of `_encoder_param`: unfitted encoders with the saved constructor parameters."""
+    from .envelope import restore_generator
+
+    def build(item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        encoder = ENCODERS.get(item["name"])
+        return encoder(**tuples_as_defaults(encoder, {k: restore_generator(v) for k, v in item["params"].items()}))
+
+    return [build(e) for e in saved] if isinstance(saved, list) else build(saved)
 
 
 def _load_encoders(config: dict, tensors: Mapping[str, torch.Tensor], n_members: int) -> list[list[Encoder]]:

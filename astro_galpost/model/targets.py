@@ -162,14 +162,21 @@ class Target:
             values, mask, unit = column_data(col)
         except TypeError as err:
             raise TypeError(f"target {self.name!r}:{where} is not numeric") from err
+        if values.ndim > 1 and values.size != len(values):
+            raise ValueError(f"target {self.name!r}:{where} has shape {values.shape}; expected one value per row")
         # bare numbers are taken in the target's unit: catalogs store most quantities unitless
         if unit is not None and unit != u.dimensionless_unscaled:
+            plain = self.unit == u.dimensionless_unscaled
             try:
+                if plain and (isinstance(unit, u.FunctionUnitBase) or unit.is_equivalent(u.dex)):
+                    # dex(1) converts, to 10**x: 12 + log(O/H) = 8.9 would become 8e8
+                    raise u.UnitsError(f"a logarithmic unit ({unit}) for a plain number")
                 values = _as_quantity(values, unit).to_value(self.unit)
             except u.UnitsError as err:
                 raise u.UnitConversionError(
-                    f"target {self.name!r}:{where} has unit {unit}, which cannot be "
-                    f"converted to {self.unit}"
+                    f"target {self.name!r}:{where} has unit {unit}, which cannot be converted to "
+                    + ("a plain number (if the values are already the target's, e.g. 12 + log(O/H), "
+                       "drop the unit)" if plain else str(self.unit))
                 ) from err
         values = np.array(values, dtype=float).reshape(-1)
         mask = mask.reshape(-1)

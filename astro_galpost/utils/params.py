@@ -6,7 +6,8 @@ scikit-learn: `sklearn.base.clone` works on it, nested objects with their own
 ``get_params`` are reached with ``name__param`` keys, and the `repr` shows the
 parameters that differ from their defaults (it reads attributes only: no
 registry lookup, no validation, so it never fails). `check_int` and `check_float`
-validate numeric parameters in ``fit``, with errors that name the parameter.
+validate numeric parameters in ``fit``, with errors that name the parameter;
+`tuples_as_defaults` gives parameters read back from JSON their tuples again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,24 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["ParamsMixin", "check_float", "check_int"]
+__all__ = ["ParamsMixin", "check_float", "check_int", "tuples_as_defaults"]
+
+
+def tuples_as_defaults(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` read back from JSON, each list a tuple again where the default of the
+    parameter of that name in ``cls``'s constructor is a tuple (JSON has lists only).
+
+    Examples
+    --------
+    >>> class A(ParamsMixin):
+    ...     def __init__(self, bands=("g", "r"), scale=1.0):
+    ...         self.bands, self.scale = bands, scale
+    >>> tuples_as_defaults(A, {"bands": ["g", "r", "i"], "scale": [2.0]})
+    {'bands': ('g', 'r', 'i'), 'scale': [2.0]}
+    """
+    defaults = inspect.signature(cls.__init__).parameters
+    return {k: tuple(v) if isinstance(v, list) and k in defaults and isinstance(defaults[k].default, tuple)
+            else v for k, v in params.items()}
 
 
 class ParamsMixin:
