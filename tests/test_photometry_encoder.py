@@ -180,6 +180,19 @@ def test_cas_magnitudes_dereddened_like_dered_columns(kcorrect_rows):
     np.testing.assert_allclose(raw_u, np.asarray(t["dered_u"]), atol=1e-4)
 
 
+def test_cas_fluxes_dereddened_like_magnitudes(kcorrect_rows):
+    """CAS modelFlux_<b> (nanomaggies) is as uncorrected as modelMag_<b>: same extinction, same features."""
+    t = kcorrect_rows
+    fluxes = Table({f"modelFlux_{b}": 10 ** (-0.4 * (np.asarray(t[f"modelMag_{b}"]) - 22.5)) for b in "ugriz"})
+    for b in "ugriz":
+        fluxes[f"modelFlux_{b}"].unit = u.nanomaggy
+        fluxes[f"extinction_{b}"] = t[f"extinction_{b}"]
+    enc = PhotometryEncoder([f"modelFlux_{b}" for b in "ugriz"], errors=None).fit(fluxes)
+    assert enc.extinction_columns_ == [f"extinction_{b}" for b in "ugriz"]
+    mags = PhotometryEncoder(CAS, errors=None).fit(t)
+    np.testing.assert_allclose(enc.transform(fluxes)[0], mags.transform(t)[0], atol=1e-4)
+
+
 def test_saved_encoder_refuses_table_without_extinction(kcorrect_rows):
     enc = PhotometryEncoder(CAS).fit(kcorrect_rows)
     again = PhotometryEncoder.from_config(enc.get_config(), enc.get_arrays())

@@ -374,6 +374,23 @@ def test_join_real_galspecline_specphoto(shared_data):
         join_catalogs(folder / "galspecline.csv", folder / "specphoto.csv", key="nope")
 
 
+def test_join_leaves_rows_without_a_spectrum_unmatched(shared_data):
+    """galaxytag's specObjID is 0 ("no spectrum") for 983 of 999 galaxies: 0 never matches 0."""
+    tag = read_catalog(shared_data / "skyserver_samples" / "galaxytag.csv")
+    none = tag["specObjID"].mask
+    assert none.sum() == 983
+    with pytest.warns(AstropyUserWarning, match="983 of 999 rows of the (left|right) table have no specObjID"):
+        inner = join_catalogs(tag, tag)
+    assert len(inner) == 16 and not np.ma.getmaskarray(inner["specObjID"]).any()
+    with pytest.warns(AstropyUserWarning, match="no specObjID"):
+        left = join_catalogs(tag, tag[:500], join_type="left")
+    assert len(left) == 999 and np.ma.getmaskarray(left["specObjID"]).sum() == 983
+    assert left["specObjID"].dtype == np.uint64
+    ids = sorted(int(v) for v in left["specObjID"][~left["specObjID"].mask])
+    assert ids == sorted(int(v) for v in tag["specObjID"][~none])
+    assert len(join_catalogs(tag, tag, key="objID")) == 999
+
+
 # --------------------------------------------------------------------------------------
 # read_catalog: other layouts
 # --------------------------------------------------------------------------------------

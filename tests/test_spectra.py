@@ -437,6 +437,19 @@ def test_real_broad_balmer_lines_not_traded_with_absorption(shared_data):
     assert "absorption" not in table.meta["families"]
 
 
+def test_real_redshift_warning_flagged(shared_data):
+    """ZWARNING = 4 (SMALL_DELTA_CHI2: a doubtful redshift) flags every line; 16 (MANY_OUTLIERS,
+    set by SHOC579's very strong lines, "rarely a real error" for SDSS) does not."""
+    doubtful = read_sdss_spectrum(shared_data / "sdss_spectra" / "spec-3586-55181-0003.fits")
+    assert doubtful.meta["zwarning"] == 4
+    table = measure_lines(doubtful, on_error="flag")
+    assert all(f & LineFlag.ZWARNING for f in table["flag"])
+    assert np.isfinite(table["flux"][table["line"] == "hbeta"].value).all()  # still measured
+    strong = read_sdss_spectrum(shared_data / "sdss_spectra" / "SHOC579_SDSS_dr18.fits")
+    assert strong.meta["zwarning"] == 16
+    assert not any(f & LineFlag.ZWARNING for f in measure_lines(strong)["flag"])
+
+
 def test_batch_spectrum_without_redshift_recorded():
     """A spectrum with no redshift is one bad item, not the end of the batch."""
     bare = _spectrum()
@@ -457,7 +470,7 @@ def test_real_batch_never_stops(shared_data):
     assert not galaxy["flux"].mask.any() and (galaxy["flag"] == 0).all()
     assert float(galaxy["flux"].unmasked[0].value) == pytest.approx(_spzline(files[0])["halpha"][0], rel=0.1)
     assert table["flux"].mask[2:].all()
-    assert set(table["quality"][2:6]) == {"not_galaxy"}
+    assert all(f & LineFlag.NOT_GALAXY for f in table["flag"][2:6])
     assert "all zero" in table["error"][6] and "not an SDSS spec file" in table["error"][8]
     assert set(table["quality"][6:]) == {"no_data"}
 

@@ -21,6 +21,8 @@ __all__ = ["PhotometryEncoder", "find_error_column", "find_extinction_column", "
 _MAG_RANGE = (0.0, 40.0)
 #: d(mag) / d(ln flux)
 _MAG_PER_LN = 2.5 / np.log(10.0)
+#: SDSS CAS photometry, uncorrected for Galactic extinction: ``<kind>Mag_<band>``, ``<kind>Flux_<band>``
+_CAS_PHOTOMETRY = r"([A-Za-z0-9]+(?:Mag|Flux))_([A-Za-z0-9]+)"
 
 
 def find_error_column(column: str, colnames: Sequence[str]) -> str | None:
@@ -133,11 +135,12 @@ def _check_flux_looks_like_flux(mags, raw, mask, column: str, unit) -> None:
 def find_extinction_column(column: str, colnames: Sequence[str]) -> str | None:
     """Find the Galactic-extinction column of an SDSS CAS magnitude column.
 
-    CAS PhotoObj stores magnitudes *uncorrected* for Galactic extinction
-    (``modelMag_r``, ``petroMag_r``, ``fiberMag_r`` …) beside the extinction
-    ``extinction_r`` (Schlegel, Finkbeiner & Davis 1998 maps) in the same band;
-    its ``dered_r`` is ``modelMag_r - extinction_r``. Columns already corrected
-    (``dered_<band>``) and non-CAS names get `None`.
+    CAS PhotoObj stores magnitudes and fluxes *uncorrected* for Galactic
+    extinction (``modelMag_r``, ``petroMag_r``, ``fiberMag_r``, ``modelFlux_r``
+    …) beside the extinction ``extinction_r`` (Schlegel, Finkbeiner & Davis
+    1998 maps) in the same band; its ``dered_r`` is ``modelMag_r -
+    extinction_r``. Columns already corrected (``dered_<band>``) and non-CAS
+    names get `None`.
 
     Examples
     --------
@@ -145,10 +148,12 @@ def find_extinction_column(column: str, colnames: Sequence[str]) -> str | None:
     'extinction_r'
     >>> find_extinction_column("dered_r", ["dered_r", "extinction_r"]) is None
     True
+    >>> find_extinction_column("modelFlux_r", ["modelFlux_r", "extinction_r"])
+    'extinction_r'
     >>> find_extinction_column("rmag", ["rmag", "extr"]) is None
     True
     """
-    match = re.fullmatch(r"([A-Za-z0-9]+Mag)_([A-Za-z0-9]+)", column)
+    match = re.fullmatch(_CAS_PHOTOMETRY, column)
     if not match:
         return None
     name = f"extinction_{match.group(2)}"
@@ -201,7 +206,8 @@ class PhotometryEncoder(Encoder):
     extinction : "auto", None or mapping, optional
         Galactic-extinction correction, subtracted from the magnitudes before
         anything else. ``"auto"`` (default) follows the SDSS CAS convention:
-        magnitudes named ``<kind>Mag_<band>`` are uncorrected and are dereddened
+        magnitudes named ``<kind>Mag_<band>`` (and fluxes ``<kind>Flux_<band>``)
+        are uncorrected and are dereddened
         with ``extinction_<band>`` when the training table has that column for
         every band (see `find_extinction_column`). `None` never dereddens (the
         magnitudes are taken as already corrected, e.g. ``dered_<band>``); a
@@ -274,7 +280,7 @@ class PhotometryEncoder(Encoder):
         if self.extinction != "auto":
             raise ValueError(f"extinction must be 'auto', None or a mapping, got {self.extinction!r}")
         found = [find_extinction_column(c, table.colnames) for c in self.columns]
-        cas = [c for c in self.columns if re.fullmatch(r"[A-Za-z0-9]+Mag_[A-Za-z0-9]+", c)]
+        cas = [c for c in self.columns if re.fullmatch(_CAS_PHOTOMETRY, c)]
         # a magnitude column absent from the table is reported by _read, by name
         missing = [c for c, e in zip(self.columns, found) if e is None and c in cas and c in table.colnames]
         if any(found) and missing:

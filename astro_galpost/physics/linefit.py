@@ -98,6 +98,10 @@ class LineFlag(enum.IntFlag):
     #: The SDSS pipeline classifies the spectrum as a star or a quasar (``meta["class"]``),
     #: not a galaxy: stars and z > 1 quasars are not measured (values NaN).
     NOT_GALAXY = 512
+    #: The SDSS pipeline's redshift carries a warning (``meta["zwarning"]``, ZWARNING bits other
+    #: than MANY_OUTLIERS, which SDSS says "only rarely signifies a real error": it is set by
+    #: strong emission lines): the lines may not be where the redshift puts them.
+    ZWARNING = 1024
 
 
 def _flag_names(flag: int) -> str:
@@ -348,6 +352,16 @@ def _pipeline_class(spectrum: Spectrum, z: float, on_error: str) -> tuple[str, b
                          "not a galaxy: there are no galaxy emission lines to measure "
                          "(on_error='flag' returns NaN rows flagged not_galaxy)")
     return pipeline_class, refuse
+
+
+#: SDSS ZWARNING bit MANY_OUTLIERS (bit 4): set by high S/N spectra and strong or broad lines
+_MANY_OUTLIERS = 16
+
+
+def _zwarning(spectrum: Spectrum) -> int:
+    """`LineFlag.ZWARNING` if the SDSS redshift carries a warning that matters, else 0."""
+    zwarning = int((spectrum.meta or {}).get("zwarning", 0) or 0)
+    return LineFlag.ZWARNING if zwarning & ~_MANY_OUTLIERS else 0
 
 
 @dataclass
@@ -822,11 +836,12 @@ def measure_lines(
     opts = _options(window, line_exclusion, sigma_init, sigma_bounds, max_velocity)
 
     data = _Data(lam, flux, ivar, good, cont_ext, z)
-    flags: dict[str, int] = {n: LineFlag.NOT_GALAXY if pipeline_class in ("STAR", "QSO") else 0
-                             for n in requested}
+    initial = (LineFlag.NOT_GALAXY if pipeline_class in ("STAR", "QSO") else 0) | _zwarning(spectrum)
+    flags: dict[str, int] = dict.fromkeys(requested, initial)
     if not refuse:
         _check_coverage(data, requested, flags, opts.sigma_init, on_error)
-    start = [] if refuse else [n for n in requested if flags[n] & ~LineFlag.NOT_GALAXY == 0]
+    start = [] if refuse else [n for n in requested
+                               if not flags[n] & (LineFlag.OUTSIDE_COVERAGE | LineFlag.NO_DATA)]
     modelled = _modelled_lines(data, start, opts, balmer_absorption and cont_ext is None) \
         if start else []
     families = _families(modelled, tie)

@@ -94,7 +94,9 @@ def to_uint64(col: Any, name: str = "") -> MaskedColumn | Column:
     Returns
     -------
     `~astropy.table.Column` or `~astropy.table.MaskedColumn`
-        Masked where an ID is missing (blank, "null", NaN or masked).
+        Masked where an ID is missing (blank, "null", NaN or masked) or 0,
+        which SDSS writes for "none" (the ``specObjID`` of a photometric
+        object without a spectrum).
 
     Raises
     ------
@@ -135,6 +137,9 @@ def to_uint64(col: Any, name: str = "") -> MaskedColumn | Column:
         mask = ~finite if mask is None else (mask | ~finite)
     else:
         raise TypeError(f"ID column {name!r} has unsupported dtype {data.dtype}")
+    none = values == 0
+    if none.any():
+        mask = none if mask is None else (mask | none)
     info = {"name": getattr(col, "name", name), "description": getattr(col, "description", None)}
     if mask is not None and mask.any():
         return MaskedColumn(values, mask=mask, **info)
@@ -490,6 +495,39 @@ def join_catalogs(
         for name in keys:
             if name not in table.colnames:
                 raise KeyError(f"join key {name!r} missing (columns: {', '.join(table.colnames)})")
+    placeholder = _unmatched_keys(tables, keys)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)  # meta merge conflicts
-        return join(tables[0], tables[1], keys=keys, join_type=join_type, **kwargs)
+        joined = join(tables[0], tables[1], keys=keys, join_type=join_type, **kwargs)
+    for name in keys:
+        values = np.asarray(joined[name])
+        missing = np.ma.getmaskarray(joined[name]) | (values >= placeholder)
+        if missing.any():
+            joined[name] = MaskedColumn(np.where(missing, 0, values).astype(values.dtype), name=name,
+                                        mask=missing, description=joined[name].description)
+    return joined
+
+
+def _unmatched_keys(tables: list[Table], keys: list[str]) -> int:
+    """Give the rows of ``tables`` without a key (missing, or 0: SDSS's "none") placeholder IDs
+    that match nothing (`astropy.table.join` refuses masked keys), counting down from the top of
+    the uint64 range, with a warning per table; return the lowest placeholder."""
+    missing = [np.any([np.ma.getmaskarray(t[name]) for name in keys], axis=0) for t in tables]
+    lowest = 2**64 - int(sum(m.sum() for m in missing))
+    next_free = 2**64 - 1
+    for side, table, rows in zip(("left", "right"), tables, missing):
+        if not rows.any():
+            continue
+        warnings.warn(f"{int(rows.sum())} of {len(table)} rows of the {side} table have no "
+                      f"{' or '.join(keys)} (missing, or 0: SDSS's 'none'); they match no row",
+                      AstropyUserWarning, stacklevel=3)
+        fill = np.array([next_free - k for k in range(int(rows.sum()))], dtype=np.uint64)
+        next_free -= int(rows.sum())
+        for name in keys:
+            values = np.ma.getdata(table[name]).copy()
+            if values.dtype.kind != "u" or (values[~rows] >= lowest).any():
+                raise ValueError(f"join key {name!r} of the {side} table has missing values, which "
+                                 "can be left unmatched only in an SDSS ID column (uint64)")
+            values[rows] = fill
+            table[name] = Column(values, name=name, description=table[name].description)
+    return lowest
