@@ -870,6 +870,11 @@ def test_duplicated_z_header_resolved_from_its_position(shared_data, tmp_path):
     np.testing.assert_allclose(np.asarray(cat["z"]), real["redshift"])
     np.testing.assert_allclose(np.asarray(cat["modelMag_z"]), real["z"])
     assert "z_1" not in cat.colnames
+    # SQL Server names are case-insensitive: an upper-case header clashes the same way
+    path.write_text("\n".join([new_header.upper().replace("SPECOBJID", "specObjID"), *rows]) + "\n")
+    upper = read_catalog(path)
+    np.testing.assert_allclose(np.asarray(upper["z"]), real["redshift"])
+    np.testing.assert_allclose(np.asarray(upper["modelMag_z"]), real["z"])
 
 
 def test_duplicated_z_header_without_a_band_run_refused(tmp_path):

@@ -206,19 +206,21 @@ def _dedupe_header(header: str, path: Any) -> str:
 
     names = next(csv.reader([header]))
     stripped = [n.strip() for n in names]
-    duplicates = sorted({n for n in stripped if stripped.count(n) > 1})
+    lower = [n.lower() for n in stripped]  # SQL Server names are case-insensitive: Z and z clash
+    duplicates = sorted({n for n in lower if lower.count(n) > 1})
     if not duplicates:
         return header
-    positions = [k for k, n in enumerate(stripped) if n == "z"]
-    run = [k for k in positions if k >= 4 and stripped[k - 4:k] == list(BANDS[:4])]
+    positions = [k for k, n in enumerate(lower) if n == "z"]
+    run = [k for k in positions if k >= 4 and lower[k - 4:k] == list(BANDS[:4])]
     if duplicates != ["z"] or len(positions) != 2 or len(run) != 1:
         raise ValueError(
             f"{path}: the header names column(s) {', '.join(map(repr, duplicates))} more than once "
-            f"(positions {[k + 1 for k, n in enumerate(stripped) if n in duplicates]}); which is which cannot be "
+            f"(positions {[k + 1 for k, n in enumerate(lower) if n in duplicates]}); which is which cannot be "
             "told from the header: alias them in the SQL select (e.g. 's.z AS redshift')"
         )
     for k in range(run[0] - 4, run[0] + 1):
-        stripped[k] = f"modelMag_{stripped[k]}"
+        stripped[k] = f"modelMag_{lower[k]}"
+    stripped[next(k for k in positions if k != run[0])] = "z"  # the redshift
     return ",".join(stripped)
 
 
