@@ -50,6 +50,28 @@ def test_kcorrect_sample_reads_as_sdss():
     assert 0.05 < np.median(t["z"]) < 0.15
 
 
+def test_kcorrect_sample_magnitudes_are_sdss_asinh_magnitudes():
+    """CAS magnitudes are asinh magnitudes: finite at zero and negative flux (in u, 24.63 at f = 0,
+    SDSS EDR Table 21), the Pogson magnitudes of bright galaxies."""
+    from astropy.table import Table
+
+    from astro_galpost.datasets import kcorrect_sample_path, load_kcorrect_sample
+
+    t = load_kcorrect_sample()
+    flux = np.asarray(Table.read(kcorrect_sample_path())["MODELFLUX"], dtype=float)
+    for j, band in enumerate("ugriz"):
+        mag, f = np.asarray(t[f"modelMag_{band}"]), flux[:, j]
+        assert not np.ma.getmaskarray(t[f"modelMag_{band}"]).any()  # negative fluxes too, as in CAS
+        bright = f > 100  # brighter than 17.5
+        np.testing.assert_allclose(mag[bright], 22.5 - 2.5 * np.log10(f[bright]), atol=2e-4)
+    u_flux, u_mag = flux[:, 0], np.asarray(t["modelMag_u"])
+    assert (u_flux <= 0).sum() == 12
+    slope = 2.5 / np.log(10) * 1e-9 / (2 * 1.4e-10)  # dm/df (per nanomaggy) at f = 0 in u
+    near_zero = np.abs(u_flux) < 0.05
+    assert near_zero.sum() >= 3
+    np.testing.assert_allclose(u_mag[near_zero] + slope * u_flux[near_zero], 24.63, atol=0.01)
+
+
 def test_high_redshift_galaxies_flagged_out_of_distribution(tiny):
     """Real SDSS galaxies at z > 0.3 given to a model trained at z <= 0.2 are mostly flagged."""
     from astro_galpost.datasets import load_kcorrect_sample

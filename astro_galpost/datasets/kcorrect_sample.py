@@ -13,6 +13,22 @@ __all__ = ["kcorrect_sample_path", "load_kcorrect_sample"]
 _BANDS = "ugriz"
 # 2.5 / ln(10): converts a fractional flux error to a magnitude error
 _MAG_PER_LN = 2.5 / np.log(10.0)
+#: Softening b of SDSS asinh magnitudes in u, g, r, i, z (maggies; Lupton, Gunn & Szalay 1999;
+#: SDSS EDR paper, Stoughton et al. 2002, Table 21): CAS magnitudes are asinh magnitudes.
+_SDSS_SOFTENING = np.array([1.4e-10, 0.9e-10, 1.2e-10, 1.8e-10, 7.4e-10])
+
+
+def _asinh_magnitudes(nanomaggies: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SDSS asinh magnitudes and their errors from fluxes in nanomaggies (N, 5) and inverse variances.
+
+    ``m = -2.5 / ln 10 * (asinh(f / 2b) + ln b)``, with ``f`` in maggies: the Pogson magnitude
+    to 1% above about 10 b, finite for faint and negative fluxes, as CAS gives them.
+    """
+    x = nanomaggies * 1e-9 / (2 * _SDSS_SOFTENING)
+    mag = -_MAG_PER_LN * (np.arcsinh(x) + np.log(_SDSS_SOFTENING))
+    with np.errstate(divide="ignore"):
+        err = _MAG_PER_LN * 1e-9 / np.sqrt(ivar) / (2 * _SDSS_SOFTENING) / np.sqrt(1 + x ** 2)
+    return mag, err
 
 
 def kcorrect_sample_path() -> Path:
@@ -33,9 +49,11 @@ def load_kcorrect_sample(deredden: bool = False) -> Table:
     Read from the test data of the ``kcorrect`` package (Blanton & Roweis 2007),
     whose ``MODELFLUX`` (nanomaggies) and inverse variances are converted to
     SDSS CAS-style columns, following the CAS convention: ``modelMag_u`` …
-    ``modelMag_z`` (AB, *not* corrected for Galactic extinction), their errors
-    ``modelMagErr_u`` …, the extinctions ``extinction_u`` … (mag), ``z``
-    (redshift), ``ra``, ``dec``. Non-positive fluxes give masked magnitudes.
+    ``modelMag_z`` (AB asinh magnitudes, *not* corrected for Galactic
+    extinction), their errors ``modelMagErr_u`` …, the extinctions
+    ``extinction_u`` … (mag), ``z`` (redshift), ``ra``, ``dec``. Like CAS's,
+    the asinh magnitudes of faint and negative fluxes are finite; fluxes
+    without an inverse variance give masked magnitudes.
     The default `~astro_galpost.encoders.PhotometryEncoder` dereddens
     ``modelMag_<band>`` with ``extinction_<band>``.
 
@@ -56,10 +74,8 @@ def load_kcorrect_sample(deredden: bool = False) -> Table:
     flux = np.asarray(raw["MODELFLUX"], dtype=float)
     ivar = np.asarray(raw["MODELFLUX_IVAR"], dtype=float)
     extinction = np.asarray(raw["EXTINCTION"], dtype=float)
-    good = (flux > 0) & (ivar > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mag = 22.5 - 2.5 * np.log10(flux)
-        err = _MAG_PER_LN / (flux * np.sqrt(ivar))
+    good = ivar > 0
+    mag, err = _asinh_magnitudes(flux, ivar)
     out = Table(meta={"source": str(kcorrect_sample_path()),
                       "description": "SDSS galaxies from the kcorrect package test data"})
     out["ra"] = np.asarray(raw["RA"], dtype=float) * u.deg
