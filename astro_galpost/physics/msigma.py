@@ -444,9 +444,12 @@ def sigma_quality(
     Reasons, the first that applies: ``"not measured"`` (masked, NaN, <= 0),
     ``"below resolution"`` (< ``sigma_min``), ``"above limit"`` (> ``sigma_max``),
     ``"low S/N"`` (the spectrum's median S/N per pixel, column ``sn_median`` or
-    ``snMedian`` when present, below ``sn_min``) and ``"large error"`` (the
+    ``snMedian`` when present, below ``sn_min``), ``"large error"`` (the
     error column ``<sigma>_err``/``<sigma>Err``, when present, above
-    ``max_fractional_error`` times σ).
+    ``max_fractional_error`` times σ) and ``"not early-type"`` (a DR7 SpecObj
+    ``eClass`` column, when present, >= 0: SDSS DR7 measured dispersions only
+    for spectra with eClass < 0, typical of early types, Connolly & Szalay
+    1999; DR8 and later measure every galaxy and give no such class).
 
     Parameters
     ----------
@@ -478,6 +481,9 @@ def sigma_quality(
     >>> t = Table({"velDisp": [200.0, 0.0, 40.0, 850.0, 150.0], "velDispErr": [10.0, 0, 5, 90, 80]})
     >>> sigma_quality(t, "velDisp").tolist()
     ['', 'not measured', 'below resolution', 'above limit', 'large error']
+    >>> t["eClass"] = [0.1, -0.2, -0.2, -0.2, -0.2]  # DR7: a late-type spectrum's sigma is not used
+    >>> sigma_quality(t, "velDisp").tolist()[0]
+    'not early-type'
     """
     kms = u.km / u.s
     sigma, missing = _column_values(table, sigma_column, kms, kms)
@@ -493,6 +499,9 @@ def sigma_quality(
     if max_fractional_error is not None and err_column is not None:
         err, err_missing = _column_values(table, err_column, kms, kms)
         checks.append((err_missing | (err > max_fractional_error * sigma), "large error"))
+    if "eClass" in table.colnames:
+        eclass, eclass_missing = _column_values(table, "eClass", u.one, u.one)
+        checks.append((eclass_missing | (eclass >= 0), "not early-type"))
     for bad, why in checks:
         with np.errstate(invalid="ignore"):
             reason[(reason == "") & np.asarray(bad, dtype=bool)] = why
