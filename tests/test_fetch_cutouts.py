@@ -492,11 +492,14 @@ def test_shared_frame_cache_keeps_fresh_temporary_files(tmp_path):
 
     cache = tmp_path / "shared_frames"
     cache.mkdir()
-    fresh, stale = cache / ".frame-g-000001-1-0001.fits.bz2.abc.part", cache / ".old.part"
-    for path in (fresh, stale):
+    fresh = cache / ".frame-g-000001-1-0001.fits.bz2.k2x_9abc.part"
+    stale = cache / ".frame-g-000002-1-0001.fits.bz2.q7w1e5rt.part"
+    users = cache / ".my_download.part"  # not of the form of the package's temporary names
+    for path in (fresh, stale, users):
         path.write_bytes(b"partial")
     old = time.time() - 7200
-    os.utime(stale, (old, old))
+    for path in (stale, users):
+        os.utime(path, (old, old))
 
     def get_frames(**kwargs):
         raise LookupError("no such frame")
@@ -504,6 +507,7 @@ def test_shared_frame_cache_keeps_fresh_temporary_files(tmp_path):
     manifest = fetch_cutouts(_catalog(("rf0698",)), tmp_path / "run", frame_cache=cache,
                              get_frames=get_frames, progress=False)
     assert fresh.exists() and not stale.exists()  # another process may be writing `fresh`
+    assert users.exists()
     assert manifest["status"][0] == "failed" and "LookupError: no such frame" in manifest["error"][0]
 
 

@@ -641,6 +641,17 @@ def test_fetch_catalog_keeps_pages_when_interrupted(skyserver, tmp_path, monkeyp
     assert skyserver.calls == [(skyserver.rows[4]["specObjID"], 5)] and len(cat) == 10
 
 
+def test_fetch_catalog_removes_its_leftovers_and_nothing_else(skyserver, tmp_path):
+    """Temporary files of a killed writer go; a user's files of similar names stay."""
+    fetch_catalog(tmp_path, n=5, page_size=5, progress=False)
+    ours = [tmp_path / "pages" / ".page-00002.ecsv.ab12cd_4.part", tmp_path / ".manifest.json.zx12ab34.json"]
+    users = [tmp_path / ".bigfile.iso.part", tmp_path / ".manifest.json.bak", tmp_path / "pages" / ".notes.part"]
+    for path in ours + users:
+        path.write_text("x")
+    fetch_catalog(tmp_path, n=5, page_size=5, progress=False)
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in users)
+
+
 def test_fetch_catalog_adopts_a_page_written_but_not_recorded(skyserver, tmp_path, monkeypatch):
     # killed between writing page 2 and recording it: page 2 is not fetched again
     original = sdss_fetch._write_manifest

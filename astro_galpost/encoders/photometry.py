@@ -55,7 +55,10 @@ MAGNITUDE_LIKE = (10.0, 35.0)
 
 def _one_value_per_row(table: Table, column: str, kind: str) -> tuple[np.ndarray, np.ndarray, Any]:
     """``column_data`` of a one-dimensional numeric column; errors name the column."""
-    values, mask, unit = column_data(table[column], f"{kind} {column}")
+    try:
+        values, mask, unit = column_data(table[column])
+    except TypeError as err:
+        raise TypeError(f"{kind} {column!r} is not numeric") from err
     if values.ndim != 1:
         raise ValueError(f"{kind} {column!r} has shape {values.shape}; expected one value per row")
     return values, mask, unit

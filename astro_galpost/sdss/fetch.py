@@ -328,9 +328,9 @@ def fetch_catalog(
     page_size, n = _check_options(page_size, n, retries, page_format, query_options)
     out = Path(out_dir)
     (out / "pages").mkdir(parents=True, exist_ok=True)
-    clean_partial_files(out, out / "pages", names=(MANIFEST_FILENAME,))
     signature = _signature(data_release, page_key, query_options)  # validates the options
-    manifest = _open_manifest(out, signature)
+    manifest = _open_manifest(out, signature)  # refuses a folder holding another download
+    clean_partial_files(out, out / "pages", names=(MANIFEST_FILENAME,))
     if query_func is None:
         def query_func(sql: str, release: int) -> Table | None:
             return _skyserver_query(sql, release, timeout=timeout)

@@ -11,6 +11,7 @@ recognise and remove those of a process killed mid-write
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from pathlib import Path
@@ -36,8 +37,17 @@ def write_table(table: Table, path: Path, fmt: str) -> None:
     write_atomic(path, write, overwrite=True, suffix=PART_SUFFIX)
 
 
+#: The random part `tempfile.mkstemp` puts in a temporary name: a dot and 8 of ``[a-z0-9_]``.
+_RANDOM = r"\.[a-z0-9_]{8}"
+
+
 def clean_partial_files(*folders: Path, min_age: float = 0.0, names: tuple[str, ...] = ()) -> None:
     """Remove temporary files left by a process killed mid-write (they are ours).
+
+    Only names of the exact form this package's atomic writes give their
+    temporary files are removed: ``.<name>.<8 random characters>.part``, and
+    ``.<name>.<8 random characters><suffixes of name>`` for the ``names``
+    given; a user's ``.download.part`` or ``.manifest.json.bak`` stays.
 
     Parameters
     ----------
@@ -52,14 +62,17 @@ def clean_partial_files(*folders: Path, min_age: float = 0.0, names: tuple[str, 
         their leftovers go too.
     """
     limit = time.time() - min_age
-    patterns = [f".*{PART_SUFFIX}", *(f".{name}.*" for name in names)]
+    patterns = [re.compile(r"\..+" + _RANDOM + re.escape(PART_SUFFIX)),
+                *(re.compile(re.escape(f".{name}") + _RANDOM + re.escape("".join(Path(name).suffixes)))
+                  for name in names)]
     for folder in map(Path, folders):
         if not folder.is_dir():
             continue
-        for pattern in patterns:
-            for stale in folder.glob(pattern):
-                try:
-                    if min_age <= 0 or stale.stat().st_mtime < limit:
-                        stale.unlink(missing_ok=True)
-                except FileNotFoundError:  # its writer finished meanwhile
-                    pass
+        for stale in folder.iterdir():
+            if not any(p.fullmatch(stale.name) for p in patterns) or stale.is_symlink():
+                continue
+            try:
+                if stale.is_file() and (min_age <= 0 or stale.stat().st_mtime < limit):
+                    stale.unlink(missing_ok=True)
+            except FileNotFoundError:  # its writer finished meanwhile
+                pass

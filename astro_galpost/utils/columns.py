@@ -8,10 +8,8 @@ import numpy as np
 __all__ = ["column_data"]
 
 
-def column_data(col, name: str = "") -> tuple[np.ndarray, np.ndarray, u.UnitBase | None]:
+def column_data(col) -> tuple[np.ndarray, np.ndarray, u.UnitBase | None]:
     """Split a Column, MaskedColumn, Quantity, Masked Quantity or array into parts.
-
-    ``name``, if given, is the column's name in the error raised for non-numeric data.
 
     Returns
     -------
@@ -31,7 +29,7 @@ def column_data(col, name: str = "") -> tuple[np.ndarray, np.ndarray, u.UnitBase
     try:
         data = np.array(raw, dtype=float)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"column {name!r} is not numeric" if name else "column is not numeric") from err
+        raise TypeError("column is not numeric") from err
     if mask is None or mask is np.ma.nomask:
         mask = np.zeros(data.shape, bool)
     else:
