@@ -87,11 +87,15 @@ def test_demo_quick(tmp_path, capsys):
 
 
 def test_demo_quick_with_tiny_models(tmp_path, capsys, tiny, tiny_by_default):
-    """The demo's steps and outputs, with tiny models (`test_demo_quick` runs it as it is)."""
+    """The demo's steps and outputs, with tiny models (`test_demo_quick` runs it as it is); a rerun
+    replaces the files the first one wrote."""
     from astro_galpost.datasets.demo import run_demo
 
     paths = run_demo(tmp_path / "demo", quick=True, progress=False)
     _check_demo(paths, capsys.readouterr().out, limit=tiny()["max_epochs"])
+    first = paths["figure"].stat().st_mtime_ns
+    assert run_demo(tmp_path / "demo", quick=True, progress=False) == paths
+    assert paths["figure"].stat().st_mtime_ns > first
 
 
 def test_help_for_predict_and_evaluate(capsys):
@@ -177,3 +181,65 @@ def test_predict_and_evaluate_errors(saved_model, tmp_path, capsys):
     assert main(["evaluate", str(saved_model), str(bad)]) == 2
     assert "checksum" in capsys.readouterr().err
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_inputs_are_never_outputs_and_outputs_are_checked_before_any_work(saved_model, mock_table, tmp_path,
+                                                                          capsys, monkeypatch):
+    """--samples, --report and --dask once wrote over the input; folders or foreign files at the output
+    name failed only after the whole run."""
+    import shutil
+
+    from astro_galpost import GalaxyPosterior
+
+    catalog = tmp_path / "catalog.parquet"
+    mock_table[300:340].write(catalog)
+    labelled = tmp_path / "labelled.ecsv"
+    mock_table[340:380].write(labelled)
+    before = catalog.read_bytes(), labelled.read_bytes()
+    predict = ["predict", str(saved_model), str(catalog)]
+
+    def refused(argv, message):
+        assert main([*argv, "--no-progress"]) == 2
+        assert message in capsys.readouterr().err
+
+    refused([*predict, str(tmp_path / "o.parquet"), "--samples", str(catalog), "--overwrite"],
+            "is the input")
+    refused([*predict, str(tmp_path / "o.parquet"), "--samples", str(tmp_path / "o.parquet")],
+            "must differ from the output")
+    refused(["evaluate", str(saved_model), str(labelled), "--report", str(labelled), "--overwrite"],
+            "is the input")
+    refused(["evaluate", str(saved_model), str(labelled), "--report", str(saved_model / "r.md")],
+            "is inside the input")
+    refused([*predict, str(catalog), "--dask", "local", "--overwrite"], "is the input")
+    assert (catalog.read_bytes(), labelled.read_bytes()) == before
+
+    folder = tmp_path / "folder.parquet"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("a user's file")
+    refused([*predict, str(folder), "--overwrite"], "is a folder")
+    refused([*predict, str(tmp_path / "o.parquet"), "--samples", str(folder), "--overwrite"], "is a folder")
+    refused(["evaluate", str(saved_model), str(labelled), "--report", str(folder), "--overwrite"],
+            "is a folder")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing begun
+
+    # fit: a model folder holding a user's file, or a parent that is a file, is refused before training
+    monkeypatch.setattr(GalaxyPosterior, "fit", lambda *a, **k: pytest.fail("trained before checking"))
+    copy = shutil.copytree(saved_model, tmp_path / "model_copy")
+    (copy / "notes.txt").write_text("mine")
+    refused(["fit", str(labelled), str(copy), "--overwrite"], "did not write (notes.txt)")
+    (tmp_path / "mine.txt").write_text("x")
+    refused(["fit", str(labelled), str(tmp_path / "mine.txt" / "model")], "is a file, not a folder")
+    assert (copy / "notes.txt").read_text() == "mine"
+
+
+def test_demo_replaces_only_its_own_files(tmp_path, capsys):
+    from astro_galpost.datasets.demo import run_demo
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "predicted_vs_true.png").write_text("a user's figure")
+    with pytest.raises(FileExistsError, match="predicted_vs_true.png exists"):
+        run_demo(out, quick=True, progress=False)
+    assert (out / "predicted_vs_true.png").read_text() == "a user's figure"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 2
+    assert "pass overwrite=True (--overwrite)" in capsys.readouterr().err

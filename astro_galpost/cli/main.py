@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..io import write_table_atomic
-from ..utils.atomic import write_text_atomic
+from ..utils.atomic import check_output, write_text_atomic
 from ..utils.threads import default_threads
 
 __all__ = ["main"]
@@ -30,7 +30,8 @@ def _read_table(path: str):
     from ..io import TableFormatError
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"input table {path} does not exist")
+        raise FileNotFoundError(f"input table {path} "
+                                f"{'is a folder, not a file' if Path(path).is_dir() else 'does not exist'}")
     try:
         return QTable.read(path)
     except Exception as err:  # noqa: BLE001 - astropy's readers raise many types
@@ -69,21 +70,16 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
 def _cmd_demo(args) -> int:
     from ..datasets.demo import run_demo
 
-    run_demo(args.out, quick=args.quick, progress=not args.no_progress)
+    run_demo(args.out, quick=args.quick, progress=not args.no_progress, overwrite=args.overwrite)
     return 0
 
 
 def _cmd_fit(args) -> int:
     from .. import GalaxyPosterior
-    from ..model.persistence import is_model_folder
-    from ..utils.atomic import NotOurFolderError
+    from ..model.persistence import CONFIG, WEIGHTS, is_model_folder
 
-    out = Path(args.model)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    if out.exists() and not is_model_folder(out):  # say so before training, not after
-        raise NotOurFolderError(f"{out} exists and is not a folder written by astro_galpost; "
-                                "refusing to replace it: choose another model folder")
+    out = check_output(args.model, overwrite=args.overwrite, inputs=(args.table,),  # before training
+                       is_ours=is_model_folder, allowed=(CONFIG, WEIGHTS))
     table = _read_table(args.table)
     kwargs = {}
     targets = _parse_targets(args.targets)
@@ -125,12 +121,11 @@ def _predict_with_dask(args) -> int:
 
     if args.samples:
         raise ValueError("--samples is not available with --dask")
-    out = Path(args.output)
-    detect_format(out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     if not Path(args.table).exists():
         raise FileNotFoundError(f"input table {args.table} does not exist")
+    out = Path(args.output)
+    detect_format(out)
+    check_output(out, overwrite=args.overwrite, inputs=(args.table,))
     try:
         from distributed import Client, LocalCluster
     except ImportError as err:  # pragma: no cover - distributed is a dependency of the [dask] extra
@@ -189,8 +184,7 @@ def _cmd_evaluate(args) -> int:
 
     report_path = Path(args.report) if args.report else None
     if report_path is not None:
-        if report_path.exists() and not args.overwrite:
-            raise FileExistsError(f"{report_path} exists; pass --overwrite to replace it")
+        check_output(report_path, overwrite=args.overwrite, inputs=(args.table, args.model))
         if report_path.suffix.lower() not in _REPORT_SUFFIXES:
             raise ValueError(f"cannot write a report to {report_path.name}: use one of {', '.join(_REPORT_SUFFIXES)}")
     gp = GalaxyPosterior.load(args.model, device=args.device)
@@ -226,7 +220,9 @@ def _add_demo(sub) -> None:
                        description="Photometric-redshift posteriors for real SDSS galaxies (kcorrect's test sample) and "
                                    "all nine targets on the mock catalog; writes tables and a PNG figure.")
     p.add_argument("--out", default="galpost_demo", help="output folder (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="fewer galaxies and epochs (about 30 s of CPU time, measured)")
+    p.add_argument("--quick", action="store_true", help="fewer galaxies and epochs (about 1 minute)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files of the demo's names that an earlier demo did not write")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_threads(p)
     p.set_defaults(func=_cmd_demo)

@@ -5,11 +5,14 @@
 2. All nine targets of the seed paper on the mock catalog.
 
 Writes both prediction tables (ECSV, with units) and one PNG figure of
-predicted against true values.
+predicted against true values. A rerun replaces the files an earlier demo wrote
+there (listed in the folder's ``.galpost_demo.json``); a file of the same name
+that the demo did not write is replaced only with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import numpy as np
 from ..io import write_table_atomic
 from ..model.estimator import GalaxyPosterior
 from ..model.targets import TARGETS
-from ..utils.atomic import write_atomic
+from ..utils.atomic import check_output, write_atomic, write_json_atomic
 from ..utils.threads import available_cpus, choose_threads
 from . import load_kcorrect_sample, make_mock_catalog
 
@@ -73,7 +76,23 @@ def _figure(pred_sdss, pred_mock, accounts: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bool = True, random_state: int = 0) -> dict:
+#: The demo's record, in its output folder, of the files it wrote there.
+_RECORD = ".galpost_demo.json"
+_OUTPUTS = {"sdss": "sdss_redshift_posteriors.ecsv", "mock": "mock_posteriors.ecsv", "figure": "predicted_vs_true.png"}
+
+
+def _output_paths(out: Path, overwrite: bool) -> dict[str, Path]:
+    """The demo's output files, checked before any work: a file of the same name is replaced only if
+    an earlier demo wrote it (the folder's record says so) or with ``overwrite``."""
+    try:
+        ours = set(json.loads((out / _RECORD).read_text()))
+    except (OSError, ValueError, TypeError):
+        ours = set()
+    return {key: check_output(out / name, overwrite=overwrite or name in ours) for key, name in _OUTPUTS.items()}
+
+
+def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bool = True, random_state: int = 0,
+             overwrite: bool = False) -> dict:
     """Run the demo, write its outputs to the folder ``out`` and print what it ran and its wall time.
 
     Parameters
@@ -87,6 +106,9 @@ def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bo
         Show progress bars.
     random_state : int, optional
         Seed of the splits, the mock catalog and the models.
+    overwrite : bool, optional
+        Replace files of the demo's names in ``out`` that an earlier demo did
+        not write (its own are always replaced).
 
     Returns
     -------
@@ -95,6 +117,7 @@ def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bo
     """
     t0 = time.perf_counter()
     out = Path(out)
+    paths = _output_paths(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(random_state)
     n_sdss, sdss_epochs, n_mock, n_mock_test, mock_epochs, n_ensemble = _SETTINGS[bool(quick)]
@@ -125,8 +148,7 @@ def run_demo(out: str | Path = "galpost_demo", quick: bool = False, progress: bo
         print(_summary(pred_mock, name, gp_all.targets_[name]))
     print(f"  {mock_account}")
 
-    paths = {"sdss": out / "sdss_redshift_posteriors.ecsv", "mock": out / "mock_posteriors.ecsv",
-             "figure": out / "predicted_vs_true.png"}
+    write_json_atomic(out / _RECORD, sorted(_OUTPUTS.values()))  # before: a killed demo's files are its own
     write_table_atomic(pred_sdss, paths["sdss"], overwrite=True)
     write_table_atomic(pred_mock, paths["mock"], overwrite=True)
     _figure(pred_sdss, pred_mock, [sdss_account, mock_account], paths["figure"])

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils.atomic import output_lock, write_json_atomic
+from ..utils.atomic import check_output, output_lock, write_json_atomic
 from .formats import detect_format
 from .read import count_rows, iter_table_chunks, table_columns
 from .samples import open_samples_writer, sample_arrays
@@ -242,14 +242,15 @@ def _check_paths(input_path: Path, output_path: Path, samples_path: Path | None,
                  overwrite: bool) -> tuple[str, str]:
     """The input and output formats, after checking that the files can be read and written."""
     if not input_path.is_file():
-        raise FileNotFoundError(f"input table {input_path} does not exist")
+        raise FileNotFoundError(f"input table {input_path} "
+                                f"{'is a folder, not a file' if input_path.is_dir() else 'does not exist'}")
     in_fmt = detect_format(input_path, input_format)
     out_fmt = detect_format(output_path, output_format)
-    if output_path.resolve() == input_path.resolve():
-        raise ValueError("the output file must differ from the input file (the input is never modified)")
-    for target in (output_path, samples_path):
-        if target is not None and target.exists() and not overwrite:
-            raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    check_output(output_path, overwrite=overwrite, inputs=(input_path,))
+    if samples_path is not None:
+        if samples_path.resolve() == output_path.resolve():
+            raise ValueError(f"the samples file {samples_path} must differ from the output file")
+        check_output(samples_path, overwrite=overwrite, inputs=(input_path,))
     return in_fmt, out_fmt
 
 

@@ -15,6 +15,11 @@ one into place, and only then removing the old one. Any interruption leaves the
 old or the new folder under the final name (plus, at worst, a hidden
 ``.<name>.*`` temporary folder beside it, removed by the next write of that
 folder), and no user file is ever deleted.
+
+`check_output` makes the same checks before any work, so that a long run does
+not fail at its last step: an input given as the output, an existing output
+without ``overwrite``, a folder where a file goes, a folder the package did not
+write, a parent that is a file.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 __all__ = [
     "NotOurFolderError",
     "OutputLockedError",
+    "check_output",
     "fsync_path",
     "output_lock",
     "replace_folder",
@@ -82,6 +88,64 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name")
+
+
+def check_output(
+    path,
+    *,
+    overwrite: bool,
+    inputs: Collection = (),
+    is_ours: Callable[[Path], bool] | None = None,
+    allowed: Collection[str] | None = None,
+) -> Path:
+    """Check before any work that ``path`` can be written as `write_atomic` or `replace_folder` would.
+
+    Parameters
+    ----------
+    path : path-like
+        The output: a file, or a folder when ``is_ours`` is given.
+    overwrite : bool
+        Whether an existing output may be replaced.
+    inputs : collection of path-like, optional
+        Files and folders the run reads (never modified): the output may be
+        none of them, nor lie inside one of the folders.
+    is_ours, allowed : optional
+        For a folder output, as in `replace_folder`.
+
+    Returns
+    -------
+    `~pathlib.Path`
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is one of ``inputs`` or inside one.
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False, or it is a folder the
+        package did not write (`NotOurFolderError`).
+    IsADirectoryError
+        A file output names an existing folder.
+    NotADirectoryError
+        A parent of ``path`` is a file.
+    """
+    path = Path(path)
+    target = path.resolve()
+    for name in map(Path, inputs):
+        source = name.resolve()
+        if target == source or source in target.parents:
+            raise ValueError(f"{path} is {'inside ' if target != source else ''}the input {name}, "
+                             "which is never modified: choose another output")
+    parent = next((p for p in target.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise NotADirectoryError(f"{path} cannot be written: {parent} is a file, not a folder")
+    if is_ours is None:
+        _check_target(path, overwrite)
+    elif path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+        _check_replaceable(path, is_ours, allowed)
+    return path
 
 
 def write_atomic(path, write: Callable[[Path], Any], *, overwrite: bool = False, suffix: str | None = None) -> Path:
