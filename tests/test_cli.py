@@ -243,3 +243,28 @@ def test_demo_replaces_only_its_own_files(tmp_path, capsys):
     assert (out / "predicted_vs_true.png").read_text() == "a user's figure"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 2
     assert "pass overwrite=True (--overwrite)" in capsys.readouterr().err
+
+
+def test_numeric_options_checked_by_name(train_file, tmp_path, capsys):
+    for argv, message in ((["fit", str(train_file), str(tmp_path / "m"), "--seed", "-1"],
+                           "argument --seed: must be at least 0, got -1"),
+                          (["predict", "m", "t.fits", "o.fits", "--chunk-size", "0"],
+                           "argument --chunk-size: must be at least 1, got 0"),
+                          (["evaluate", "m", "t.fits", "--n-samples", "1"],
+                           "argument --n-samples: must be at least 2, got 1"),
+                          (["fit", str(train_file), str(tmp_path / "m"), "--max-epochs", "ten"],
+                           "argument --max-epochs: expected a whole number, got 'ten'")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_warnings_are_one_line(saved_model, mock_table, tmp_path, capsys):
+    labelled = tmp_path / "few.ecsv"
+    table = mock_table[600:620].copy()
+    table["z"][3:] = np.nan
+    table.write(labelled)
+    assert main(["evaluate", str(saved_model), str(labelled), "--n-samples", "5", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "galpost: UserWarning: only 3 of 20 rows have a usable redshift label" in err
+    assert ".py:" not in err

@@ -1,3 +1,5 @@
+import warnings
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -267,3 +269,15 @@ def test_built_from_the_estimator_photometry_and_cloned():
     user = PhotometryEncoder(("u", "g", "r"), errors=None, min_bands=2, extra={"size": "log"})
     twin = clone(user)
     assert twin is not user and twin.get_params() == user.get_params() and twin.columns == ("u", "g", "r")
+
+
+def test_values_that_are_not_magnitudes_warn():
+    """Fluxes or coordinates without a unit lie outside 0-40 mag: taken as missing, with a warning;
+    catalogue sentinels (-9999, 0, 99) are missing without one."""
+    t = Table({"r": np.r_[np.full(90, 18.0), np.full(10, 150.0)], "g": np.r_[np.full(90, 19.0), np.full(10, -9999.0)]})
+    with pytest.warns(UserWarning, match=r"'r': 10 of 100 values \(e.g. 150\) lie outside 0-40 mag"):
+        r = read_magnitudes(t, "r")
+    assert np.isnan(r[90:]).all() and (r[:90] == 18.0).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(read_magnitudes(t, "g")[90:]).all()

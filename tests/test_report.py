@@ -213,6 +213,19 @@ def test_evaluate_model_without_a_target_column(mock_table, ensemble):
         evaluate_model(ensemble, Table({"ra": np.zeros(3)}), n_samples=5)
 
 
+def test_evaluate_model_refuses_unusable_labels_and_warns_of_few(mock_table, tiny):
+    model = GalaxyPosterior(random_state=5, **tiny(["redshift"])).fit(mock_table[:300])
+    test = Table(mock_table[600:700], copy=True)
+    test["z"] = -1.0  # outside the valid range: no usable label
+    with pytest.raises(ValueError, match=r"no usable label .*'z' \(redshift: all missing or outside"):
+        evaluate_model(model, test, n_samples=5)
+    test["z"][2:] = np.nan
+    test["z"][:2] = 0.1
+    with pytest.warns(UserWarning, match="only 2 of 100 rows have a usable redshift label"):
+        res = evaluate_model(model, test, n_samples=5, sbc=False, joint=False)
+    assert res["n"][0] == 2
+
+
 def test_evaluate_samples_complete_groups():
     rng = np.random.default_rng(6)
     n = 400

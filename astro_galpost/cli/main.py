@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,20 @@ def _read_table(path: str):
         raise TableFormatError(f"cannot read {path}: {first}") from err
 
 
+def _whole_number(minimum: int):
+    """An argparse ``type``: a whole number of at least ``minimum``, refused by argparse otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _ensemble_size(text: str) -> int | str:
     """``--n-ensemble``: 'auto' or a whole number."""
     if text == "auto":
@@ -61,7 +76,7 @@ def _parse_targets(values: Sequence[str] | None):
 
 
 def _add_threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=_whole_number(1), default=None, metavar="N",
                         help="torch threads (default: $OMP_NUM_THREADS if set, else 1, the measured best on a shared "
                              "machine; never more than the CPUs this process may use)")
 
@@ -239,8 +254,8 @@ def _add_fit(sub) -> None:
     p.add_argument("--photometry", nargs="+", metavar="COLUMN", help="magnitude columns (default: modelMag_u … modelMag_z)")
     p.add_argument("--n-ensemble", type=_ensemble_size, default="auto",
                    help="deep-ensemble members, or 'auto': 3 below 5,000 labelled rows, else 1 (default: %(default)s)")
-    p.add_argument("--max-epochs", type=int, default=300, help="epoch limit (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--max-epochs", type=_whole_number(1), default=300, help="epoch limit (default: %(default)s)")
+    p.add_argument("--seed", type=_whole_number(0), default=0, help="random seed (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -262,11 +277,11 @@ def _add_predict(sub) -> None:
     p.add_argument("model", help="model folder written by 'galpost fit'")
     p.add_argument("table", metavar="input", help="input catalog (never modified)")
     p.add_argument("output", help="output catalog; the format follows the extension")
-    p.add_argument("--n-samples", type=int, default=1000, help="posterior samples per galaxy (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--chunk-size", type=int, default=None, metavar="ROWS",
+    p.add_argument("--n-samples", type=_whole_number(1), default=1000, help="posterior samples per galaxy (default: %(default)s)")
+    p.add_argument("--seed", type=_whole_number(0), default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--chunk-size", type=_whole_number(1), default=None, metavar="ROWS",
                    help="rows per chunk, a multiple of --batch-size (default: 16 x batch size)")
-    p.add_argument("--batch-size", type=int, default=1024, metavar="ROWS",
+    p.add_argument("--batch-size", type=_whole_number(1), default=1024, metavar="ROWS",
                    help="galaxies sampled at once (default: %(default)s)")
     p.add_argument("--samples", metavar="FILE", default=None,
                    help="also write the posterior samples: .h5 (dataset 'samples', N x n_samples x n_targets) "
@@ -300,9 +315,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("table", help="labelled table (FITS, ECSV, CSV, Parquet, HDF5) with the target columns")
     p.add_argument("--report", metavar="FILE", default=None,
                    help="write the report: .md (Markdown) or an astropy table format such as .ecsv")
-    p.add_argument("--n-samples", type=int, default=1000, help="posterior samples per galaxy (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=1024, help="galaxies sampled at once (default: %(default)s)")
+    p.add_argument("--n-samples", type=_whole_number(2), default=1000, help="posterior samples per galaxy (default: %(default)s)")
+    p.add_argument("--seed", type=_whole_number(0), default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--batch-size", type=_whole_number(1), default=1024, help="galaxies sampled at once (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -343,12 +358,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line for a command-line user, not a Python source location."""
+    print(f"galpost: {category.__name__}: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``galpost`` command; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        with default_threads(getattr(args, "threads", None)):
+        with default_threads(getattr(args, "threads", None)), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("galpost: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -183,9 +184,24 @@ def read_magnitudes(table: Table, column: str) -> np.ndarray:
         values = _as_magnitudes(raw, unit, column)
         _check_flux_looks_like_flux(values, raw, mask, column, unit)
     values = values.copy()
-    bad = mask | ~np.isfinite(values) | (values <= _MAG_RANGE[0]) | (values >= _MAG_RANGE[1])
-    values[bad] = np.nan
+    outside = ~mask & np.isfinite(values) & ((values <= _MAG_RANGE[0]) | (values >= _MAG_RANGE[1]))
+    _warn_if_not_magnitudes(column, values[outside], int(np.sum(~mask & np.isfinite(values))))
+    values[mask | ~np.isfinite(values) | outside] = np.nan
     return values
+
+
+#: "Not measured" values of catalogues (SDSS -9999, ECO and RESOLVE 0, others +-99): missing, silently.
+_MISSING_MAGNITUDES = (0.0, 99.0, -99.0, 999.0, -999.0, 9999.0, -9999.0)
+
+
+def _warn_if_not_magnitudes(column: str, outside: np.ndarray, n_values: int) -> None:
+    """Warn when more than 5% of a column's values lie outside the magnitude range, not as sentinels."""
+    odd = outside[~np.isin(outside, _MISSING_MAGNITUDES)]
+    if n_values and odd.size > 0.05 * n_values:
+        warnings.warn(
+            f"photometry column {column!r}: {odd.size} of {n_values} values (e.g. {odd[0]:.4g}) lie outside "
+            f"{_MAG_RANGE[0]:g}-{_MAG_RANGE[1]:g} mag and are taken as missing: are they magnitudes? (fluxes "
+            "need a unit, e.g. u.nanomaggy)", UserWarning, stacklevel=3)
 
 
 class PhotometryEncoder(Encoder):

@@ -422,7 +422,8 @@ def evaluate_model(
     read from the model's target columns (``model.targets_``), see
     `evaluate_samples` for the columns. Galaxies without a usable label for a
     target are skipped for that target only; a target whose column the table
-    lacks gets a row with ``n = 0`` and NaN metrics.
+    lacks, or holds no usable label, gets a row with ``n = 0`` and NaN metrics,
+    and one with fewer than 30 usable labels a warning.
 
     Parameters
     ----------
@@ -452,6 +453,8 @@ def evaluate_model(
     ------
     KeyError
         When the table holds none of the model's target columns.
+    ValueError
+        When none of those it holds has a usable label.
     """
     import warnings
 
@@ -477,15 +480,31 @@ def evaluate_model(
     return result
 
 
+#: Fewer usable labels than this for a target make `evaluate_model` warn that its metrics are noisy.
+FEW_LABELS = 30
+
+
 def _labelled_targets(targets: Mapping[str, str], table: Table) -> list[str]:
-    """The targets whose labels ``table`` holds (or can derive); KeyError when it has none."""
-    labelled = []
+    """The targets with at least one usable label in ``table`` (read or derived); an error when none has."""
+    import warnings
+
+    labelled, unusable = [], []
     for name, column in targets.items():
         try:
-            TARGETS[name].read(table, column)
+            _, valid = TARGETS[name].read(table, column)
         except KeyError:
             continue
+        n = int(np.sum(valid))
+        if n == 0:
+            lo, hi = TARGETS[name].valid_range
+            unusable.append(f"{column!r} ({name}: all missing or outside {lo:g}..{hi:g})")
+            continue
+        if n < FEW_LABELS:
+            warnings.warn(f"only {n} of {len(table)} rows have a usable {name} label (column {column!r}): "
+                          "its metrics are noisy", UserWarning, stacklevel=3)
         labelled.append(name)
+    if not labelled and unusable:
+        raise ValueError(f"no usable label to evaluate against in {', '.join(unusable)}")
     if not labelled:
         absent = [column for column in targets.values() if column not in table.colnames]
         raise KeyError(f"the table has none of the target columns {absent}: nothing to evaluate against "
