@@ -545,8 +545,11 @@ def test_cli(frame_bytes, tmp_path, monkeypatch, capsys):
     assert run_fetch_cutouts(args) == 0
     assert "3 galaxies: 3 ok" in capsys.readouterr().out
     bad = parser.parse_args([str(catalog), "--out", str(out), "--size", "32", "--no-progress"])
-    assert run_fetch_cutouts(bad) == 1
-    assert "other options" in capsys.readouterr().err
+    assert run_fetch_cutouts(bad) == 2  # an input error
+    err = capsys.readouterr().err
+    assert "galpost fetch-cutouts: error:" in err and "other options" in err
+    assert run_fetch_cutouts(parser.parse_args([str(tmp_path), "--out", str(out), "--no-progress"])) == 2
+    assert "is a folder, not a file" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------

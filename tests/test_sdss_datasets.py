@@ -837,6 +837,11 @@ def test_cli_fetch(skyserver, tmp_path, capsys):
         assert run_fetch(args) == 1
     err = capsys.readouterr().err
     assert "ConnectionError" in err and "resume" in err
+    # an input error: exit status 2, one line, and no resume hint for a folder of no pages
+    args = _parse("--n", "12", "--out", str(tmp_path / "other"), "--page-size", "0", "--no-progress")
+    assert run_fetch(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("galpost fetch-sdss: error:") and "resume" not in err and len(err.splitlines()) == 1
 
 
 # --------------------------------------------------------------------------------------

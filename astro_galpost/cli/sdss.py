@@ -9,6 +9,7 @@ and :func:`run_fetch_cutouts` drive :func:`astro_galpost.sdss.fetch_cutouts`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -75,13 +76,38 @@ def run_fetch(args: argparse.Namespace) -> int:
               "command again to resume", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a CLI reports, the traceback helps nobody
-        print(f"galpost fetch: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if Path(args.out, MANIFEST_FILENAME).exists() and not isinstance(exc, ValueError):
+        code = _report("fetch-sdss", exc)
+        if code == 1 and _pages_kept(Path(args.out)):
             print(f"pages fetched so far are kept in {args.out}; run the same command "
                   "again to resume", file=sys.stderr)
-        return 1
+        return code
     print(f"{len(catalog)} galaxies written to {Path(args.out) / CATALOG_FILENAME}")
     return 0
+
+
+#: Errors in what the user asked for (exit status 2); others, such as the network's, give 1.
+_INPUT_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                 FileExistsError)
+
+
+def _report(command: str, exc: Exception) -> int:
+    """Print ``exc`` as one short line; return 2 for an input error, 1 for another (e.g. the network's)."""
+    text = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    text = text if len(text) <= 300 else text[:297] + "..."
+    if isinstance(exc, _INPUT_ERRORS):
+        print(f"galpost {command}: error: {text}", file=sys.stderr)
+        return 2
+    print(f"galpost {command}: {type(exc).__name__}: {text}", file=sys.stderr)
+    return 1
+
+
+def _pages_kept(out: Path) -> bool:
+    """Whether the download folder ``out`` records at least one fetched page."""
+    try:
+        return bool(json.loads((out / MANIFEST_FILENAME).read_text(encoding="utf-8")).get("pages"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def add_fetch_cutouts_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -115,11 +141,14 @@ def run_fetch_cutouts(args: argparse.Namespace) -> int:
 
     Returns 0 when every galaxy is done (``ok``, ``edge`` or ``off_frame``), 1
     when some failed (they are in the manifest; run again to retry them) or on
-    an error, and 130 on Ctrl-C.
+    another error (the network's), 2 on an error in the inputs, and 130 on Ctrl-C.
     """
     bands = tuple(c for c in str(args.bands) if c not in ", ")  # "gri" or "g,r,i"
     manifest_path = Path(args.out) / CUTOUTS_MANIFEST_FILENAME
     try:
+        if not Path(args.catalog).is_file():
+            raise FileNotFoundError(f"catalogue {args.catalog} "
+                                    f"{'is a folder, not a file' if Path(args.catalog).is_dir() else 'does not exist'}")
         manifest = fetch_cutouts(args.catalog, args.out, size=args.size, bands=bands,
                                  data_release=args.data_release, retries=args.retries,
                                  id_column=args.id_column, frame_cache=args.frame_cache,
@@ -130,8 +159,7 @@ def run_fetch_cutouts(args: argparse.Namespace) -> int:
               "again to resume", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a CLI reports, the traceback helps nobody
-        print(f"galpost fetch-cutouts: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return _report("fetch-cutouts", exc)
     status = np.asarray(manifest["status"], dtype=str)
     counts = {s: int(np.sum(status == s)) for s in CUTOUT_STATUSES if np.any(status == s)}
     print(f"{len(manifest)} galaxies: " + ", ".join(f"{n} {s}" for s, n in counts.items())
