@@ -98,6 +98,16 @@ def test_older_formats_rejected(fitted, tmp_path, version, match):
         GalaxyPosterior.load(tmp_path / "m")
 
 
+def test_config_without_an_entry_is_a_format_error(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / CONFIG).read_text())
+    del config["params"]
+    config["config_sha256"] = config_checksum(config)  # edited by hand, checksum recomputed
+    (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="not a complete saved model: its config has no entry 'params'"):
+        GalaxyPosterior.load(tmp_path / "m")
+
+
 def test_changed_target_space_rejected(fitted, tmp_path):
     fitted.save(tmp_path / "m")
     config = json.loads((tmp_path / "m" / CONFIG).read_text())

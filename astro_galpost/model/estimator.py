@@ -1129,13 +1129,24 @@ class GalaxyPosterior(ParamsMixin):
         ModelFormatError
             When the files are corrupted or from an incompatible format version.
         """
-        from .envelope import read_model_folder, restore_generator
-        from .training import TrainingHistory
+        from .envelope import ModelFormatError, read_model_folder
 
         _check_device(device)
         path = Path(path)
         config, tensors = read_model_folder(path, "model")
         check_layout(config, path)
+        try:
+            return cls._from_config(config, tensors, path, device)
+        except KeyError as err:  # a config edited by hand (its checksum recomputed)
+            raise ModelFormatError(f"{path} is not a complete saved model: its config has no entry "
+                                   f"{err.args[0]!r}") from err
+
+    @classmethod
+    def _from_config(cls, config: dict, tensors: Mapping[str, torch.Tensor], path: Path, device: str) -> GalaxyPosterior:
+        """The model `load` reads: ``config`` and ``tensors`` of the folder ``path``."""
+        from .envelope import restore_generator
+        from .training import TrainingHistory
+
         params = dict(config["params"])
         params["random_state"] = restore_generator(params.get("random_state"))
         params["encoder"] = _restore_encoder_param(params["encoder"])
