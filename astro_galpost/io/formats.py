@@ -70,7 +70,8 @@ def detect_format(path, format: str | None = None) -> str:
     suffix = path.suffix.lower()
     if suffix == ".gz" and Path(path.stem).suffix.lower() in (".fits", ".fit", ".fts"):
         raise TableFormatError(
-            f"{path}: compressed FITS cannot be read in row slices; decompress it (gunzip) first")
+            f"{path}: compressed FITS cannot be read or written in row slices (chunk by chunk); "
+            "use an uncompressed .fits (gunzip an input first)")
     if suffix not in FORMATS:
         raise TableFormatError(
             f"cannot tell the table format of {path} from its suffix {suffix or '(none)'!r}; "

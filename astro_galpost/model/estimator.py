@@ -217,8 +217,10 @@ def _check_labels(y: np.ndarray, valid: np.ndarray, targets: Mapping[str, str]) 
     for j, (name, column) in enumerate(targets.items()):
         values = y[valid[:, j], j]
         if len(values) < 2:
+            (lo, hi), unit = TARGETS[name].valid_range, str(TARGETS[name].unit)
             raise ValueError(f"target {name!r}: column {column!r} has {len(values)} usable value(s) in the "
-                             "training table; at least 2 are needed")
+                             f"training table (finite, in {lo:g}..{hi:g}{' ' + unit if unit else ''}); at least 2 "
+                             "are needed")
         if np.ptp(values) == 0:
             warnings.warn(f"target {name!r}: every usable value of column {column!r} equals {values[0]:g}; "
                           "its posterior cannot learn a spread", DegenerateLabelsWarning, stacklevel=3)
