@@ -389,6 +389,8 @@ def test_join_leaves_rows_without_a_spectrum_unmatched(shared_data):
     ids = sorted(int(v) for v in left["specObjID"][~left["specObjID"].mask])
     assert ids == sorted(int(v) for v in tag["specObjID"][~none])
     assert len(join_catalogs(tag, tag, key="objID")) == 999
+    with pytest.warns(AstropyUserWarning, match="no specObjID or ra"):  # a second, unmasked key
+        assert len(join_catalogs(tag, tag, key=["specObjID", "ra"])) == 16
 
 
 # --------------------------------------------------------------------------------------

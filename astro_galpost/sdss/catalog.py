@@ -503,7 +503,7 @@ def join_catalogs(
         joined = join(tables[0], tables[1], keys=keys, join_type=join_type, **kwargs)
     for name in keys:
         values = np.asarray(joined[name])
-        missing = np.ma.getmaskarray(joined[name]) | (values >= placeholder)
+        missing = np.ma.getmaskarray(joined[name]) | ((values >= placeholder) if values.dtype.kind == "u" else False)
         if missing.any():
             joined[name] = MaskedColumn(np.where(missing, 0, values).astype(values.dtype), name=name,
                                         mask=missing, description=joined[name].description)
@@ -523,13 +523,14 @@ def _unmatched_keys(tables: list[Table], keys: list[str]) -> int:
         warnings.warn(f"{int(rows.sum())} of {len(table)} rows of the {side} table have no "
                       f"{' or '.join(keys)} (missing, or 0: SDSS's 'none'); they match no row",
                       AstropyUserWarning, stacklevel=3)
-        fill = np.array([next_free - k for k in range(int(rows.sum()))], dtype=np.uint64)
+        fill = np.uint64(next_free) - np.arange(int(rows.sum()), dtype=np.uint64)
         next_free -= int(rows.sum())
         for name in keys:
-            values = np.ma.getdata(table[name]).copy()
-            if values.dtype.kind != "u" or (values[~rows] >= lowest).any():
+            values, own = np.ma.getdata(table[name]).copy(), np.ma.getmaskarray(table[name])
+            if own.any() and (values.dtype.kind != "u" or (values[~own] >= lowest).any()):
                 raise ValueError(f"join key {name!r} of the {side} table has missing values, which "
                                  "can be left unmatched only in an SDSS ID column (uint64)")
-            values[rows] = fill
+            if values.dtype.kind == "u":
+                values[rows] = fill
             table[name] = Column(values, name=name, description=table[name].description)
     return lowest
