@@ -477,7 +477,10 @@ def join_catalogs(
     then `astropy.table.join` does the work; repeated IDs give every pairing, as
     in SQL. Columns present on both sides other than the key get astropy's
     ``_1``/``_2`` suffixes (see ``table_names``/``uniq_col_name`` of
-    `~astropy.table.join`, passed through ``kwargs``).
+    `~astropy.table.join`, passed through ``kwargs``). A row without an ID
+    (missing, or 0, SDSS's "none", as the ``specObjID`` of a galaxy without a
+    spectrum) matches no row, with a warning: an inner join leaves it out, a
+    left, right or outer join keeps it with its key masked.
 
     Parameters
     ----------
