@@ -5,7 +5,7 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 import pytest
-from astropy.cosmology import Planck18
+from astropy.cosmology import FlatLambdaCDM
 from astropy.table import Table
 from astropy.uncertainty import Distribution
 from scipy import stats
@@ -47,8 +47,9 @@ def test_registry_has_the_six_quantities_with_known_values():
     assert set(DERIVED_QUANTITIES) == {
         "log_ssfr", "log_mbh_mstar", "halpha_sfr_offset", "balmer_decrement", "n2", "o3"
     }
-    # Flux that gives L(Hα) = 10^41.27 erg/s at z = 0.05: 1 Msun/yr (Kennicutt & Evans 2012).
-    d_l = Planck18.luminosity_distance(0.05).to_value(u.cm)
+    # Flux that gives L(Hα) = 10^41.27 erg/s at z = 0.05: 1 Msun/yr (Kennicutt & Evans 2012), at the
+    # distance of the labels' cosmology (MPA-JHU: H0 = 70, Omega_M = 0.3, flat)
+    d_l = FlatLambdaCDM(H0=70.0, Om0=0.3).luminosity_distance(0.05).to_value(u.cm)
     ha_unit = 10**41.27 / (4 * np.pi * d_l**2) / 1e-17
     values = {
         "log_sfr": np.array([-0.5, 0.0]), "log_mstar": np.array([10.5, 11.0]),

@@ -28,6 +28,7 @@ from typing import Any
 
 import astropy.units as u
 import numpy as np
+from astropy.cosmology import FlatLambdaCDM
 from astropy.table import QTable, Table
 
 from ..model.targets import TARGETS
@@ -88,8 +89,13 @@ def _log_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(ok, np.log10(np.where(ok, num, 1.0) / np.where(ok, den, 1.0)), np.nan)
 
 
+#: The cosmology of the MPA-JHU SFRs (Brinchmann et al. 2004) and of ECO/RESOLVE:
+#: H0 = 70 km/s/Mpc, Omega_M = 0.3, flat (Planck18 distances would add 0.03 dex).
+_LABEL_COSMOLOGY = FlatLambdaCDM(H0=70.0, Om0=0.3)
+
+
 def _halpha_sfr_offset(halpha: np.ndarray, redshift: np.ndarray, log_sfr: np.ndarray) -> np.ndarray:
-    log_sfr_ha = sfr_from_halpha(halpha, redshift).to_value(u.dex(u.Msun / u.yr))
+    log_sfr_ha = sfr_from_halpha(halpha, redshift, cosmology=_LABEL_COSMOLOGY).to_value(u.dex(u.Msun / u.yr))
     return log_sfr_ha - log_sfr
 
 
@@ -102,7 +108,7 @@ def _halpha_sfr_offset(halpha: np.ndarray, redshift: np.ndarray, log_sfr: np.nda
 #: ``halpha_sfr_offset``
 #:     log SFR(Hα) − log SFR, with the observed (fibre, not dust-corrected) Hα flux
 #:     converted by `astro_galpost.physics.sfr_from_halpha` (Kennicutt & Evans 2012) at
-#:     the Planck18 luminosity distance of the redshift.
+#:     the luminosity distance of the redshift in the labels' cosmology (H0 = 70, Ω_M = 0.3).
 #: ``balmer_decrement``
 #:     Hα/Hβ (`astro_galpost.physics.balmer_decrement`).
 #: ``n2``
