@@ -48,7 +48,7 @@ def test_registry_has_the_six_quantities_with_known_values():
         "log_ssfr", "log_mbh_mstar", "halpha_sfr_offset", "balmer_decrement", "n2", "o3"
     }
     # Flux that gives L(Hα) = 10^41.27 erg/s at z = 0.05: 1 Msun/yr (Kennicutt & Evans 2012), at the
-    # distance of the labels' cosmology (MPA-JHU: H0 = 70, Omega_M = 0.3, flat)
+    # distance of the MPA-JHU SFRs' cosmology (H0 = 70, Omega_M = 0.3, flat)
     d_l = FlatLambdaCDM(H0=70.0, Om0=0.3).luminosity_distance(0.05).to_value(u.cm)
     ha_unit = 10**41.27 / (4 * np.pi * d_l**2) / 1e-17
     values = {

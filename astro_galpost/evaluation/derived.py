@@ -89,8 +89,8 @@ def _log_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(ok, np.log10(np.where(ok, num, 1.0) / np.where(ok, den, 1.0)), np.nan)
 
 
-#: The cosmology of the MPA-JHU SFRs (Brinchmann et al. 2004) and of ECO/RESOLVE:
-#: H0 = 70 km/s/Mpc, Omega_M = 0.3, flat (Planck18 distances would add 0.03 dex).
+#: The cosmology of the MPA-JHU SFRs (Brinchmann et al. 2004): H0 = 70 km/s/Mpc, Omega_M = 0.3,
+#: flat (Planck18 distances would add 0.03 dex to the offset).
 _LABEL_COSMOLOGY = FlatLambdaCDM(H0=70.0, Om0=0.3)
 
 
@@ -108,7 +108,7 @@ def _halpha_sfr_offset(halpha: np.ndarray, redshift: np.ndarray, log_sfr: np.nda
 #: ``halpha_sfr_offset``
 #:     log SFR(Hα) − log SFR, with the observed (fibre, not dust-corrected) Hα flux
 #:     converted by `astro_galpost.physics.sfr_from_halpha` (Kennicutt & Evans 2012) at
-#:     the luminosity distance of the redshift in the labels' cosmology (H0 = 70, Ω_M = 0.3).
+#:     the luminosity distance of the redshift in the MPA-JHU SFRs' cosmology (H0 = 70, Ω_M = 0.3).
 #: ``balmer_decrement``
 #:     Hα/Hβ (`astro_galpost.physics.balmer_decrement`).
 #: ``n2``
