@@ -44,7 +44,9 @@ __all__ = [
     "sigma_nmad",
 ]
 
-#: Conventional threshold on ``|Delta z| / (1 + z)`` for a redshift outlier.
+#: Threshold on ``|Delta z| / (1 + z)`` for a redshift outlier: 0.05, stricter than the 0.15 often
+#: used for catastrophic outliers in deep multi-band surveys (e.g. Ilbert et al. 2006), since SDSS
+#: Main Galaxy Sample redshifts (z < 0.3) have a scatter of about 0.02.
 REDSHIFT_OUTLIER_THRESHOLD = 0.05
 
 PointKind = Literal["median", "mean"]
