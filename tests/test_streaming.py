@@ -260,6 +260,50 @@ def test_chunked_io_roundtrip_keeps_units_masks_and_strings(tmp_path):
         assert_same(t[3:], QTable.read(out))
 
 
+def test_csv_chunks_keep_one_type_per_column(shared_data, tmp_path):
+    """pandas types each CSV chunk apart: real SDSS IDs above 2**63 came out uint64 in some chunks and
+    int64 in others, and the writer wrapped them negative; a string column all missing in one chunk
+    came out float."""
+    source = shared_data / "skyserver_samples" / "specphoto.csv"
+    truth = [int(line.split(",")[0]) for line in source.read_text().splitlines()[1:] if line.strip()]
+    header = source.read_text().splitlines()[0].split(",")
+    assert header[0] == "specObjID" and sum(i >= 2**63 for i in truth) > 100
+    chunks = list(iter_table_chunks(source, 5, columns=["specObjID", "z"]))
+    assert {c["specObjID"].dtype for c in chunks} == {np.dtype(np.uint64)}
+    for suffix in ("parquet", "h5", "fits", "csv"):
+        out = tmp_path / f"ids.{suffix}"
+        writer = open_chunked_writer(out)
+        for chunk in chunks:
+            writer.write(chunk)
+        writer.close()
+        got = np.concatenate([np.asarray(c["specObjID"]) for c in iter_table_chunks(out, 1000)])
+        assert [int(v) for v in got] == truth, suffix
+    strings = tmp_path / "s.csv"
+    strings.write_text("id,name,x\n1,abc,.5\n2,de,1.5\n3,,2.5\n4,,3.5\n")
+    parts = list(iter_table_chunks(strings, 2))
+    assert [c["name"].dtype.kind for c in parts] == ["U", "U"]
+    assert all(isinstance(c["name"], MaskedColumn) for c in parts) and parts[1]["name"].mask.all()
+
+
+def test_parquet_nulls_are_nan_or_masked_in_every_chunk(tmp_path):
+    """A null float is NaN, never 0.0; an integer column with a null anywhere is masked in every chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "nulls.parquet"
+    pq.write_table(pa.table({"z": pa.array([0.1, None, 0.3, 0.4]), "n": pa.array([1, 2, 3, None])}), path)
+    chunks = list(iter_table_chunks(path, 2))
+    np.testing.assert_array_equal(np.concatenate([np.asarray(c["z"]) for c in chunks]), [0.1, np.nan, 0.3, 0.4])
+    assert all(isinstance(c["n"], MaskedColumn) for c in chunks)
+    assert [list(c["n"].mask) for c in chunks] == [[False, False], [False, True]]
+    out = tmp_path / "out.fits"
+    writer = open_chunked_writer(out)
+    for chunk in chunks:
+        writer.write(chunk)
+    writer.close()
+    assert list(Table.read(out)["n"].mask) == [False, False, False, True]
+
+
 # ------------------------------------------------ issue 12 items 4 and 5: two writers, CSV resume
 def test_a_second_writer_of_one_output_stops(setup, tmp_path):
     source = write_catalog(setup, "parquet")

@@ -159,4 +159,9 @@ class TableLayout:
                     "or leave the column out")
             if not (data.dtype.kind in "iub" and dtype.kind in "fiu"):
                 raise ValueError(f"column {name!r} is {data.dtype} in a later chunk but {dtype} in the first")
+        if data.dtype.kind in "iu" and dtype.kind in "iu" and len(data):
+            info = np.iinfo(dtype.base)
+            if int(data.min()) < info.min or int(data.max()) > info.max:  # astype would wrap (IDs > 2**63)
+                raise ValueError(f"column {name!r} is {dtype} in the first chunk but holds {int(data.max())} or "
+                                 f"{int(data.min())} in a later one, outside its range")
         return data.astype(dtype.base)

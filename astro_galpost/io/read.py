@@ -33,7 +33,7 @@ exactly ``chunk_size`` rows from row ``start`` (what resuming needs).
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +97,20 @@ class _ParquetReader(_Reader):
         self.lengths = {k[len("table::len::"):]: int(v) for k, v in md.items() if k.startswith("table::len::")}
         self.header = parse_table_header(md["table_meta_yaml"].split("\n")) if "table_meta_yaml" in md else None
         self.stored = list(self.file.schema_arrow.names)
+        self.nullable = self._columns_with_nulls()
+
+    def _columns_with_nulls(self) -> set[str]:
+        """Columns with a null anywhere in the file (row-group statistics; a column without
+        statistics counts as one), so that every chunk of them is masked alike."""
+        names, metadata = set(), self.file.metadata
+        for i in range(metadata.num_row_groups):
+            group = metadata.row_group(i)
+            for j in range(group.num_columns):
+                column = group.column(j)
+                stats = column.statistics
+                if stats is None or not stats.has_null_count or stats.null_count:
+                    names.add(column.path_in_schema.split(".")[0])
+        return names
 
     def colnames(self) -> list[str]:
         return logical_column_names(self.header, self.stored)
@@ -159,10 +173,11 @@ class _ParquetReader(_Reader):
             elif isinstance(t, pa.FixedSizeListType):
                 flat = col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
                 data, mask = flat.reshape(len(col), t.list_size), None
-            else:
-                mask = np.asarray(col.is_null()) if nulls else None
-                if nulls and pa.types.is_floating(t):
-                    mask = None  # NaN marks a missing float
+            elif pa.types.is_floating(t):  # NaN marks a missing float
+                data = (col.fill_null(np.nan) if nulls else col).to_numpy(zero_copy_only=False)
+                mask = None
+            else:  # masked in every chunk if the file has a null anywhere: one layout for all chunks
+                mask = np.asarray(col.is_null()) if name in self.nullable else None
                 if nulls:
                     col = col.fill_null(False if pa.types.is_boolean(t) else 0)
                 data = col.to_numpy(zero_copy_only=False)
@@ -310,9 +325,47 @@ class _CSVReader(_Reader):
     def count(self):
         return max(_count_lines(self.path) - 1, 0)
 
+    def _read_csv(self, source, **options):
+        """`pandas.read_csv` of the data rows of ``source`` with this file's names and exact floats."""
+        import pandas as pd
+
+        # pandas 3 parses floats exactly by default (and deprecates float_precision)
+        exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+        return pd.read_csv(source, header=None, names=self.names, skip_blank_lines=True, **exact, **options)
+
+    def dtypes(self, columns) -> tuple[dict[str, str], set[str]]:
+        """One pandas dtype per column for the whole file, from a first pass over it, and the
+        columns with a missing value anywhere.
+
+        pandas infers each chunk's types apart: a chunk whose IDs all fit in int64
+        and one that needs uint64 (SDSS IDs above 2**63), an integer column with a
+        missing value in one chunk only (float there), a string column all
+        missing in one chunk. Read with these, every chunk has the same types,
+        and a column with a missing value anywhere is masked in every chunk.
+        """
+        kinds: dict[str, set[str]] = {}
+        negative: set[str] = set()
+        missing: set[str] = set()
+        with open(self.path, newline="", encoding="utf-8") as f:
+            f.readline()
+            for frame in self._read_csv(f, usecols=list(columns) if columns is not None else None,
+                                        chunksize=1 << 16):
+                for name in frame.columns:
+                    values = frame[name]
+                    kind = values.dtype.kind
+                    if kind == "f" and (values.dropna() % 1 != 0).any():
+                        kind = "F"  # not integers with missing values: floats
+                    kinds.setdefault(name, set()).add(kind)
+                    if kind in "ifF" and (values < 0).any():
+                        negative.add(name)
+                    if values.isna().any():
+                        missing.add(name)
+        return {name: _csv_dtype(found, name in negative) for name, found in kinds.items()}, missing
+
     def chunks(self, chunk_size, start, columns):
         import pandas as pd
 
+        dtypes, missing = self.dtypes(columns)
         with open(self.path, newline="", encoding="utf-8") as f:
             f.readline()
             skipped = 0
@@ -322,22 +375,37 @@ class _CSVReader(_Reader):
                     break
                 skipped += bool(line.strip())
             try:
-                # pandas 3 parses floats exactly by default (and deprecates float_precision)
-                exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-                reader = pd.read_csv(
-                    f, header=None, names=self.names, usecols=list(columns) if columns is not None else None,
-                    chunksize=chunk_size, skip_blank_lines=True, **exact,
-                )
+                reader = self._read_csv(f, usecols=list(columns) if columns is not None else None,
+                                        chunksize=chunk_size, dtype=dtypes)
                 for frame in reader:
                     if len(frame):  # at the end of the file pandas may give one empty frame
-                        yield pandas_to_table(frame)
+                        yield pandas_to_table(frame, masked=missing)
             except pd.errors.EmptyDataError:
                 return
             except (pd.errors.ParserError, UnicodeDecodeError) as err:
                 raise _unreadable(self.path, self.fmt, err) from err
 
 
-def pandas_to_table(frame):
+def _csv_dtype(kinds: set[str], negative: bool) -> str:
+    """The pandas dtype of a CSV column whose chunks pandas read as the dtype kinds ``kinds``."""
+    integer = kinds & {"i", "u"}
+    if kinds <= {"i", "u", "f", "F"} and "F" in kinds:
+        return "float64"
+    if kinds <= {"i", "u", "f"} and integer and not (negative and "u" in kinds):
+        unsigned = "u" in kinds
+        if "f" in kinds:  # missing values in some chunks: a nullable integer, not a rounded float
+            return "UInt64" if unsigned else "Int64"
+        return "uint64" if unsigned else "int64"
+    if kinds <= {"f", "F"}:
+        return "float64"
+    if kinds == {"b"}:
+        return "bool"
+    if kinds == {"b", "f"}:
+        return "boolean"
+    return "str"
+
+
+def pandas_to_table(frame, masked: Collection[str] = ()):
     """A pandas DataFrame as an astropy Table: NaN kept for missing floats, masks for other missing values.
 
     Unlike `astropy.table.Table.from_pandas`, missing floats stay NaN (not
@@ -347,6 +415,9 @@ def pandas_to_table(frame):
     Parameters
     ----------
     frame : `pandas.DataFrame`
+    masked : collection of str, optional
+        Columns (other than floats) masked even without a missing value here,
+        so that every chunk of a file has the same layout.
 
     Returns
     -------
@@ -366,10 +437,10 @@ def pandas_to_table(frame):
             table[name] = Column(s.to_numpy(dtype=float, na_value=np.nan))
         elif kind in "biu":
             data = s.to_numpy(dtype=s.dtype.numpy_dtype, na_value=0)
-            table[name] = MaskedColumn(data, mask=missing) if missing.any() else Column(data)
+            table[name] = MaskedColumn(data, mask=missing) if missing.any() or name in masked else Column(data)
         else:
             data = np.asarray(["" if m else str(v) for v, m in zip(s.to_numpy(), missing)], dtype=str)
-            table[name] = MaskedColumn(data, mask=missing) if missing.any() else Column(data)
+            table[name] = MaskedColumn(data, mask=missing) if missing.any() or name in masked else Column(data)
     return table
 
 
