@@ -472,6 +472,27 @@ def test_frames_with_loaded_tables_are_cached(real_frames, tmp_path):
         assert cached[3].data["FIELD"][0] == GOOD  # the astrometry table came along
 
 
+def test_without_background_subtraction_and_in_another_band_order(real_frames, tmp_path):
+    """subtract_background=False once failed every galaxy (a NaN in the header); planes in i, r, g
+    order load back as g, r, i."""
+    from astro_galpost.images import load_images
+
+    def get_frames(*, band, **kwargs):
+        return real_frames[band]
+
+    plain = fetch_cutouts(_catalog(("rf0698",)), tmp_path / "plain", size=32, get_frames=get_frames,
+                          subtract_background=False, progress=False)
+    assert plain["status"][0] == "ok"
+    path = tmp_path / "plain" / "cutouts" / f"{RF0698_ID}.fits"
+    assert fits.getheader(path)["BKG_G"] is None  # FITS's undefined value: nothing removed
+    reordered = fetch_cutouts(_catalog(("rf0698",)), tmp_path / "irg", size=32, bands="irg",
+                              reference_band="g", get_frames=get_frames, subtract_background=False,
+                              progress=False)
+    assert reordered["status"][0] == "ok"
+    np.testing.assert_allclose(load_images([tmp_path / "irg" / "cutouts" / f"{RF0698_ID}.fits"]),
+                               load_images([path]))
+
+
 def test_get_frames_injection_and_wrong_frame(real_frames, tmp_path):
     asked = []
 

@@ -237,6 +237,33 @@ class TestLoadImages:
         with pytest.raises(ValueError, match="missing i"):
             load_images([{"g": bands["g"], "r": bands["r"]}])
 
+    def test_header_band_order_and_units(self, tmp_path):
+        """A cube whose header says its planes are i, r, g loads as g, r, i; a BUNIT astropy does not
+        know is refused by name (it once loaded without a unit, beside images 10**9 brighter)."""
+        cube = _cube(n=1, h=8, w=8)[0]
+        hdu = fits.PrimaryHDU(cube[::-1])
+        hdu.header["BANDS"], hdu.header["BUNIT"] = "i,r,g", "nanomaggies"
+        hdu.writeto(tmp_path / "irg.fits")
+        (image,) = load_images([tmp_path / "irg.fits"])
+        np.testing.assert_allclose(image, cube)
+        hdu.header["BANDS"] = "u,g,r"
+        hdu.writeto(tmp_path / "ugr.fits")
+        with pytest.raises(ValueError, match="ugr.fits: its planes are the bands u, g, r"):
+            load_images([tmp_path / "ugr.fits"])
+        hdu.header["BANDS"], hdu.header["BUNIT"] = "g,r,i", "furlongs"
+        hdu.writeto(tmp_path / "odd.fits")
+        with pytest.raises(ValueError, match="odd.fits: BUNIT 'furlongs' is not a unit"):
+            load_images([tmp_path / "odd.fits"])
+
+    def test_grey_or_16_bit_pictures_refused(self, tmp_path):
+        from PIL import Image
+
+        Image.fromarray(np.full((8, 8), 1000, np.uint16)).save(tmp_path / "deep.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "grey.jpg")
+        for name, mode in (("deep.png", "I;16"), ("grey.jpg", "L")):
+            with pytest.raises(ValueError, match=f"{name} is a '{mode}' image"):
+                load_images([tmp_path / name])
+
     def test_sizes_and_resampling(self, tmp_path):
         fits.writeto(tmp_path / "a.fits", np.ones((3, 16, 16), np.float32))
         big = np.ones((3, 32, 32), np.float32)

@@ -117,12 +117,12 @@ def _load_frame(band: str, obj: Any) -> _Frame:
                 if hdu is None:
                     raise ValueError(f"{path} holds no 2-D image for band {band}")
                 data = np.array(hdu.data, dtype=np.float64)
-                wcs, unit = _wcs_from_header(hdu.header), parse_bunit(hdu.header)
+                wcs, unit = _wcs_from_header(hdu.header), parse_bunit(hdu.header, path)
         except OSError as err:
             raise OSError(f"could not read frame file {path} for band {band}: {err}") from err
     elif isinstance(obj, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
         data = np.array(obj.data, dtype=np.float64)
-        wcs, unit = _wcs_from_header(obj.header), parse_bunit(obj.header)
+        wcs, unit = _wcs_from_header(obj.header), parse_bunit(obj.header, f"frame for band {band}")
     elif isinstance(obj, NDData):
         if obj.wcs is None:
             raise ValueError(f"frame for band {band} has no WCS")

@@ -144,7 +144,8 @@ def _read_fits_cube(path: Path) -> list[_Image]:
             if hdu is None:
                 raise ValueError(f"{path} holds no image data")
             data = np.array(hdu.data, dtype=np.float64)
-            unit = parse_bunit(hdu.header)
+            unit = parse_bunit(hdu.header, path)
+            order = _band_order(hdu.header, path)
             mask = None
             if "MASK" in hdul and hdul["MASK"].data is not None:
                 mask = np.asarray(hdul["MASK"].data) != 0
@@ -160,9 +161,24 @@ def _read_fits_cube(path: Path) -> list[_Image]:
         )
     if data.shape[1] != 3:
         raise ValueError(f"{path} holds {data.shape[1]} bands (shape {data.shape}); expected 3 (g, r, i) on axis 1")
+    if order is not None:  # planes in the order the header names (e.g. fetch_cutouts(bands="irg"))
+        data, mask = data[:, order], (None if mask is None else mask[:, order])
     return [
         _Image(data[k], np.zeros(data.shape[1:], bool) if mask is None else mask[k], unit) for k in range(len(data))
     ]
+
+
+def _band_order(header: fits.Header, path: Path) -> list[int] | None:
+    """The plane of each of g, r, i from the header's ``BANDS`` (``"i,r,g"``) or ``BAND1``..``BAND3``,
+    None when it names none (the planes are then taken as g, r, i)."""
+    named = str(header.get("BANDS", "")).replace(" ", "").split(",") if header.get("BANDS") else \
+        [str(header[f"BAND{k}"]).strip() for k in (1, 2, 3) if f"BAND{k}" in header]
+    if not any(named):
+        return None
+    if sorted(named) != sorted(DEFAULT_BANDS):
+        raise ValueError(f"{path}: its planes are the bands {', '.join(named)} (header BANDS/BANDk); "
+                         f"the images must be {', '.join(DEFAULT_BANDS)}")
+    return [named.index(band) for band in DEFAULT_BANDS]
 
 
 def _check_exists(path: Path) -> None:
@@ -350,7 +366,7 @@ def _read_fits_plane(path: Path) -> NDData:
             hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.is_image), None)
             if hdu is None:
                 raise ValueError(f"{path} holds no image data")
-            data, unit = np.array(hdu.data, dtype=np.float64), parse_bunit(hdu.header)
+            data, unit = np.array(hdu.data, dtype=np.float64), parse_bunit(hdu.header, path)
     except (OSError, TypeError) as err:
         raise OSError(f"could not read FITS file {path}: {err}") from err
     if data.ndim != 2:
@@ -365,6 +381,9 @@ def _read_composite(path: Path) -> np.ndarray:
     _check_exists(path)
     try:
         with Image.open(path) as img:
+            if img.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):  # not three colours of 8 bits
+                raise ValueError(f"{path} is a {img.mode!r} image (e.g. grey or 16-bit), not an 8-bit colour "
+                                 "composite: give gri images as FITS (one cube, or one file per band)")
             rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError) as err:
         raise OSError(f"could not read image file {path} (not a FITS, JPEG or PNG image?): {err}") from err

@@ -44,12 +44,31 @@ def common_unit(units: Sequence[u.UnitBase | None]) -> tuple[u.UnitBase | None, 
         ) from None
 
 
-def parse_bunit(header: fits.Header) -> u.UnitBase | None:
-    """The unit named by a FITS ``BUNIT`` keyword, None when absent or unparseable."""
-    bunit = header.get("BUNIT")
-    if not bunit or not str(bunit).strip():
+#: Spellings of image units in the wild that astropy does not parse (compared in lower case).
+_BUNIT_ALIASES = {"nanomaggies": u.nmgy, "maggies": u.mgy, "maggy": u.mgy, "counts": u.ct, "adus": u.adu}
+
+
+def parse_bunit(header: fits.Header, source: object = "the image") -> u.UnitBase | None:
+    """The unit named by a FITS ``BUNIT`` keyword, None when absent.
+
+    Read as FITS, then as astropy's generic format, then as a common spelling
+    (``nanomaggies``, ``NMGY``, ``counts``, ``ADU`` ...).
+
+    Raises
+    ------
+    ValueError
+        For a ``BUNIT`` that names no known unit (``source`` names the file in
+        the message): a guess could put images on scales 10**9 apart.
+    """
+    bunit = str(header.get("BUNIT") or "").strip()
+    if not bunit:
         return None
-    unit = u.Unit(str(bunit).strip(), format="fits", parse_strict="silent")
-    if isinstance(unit, u.UnrecognizedUnit):
-        unit = u.Unit(str(bunit).strip(), parse_strict="silent")
-    return None if isinstance(unit, u.UnrecognizedUnit) else unit
+    for fmt in ("fits", "generic"):
+        unit = u.Unit(bunit, format=fmt, parse_strict="silent")
+        if not isinstance(unit, u.UnrecognizedUnit):
+            return unit
+    alias = _BUNIT_ALIASES.get(bunit.lower()) or u.Unit(bunit.lower(), parse_strict="silent")
+    if isinstance(alias, u.UnrecognizedUnit):
+        raise ValueError(f"{source}: BUNIT {bunit!r} is not a unit astropy knows; fix the header (e.g. "
+                         "'nanomaggy') or remove BUNIT to load the image without a unit")
+    return alias

@@ -37,6 +37,13 @@ def _number(value: Any) -> float:
     return float(getattr(value, "value", value))
 
 
+def _card(value: Any) -> float | None:
+    """A header card's number: None (FITS's undefined value) for NaN, which a FITS header cannot
+    hold (e.g. the background of a cutout made without background subtraction)."""
+    number = _number(value)
+    return number if math.isfinite(number) else None
+
+
 def _cutout_signature(size: Any, bands: tuple[str, ...], data_release: int,
                       options: dict[str, Any]) -> dict[str, Any]:
     """What must not change between runs sharing one cutout folder."""
@@ -54,22 +61,22 @@ def _cutout_header(info: Any, rec: dict[str, Any], *, bands: tuple[str, ...], da
     header["OBJID"] = (rec["id"], f"catalogue {id_column}")
     header["RA"] = (rec["ra"], "[deg] catalogue right ascension")
     header["DEC"] = (rec["dec"], "[deg] catalogue declination")
-    header["RA_CEN"] = (_number(info["ra_centroid"]), "[deg] right ascension of the centre")
-    header["DEC_CEN"] = (_number(info["dec_centroid"]), "[deg] declination of the centre")
-    header["X_CEN"] = (_number(info["x_cutout"]), "[pix] centre x in the cutout (0-based)")
-    header["Y_CEN"] = (_number(info["y_cutout"]), "[pix] centre y in the cutout (0-based)")
-    header["SHIFT"] = (_number(info["shift"]), "[pix] centroid - catalogue position")
+    header["RA_CEN"] = (_card(info["ra_centroid"]), "[deg] right ascension of the centre")
+    header["DEC_CEN"] = (_card(info["dec_centroid"]), "[deg] declination of the centre")
+    header["X_CEN"] = (_card(info["x_cutout"]), "[pix] centre x in the cutout (0-based)")
+    header["Y_CEN"] = (_card(info["y_cutout"]), "[pix] centre y in the cutout (0-based)")
+    header["SHIFT"] = (_card(info["shift"]), "[pix] centroid - catalogue position")
     header["CENFAIL"] = (bool(info["centroid_failed"]), "centroid refinement failed")
     header["EDGE"] = (bool(info["edge"]), "part of the cutout is off the frame")
-    header["FRACMASK"] = (_number(info["frac_masked"]), "fraction of masked pixels")
+    header["FRACMASK"] = (_card(info["frac_masked"]), "fraction of masked pixels")
     header["BANDS"] = (",".join(bands), "bands of the cube planes")
     for k, band in enumerate(bands, start=1):
         header[f"BAND{k}"] = (band, f"band of plane {k}")
     for band in bands:
-        header[f"BKG_{band.upper()}"] = (_number(info[f"bkg_{band}"]),
+        header[f"BKG_{band.upper()}"] = (_card(info[f"bkg_{band}"]),
                                          f"median residual sky removed, {band}")
     header["REFBAND"] = (meta.get("reference_band", bands[0]), "band whose pixel grid is used")
-    header["PIXSCALE"] = (float(meta.get("pixel_scale_arcsec", math.nan)), "[arcsec/pix]")
+    header["PIXSCALE"] = (_card(meta.get("pixel_scale_arcsec", math.nan)), "[arcsec/pix]")
     header["RESAMPLE"] = (str(meta.get("resample", ""))[:60], "other bands resampled by")
     for name in FIELD_KEYS:
         header[name.upper()] = (int(rec[name]), f"SDSS imaging {name}")
