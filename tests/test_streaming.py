@@ -338,3 +338,10 @@ def test_csv_resume_with_a_blank_line_does_not_duplicate_rows(setup, tmp_path):
     got, clean = Table.read(out), Table.read(tmp_path / "clean.csv")
     assert len(got) == len(clean) == len(setup["catalog"])
     assert list(got["objID"]) == list(clean["objID"]) == list(setup["catalog"]["objID"])  # no row twice
+
+
+def test_write_table_atomic_passes_an_hdf5_dataset_path(tmp_path):
+    from astro_galpost.io import write_table_atomic
+
+    write_table_atomic(Table({"a": [1, 2]}), tmp_path / "t.h5", path="posteriors", serialize_meta=True)
+    assert list(Table.read(tmp_path / "t.h5", path="posteriors")["a"]) == [1, 2]

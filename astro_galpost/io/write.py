@@ -53,11 +53,12 @@ from .layout import TableLayout, string_width
 __all__ = ["ChunkedTableWriter", "open_chunked_writer", "publish_file", "write_table_atomic"]
 
 
-def write_table_atomic(table, path, overwrite: bool = False, **kwargs) -> Path:
+def write_table_atomic(table, path, /, overwrite: bool = False, **kwargs) -> Path:
     """Write an astropy table to ``path`` via a temporary file renamed when complete.
 
     An interrupted run never leaves a half-written file under the final name
     (see `astro_galpost.utils.atomic.write_atomic`: synced, umask permissions).
+    ``kwargs`` go to `astropy.table.Table.write` (e.g. an HDF5 dataset's ``path``).
     """
     fmt = kwargs.pop("format", None)
     return write_atomic(path, lambda tmp: table.write(tmp, overwrite=True, format=fmt, **kwargs),
