@@ -411,6 +411,8 @@ def load_images(paths: Any, size: int | tuple[int, int] | None = None) -> np.nda
     size : int or (int, int), optional
         Resample every image to ``size x size`` (or ``(H, W)``) pixels with
         antialiased bilinear interpolation. Needed when the files differ in size.
+        Pixel values (surface brightness) are kept, not total fluxes: halving
+        the size divides a galaxy's pixel sum by four.
 
     Returns
     -------
