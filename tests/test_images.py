@@ -470,6 +470,8 @@ class TestPreprocessor:
         auto_jpeg = ImagePreprocessor(size=32, scaling="auto").fit(composite)
         auto_flux = ImagePreprocessor(size=32, scaling="auto").fit(fluxes)
         assert auto_jpeg.scaling_ == "linear" and auto_flux.scaling_ == "arcsinh"
+        saturated = np.where(composite > 0.5, np.float32(1.0000002), composite)  # float32 resampling's overshoot
+        assert ImagePreprocessor(size=32, scaling="auto").fit(saturated).scaling_ == "linear"
         np.testing.assert_array_equal(
             auto_flux.transform(fluxes), ImagePreprocessor(size=32, scaling="arcsinh").fit(fluxes).transform(fluxes)
         )

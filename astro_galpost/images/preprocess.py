@@ -242,7 +242,8 @@ class ImagePreprocessor:
         if self.scaling != "auto":
             return self.scaling
         good = data[~bad]
-        composite = good.size > 0 and float(good.min()) >= 0.0 and float(good.max()) <= 1.0
+        # 0-1 composites resampled in float32 can overshoot by a rounding error (1.0000002)
+        composite = good.size > 0 and float(good.min()) >= -1e-6 and float(good.max()) <= 1.0 + 1e-6
         return "linear" if composite else "arcsinh"
 
     def _scale(self, data: np.ndarray) -> np.ndarray:
