@@ -233,6 +233,10 @@ class TestSynthetic:
             make_cutouts(dict(frames, g=tmp_path / "frame-z.fits"), catalog, 24)
         with pytest.raises(ValueError, match="no WCS"):
             make_cutouts(dict(frames, g=NDData(frames["g"].data)), catalog, 24)
+        coarse = frames["r"].wcs.deepcopy()  # 3x3 binned: 1.188" pixels, whose fluxes would be 9x off
+        coarse.wcs.cd = coarse.wcs.cd * 3
+        with pytest.raises(ValueError, match=r"r frame has pixels of 1.188 arcsec .* off by 0.111"):
+            make_cutouts(dict(frames, r=NDData(frames["r"].data, wcs=coarse, unit="nanomaggy")), catalog, 24)
 
     def test_other_reference_band_and_order(self, synthetic):
         frames, _, catalog = synthetic

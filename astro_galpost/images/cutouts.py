@@ -30,7 +30,7 @@ from astropy.table import Table
 from astropy.utils.data import get_readable_fileobj
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
-from astropy.wcs.utils import proj_plane_pixel_scales
+from astropy.wcs.utils import proj_plane_pixel_area, proj_plane_pixel_scales
 
 from ..utils.columns import column_data
 from .inputs import DEFAULT_BANDS
@@ -392,6 +392,8 @@ def make_cutouts(
     ------
     ImportError
         Without the ``reproject`` package (the ``data`` extra).
+    ValueError
+        For frames whose pixel scales differ by more than 1% (see Notes).
 
     Notes
     -----
@@ -401,8 +403,8 @@ def make_cutouts(
     interpolated bilinearly onto that grid by `reproject.reproject_interp`
     (pixels that draw on a bad pixel are NaN and masked), which smooths their
     noise slightly; interpolation preserves
-    surface brightness, not flux, so frames of a different pixel scale need a
-    flux-conserving reprojection first. Cutouts keep the reference frame's
+    surface brightness, not flux, so frames of a different pixel scale (by
+    more than 1%) are refused: reproject them flux-conservingly first. Cutouts keep the reference frame's
     orientation (SDSS frames are not north-up). Pixels beyond a frame edge are
     NaN and masked; no cutout is shifted to stay inside a frame.
 
@@ -426,6 +428,7 @@ def make_cutouts(
     band_order, reference_band = _check_arguments(frames, coords, band_order, reference_band, centroid_box)
     loaded, unit = _load_frames(frames, band_order)
     ref = loaded[reference_band]
+    _check_pixel_scales(loaded, ref)
     npix = _pixel_size(size, ref.wcs)
     coords = coords.reshape(1) if coords.isscalar else coords.ravel()
     n = len(coords)
@@ -482,6 +485,20 @@ def _load_frames(frames: Mapping[str, Any], band_order: tuple[str, ...]) -> tupl
         if factor != 1.0:
             loaded[b].data = loaded[b].data * factor
     return loaded, unit
+
+
+def _check_pixel_scales(frames: dict[str, _Frame], ref: _Frame, rtol: float = 0.01) -> None:
+    """Refuse frames whose pixels differ in area from the reference band's: interpolation keeps
+    surface brightness, so their fluxes per pixel would be off by the ratio of the areas."""
+    ref_scale = float(np.sqrt(proj_plane_pixel_area(ref.wcs))) * 3600.0
+    for band, frame in frames.items():
+        scale = float(np.sqrt(proj_plane_pixel_area(frame.wcs))) * 3600.0
+        if abs(scale / ref_scale - 1.0) > rtol:
+            raise ValueError(
+                f"the {band} frame has pixels of {scale:.4g} arcsec and the reference band {ref.band} "
+                f"{ref_scale:.4g} arcsec: interpolating it would keep surface brightness and put its fluxes "
+                f"per pixel off by {(ref_scale / scale) ** 2:.3g}; reproject it flux-conservingly "
+                "(reproject.reproject_exact) to the reference pixel scale first")
 
 
 def _cut_one(k: int, cube: np.ndarray, cols: dict[str, np.ndarray], frames: list[_Frame], ref: _Frame, npix: int, *,
