@@ -203,3 +203,14 @@ def test_unfitted_encoder_objects_are_copied_at_fit(tiny_fit, mock_table):
     assert not encoder.is_fitted and gp.encoders_[0] is not encoder and gp.encoders_[0].is_fitted
     fitted_encoder = PhotometryEncoder(BANDS).fit(mock_table[:200])
     assert tiny_fit(encoder=fitted_encoder).encoders_[0] is fitted_encoder  # reused as documented
+
+
+def test_labels_of_rows_with_unusable_inputs_do_not_count(tiny, mock_table):
+    """Three metallicity labels, all on rows without photometry: nothing to learn from (it once fitted
+    a NaN label mean and predicted NaN for every galaxy)."""
+    table = Table(mock_table[:200], copy=True)
+    table["oh_p50"][:3], table["oh_p50"][3:] = [8.6, 8.7, 8.8], np.nan
+    for band in BANDS:
+        table[band][:3] = np.nan
+    with pytest.raises(ValueError, match="'oh_p50' has 0 usable value.* in the rows whose inputs are usable"):
+        GalaxyPosterior(**tiny(["redshift", "metallicity"], max_epochs=1)).fit(table)

@@ -212,14 +212,15 @@ def _check_percentiles(percentiles: Any) -> list[float]:
     return levels
 
 
-def _check_labels(y: np.ndarray, valid: np.ndarray, targets: Mapping[str, str]) -> None:
-    """At least two usable labels per target; a warning when they are all equal."""
+def _check_labels(y: np.ndarray, valid: np.ndarray, targets: Mapping[str, str],
+                  where: str = "the training table") -> None:
+    """At least two usable labels per target (in ``where``); a warning when they are all equal."""
     for j, (name, column) in enumerate(targets.items()):
         values = y[valid[:, j], j]
         if len(values) < 2:
             (lo, hi), unit = TARGETS[name].valid_range, str(TARGETS[name].unit)
-            raise ValueError(f"target {name!r}: column {column!r} has {len(values)} usable value(s) in the "
-                             f"training table (finite, in {lo:g}..{hi:g}{' ' + unit if unit else ''}); at least 2 "
+            raise ValueError(f"target {name!r}: column {column!r} has {len(values)} usable value(s) in "
+                             f"{where} (finite, in {lo:g}..{hi:g}{' ' + unit if unit else ''}); at least 2 "
                              "are needed")
         if np.ptp(values) == 0:
             warnings.warn(f"target {name!r}: every usable value of column {column!r} equals {values[0]:g}; "
@@ -676,6 +677,10 @@ class GalaxyPosterior(ParamsMixin):
         self.n_features_in_ = xs[0].shape[1]
         self.n_train_ = int(usable.sum())
         xs, y, valid = _rows_of(xs, usable), y[usable], valid[usable]
+        if not usable.all():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DegenerateLabelsWarning)  # said once, above
+                _check_labels(y, valid, targets, "the rows whose inputs are usable")
         self.ood_ = NeighbourDistance(random_state=ood_seed).fit(xs[0])
 
         self.label_mean_ = np.array([np.mean(y[valid[:, j], j]) for j in range(y.shape[1])])
