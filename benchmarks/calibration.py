@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -193,6 +194,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--report", type=Path, help="also write Markdown + ECSV tables to this folder")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     args = parser.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # what the package's fits read
     torch.set_num_threads(args.threads)
     extra = json.loads(args.params)
     mode = "quick" if args.quick else "full"

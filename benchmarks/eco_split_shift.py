@@ -8,7 +8,9 @@ the asinh space the lines are modelled in, a log ratio for bright lines), is fit
 on the training rows. Its mean test residual in units of the test residuals'
 standard deviation, ``δ``, is the error the split's test galaxies share. Were the
 test galaxies independent draws around a fixed function, ``δ`` would scatter by
-1/√n over the splits; the table gives its scatter and the ratio of the two.
+1/√n over the splits; the table gives its scatter and the ratio of the two. The posteriors
+(``--posterior K``) fit with the package's thread count (one, unless ``OMP_NUM_THREADS``
+says otherwise); gradient boosting uses its own.
 
 A shared error moves the PIT of the whole test split. The last columns give how
 often a posterior that is exact but for a shared shift of that extra size

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -257,15 +258,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, default=64, help="VAE image size of the mock and throughput parts")
     parser.add_argument("--params", type=json.loads, default={}, help="JSON of GalaxyPosterior parameters (real data)")
     parser.add_argument("--vae-params", type=json.loads, default={}, help="JSON of VAEEncoder parameters (real data)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads of every fit (default: the package's, OMP_NUM_THREADS or 1)")
     parser.add_argument("--parts", default="real,mock,throughput",
                         help="comma-separated parts to run (default: real,mock,throughput)")
     args = parser.parse_args(argv)
     import torch
 
-    if args.threads:
+    from astro_galpost.utils.threads import choose_threads
+
+    if args.threads:  # the package's fits read OMP_NUM_THREADS, not torch.set_num_threads
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
-    args.threads_used = torch.get_num_threads()
+    args.threads_used = choose_threads()
     args.seeds = [int(s) for s in args.seeds.split(",")][:1 if args.quick else None]
     args.pretrain_seeds = [int(s) for s in args.pretrain_seeds.split(",")]
     args.vae_epochs = 40 if args.quick else 100  # mock part; early stopping usually ends it sooner

@@ -6,7 +6,8 @@ Trains `GalaxyPosterior` (redshift only, ugriz photometry) on the shared file
 cross-validation by default, or a separate test file with ``--test``):
 posterior-median R², RMSE, σ_NMAD of Δz/(1+z), outlier rate (|Δz|/(1+z) > 0.05),
 PIT Kolmogorov–Smirnov statistic and the coverage of the 68% and 95% central
-intervals, plus fit time. The last line printed is one JSON object.
+intervals, plus fit time. The last line printed is one JSON object. `GalaxyPosterior` fits
+with the package's thread count (one, unless ``OMP_NUM_THREADS`` says otherwise).
 
 Goals (issue 2): R² ≥ 0.88, σ_NMAD ≤ 0.013, PIT KS ≤ 0.05, 68% coverage in
 0.63–0.73, 95% in 0.92–0.97, fit in under 2 minutes on 2 CPU cores.

@@ -33,7 +33,7 @@ dispersion ``vdisp`` (McConnell & Ma 2013) where `astro_galpost.physics.sigma_qu
 trusts σ (70-420 km/s: 105 of the 167 measured; below 70 km/s the SDSS
 instrumental resolution dominates, so those labels are left missing), by k-fold
 cross-validation over these 105 (``--folds``, seeded permutation). The test
-fold's galaxies never train. Three designs; their settings are argued from the
+fold's galaxies never train. Four designs; their settings are argued from the
 data's size, not tuned (single-network diagnostic runs on these same folds are
 listed in docs/sdss.rst, "Velocity dispersions and black-hole masses"):
 

@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 import torch
 
-from astro_galpost import sampling
+from astro_galpost.model import sampling
 from astro_galpost.model.flows import realnvp
 from astro_galpost.model.sampling import FastCouplingSampler
 

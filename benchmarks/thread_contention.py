@@ -47,7 +47,7 @@ def child(policy: str, rows: int, epochs: int) -> None:
     gp = GalaxyPosterior(n_ensemble=1, max_epochs=epochs, patience=10 * epochs, random_state=0, progress=False,
                          recalibrate=False, n_threads=n_threads)
     seen = []
-    from astro_galpost import estimator
+    from astro_galpost.model import estimator
 
     train = estimator.train_network
 

@@ -55,7 +55,7 @@ numpydoc_show_class_members = False
 # cli.rst includes the ``--help`` text of every ``galpost`` command, generated at
 # build time so that it never drifts from the code.
 
-_CLI_COMMANDS = ("", "demo", "fit", "predict", "evaluate", "fetch-sdss")
+_CLI_COMMANDS = ("", "demo", "fit", "predict", "evaluate", "fetch-sdss", "fetch-cutouts")
 
 
 def _write_cli_help(folder: str = os.path.join(os.path.dirname(os.path.abspath(__file__)), "generated")) -> None:

@@ -46,7 +46,7 @@ train, test = catalog[:1500], catalog[1500:]
 model = GalaxyPosterior(representation=32, hidden=64, max_epochs=12, batch_size=128, learning_rate=2e-3,
                         flows={"core": ("realnvp", {"transforms": 4, "hidden_features": [32, 32]}),
                                "lines": ("realnvp", {"transforms": 4, "hidden_features": [32, 32]})},
-                        progress=False, random_state=0)
+                        n_ensemble=1, progress=False, random_state=0)
 model.fit(train)
 samples = model.sample(test, n_samples=300)
 

@@ -5,7 +5,8 @@ Photometric redshifts of real SDSS galaxies
 This example trains redshift posteriors on **real** galaxies: the 10,000 SDSS galaxies
 that ship as test data inside the ``kcorrect`` package (a dependency of
 ``astro_galpost``), read with :func:`~astro_galpost.datasets.load_kcorrect_sample`. Each
-has ugriz model magnitudes (corrected for Galactic extinction) with errors and a
+has ugriz model magnitudes (as in CAS, not corrected for Galactic extinction: the photometry
+encoder dereddens them with the ``extinction_<band>`` columns) with errors and a
 spectroscopic redshift, which serves as the truth.
 
 The model is deliberately small and trained for only 20 epochs so that the example runs

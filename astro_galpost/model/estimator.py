@@ -280,7 +280,7 @@ class GalaxyPosterior(ParamsMixin):
         (``benchmarks/width_factor_noise.py``), while an ensemble fits it on
         the held-out rows of all its members; on mock galaxies at ECO's size
         that no other choice saw (``benchmarks/small_sample.py``), three
-        members missed 5 of 60 calibration goals and one network 11, at three
+        members missed 4 of 60 calibration goals (5 with one width factor per group) and one network 11, at three
         times the training time (``docs/training.rst``). An encoder that `fit` trains
         and whose training is random (it takes a ``random_state``, as the VAE
         does) is trained once per member, with a seed of the member's, so the

@@ -9,7 +9,7 @@ joint flow models it. Each :class:`TargetGroup` declares its flow, the groups it
 is conditioned on (the chain rule: ``p(core, lines | x) = p(core | x)
 p(lines | core, x)``) and whether it has a "measurable" classifier. The nine
 targets and four groups of the paper are registered here; other packages add
-targets and groups through the ``astro_galpost.model.targets`` and
+targets and groups through the ``astro_galpost.targets`` and
 ``astro_galpost.groups`` entry-point groups.
 """
 
