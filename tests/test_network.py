@@ -63,3 +63,21 @@ def test_imputation_does_not_leak_into_the_labels_and_validation_loss_is_repeata
     torch.manual_seed(6)
     d, _ = net.loss(x, y, full)
     assert float(c.detach()) == float(d.detach())
+
+
+def test_measurable_coupling_keeps_draws_paired_and_hits_the_weights():
+    """The metallicity group's chained core draws are resampled toward measurable galaxies by the
+    maximal coupling: every draw index t comes out with probability p_t / sum p, and a draw keeps
+    its own values with probability min(1, p_s / mean p) (all of them when p does not vary)."""
+    from astro_galpost.model.network import _coupling_index
+
+    torch.manual_seed(0)
+    p = torch.tensor([0.9, 0.9, 0.1, 0.1, 0.5])[:, None].expand(5, 40_000)  # (S, N): N repeats
+    index = _coupling_index(p)
+    counts = torch.stack([(index == t).float().mean() for t in range(5)])
+    np.testing.assert_allclose(counts.numpy(), (p[:, 0] / p[:, 0].sum()).numpy(), atol=0.003)
+    kept = (index == torch.arange(5)[:, None]).float().mean(dim=1)
+    np.testing.assert_allclose(kept.numpy(), [1, 1, 0.2, 0.2, 1], atol=0.01)
+    assert kept.mean() > p[:, 0].mean() / p[:, 0].max() + 0.1  # more pairs than keeping with p / max p
+    flat = torch.full((7, 3), 0.3)
+    assert torch.equal(_coupling_index(flat), torch.arange(7)[:, None].expand(7, 3))

@@ -309,24 +309,36 @@ class PosteriorNetwork(nn.Module):
     def _measurable(self, h: Tensor, given: Tensor | None, g: GroupSpec) -> tuple[Tensor, Tensor | None]:
         """P(measurable | x) (N,) and the chained values to condition the group's flow on.
 
-        The flow describes p(y | given, x, measurable). With the classifier's
-        probability ``p_s`` of each draw ``s`` of the chained values, draws are
-        kept with probability ``p_s / max p`` and otherwise replaced by a draw
-        chosen with weights ``p_s``: the kept-or-replaced draws follow
-        ``p(given | x, measurable)`` exactly, so the group's samples follow
-        ``p(y | x, measurable)``, and a galaxy whose measurability does not
-        depend on its chained values keeps every draw paired with its own.
+        The flow describes p(y | given, x, measurable). The draws ``s`` of the
+        chained values follow p(given | x); reweighted by the classifier's
+        probability ``p_s`` they follow p(given | x, measurable). The maximal
+        coupling of the two (Thorisson 2000) keeps draw ``s`` with probability
+        ``min(1, p_s / mean p)`` and otherwise replaces it by a draw chosen with
+        weights ``max(0, p_s - mean p)``: the result follows p(given | x,
+        measurable) exactly, so the group's samples follow p(y | x, measurable),
+        and as many draws as possible stay paired with their own chained values
+        (all of them for a galaxy whose measurability does not depend on them;
+        a fraction ``mean min(1, p_s / mean p)`` in general, against
+        ``mean p / max p`` for keeping with probability ``p_s / max p``).
         """
         if given is None:
             return torch.sigmoid(self.detectors[g.name](h).squeeze(-1)), None
         context = torch.cat([h.expand(given.shape[0], *h.shape), given], dim=-1)
         p = torch.sigmoid(self.detectors[g.name](context).squeeze(-1))  # (S, N)
-        weights = p.T + 1e-12  # (N, S)
-        keep = torch.rand_like(p) * p.max(dim=0).values < p
-        other = torch.multinomial(weights, p.shape[0], replacement=True).T  # (S, N)
-        index = torch.where(keep, torch.arange(p.shape[0], device=p.device)[:, None], other)
+        index = _coupling_index(p)
         given = torch.gather(given, 0, index[..., None].expand_as(given))
         return p.mean(dim=0), given
+
+
+def _coupling_index(p: Tensor) -> Tensor:
+    """(S, N) draw indices of the maximal coupling of uniform weights with weights ``p`` (S, N): draw
+    ``s`` stays itself with probability ``min(1, p_s / mean p)``, else becomes one chosen with weights
+    ``max(0, p_t - mean p)``, so that index ``t`` comes out with probability ``p_t / sum p``."""
+    mean = p.mean(dim=0)
+    keep = torch.rand_like(p) * mean < p
+    excess = (p - mean).clamp(min=0.0).T + 1e-30  # (N, S): the tiny term for galaxies with no excess
+    other = torch.multinomial(excess, p.shape[0], replacement=True).T
+    return torch.where(keep, torch.arange(p.shape[0], device=p.device)[:, None], other)
 
 
 def _chained_values(out: Tensor, given: Tensor | None, columns: list[int]) -> Tensor | None:
