@@ -214,3 +214,11 @@ def test_labels_of_rows_with_unusable_inputs_do_not_count(tiny, mock_table):
         table[band][:3] = np.nan
     with pytest.raises(ValueError, match="'oh_p50' has 0 usable value.* in the rows whose inputs are usable"):
         GalaxyPosterior(**tiny(["redshift", "metallicity"], max_epochs=1)).fit(table)
+
+
+def test_too_few_held_out_labels_warn_that_widths_are_not_recalibrated(tiny, mock_table):
+    table = Table(mock_table[:300], copy=True)
+    table["oh_p50"][40:] = np.nan  # 40 metallicities: about 6 held out
+    with pytest.warns(UserWarning, match=r"metallicity group has \d labelled held-out row\(s\), fewer than the 30"):
+        model = GalaxyPosterior(**tiny(["redshift", "metallicity"], max_epochs=1, n_ensemble=1)).fit(table)
+    assert model.residual_scales_["metallicity"][0] == 1.0

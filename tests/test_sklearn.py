@@ -174,6 +174,20 @@ def test_neighbour_distance_matches_brute_force():
     assert clone(ood).get_params() == ood.get_params() and not hasattr(clone(ood), "threshold_")
 
 
+def test_neighbour_distance_counts_repeated_rows_once():
+    """A training table repeated 12 times made every row its own neighbour at distance 0: the
+    threshold fell to 1e-7 and every new galaxy was flagged."""
+    rng = np.random.default_rng(1)
+    reference = rng.normal(size=(100, 4)).astype(np.float32)
+    once = NeighbourDistance(k=5, quantile=0.99).fit(reference)
+    repeated = NeighbourDistance(k=5, quantile=0.99).fit(np.tile(reference, (12, 1)))
+    assert repeated.threshold_ == pytest.approx(once.threshold_)
+    new = rng.normal(size=(2000, 4)).astype(np.float32)
+    assert np.mean(repeated.score(new) > 1) < 0.05
+    with pytest.raises(ValueError, match="two distinct"):
+        NeighbourDistance().fit(np.ones((10, 4)))
+
+
 @pytest.mark.parametrize(("params", "message"), [
     ({"k": 0}, r"k must be a whole number >= 1, got 0"),
     ({"quantile": 1.5}, r"quantile must be a number in \(0, 1\], got 1.5"),

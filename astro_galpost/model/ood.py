@@ -70,8 +70,12 @@ class NeighbourDistance(ParamsMixin):
         self._check_params()
         rng = np.random.default_rng(self.random_state)
         x = np.asarray(x, dtype=np.float32)
+        # a repeated row is its own nearest neighbour at distance 0 even left out: the threshold
+        # would collapse (12 copies of a table flagged every new galaxy), so each row counts once
+        _, first = np.unique(x, axis=0, return_index=True)
+        x = x[np.sort(first)] if len(first) < len(x) else x
         if len(x) < 2:
-            raise ValueError("at least two training galaxies are needed for an out-of-distribution score")
+            raise ValueError("at least two distinct training galaxies are needed for an out-of-distribution score")
         keep = rng.choice(len(x), self.max_reference, replace=False) if len(x) > self.max_reference else slice(None)
         self._index(x[keep])
         # each reference galaxy's own statistic, leaving it out of its neighbours

@@ -121,6 +121,7 @@ samples of the groups before it, and its shift is fitted after theirs.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -540,6 +541,9 @@ def fit_ensemble_recalibration(
                  for net, (x, y, _, _) in zip(nets, rows)]
         labelled = [sum(int((valid[:, j] & held_out).sum()) for _, _, valid, held_out in rows) for j in g.targets]
         if max(labelled) < min_rows:
+            warnings.warn(f"the {g.name} group has {max(labelled)} labelled held-out row(s), fewer than the "
+                          f"{min_rows} its recalibration needs: its widths stay the network's own (more labelled "
+                          "galaxies, or a larger validation_fraction, would recalibrate it)", UserWarning, stacklevel=5)
             continue
         if len(g.targets) == 1:  # a shift per target would move a group's targets against each other
             j = g.targets[0]
