@@ -1,5 +1,7 @@
 """Issue 12 items 7-10: bad inputs and parameters give named errors, never silent wrong answers."""
 
+import warnings
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -222,3 +224,14 @@ def test_too_few_held_out_labels_warn_that_widths_are_not_recalibrated(tiny, moc
     with pytest.warns(UserWarning, match=r"metallicity group has \d labelled held-out row\(s\), fewer than the 30"):
         model = GalaxyPosterior(**tiny(["redshift", "metallicity"], max_epochs=1, n_ensemble=1)).fit(table)
     assert model.residual_scales_["metallicity"][0] == 1.0
+
+
+def test_too_few_draws_for_an_ensemble_warn(tiny, mock_table):
+    model = GalaxyPosterior(**tiny(["redshift"], max_epochs=1, n_ensemble=3, random_state=0)).fit(mock_table[:200])
+    with pytest.warns(UserWarning, match="n_samples=2 for an ensemble of 3.*only the first 2 member"):
+        model.sample(mock_table[200:205], n_samples=2)
+    with pytest.warns(UserWarning, match="n_samples=5 for an ensemble of 3.*not narrowed"):
+        model.sample(mock_table[200:205], n_samples=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.sample(mock_table[200:205], n_samples=6)
