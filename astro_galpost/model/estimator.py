@@ -1045,13 +1045,15 @@ class GalaxyPosterior(ParamsMixin):
         usable = np.zeros(len(table), bool)
         probs = {g.name: np.full(len(table), np.nan) for g in self.groups_ if g.detect}
         ood = np.full(len(table), np.nan)
-        with warnings.catch_warnings(), torch_threads(self.n_threads):
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows of unusable inputs
+        with torch_threads(self.n_threads):
             for rows, out, batch_probs, ok, batch_ood in self._iter_samples(
                 table, images, n_samples, random_state, batch_size, row_offset
             ):
-                # (levels, rows, targets) -> rows x (targets, levels), matching `names`
-                q = np.nanpercentile(out, levels, axis=1)
+                # (levels, rows, targets) -> rows x (targets, levels), matching `names`; unusable rows
+                # stay NaN (their draws are all NaN: no percentile, and no warning for them)
+                q = np.full((len(levels), len(ok), out.shape[2]), np.nan)
+                if ok.any():
+                    q[:, ok] = np.nanpercentile(out[ok], levels, axis=1)
                 values[rows] = q.transpose(1, 2, 0).reshape(len(ok), -1)
                 usable[rows] = ok
                 ood[rows] = batch_ood
