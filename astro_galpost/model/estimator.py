@@ -829,9 +829,9 @@ class GalaxyPosterior(ParamsMixin):
         """
         k = len(self.networks_)
         if k > 1 and n_samples < 2 * k:
+            outcome = f"only the first {n_samples} member(s) are drawn" if n_samples < k else "it is not narrowed"
             warnings.warn(f"n_samples={n_samples} for an ensemble of {k}: the mixture needs at least two draws "
-                          f"per member ({2 * k}) to be sampled evenly and narrowed (docs/calibration.rst); "
-                          f"{'only the first ' + str(n_samples) + ' member(s) are drawn' if n_samples < k else 'it is not narrowed'}",
+                          f"per member ({2 * k}) to be sampled evenly and narrowed (docs/calibration.rst); {outcome}",
                           UserWarning, stacklevel=4)
         # equal-weight mixture of the ensemble: each member draws its share of samples
         shares = [n_samples // k + (i < n_samples % k) for i in range(k)]
