@@ -28,11 +28,9 @@ _DATA_EXTRA = ("h5py", "pandas", "pyarrow", "reproject", "photutils", "astroquer
 def _read_table(path: str):
     from astropy.table import QTable
 
-    from ..io import TableFormatError
+    from ..io import TableFormatError, check_input_file
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"input table {path} "
-                                f"{'is a folder, not a file' if Path(path).is_dir() else 'does not exist'}")
+    check_input_file(path)
     try:
         return QTable.read(path)
     except Exception as err:  # noqa: BLE001 - astropy's readers raise many types

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import check_input_file
 from ..sdss import (
     CATALOG_FILENAME,
     CUTOUT_STATUSES,
@@ -146,9 +147,7 @@ def run_fetch_cutouts(args: argparse.Namespace) -> int:
     bands = tuple(c for c in str(args.bands) if c not in ", ")  # "gri" or "g,r,i"
     manifest_path = Path(args.out) / CUTOUTS_MANIFEST_FILENAME
     try:
-        if not Path(args.catalog).is_file():
-            raise FileNotFoundError(f"catalogue {args.catalog} "
-                                    f"{'is a folder, not a file' if Path(args.catalog).is_dir() else 'does not exist'}")
+        check_input_file(args.catalog, "catalogue")
         manifest = fetch_cutouts(args.catalog, args.out, size=args.size, bands=bands,
                                  data_release=args.data_release, retries=args.retries,
                                  id_column=args.id_column, frame_cache=args.frame_cache,

@@ -5,8 +5,9 @@ Module                                 What it holds
 =====================================  ============================================================
 `astro_galpost.io.formats`             `FORMATS`, `detect_format`, `TableFormatError`, and
                                        astropy's table header in Parquet, HDF5 and ECSV files
-`astro_galpost.io.read`                `iter_table_chunks`, `count_rows`, `table_columns`:
-                                       catalogs read chunk by chunk, never whole
+`astro_galpost.io.read`                `iter_table_chunks`, `count_rows`, `table_columns`,
+                                       `check_input_file`: catalogs read chunk by chunk,
+                                       never whole
 `astro_galpost.io.write`               `write_table_atomic`, `open_chunked_writer`,
                                        `ChunkedTableWriter`: files that appear under their final
                                        name only when complete, resumable chunk by chunk
@@ -24,7 +25,7 @@ that need them.
 
 from .dask import ModelPayload, frame_to_table, predict_dask, prediction_units, read_catalog
 from .formats import FORMATS, TableFormatError, detect_format
-from .read import count_rows, iter_table_chunks, table_columns
+from .read import check_input_file, count_rows, iter_table_chunks, table_columns
 from .streaming import DEFAULT_CHUNK_BATCHES, CatalogPrediction, model_checksum, predict_catalog, resolve_model
 from .write import ChunkedTableWriter, open_chunked_writer, write_table_atomic
 
@@ -37,6 +38,7 @@ __all__ = [
     "count_rows",
     "table_columns",
     "iter_table_chunks",
+    "check_input_file",
     "ChunkedTableWriter",
     "open_chunked_writer",
     # catalog prediction (astro_galpost.streaming before)

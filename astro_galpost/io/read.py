@@ -47,15 +47,14 @@ from .formats import (
     stored_column_names,
 )
 
-__all__ = ["count_rows", "iter_table_chunks", "pandas_to_table", "table_columns"]
+__all__ = ["check_input_file", "count_rows", "iter_table_chunks", "pandas_to_table", "table_columns"]
 
 
-def _check_input(path) -> Path:
+def check_input_file(path, what: str = "input table") -> Path:
+    """``path`` as a `~pathlib.Path`, or `FileNotFoundError` saying that ``what`` is missing or a folder."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"input table {path} does not exist")
     if not path.is_file():
-        raise FileNotFoundError(f"input table {path} is not a file")
+        raise FileNotFoundError(f"{what} {path} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
     return path
 
 
@@ -68,7 +67,7 @@ class _Reader:
     fmt = ""
 
     def __init__(self, path, **options):
-        self.path = _check_input(path)
+        self.path = check_input_file(path)
         self.options = options
 
     def colnames(self) -> list[str]:

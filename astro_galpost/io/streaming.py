@@ -26,7 +26,7 @@ import numpy as np
 
 from ..utils.atomic import check_output, output_lock, write_json_atomic
 from .formats import detect_format
-from .read import count_rows, iter_table_chunks, table_columns
+from .read import check_input_file, count_rows, iter_table_chunks, table_columns
 from .samples import open_samples_writer, sample_arrays
 from .write import open_chunked_writer
 
@@ -241,9 +241,7 @@ class _Settings:
 def _check_paths(input_path: Path, output_path: Path, samples_path: Path | None, input_format, output_format,
                  overwrite: bool) -> tuple[str, str]:
     """The input and output formats, after checking that the files can be read and written."""
-    if not input_path.is_file():
-        raise FileNotFoundError(f"input table {input_path} "
-                                f"{'is a folder, not a file' if input_path.is_dir() else 'does not exist'}")
+    check_input_file(input_path)
     in_fmt = detect_format(input_path, input_format)
     out_fmt = detect_format(output_path, output_format)
     check_output(output_path, overwrite=overwrite, inputs=(input_path,))
