@@ -120,6 +120,35 @@ def test_encoder_standardised_features_and_usable():
     assert not usable[1] and usable[0] and np.isfinite(features).all()
 
 
+def test_radii_do_not_grow_with_the_cutout_or_a_neighbour():
+    # a Gaussian of sigma 5 px: R50 = 5.89, R90 = 10.73 px; at peak S/N 50 per band, clipping the noise
+    # at zero gave R90 = 63 px in a 161-pixel cutout; the whole inscribed circle, its residual sky
+    r50, r90 = 5.0 * np.sqrt(2 * np.log(2)), 5.0 * np.sqrt(2 * np.log(10))
+    for size in (41, 101, 161):
+        s = image_statistics(galaxy(flux=100 * 2 * np.pi * 25, sigma=5.0, size=size, noise=2.0, seed=size))
+        assert 10 ** stat(s, "log_r50") * size == pytest.approx(r50, rel=0.03)
+        assert 10 ** stat(s, "log_r90") * size == pytest.approx(r90, rel=0.03)
+    # a second galaxy 30 px away is another source, not the outskirts of this one
+    alone = galaxy(flux=100 * 2 * np.pi * 25, sigma=5.0, size=101, noise=2.0)
+    pair = alone + galaxy(flux=100 * 2 * np.pi * 25, sigma=4.0, size=101, shift=(0.0, 30.0))
+    assert 10 ** stat(image_statistics(pair), "log_r50") * 101 == pytest.approx(r50, rel=0.03)
+    assert 10 ** stat(image_statistics(pair), "log_r90") * 101 == pytest.approx(r90, rel=0.03)
+
+
+def test_real_galaxy_radii_match_sdss_petrosian(sdss_frame_hdus):
+    # RESOLVE rf0698 (SDSS r-band Petrosian radii 1.89" and 4.46"): the same radii from a 64- and a
+    # 160-pixel cutout (before: R90 10.4" and 29")
+    from astropy.coordinates import SkyCoord
+
+    from astro_galpost.images import make_cutouts
+
+    for size in (64, 160):
+        cube, mask, _ = make_cutouts(sdss_frame_hdus, SkyCoord(38.385832, -0.075917, unit="deg"), size)
+        s = image_statistics(cube[0], mask[0])
+        assert 10 ** stat(s, "log_r50") * size * 0.396 == pytest.approx(1.89, rel=0.1)
+        assert 10 ** stat(s, "log_r90") * size * 0.396 == pytest.approx(4.46, rel=0.1)
+
+
 def test_encoder_errors():
     images, _ = _sample(6)
     enc = ImageStatsEncoder()
@@ -143,6 +172,9 @@ def test_resampled_size_and_persistence(tmp_path):
     loaded = load_encoder(tmp_path / "stats", ImageStatsEncoder)
     assert isinstance(loaded, ImageStatsEncoder) and loaded.size == 32
     np.testing.assert_array_equal(loaded.transform(None, images)[0], features)
+    # an encoder saved before the radii became Petrosian measured other features
+    with pytest.raises(ValueError, match="refit"):
+        ImageStatsEncoder.from_config({k: v for k, v in enc.get_config().items() if k != "radii"}, enc.get_arrays())
 
 
 def test_in_estimator_learns_flux_and_saves(tmp_path, tiny):
