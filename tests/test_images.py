@@ -59,6 +59,19 @@ class TestArrays:
         data, _ = as_image_array(_cube() * u.mgy)
         np.testing.assert_allclose(data, _cube() * 1e9, rtol=1e-6)  # -> nanomaggies
 
+    def test_masked_quantity_keeps_its_mask(self):
+        from astropy.utils.masked import Masked
+
+        bad = np.zeros((4, 3, 20, 24), bool)
+        bad[1, 0, 2, 3] = True
+        data, mask = as_image_array(Masked(_cube() * u.nmgy, mask=bad))
+        assert mask[1, 0, 2, 3] and mask.sum() == 1 and data[1, 0, 2, 3] == 0
+
+    def test_magnitude_images_refused(self):
+        # 20 mag per pixel is 10 nmgy, not the 8e9 a linear scaling of the unit gave
+        with pytest.raises(u.UnitConversionError, match="logarithmic units .*not magnitudes"):
+            as_image_array(np.full((1, 3, 8, 8), 20.0) * u.ABmag)
+
     @pytest.mark.parametrize(
         "shape, match",
         [

@@ -249,6 +249,40 @@ def test_extra_scalar_inputs():
         enc.transform(t[[c for c in t.colnames if c != "mu"]])
 
 
+def test_extra_inputs_keep_their_training_unit():
+    """An extra input is read in its training column's unit; one without it, or in no convertible unit, is
+    refused by name (a size trained in kpc and given in pc moved its feature from 1.2 to 3,700 standard
+    deviations; plain arcmin numbers for an arcsec column, from 1.4 to -9.5)."""
+    t = _table()
+    t["r50_kpc"] = np.linspace(1, 5, len(t)) * u.kpc
+    t["r50"] = np.linspace(1, 10, len(t)) * u.arcsec
+    t["mu"] = np.linspace(20, 23, len(t))
+    enc = PhotometryEncoder(list("ugriz"), extra=["r50_kpc", "r50", "mu"]).fit(t)
+    assert enc.extra_units_ == ["kpc", "arcsec", None]
+    x = enc.transform(t)[0]
+    other = t.copy()
+    other["r50_kpc"] = other["r50_kpc"].to(u.pc)
+    other["r50"] = other["r50"].to(u.arcmin)
+    np.testing.assert_allclose(enc.transform(other)[0], x, atol=1e-5)
+    again = PhotometryEncoder.from_config(enc.get_config(), enc.get_arrays())
+    np.testing.assert_allclose(again.transform(other)[0], x, atol=1e-5)
+    plain = t.copy()
+    plain["r50"] = plain["r50"].quantity.to_value(u.arcmin)
+    with pytest.raises(ValueError, match="'r50' has no unit; the model was trained on it in arcsec"):
+        enc.transform(plain)
+    wrong = t.copy()
+    wrong["r50_kpc"] = wrong["r50_kpc"].value * u.s
+    with pytest.raises(u.UnitConversionError, match="'r50_kpc' has unit s"):
+        enc.transform(wrong)
+    unitful = t.copy()
+    unitful["mu"].unit = u.mag / u.arcsec**2
+    with pytest.raises(u.UnitConversionError, match="'mu' has unit .* without a unit"):
+        enc.transform(unitful)
+    # a model saved before the units were recorded reads as it did
+    legacy = {k: v for k, v in enc.get_config().items() if k != "extra_units_"}
+    np.testing.assert_allclose(PhotometryEncoder.from_config(legacy, enc.get_arrays()).transform(t)[0], x)
+
+
 def test_input_columns_name_everything_read(kcorrect_rows):
     t = kcorrect_rows.copy()
     t["petroR50_r"] = np.full(len(t), 2.0) * u.arcsec

@@ -54,6 +54,30 @@ BRIGHTEST_MEDIAN_AB = 10.0
 MAGNITUDE_LIKE = (10.0, 35.0)
 
 
+def _in_training_unit(name: str, values: np.ndarray, unit: u.UnitBase | None, trained: str | None) -> np.ndarray:
+    """An extra input's values in the unit of its training column; an error naming the column if they cannot be."""
+    if unit is not None and unit == u.dimensionless_unscaled:
+        unit = None
+    if trained is None:
+        if unit is not None:
+            raise u.UnitConversionError(
+                f"extra input column {name!r} has unit {unit}, but the model was trained on it without a unit: "
+                "remove the unit if its numbers are those of training, or refit"
+            )
+        return values
+    if unit is None:
+        raise ValueError(
+            f"extra input column {name!r} has no unit; the model was trained on it in {trained}: give the "
+            "column its unit"
+        )
+    try:
+        return values * unit.to(trained)
+    except u.UnitConversionError:
+        raise u.UnitConversionError(
+            f"extra input column {name!r} has unit {unit}, which does not convert to {trained}, its unit in training"
+        ) from None
+
+
 def _one_value_per_row(table: Table, column: str, kind: str) -> tuple[np.ndarray, np.ndarray, Any]:
     """``column_data`` of a one-dimensional numeric column; errors name the column."""
     try:
@@ -239,6 +263,9 @@ class PhotometryEncoder(Encoder):
         ``{column: "log" or "linear"}`` says whether to take ``log10``; in a
         plain sequence, columns with an angular unit are converted to arcsec and
         logged, others used as they are. Missing values get the training median.
+        Each is read in its training column's unit (angles in arcsec), saved
+        with the model: a column without that unit, or in one that does not
+        convert to it, is refused by name.
     """
 
     name = "photometry"
@@ -344,12 +371,23 @@ class PhotometryEncoder(Encoder):
             if name not in table.colnames:
                 raise KeyError(f"extra input column {name!r} is not in the table")
             values, mask, unit = _one_value_per_row(table, name, "extra input column")
-            if unit is not None and unit.physical_type == "angle":
-                values = values * unit.to(u.arcsec)
+            if self.extra_units_ is None:  # models saved before the units were recorded
+                values = values * unit.to(u.arcsec) if unit is not None and unit.physical_type == "angle" else values
+            else:
+                values = _in_training_unit(name, values, unit, self.extra_units_[j])
             with np.errstate(divide="ignore", invalid="ignore"):
                 values = np.log10(np.where(values > 0, values, np.nan)) if scale == "log" else values
             out[:, j] = np.where(mask, np.nan, values)
         return out
+
+    def _extra_units(self, table: Table) -> list[str | None]:
+        """The unit each extra input is read in: arcsec for angles, the training column's own otherwise."""
+        units = []
+        for name in self.extra_columns_:
+            unit = getattr(table[name], "unit", None) if name in table.colnames else None
+            unit = None if unit is None or u.Unit(unit) == u.dimensionless_unscaled else u.Unit(unit)
+            units.append(None if unit is None else "arcsec" if unit.physical_type == "angle" else unit.to_string())
+        return units
 
     def _resolve_extra(self, table: Table) -> tuple[list[str], list[str]]:
         if isinstance(self.extra, Mapping):
@@ -384,6 +422,7 @@ class PhotometryEncoder(Encoder):
         self.error_columns_ = self._resolve_errors(table)
         self.extinction_columns_ = self._resolve_extinction(table)
         self.extra_columns_, self.extra_scales_ = self._resolve_extra(table)
+        self.extra_units_ = self._extra_units(table)
         mags, errs = self._read(table)
         extra = self._read_extra(table)
         self.extra_fill_ = np.array([np.nanmedian(col) if np.isfinite(col).any() else 0.0 for col in extra.T])
@@ -480,6 +519,7 @@ class PhotometryEncoder(Encoder):
             "extinction_columns_": self.extinction_columns_,
             "extra_columns_": self.extra_columns_,
             "extra_scales_": self.extra_scales_,
+            "extra_units_": self.extra_units_,
             "error_columns_": self.error_columns_,
             "min_bands_": self.min_bands_,
             "n_features_": self.n_features_,
@@ -502,6 +542,7 @@ class PhotometryEncoder(Encoder):
         enc.extinction, enc.extra = config.get("extinction"), extra
         enc.extinction_columns_ = list(config.get("extinction_columns_") or [None] * len(enc.columns))
         enc.extra_columns_, enc.extra_scales_ = list(extra), list(extra.values())
+        enc.extra_units_ = config.get("extra_units_")  # None: saved before the units were recorded
         enc.extra_fill_ = np.asarray(arrays.get("extra_fill", np.zeros(0)), dtype=float)
         enc.error_columns_ = list(config["error_columns_"])
         enc.min_bands_ = int(config["min_bands_"])

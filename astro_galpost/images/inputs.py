@@ -59,9 +59,11 @@ def _split(obj: Any) -> tuple[np.ndarray, np.ndarray | None, u.UnitBase | None]:
         mask = np.ma.getmaskarray(obj) if isinstance(obj, np.ma.MaskedArray) else None
         unit = getattr(obj, "unit", None)
     try:
-        data, _, _ = column_data(np.ma.getdata(obj))
+        data, own_mask, _ = column_data(obj if mask is None else np.ma.getdata(obj))
     except TypeError as err:
         raise TypeError(f"image data of type {type(obj).__name__} is not numeric") from err
+    if mask is None and own_mask.any():  # an astropy Masked Quantity or array
+        mask = own_mask
     unit = None if unit is None or unit == u.dimensionless_unscaled else u.Unit(unit)
     if mask is not None and mask.shape != data.shape:
         try:

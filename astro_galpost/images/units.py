@@ -23,6 +23,12 @@ def common_unit(units: Sequence[u.UnitBase | None]) -> tuple[u.UnitBase | None, 
     """
     if all(unit is None for unit in units):
         return None, [1.0] * len(units)
+    logarithmic = sorted({str(unit) for unit in units if isinstance(unit, u.FunctionUnitBase)})
+    if logarithmic:
+        raise u.UnitConversionError(
+            f"images in logarithmic units ({', '.join(logarithmic)}) cannot be scaled linearly: give pixel "
+            "fluxes (e.g. nanomaggies), not magnitudes"
+        )
     if any(unit is None for unit in units):
         named = sorted({str(unit) for unit in units if unit is not None})
         raise u.UnitConversionError(
