@@ -111,14 +111,14 @@ class TestSynthetic:
 
     def test_background_subtracted(self, synthetic):
         frames, _, catalog = synthetic
-        with_bkg, _, table = make_cutouts(frames, catalog[:2], 96)
-        without, _, _ = make_cutouts(frames, catalog[:2], 96, subtract_background=False)
+        with_bkg, _, table = make_cutouts(frames, catalog[:2], 96, subtract_background=True)
+        without, _, _ = make_cutouts(frames, catalog[:2], 96)  # calibrated frames are sky-subtracted already
         rim = np.s_[:, :, :10, :]
         assert abs(np.median(without[rim]) - SKY) < 2e-3
         assert abs(np.median(with_bkg[rim])) < 2e-3
         np.testing.assert_allclose(table["bkg_r"].value, SKY, atol=3e-3)
         # small cutouts use a clipped median
-        small, _, table = make_cutouts(frames, catalog[:2], 32)
+        small, _, table = make_cutouts(frames, catalog[:2], 32, subtract_background=True)
         np.testing.assert_allclose(table["bkg_g"].value, SKY, atol=5e-3)
 
     def test_edge_is_nan_masked_and_flagged(self, synthetic):
@@ -307,6 +307,32 @@ class TestRealSDSS:
             np.testing.assert_allclose(centres, [[table["x_cutout"][k], table["y_cutout"][k]]] * 3, atol=1.0)
             # the object is bright against the (subtracted) sky in every band
             assert (cube[k, :, 75:85, 75:85].mean(axis=(1, 2)) > 5 * np.abs(np.median(cube[k], axis=(1, 2)))).all()
+
+    def test_default_keeps_a_large_galaxy_s_light(self, sdss_frames):
+        """SDSS frames are sky-subtracted: by default nothing more is taken away. A disc of effective radius
+        12 pixels added to a real frame keeps in a 64-pixel cutout's inscribed circle what the circle holds of
+        it (94%), and less than 85% with the residual-sky mesh, which takes its outskirts for sky."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = {b: WCS(h.header) for b, h in sdss_frames.items()}
+        position = wcs["r"].pixel_to_world(900.0, 600.0)
+        injected = {}
+        for band, hdu in sdss_frames.items():
+            x, y = wcs[band].world_to_pixel(position)
+            yy, xx = np.mgrid[: hdu.data.shape[0], : hdu.data.shape[1]]
+            disc = Sersic2D(amplitude=1.0, r_eff=12.0, n=1.0, x_0=float(x), y_0=float(y))(xx, yy)
+            injected[band] = fits.PrimaryHDU(hdu.data + 100.0 * disc / disc.sum(), hdu.header)
+        circle = np.hypot(*(np.mgrid[:64, :64] - 31.5)) < 32
+        kept = {}
+        for subtract in (False, True):  # False: the default
+            options = {"refine_centroid": False, **({"subtract_background": True} if subtract else {})}
+            with_disc = make_cutouts(injected, position, 64, **options)[0]
+            without = make_cutouts(sdss_frames, position, 64, **options)[0]
+            kept[subtract] = np.nansum((with_disc - without)[0, 1][circle]) / 100.0
+        # what the circle holds of a circular exponential disc: 1 - (1 + x) exp(-x), x = 32 px / scale length
+        x = 32.0 / (12.0 / 1.678)
+        assert kept[False] == pytest.approx(1 - (1 + x) * np.exp(-x), abs=0.01)
+        assert kept[True] < 0.85
 
     def test_near_frame_edge(self, sdss_frames):
         with warnings.catch_warnings():

@@ -326,7 +326,7 @@ def make_cutouts(
     size: int | u.Quantity,
     *,
     refine_centroid: bool = True,
-    subtract_background: bool = True,
+    subtract_background: bool = False,
     band_order: Sequence[str] = DEFAULT_BANDS,
     reference_band: str | None = None,
     centroid_box: int = 11,
@@ -355,7 +355,13 @@ def make_cutouts(
         Subtract the residual sky of each band and cutout
         (`photutils.background.Background2D` on a ``size // 4`` mesh for
         cutouts of 64 pixels or more, a 3σ-clipped median otherwise; the central
-        disc of radius ``size / 4`` is excluded as galaxy light).
+        disc of radius ``size / 4`` is excluded as galaxy light). Off by
+        default: calibrated frames such as SDSS's are sky-subtracted by their
+        pipeline, and the mesh takes a large galaxy's outskirts for sky
+        (exponential discs of effective radius 8, 12 and 16 pixels injected into
+        SDSS frame 2820/3/122 kept 92%, 77% and 55% of their flux in 64-pixel
+        cutouts, against 100%, 96% and 89% without it;
+        ``benchmarks/injected_galaxies.py``). For frames that still hold their sky.
     band_order : sequence of str
         Bands to cut, in output channel order (keys of ``frames``).
     reference_band : str, optional

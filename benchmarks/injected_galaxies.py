@@ -1,18 +1,24 @@
-"""The ``image_stats`` radii on real SDSS pixels: galaxies of known size injected into a real frame.
+"""Galaxies of known size injected into a real SDSS frame: the cutouts' flux and the ``image_stats`` radii.
 
-`~astro_galpost.encoders.image_stats.image_statistics` measures R50 and R90 as
-fractions of the Petrosian flux. This script injects Sérsic galaxies (``n`` = 1
-and 4, effective radius 3-8 pixels, axis ratio 0.5-1, r = 17.5, g and i at 0.7
-and 1.3 times the r flux, a Gaussian PSF of sigma 1.5 pixels, the profile
-integrated over 5x5 sub-pixels) at random places in the g, r and i frames of SDSS
-field 2820/3/122, cuts each out with `~astro_galpost.images.make_cutouts` at 64 and
-160 pixels, and compares the measured R50 with that of the same galaxy's noise-free
-image, alone on a 301-pixel canvas without sky subtraction. It also measures
-RESOLVE galaxy rf0698 (SDSS r-band Petrosian R50 1.89", R90 4.46") in both
-cutouts. The table gives the median and 16th-84th percentiles of measured /
-noise-free R50 per profile and cutout size; the last line printed is one JSON object.
+Sérsic galaxies (a Gaussian PSF of sigma 1.5 pixels, the profile integrated over
+5x5 sub-pixels, r = 17.5, g and i at 0.7 and 1.3 times the r flux) are added at
+random places to the g, r and i frames of SDSS field 2820/3/122 and cut out with
+`~astro_galpost.images.make_cutouts` at 64 and 160 pixels.
 
-    python benchmarks/image_stats_radii.py [--galaxies 40] [--seed 5]
+* Flux: exponential discs of effective radius 4, 8, 12 and 16 pixels (axis ratio
+  0.5-1). For each, the r-band flux the galaxy adds to the cutout's inscribed
+  circle (the cutout with it minus the cutout without it, each made alike), as a
+  fraction of its total, without and with ``subtract_background``.
+* Radii: ``n`` = 1 and 4, effective radius 3-8 pixels. The R50 of
+  `~astro_galpost.encoders.image_stats.image_statistics` over that of the same
+  galaxy's noise-free image alone on a 301-pixel canvas without sky subtraction;
+  and RESOLVE galaxy rf0698 (SDSS r-band Petrosian R50 1.89", R90 4.46") in both
+  cutouts.
+
+The tables give medians (and 16th-84th percentiles of the radii); the last line
+printed is one JSON object.
+
+    python benchmarks/injected_galaxies.py [--galaxies 40] [--seed 5]
 
 Needs the shared data (``ASTRO_GALPOST_DATA`` or ``../shared/data``): the frames
 ``sdss_frames/frame-{g,r,i}-002820-3-0122.fits.bz2``.
@@ -70,6 +76,24 @@ def inject(frames, coord, galaxy):
     return out
 
 
+def flux_kept(frames, rng, repeats=4):
+    """Median fraction of an injected disc's r flux in the inscribed circle, per (radius, size, subtraction)."""
+    kept = {}
+    for re in (4, 8, 12, 16):
+        for _ in range(repeats):
+            galaxy = (re, 1, rng.uniform(0, 0.5), rng.uniform(0, np.pi))
+            coord = WCS(frames["r"].header).pixel_to_world(rng.uniform(200, 1850), rng.uniform(200, 1290))
+            injected = inject(frames, coord, galaxy)
+            for size in SIZES:
+                circle = np.hypot(*(np.mgrid[:size, :size] - (size - 1) / 2)) < size / 2
+                for subtract in (False, True):
+                    with_galaxy = make_cutouts(injected, coord, size, subtract_background=subtract)[0][0, 1]
+                    without = make_cutouts(frames, coord, size, subtract_background=subtract)[0][0, 1]
+                    added = np.nansum((with_galaxy - without)[circle]) / 10 ** (-0.4 * (17.5 - 22.5))
+                    kept.setdefault((re, size, subtract), []).append(added)
+    return {key: float(np.median(values)) for key, values in kept.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--galaxies", type=int, default=40)
@@ -79,6 +103,10 @@ def main() -> None:
     folder = shared_data_dir() / "sdss_frames"
     frames = {b: fits.open(folder / f"frame-{b}-002820-3-0122.fits.bz2")[0] for b in COLOURS}
     rng = np.random.default_rng(args.seed)
+    kept = flux_kept(frames, rng)
+    print(f"{'R_e (px)':<10}{'cutout':>8}{'kept, no subtraction':>24}{'kept, subtract_background':>28}")
+    for re, size in sorted({key[:2] for key in kept}):
+        print(f"{re:<10}{size:>8}{kept[re, size, False]:>24.3f}{kept[re, size, True]:>28.3f}")
     ratios = {(n, size): [] for n in (1, 4) for size in SIZES}
     for k in range(args.galaxies):
         n = (1, 4)[k % 2]
@@ -103,7 +131,9 @@ def main() -> None:
         summary[f"n{n}_{size}"] = {"median": round(p50, 4), "p16": round(p16, 4), "p84": round(p84, 4)}
     for size, (r50, r90) in rf0698.items():
         print(f"rf0698 {size}-pixel cutout: R50 {r50:.2f}\", R90 {r90:.2f}\" (SDSS r Petrosian 1.89\", 4.46\")")
-    print(json.dumps({"benchmark": "image_stats_radii", "seed": args.seed, "galaxies": args.galaxies,
+    flux = {f"re{re}_{size}_{'subtracted' if sub else 'as_is'}": round(v, 4) for (re, size, sub), v in kept.items()}
+    print(json.dumps({"benchmark": "injected_galaxies", "seed": args.seed, "galaxies": args.galaxies,
+                      "flux_kept": flux,
                       "r50_ratio": summary, "rf0698_r50_r90_arcsec": {str(k): v for k, v in rf0698.items()}}))
 
 
