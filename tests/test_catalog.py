@@ -290,6 +290,30 @@ def test_sigma_in_wrong_unit_named():
         sigma_quality(Table({"velDisp": [200.0] * u.kpc}), "velDisp")
 
 
+@pytest.mark.parametrize("quality", [True, False])
+def test_missing_sigma_error_masks_the_propagated_mass(quality):
+    """An error of -9999 or NaN is unknown, not a 122-dex spread: those masses are masked, and said why."""
+    t = Table({"velDisp": [200.0, 200.0, 200.0], "velDispErr": [10.0, -9999.0, np.nan]})
+    if quality:
+        add_mbh_column(t, quality=True, propagate_scatter=True, random_state=0, scatter_column="s")
+        assert t["log_mbh_reason"].tolist() == ["", "no error", "no error"]
+    else:
+        with pytest.warns(UserWarning, match="2 rows of 'velDisp' have no error .* in 'velDispErr'"):
+            add_mbh_column(t, quality=False, propagate_scatter=True, random_state=0, scatter_column="s")
+    assert t["log_mbh"].mask.tolist() == [False, True, True]
+    assert t["s"].mask.tolist() == [False, True, True]
+    assert t["s"][0] == pytest.approx(np.hypot(0.38, 5.64 * 10.0 / (200.0 * np.log(10))))
+
+
+def test_missing_sigma_error_without_propagation():
+    """The mean relation needs no error: the mass stays, its unknown spread is masked."""
+    t = Table({"velDisp": [200.0, 200.0], "velDispErr": [10.0, -9999.0]})
+    add_mbh_column(t, quality=False, scatter_column="s")
+    assert t["log_mbh"].mask.tolist() == [False, False]
+    assert t["log_mbh"][1] == pytest.approx(8.32)
+    assert t["s"].mask.tolist() == [False, True]
+
+
 def test_propagated_scatter_has_the_relation_width():
     t = Table({"velDisp": np.full(4000, 200.0), "velDispErr": np.full(4000, 20.0)})
     add_mbh_column(t, propagate_scatter=True, random_state=1, scatter_column="s")

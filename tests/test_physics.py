@@ -99,6 +99,21 @@ def test_bpt_class_accepts_dex_quantities():
     np.testing.assert_allclose([x.value, y.value], [0.2, 0.8])
 
 
+def test_log_ratios_of_flux_quantities_are_taken_as_logs():
+    """``np.log10(n2 / ha)`` of flux Quantities is a dimensionless Quantity: a log already, not converted to dex again."""
+    ha, hb = np.array([300.0, 100.0, 100.0]) * FLUX_UNIT, np.array([100.0, 30.0, 30.0]) * FLUX_UNIT
+    n2, o3 = np.array([30.0, 200.0, 60.0]) * FLUX_UNIT, np.array([30.0, 300.0, 60.0]) * FLUX_UNIT
+    x, y = np.log10(n2 / ha), np.log10(o3 / hb)  # -1.0, 0.30, -0.22 and -0.52, 1.0, 0.30
+    assert x.unit == u.dimensionless_unscaled
+    assert bpt_class(x, y).tolist() == ["star-forming", "AGN", "composite"]
+    assert bpt_class(x, y).tolist() == bpt_class(x.value, y.value).tolist()
+    np.testing.assert_allclose(kauffmann03(x), kauffmann03(x.value))
+    np.testing.assert_allclose(kewley01(x), kewley01(x.value))
+    # dex Quantities are still converted: 1 dex(%) is 10 % = 0.1, log10 -1
+    assert bpt_class(u.Dex([1.0], u.dex(u.percent)), [-1.0]).tolist() == ["star-forming"]
+    np.testing.assert_allclose(kewley01(u.Dex([1.0], u.dex(u.percent))), kewley01(-1.0))
+
+
 def test_probabilities_tight_posterior_sf():
     rng = np.random.default_rng(1)
     n, s = 5, 400

@@ -55,6 +55,15 @@ def test_model_space_conversions():
     np.testing.assert_allclose(model_space_truth({"redshift": [0.1]}, "redshift"), [0.1])
 
 
+@pytest.mark.parametrize("unit", [u.dex, u.dex(u.one)])
+def test_model_space_samples_refuse_dex_metallicity_like_labels(unit):
+    """12 + log(O/H) samples in dex are refused as the labels are, not turned into 10**8.9."""
+    samples = u.Dex(np.array([[8.9, 9.0]]), unit) if unit != u.dex else np.array([[8.9, 9.0]]) * unit
+    with pytest.raises(u.UnitConversionError, match="target 'metallicity': .* has unit dex.*drop the unit"):
+        model_space_samples(samples, "metallicity")
+    np.testing.assert_allclose(model_space_samples(np.array([[1e10, 1e11]]) * u.Msun, "log_mstar"), [[10.0, 11.0]])
+
+
 def test_table1_known_answers():
     rng = np.random.default_rng(1)
     z = rng.uniform(0.02, 0.3, 200)

@@ -4,7 +4,7 @@ import pytest
 from astropy.table import MaskedColumn, QTable, Table
 
 from astro_galpost import TARGETS, Target, register_target
-from astro_galpost.model.targets import LINE_FLUX_UNIT
+from astro_galpost.model.targets import LINE_FLUX_UNIT, LabelWarning
 
 EXPECTED = {
     "log_mstar": (u.dex(u.Msun), "lgm_tot_p50", "core", "linear"),
@@ -70,7 +70,8 @@ def test_asinh_space_is_log10_above_the_softening_and_monotonic():
 
 def test_log10_space_still_rejects_nonpositive():
     t = Target("flux_dummy", u.Jy, "f", "g", space="log10")
-    values, valid = t.values_from(np.array([10.0, -3.0, 0.0]))
+    with pytest.warns(LabelWarning, match=r"2 of 3 values lie outside the valid range \[-inf, inf\] and positive"):
+        values, valid = t.values_from(np.array([10.0, -3.0, 0.0]))
     assert valid.tolist() == [True, False, False]
     assert t.to_model(values[:1]) == pytest.approx([1.0])
 
@@ -155,3 +156,131 @@ def test_unknown_target_lists_registered():
 def test_bad_space_rejected():
     with pytest.raises(ValueError, match="space"):
         Target("x", u.one, "x", "g", space="ln")
+
+
+# --------------------------------------------------------------------------- labels that are not what they seem
+def _label_warnings(target, values, name="col"):
+    """``(valid, messages)`` of reading ``values`` as ``target``, recording every warning."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, valid = TARGETS[target].values_from(values, name)
+    return valid, [str(w.message) for w in caught if issubclass(w.category, LabelWarning)]
+
+
+def test_out_of_range_values_are_missing_with_a_warning():
+    """A linear SFR of 10 Msun/yr read as log SFR = 10 is out of [-8, 5]: dropped, and said so (not silently)."""
+    valid, messages = _label_warnings("log_sfr", np.array([1.0, 10.0, 0.5, -9999.0]), "sfr_nuv")
+    assert valid.tolist() == [True, False, True, False]
+    assert len(messages) == 1  # the sentinel -9999 is missing, not out of range
+    assert messages[0].startswith("target 'log_sfr': 1 of 3 values of column 'sfr_nuv' lie outside the valid "
+                                  "range [-8, 5] (dex(solMass / yr)); they are treated as missing")
+
+
+def _lognormal(median, n=500, seed=0):
+    return median * np.exp(np.random.default_rng(seed).normal(0.0, 2.0, n))
+
+
+def test_linear_sfr_given_as_log_warns_with_the_fix():
+    """Linear SFRs (lognormal, median 0.4 Msun/yr, as ECO's sfr_nuv) in a unitless log SFR column."""
+    _, messages = _label_warnings("log_sfr", _lognormal(0.4), "sfr_nuv")
+    linear = [m for m in messages if "look linear" in m]
+    assert len(linear) == 1
+    assert "target 'log_sfr': column 'sfr_nuv' has no unit" in linear[0]
+    assert "col.unit = 'solMass / yr'" in linear[0] and "take its log10" in linear[0]
+
+
+def test_linear_masses_given_as_log_warn():
+    _, messages = _label_warnings("log_mstar", _lognormal(3e10), "mass")
+    assert any("look linear" in m for m in messages)
+    assert any("500 of 500 values of column 'mass' lie outside the valid range [0, 14]" in m for m in messages)
+
+
+@pytest.mark.parametrize("name, values", [
+    ("log_mstar", 10.0 + np.random.default_rng(1).normal(0.0, 0.6, 500)),  # log M*
+    ("log_sfr", np.log10(_lognormal(0.4))),  # log10 of the linear SFRs above: has negatives
+    ("log_sfr", np.abs(np.random.default_rng(2).normal(0.0, 0.5, 500)) + 1e-3),  # all-positive log SFRs
+    ("log_mbh", 8.0 + np.random.default_rng(3).gamma(1.0, 0.4, 500)),  # right-skewed log, its log10 too
+])
+def test_log_columns_do_not_look_linear(name, values):
+    valid, messages = _label_warnings(name, values)
+    assert valid.all() and messages == []
+
+
+def test_linear_look_needs_a_unitless_column():
+    """With a unit the values are converted, so nothing is guessed."""
+    _, messages = _label_warnings("log_sfr", _lognormal(0.4) * u.Msun / u.yr)
+    assert messages == []
+
+
+def test_real_log_and_linear_columns(shared_data):
+    """ECO: logmstar and log10(sfr_nuv) are logs; sfr_nuv (Msun/yr) and 10**logmstar are linear."""
+    eco = Table.read(shared_data / "eco_snr5.fits")
+    logm, sfr = np.asarray(eco["logmstar"], float), np.asarray(eco["sfr_nuv"], float)
+    for name, values, linear in (("log_mstar", logm, False), ("log_sfr", np.log10(sfr), False),
+                                 ("log_sfr", sfr, True), ("log_mstar", 10**logm, True)):
+        _, messages = _label_warnings(name, values)
+        assert any("look linear" in m for m in messages) == linear, (name, linear)
+
+
+def test_flux_in_erg_given_unitless_warns():
+    """1e-15 erg/s/cm² given as a plain number would be 1e-32 erg/s/cm² in the package's 1e-17 unit."""
+    valid, messages = _label_warnings("halpha", np.array([1e-15, 5e-16, 2e-15]), "ha")
+    assert valid.all() and len(messages) == 1
+    assert "target 'halpha': column 'ha' has no unit and a median |value| of 1e-15" in messages[0]
+    assert "1e-17 erg / (s cm2) (SDSS's unit)" in messages[0] and "col.unit" in messages[0]
+    # fluxes in 1e-17 erg/s/cm², faint ones and negative (undetected) ones included, are fine
+    assert _label_warnings("halpha", np.array([100.0, 0.5, -3.0]))[1] == []
+    assert _label_warnings("halpha", [1e-15, 5e-16] * u.erg / u.s / u.cm**2)[1] == []
+
+
+def test_failed_line_fits_are_missing():
+    """galSpecLine's failed fits (|flux| 1e7-7e8 x 1e-17, errors ~1e8) are outside the lines' range."""
+    flux = np.array([120.0, -3.0, 4.4e4, 7.26e8, -3.5e8, 9.6e6])
+    valid, messages = _label_warnings("halpha", flux, "h_alpha_flux")
+    assert valid.tolist() == [True, True, True, False, False, False]
+    assert len(messages) == 1 and "3 of 6 values of column 'h_alpha_flux' lie outside" in messages[0]
+
+
+def test_real_line_fluxes_keep_measurements_drop_failed_fits(shared_data):
+    """ECO's S/N > 5 fluxes (up to 4.4e4) are all kept; galSpecLine's failed fits (> 9e6) are dropped."""
+    eco = Table.read(shared_data / "eco_snr5.fits")
+    for name in ("halpha", "hbeta", "nii_6584", "oiii_5007"):
+        valid, messages = _label_warnings(name, eco[TARGETS[name].column])
+        assert valid.all() and messages == []
+    lines = Table.read(shared_data / "skyserver_samples" / "galspecline.csv")
+    flux = np.asarray(lines["h_alpha_flux"], float)
+    valid, messages = _label_warnings("halpha", flux)
+    failed = np.abs(flux) > 1e6
+    assert failed.sum() == 4 and not np.any(valid & failed) and len(messages) == 1
+
+
+@pytest.mark.parametrize("name, unit", [("halpha", "1E-17 erg/cm^2/s"), ("log_mstar", "log(Msun)"),
+                                        ("log_sfr", "dex(Msun/yr)")])
+def test_unrecognised_fits_unit_names_target_column_and_unit(name, unit, tmp_path):
+    """A FITS TUNIT astropy cannot parse is read as an UnrecognizedUnit; reading labels says what is wrong."""
+    import warnings
+
+    from astropy.io import fits
+
+    column = TARGETS[name].column
+    fits.BinTableHDU.from_columns([fits.Column(name=column, format="D", unit=unit, array=np.array([1.0]))]
+                                  ).writeto(tmp_path / "t.fits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        table = Table.read(tmp_path / "t.fits")
+    assert isinstance(table[column].unit, u.UnrecognizedUnit)
+    with pytest.raises(u.UnitConversionError) as err:
+        TARGETS[name].read(table)
+    message = str(err.value)
+    assert f"target {name!r}: column {column!r} has unit {unit!r}, which astropy does not recognise" in message
+    assert f"expected {TARGETS[name].unit}" in message
+
+
+def test_convert_is_the_one_unit_check():
+    """Target.convert: plain values pass, units convert, a dex unit on a plain-number target is refused."""
+    np.testing.assert_allclose(TARGETS["log_mstar"].convert(np.array([1e10]), u.Msun), [10.0])
+    np.testing.assert_allclose(TARGETS["metallicity"].convert(np.array([8.9]), None), [8.9])
+    with pytest.raises(u.UnitConversionError, match="target 'metallicity': column 'oh' has unit dex"):
+        TARGETS["metallicity"].convert(np.array([8.9]), u.dex(u.one), "oh")

@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
@@ -102,6 +101,12 @@ def model_space_samples(samples: Any, name: str) -> np.ndarray:
         ``(N, S)`` samples in modelled space (for emission-line fluxes log10,
         asinh-softened below 2e-17 erg/s/cm²); masked samples become NaN.
 
+    Raises
+    ------
+    astropy.units.UnitConversionError
+        When the unit cannot be converted to the target's, as in `Target.convert`
+        (e.g. dex for the metallicity, a plain 12 + log(O/H)).
+
     Examples
     --------
     >>> import numpy as np
@@ -111,9 +116,7 @@ def model_space_samples(samples: Any, name: str) -> np.ndarray:
     """
     target = TARGETS[name]
     data, mask, unit = unpack(samples)
-    if unit is not None and unit != target.unit and unit != u.dimensionless_unscaled:
-        data = np.asarray(unit.to(target.unit, data), dtype=float)
-    data = np.where(mask, np.nan, data)
+    data = np.where(mask, np.nan, np.asarray(target.convert(data, unit, name), dtype=float))
     return np.asarray(target.to_model(data), dtype=float)
 
 

@@ -15,6 +15,7 @@ targets and groups through the ``astro_galpost.targets`` and
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from ..utils.registry import Registry
 
 __all__ = [
     "Target",
+    "LabelWarning",
     "TARGETS",
     "register_target",
     "TargetGroup",
@@ -156,7 +158,13 @@ class Target:
         return self.values_from(col, column)
 
     def values_from(self, col, name: str = "") -> tuple[np.ndarray, np.ndarray]:
-        """Convert a column, Quantity or array to (values, valid); see :meth:`read`."""
+        """Convert a column, Quantity or array to (values, valid); see :meth:`read`.
+
+        Warns (`LabelWarning`) when values outside :attr:`valid_range` are
+        dropped, when a unitless column of a logarithmic target looks linear,
+        and when a unitless flux column looks like it is in erg/s/cm² rather
+        than in :attr:`unit`.
+        """
         where = f" column {name!r}" if name else ""
         try:
             values, mask, unit = column_data(col)
@@ -164,31 +172,91 @@ class Target:
             raise TypeError(f"target {self.name!r}:{where} is not numeric") from err
         if values.ndim > 1 and values.size != len(values):
             raise ValueError(f"target {self.name!r}:{where} has shape {values.shape}; expected one value per row")
-        # bare numbers are taken in the target's unit: catalogs store most quantities unitless
-        if unit is not None and unit != u.dimensionless_unscaled:
-            plain = self.unit == u.dimensionless_unscaled
-            try:
-                if plain and (isinstance(unit, u.FunctionUnitBase) or unit.is_equivalent(u.dex)):
-                    # dex(1) converts, to 10**x: 12 + log(O/H) = 8.9 would become 8e8
-                    raise u.UnitsError(f"a logarithmic unit ({unit}) for a plain number")
-                values = _as_quantity(values, unit).to_value(self.unit)
-            except u.UnitsError as err:
-                raise u.UnitConversionError(
-                    f"target {self.name!r}:{where} has unit {unit}, which cannot be converted to "
-                    + ("a plain number (if the values are already the target's, e.g. 12 + log(O/H), "
-                       "drop the unit)" if plain else str(self.unit))
-                ) from err
-        values = np.array(values, dtype=float).reshape(-1)
-        mask = mask.reshape(-1)
-        valid = np.isfinite(values) & ~mask
+        values = np.array(self.convert(values, unit, name), dtype=float).reshape(-1)
+        valid = np.isfinite(values) & ~mask.reshape(-1)
         for sentinel in self.missing:
             valid &= values != sentinel
-        lo, hi = self.valid_range
-        valid &= (values >= lo) & (values <= hi)
-        if self.space == "log10":
-            valid &= values > 0
+        if unit is None or unit == u.dimensionless_unscaled:
+            self._check_unitless(values[valid], name)
+        valid &= self._in_range(values, valid, name)
         values[~valid] = np.nan
         return values, valid
+
+    def convert(self, values, unit: u.UnitBase | None, name: str = "") -> np.ndarray:
+        """Plain ``values`` in ``unit`` converted to :attr:`unit`.
+
+        Values without a unit (``None`` or dimensionless) are taken to be in
+        :attr:`unit` already: catalogs store most quantities unitless.
+
+        Parameters
+        ----------
+        values : array-like
+            Plain numbers.
+        unit : `~astropy.units.UnitBase` or None
+            Their unit.
+        name : str, optional
+            Column name, for messages.
+
+        Raises
+        ------
+        astropy.units.UnitConversionError
+            When ``unit`` is not convertible to :attr:`unit`, is a logarithmic
+            unit for a plain-number target (dex(1) would convert 12 + log(O/H)
+            = 8.9 to 8e8), or is a unit string astropy does not recognise
+            (such as a FITS ``TUNIT`` of ``1E-17 erg/cm^2/s``).
+        """
+        if unit is None or unit == u.dimensionless_unscaled:
+            return values
+        if isinstance(unit, u.UnrecognizedUnit):
+            raise self._unit_error(unit, name, "which astropy does not recognise")
+        plain = self.unit == u.dimensionless_unscaled
+        if plain and (isinstance(unit, u.FunctionUnitBase) or unit.is_equivalent(u.dex)):
+            raise self._unit_error(unit, name, "a logarithmic unit")
+        try:
+            return _as_quantity(values, unit).to_value(self.unit)
+        except u.UnitsError as err:
+            raise self._unit_error(unit, name, "which cannot be converted") from err
+
+    def _unit_error(self, unit: u.UnitBase, name: str, why: str) -> u.UnitConversionError:
+        """The error for a column whose unit cannot be used, naming target, column, unit and what is expected."""
+        shown = repr(unit.name) if isinstance(unit, u.UnrecognizedUnit) else str(unit)
+        if self.unit == u.dimensionless_unscaled:
+            expected = ("a plain number (if the values are already the target's, e.g. 12 + log(O/H), "
+                        "drop the unit)")
+        else:
+            expected = f"{self.unit} (or a unit convertible to it; without a unit the values are taken in it)"
+        return u.UnitConversionError(f"target {self.name!r}: {_where(name)} has unit {shown}, {why}; "
+                                     f"expected {expected}")
+
+    def _check_unitless(self, values: np.ndarray, name: str) -> None:
+        """Warn when the usable values of a unitless column are, by their look, not in :attr:`unit`."""
+        if self.is_logarithmic and _looks_linear(values):
+            physical = self.unit.physical_unit
+            _warn(f"target {self.name!r}: {_where(name)} has no unit and is taken as {self.unit}, "
+                  f"but its values look linear, not logarithmic (all positive, median {np.median(values):.3g}, "
+                  f"strongly right-skewed while their log10 is not). If they are in {physical}, "
+                  f"give the column that unit (e.g. col.unit = {physical.to_string()!r}) or take its log10")
+        flux = u.erg / u.s / u.cm**2
+        if values.size and self.unit.is_equivalent(flux) and np.median(np.abs(values)) < _FLUX_MEDIAN_MIN:
+            _warn(f"target {self.name!r}: {_where(name)} has no unit and a median |value| of "
+                  f"{np.median(np.abs(values)):.3g}, so it is taken in {self.unit} (SDSS's unit): "
+                  f"values in {flux} need that unit on the column (col.unit = 'erg / (s cm2)') "
+                  f"or multiplying by {1 / self.unit.to(flux):.3g}")
+
+    def _in_range(self, values: np.ndarray, valid: np.ndarray, name: str) -> np.ndarray:
+        """Where ``values`` lie in :attr:`valid_range` (and are positive for ``"log10"``); warns about usable values outside."""
+        lo, hi = self.valid_range
+        with np.errstate(invalid="ignore"):
+            inside = (values >= lo) & (values <= hi)
+            if self.space == "log10":
+                inside &= values > 0
+        outside = int(np.sum(valid & ~inside))
+        if outside:
+            positive = " and positive" if self.space == "log10" else ""
+            what = f"values of column {name!r}" if name else "values"
+            _warn(f"target {self.name!r}: {outside} of {int(valid.sum())} {what} lie outside "
+                  f"the valid range [{lo:g}, {hi:g}]{positive} ({self.unit}); they are treated as missing")
+        return inside
 
     # -- model space ------------------------------------------------------------
     def to_model(self, values: np.ndarray) -> np.ndarray:
@@ -224,6 +292,46 @@ def _as_quantity(values: np.ndarray, unit: u.UnitBase) -> u.Quantity:
     if isinstance(unit, u.FunctionUnitBase):
         return unit._quantity_class(values, unit)
     return u.Quantity(values, unit, copy=False)
+
+
+class LabelWarning(UserWarning):
+    """Label values that are dropped or look like they are not in the target's unit."""
+
+
+def _where(name: str) -> str:
+    """``column 'name'`` for messages, or ``the values`` for an array without a name."""
+    return f"column {name!r}" if name else "the values"
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, LabelWarning, stacklevel=4)
+
+
+# A unitless column of a log target "looks linear" when it has at least this many usable values, all
+# positive, with a skewness above _LINEAR_SKEW that log10 lowers by more than _LINEAR_SKEW_DROP.
+# Linear SFRs and masses (ECO, RESOLVE, the mock) have skewness 1.9-27 that log10 brings to -1.0-0.6;
+# log columns have skewness below 1.5 (ECO/RESOLVE log M*, log M_gas; MPA-JHU-like log SFR has
+# negatives), or a log10 about as skewed (ECO's log M_halo, 1.9 and 1.7).
+_LINEAR_MIN_VALUES = 20
+_LINEAR_SKEW = 1.5
+_LINEAR_SKEW_DROP = 1.0
+# SDSS/MPA-JHU fluxes in 1e-17 erg/s/cm² have medians of 10-1000; erg/s/cm² values are ~1e-15
+_FLUX_MEDIAN_MIN = 1e-10
+
+
+def _skewness(x: np.ndarray) -> float:
+    """Sample skewness (0 for constant values)."""
+    d = x - x.mean()
+    m2 = np.mean(d**2)
+    return float(np.mean(d**3) / m2**1.5) if m2 > 0 else 0.0
+
+
+def _looks_linear(values: np.ndarray) -> bool:
+    """Whether values given as log10 look like linear ones: all positive, strongly right-skewed, their log10 not."""
+    if values.size < _LINEAR_MIN_VALUES or np.any(values <= 0):
+        return False
+    skew = _skewness(values)
+    return skew > _LINEAR_SKEW and skew - _skewness(np.log10(values)) > _LINEAR_SKEW_DROP
 
 
 @dataclass(frozen=True)
@@ -311,6 +419,11 @@ _LINE_MISSING = (-9999.0, -999.0, -99.0, 0.0)
 # MPA-JHU line-flux errors are 1-5e-17 erg/s/cm² for most SDSS galaxies: b = 2e-17 keeps
 # fluxes above 14e-17 within 0.01 dex of log10 and squeezes pure noise into a narrow range
 _LINE_SOFTENING = 2.0
+# |flux| above 5e5 (5e-12 erg/s/cm²) is a failed fit, not a line: the brightest of the 2827 ECO galaxies
+# (eco_snr5.fits, S/N > 5) has 4.4e4; the failed galSpecLine fits of skyserver_samples/galspecline.csv
+# and resolve.fits have 9.9e5-3.7e10 with errors of 2.8e6-4.2e8 (an r_fibre = 14 galaxy would need an
+# Hα equivalent width of ~800 Å to reach 5e5)
+_LINE_RANGE = (-5e5, 5e5)
 _BUILTIN: Sequence[Target] = (
     Target("log_mstar", u.dex(u.Msun), "lgm_tot_p50", CORE, valid_range=(0.0, 14.0),
            description="stellar mass, log10 M*/M☉"),
@@ -326,13 +439,17 @@ _BUILTIN: Sequence[Target] = (
     Target("metallicity", u.dimensionless_unscaled, "oh_p50", METALLICITY,
            missing=(-9999.0, -999.0, -99.9, -99.0, -1.0), valid_range=(6.0, 10.0),
            description="gas-phase metallicity in the 3-arcsec SDSS fibre, 12 + log10(O/H)"),
-    Target("halpha", LINE_FLUX_UNIT, "h_alpha_flux", LINES, "asinh", _LINE_MISSING, softening=_LINE_SOFTENING,
+    Target("halpha", LINE_FLUX_UNIT, "h_alpha_flux", LINES, "asinh", _LINE_MISSING, _LINE_RANGE,
+           softening=_LINE_SOFTENING,
            description="Hα 6563 flux in the 3-arcsec SDSS fibre"),
-    Target("hbeta", LINE_FLUX_UNIT, "h_beta_flux", LINES, "asinh", _LINE_MISSING, softening=_LINE_SOFTENING,
+    Target("hbeta", LINE_FLUX_UNIT, "h_beta_flux", LINES, "asinh", _LINE_MISSING, _LINE_RANGE,
+           softening=_LINE_SOFTENING,
            description="Hβ 4861 flux in the 3-arcsec SDSS fibre"),
-    Target("nii_6584", LINE_FLUX_UNIT, "nii_6584_flux", LINES, "asinh", _LINE_MISSING, softening=_LINE_SOFTENING,
+    Target("nii_6584", LINE_FLUX_UNIT, "nii_6584_flux", LINES, "asinh", _LINE_MISSING, _LINE_RANGE,
+           softening=_LINE_SOFTENING,
            description="[N II] 6584 flux in the 3-arcsec SDSS fibre"),
-    Target("oiii_5007", LINE_FLUX_UNIT, "oiii_5007_flux", LINES, "asinh", _LINE_MISSING, softening=_LINE_SOFTENING,
+    Target("oiii_5007", LINE_FLUX_UNIT, "oiii_5007_flux", LINES, "asinh", _LINE_MISSING, _LINE_RANGE,
+           softening=_LINE_SOFTENING,
            description="[O III] 5007 flux in the 3-arcsec SDSS fibre"),
 )
 for _target in _BUILTIN:

@@ -216,6 +216,19 @@ def _values(x: Any, unit: u.UnitBase | None, default_unit: u.UnitBase | None = N
     return np.where(mask, np.nan, data), is_dist
 
 
+def _log_values(x: Any) -> tuple[np.ndarray, bool]:
+    """``(values, is_distribution)`` of base-10 logarithms given as numbers or Quantities.
+
+    Only logarithmic (``dex``) Quantities are converted; a dimensionless
+    Quantity, such as ``np.log10(nii / halpha)`` of flux Quantities, is a
+    logarithm already and is taken as it is (converting it to ``dex`` would
+    take a second log10).
+    """
+    unit = getattr(x.distribution if isinstance(x, Distribution) else x, "unit", None)
+    plain = unit is None or u.Unit(unit) == u.dimensionless_unscaled
+    return _values(x, None if plain else _LOG_ONE)
+
+
 def _gather(*items: tuple[Any, u.UnitBase | None, u.UnitBase | None]):
     """Convert several inputs and make them broadcastable sample by sample.
 
@@ -281,7 +294,7 @@ def kauffmann03(log_n2_ha: Any) -> np.ndarray:
     >>> print(round(float(kauffmann03(-0.5)), 4))
     0.1909
     """
-    x = np.asarray(log_n2_ha, dtype=float)
+    x, _ = _log_values(log_n2_ha)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(x < 0.05, 0.61 / (x - 0.05) + 1.3, np.nan)
 
@@ -310,7 +323,7 @@ def kewley01(log_n2_ha: Any) -> np.ndarray:
     >>> print(round(float(kewley01(0.0)), 4))
     -0.1079
     """
-    x = np.asarray(log_n2_ha, dtype=float)
+    x, _ = _log_values(log_n2_ha)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(x < 0.47, 0.61 / (x - 0.47) + 1.19, np.nan)
 
@@ -364,8 +377,9 @@ def bpt_class(log_n2_ha: Any, log_o3_hb: Any, *, split_agn: bool = False) -> np.
     Parameters
     ----------
     log_n2_ha, log_o3_hb : array-like or Quantity
-        Base-10 logarithms of the line ratios (plain numbers or ``dex``
-        Quantities).
+        Base-10 logarithms of the line ratios: plain numbers, dimensionless
+        Quantities (such as ``np.log10(nii / halpha)`` of flux Quantities) or
+        ``dex`` Quantities.
     split_agn : bool, optional
         Split AGN into Seyfert and LINER.
 
@@ -382,8 +396,8 @@ def bpt_class(log_n2_ha: Any, log_o3_hb: Any, *, split_agn: bool = False) -> np.
     >>> bpt_class([0.2, 0.2], [0.8, 0.3], split_agn=True).tolist()
     ['Seyfert', 'LINER']
     """
-    x, _ = _values(log_n2_ha, _LOG_ONE if isinstance(log_n2_ha, u.Quantity) else None)
-    y, _ = _values(log_o3_hb, _LOG_ONE if isinstance(log_o3_hb, u.Quantity) else None)
+    x, _ = _log_values(log_n2_ha)
+    y, _ = _log_values(log_o3_hb)
     codes = _bpt_codes(x, y, split_agn)
     return _CODE_NAMES[np.where(codes < 0, 5, codes)]
 

@@ -29,6 +29,7 @@ Conventions
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -444,12 +445,13 @@ def sigma_quality(
     Reasons, the first that applies: ``"not measured"`` (masked, NaN, <= 0),
     ``"below resolution"`` (< ``sigma_min``), ``"above limit"`` (> ``sigma_max``),
     ``"low S/N"`` (the spectrum's median S/N per pixel, column ``sn_median`` or
-    ``snMedian`` when present, below ``sn_min``), ``"large error"`` (the
-    error column ``<sigma>_err``/``<sigma>Err``, when present, above
-    ``max_fractional_error`` times σ) and ``"not early-type"`` (a DR7 SpecObj
-    ``eClass`` column, when present, >= 0: SDSS DR7 measured dispersions only
-    for spectra with eClass < 0, typical of early types, Connolly & Szalay
-    1999; DR8 and later measure every galaxy and give no such class).
+    ``snMedian`` when present, below ``sn_min``), ``"no error"`` and
+    ``"large error"`` (the error column ``<sigma>_err``/``<sigma>Err``, when
+    present: masked, NaN or <= 0, or above ``max_fractional_error`` times σ)
+    and ``"not early-type"`` (a DR7 SpecObj ``eClass`` column, when present,
+    >= 0: SDSS DR7 measured dispersions only for spectra with eClass < 0,
+    typical of early types, Connolly & Szalay 1999; DR8 and later measure
+    every galaxy and give no such class).
 
     Parameters
     ----------
@@ -478,10 +480,11 @@ def sigma_quality(
     --------
     >>> from astropy.table import Table
     >>> from astro_galpost.physics import sigma_quality
-    >>> t = Table({"velDisp": [200.0, 0.0, 40.0, 850.0, 150.0], "velDispErr": [10.0, 0, 5, 90, 80]})
+    >>> t = Table({"velDisp": [200.0, 0.0, 40.0, 850.0, 150.0, 200.0],
+    ...            "velDispErr": [10.0, 0, 5, 90, 80, -9999]})
     >>> sigma_quality(t, "velDisp").tolist()
-    ['', 'not measured', 'below resolution', 'above limit', 'large error']
-    >>> t["eClass"] = [0.1, -0.2, -0.2, -0.2, -0.2]  # DR7: a late-type spectrum's sigma is not used
+    ['', 'not measured', 'below resolution', 'above limit', 'large error', 'no error']
+    >>> t["eClass"] = [0.1, -0.2, -0.2, -0.2, -0.2, -0.2]  # DR7: a late-type spectrum's sigma is not used
     >>> sigma_quality(t, "velDisp").tolist()[0]
     'not early-type'
     """
@@ -498,7 +501,8 @@ def sigma_quality(
     err_column = _error_column(table, sigma_column)
     if max_fractional_error is not None and err_column is not None:
         err, err_missing = _column_values(table, err_column, kms, kms)
-        checks.append((err_missing | (err > max_fractional_error * sigma), "large error"))
+        checks.append((err_missing, "no error"))
+        checks.append((err > max_fractional_error * sigma, "large error"))
     if "eClass" in table.colnames:
         eclass, eclass_missing = _column_values(table, "eClass", u.one, u.one)
         checks.append((eclass_missing | (eclass >= 0), "not early-type"))
@@ -523,17 +527,25 @@ def _sigma_column(table: Table, sigma_column: str | None) -> str:
     return sigma_column
 
 
-def _dispersions(table: Table, sigma_column: str,
-                 quality: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(sigma, sigma_err, mask, reason)`` in km/s: the mask of unusable rows and why each is unusable."""
+def _dispersions(table: Table, sigma_column: str, quality: bool,
+                 need_error: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(sigma, sigma_err, mask, reason)`` in km/s: the mask of unusable rows and why each is unusable.
+
+    ``sigma_err`` is 0 without an error column and NaN where the error column's
+    entry is missing (masked, NaN, <= 0); with ``need_error`` such rows are
+    unusable too (reason ``"no error"``).
+    """
     kms = u.km / u.s
     sigma, mask = _column_values(table, sigma_column, kms, kms)
     reason = sigma_quality(table, sigma_column) if quality else np.where(mask, "not measured", "")
-    mask |= reason != ""
     sigma_err = np.zeros(len(table))
     err_column = _error_column(table, sigma_column)
     if err_column is not None:
-        sigma_err, _ = _column_values(table, err_column, kms, kms)
+        sigma_err, err_missing = _column_values(table, err_column, kms, kms)
+        sigma_err = np.where(err_missing, np.nan, sigma_err)
+        if need_error:
+            reason = np.where((reason == "") & err_missing, "no error", reason)
+    mask |= reason != ""
     return sigma, sigma_err, mask, reason
 
 
@@ -558,11 +570,14 @@ def _aperture_corrected(table: Table, sigma: np.ndarray, mask: np.ndarray, reff_
 
 def _log_masses(rel: MSigmaRelation, sigma: np.ndarray, sigma_err: np.ndarray, mask: np.ndarray,
                 propagate_scatter: bool, random_state: int | np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(log_mbh, spread)``, NaN where masked; with ``propagate_scatter`` each mass is drawn from its spread."""
+    """``(log_mbh, spread)``, NaN where masked (the spread also where ``sigma_err`` is NaN, unknown).
+
+    With ``propagate_scatter`` each mass is drawn from its spread.
+    """
     logm = np.full(len(sigma), np.nan)
     logm[~mask] = rel.log_mass(sigma[~mask])
     with np.errstate(invalid="ignore", divide="ignore"):
-        spread = np.hypot(rel.scatter, rel.beta * np.nan_to_num(sigma_err) / (sigma * np.log(10.0)))
+        spread = np.hypot(rel.scatter, rel.beta * sigma_err / (sigma * np.log(10.0)))
     spread = np.where(mask, np.nan, spread)
     if propagate_scatter:
         rng = np.random.default_rng(random_state)
@@ -573,17 +588,18 @@ def _log_masses(rel: MSigmaRelation, sigma: np.ndarray, sigma_err: np.ndarray, m
 def _store_mbh_columns(table: Table, name: str, scatter_column: str | None, logm: np.ndarray,
                        spread: np.ndarray, mask: np.ndarray, rel: MSigmaRelation, sigma_column: str) -> None:
     """Write the masked mass (and scatter) columns: Dex quantities in a QTable, MaskedColumns in a Table."""
+    spread_mask = mask | np.isnan(spread)
     if isinstance(table, QTable):
         table[name] = Masked(u.Dex(logm, _LOG_MSUN), mask=mask)
         if scatter_column is not None:
-            table[scatter_column] = Masked(spread * u.dex, mask=mask)
+            table[scatter_column] = Masked(spread * u.dex, mask=spread_mask)
     else:
         table[name] = MaskedColumn(logm, mask=mask, unit=_LOG_MSUN,
                                    description=f"log10 black-hole mass from {sigma_column} "
                                                f"({rel.reference})")
         if scatter_column is not None:
             table[scatter_column] = MaskedColumn(
-                spread, mask=mask.copy(), unit=u.dex,
+                spread, mask=spread_mask, unit=u.dex,
                 description="M-sigma intrinsic scatter and propagated sigma error, in quadrature")
 
 
@@ -630,20 +646,26 @@ def add_mbh_column(
         Aperture-correction slope (default Cappellari et al. 2006, -0.066).
     scatter_column : str, optional
         If given, also add a column with the relation's intrinsic scatter (dex),
-        masked where the mass is.
+        with the dispersion error propagated when there is an error column,
+        masked where the mass is and where that error is missing (masked, NaN,
+        <= 0: the spread is then unknown).
     overwrite : bool, optional
         Replace an existing column called ``name`` (default: raise).
     quality : bool, optional
         Mask masses whose dispersion :func:`sigma_quality` finds unreliable
-        (outside 70-420 km/s, low S/N, large error) and add a column
+        (outside 70-420 km/s, low S/N, no or a large error) and add a column
         ``<name>_reason`` saying why each masked mass is masked (``""`` where
-        usable). `False` masks only unmeasured dispersions.
+        usable). `False` masks only unmeasured dispersions (and, with
+        ``propagate_scatter``, those whose error is missing, with a warning).
     propagate_scatter : bool, optional
         Draw each label from its uncertainty instead of the relation's mean:
         ``log M + N(0, s)`` with ``s`` the relation's intrinsic scatter and the
         dispersion error propagated (``beta * err / (sigma ln 10)``) added in
         quadrature, so that a model trained on the labels learns the full
         M–σ uncertainty. ``s`` goes to ``scatter_column`` when that is given.
+        Rows whose error is missing (masked, NaN, <= 0, such as SDSS's
+        -9999) have no known spread and get a masked mass (reason ``"no
+        error"``); without an error column only the intrinsic scatter is drawn.
     random_state : int, Generator or None, optional
         Seed of the draws of ``propagate_scatter``.
 
@@ -683,7 +705,11 @@ def add_mbh_column(
     if name in table.colnames and not overwrite:
         raise ValueError(f"column {name!r} already exists; pass overwrite=True to replace it")
 
-    sigma, sigma_err, mask, reason = _dispersions(table, sigma_column, quality)
+    sigma, sigma_err, mask, reason = _dispersions(table, sigma_column, quality, propagate_scatter)
+    if not quality and np.any(reason == "no error"):
+        warnings.warn(f"add_mbh_column: {np.sum(reason == 'no error')} rows of {sigma_column!r} have no error "
+                      f"(masked, NaN or <= 0 in {_error_column(table, sigma_column)!r}); their {name!r} is masked, "
+                      "since propagate_scatter draws each mass from its error", UserWarning, stacklevel=2)
     if reff_column is not None:
         sigma, mask = _aperture_corrected(table, sigma, mask, reff_column, fiber_radius, exponent)
     logm, spread = _log_masses(rel, sigma, sigma_err, mask, propagate_scatter, random_state)
