@@ -463,3 +463,14 @@ def test_cross_val_samples_draws_each_row_from_a_fit_without_it():
 def test_cross_val_samples_refuses_bad_folds(n_folds):
     with pytest.raises(ValueError, match="n_folds must be an integer from 2 to the number of rows"):
         cross_val_samples(_RowsSeen(), Table({"id": np.arange(23)}), n_folds=n_folds)
+
+
+@pytest.mark.parametrize(("n", "goal"), [(100, 0.05), (25, 0.08)])
+def test_calibrated_pass_chance_counts_a_coverage_on_the_goal_as_met(n, goal):
+    # 63 of 100 (15 of 25) galaxies inside the 68% interval are 0.05 (0.08) from it, which meets
+    # the goal; in floating point |0.63 - 0.68| is 0.05000000000000004
+    inside = np.arange(n + 1)
+    exact = stats.binom.pmf(inside[np.abs(inside - 0.68 * n) <= goal * n + 1e-6], n, 0.68).sum()
+    repeats = 20000
+    got = calibrated_pass_chance(n, ks_goal=None, coverage_goal=goal, repeats=repeats, rng=1)
+    assert abs(got - exact) < 4 * np.sqrt(exact * (1 - exact) / repeats)

@@ -701,7 +701,8 @@ class GalaxyPosterior(ParamsMixin):
             # one map per group from the held-out rows of every member (each scored by its own member)
             with _torch_seed(recalibration_seed):
                 fit_ensemble_recalibration([net.to(self.device) for net in self.networks_], recalibration_rows,
-                                           rng=recalibration_seed, label_scale=self.label_scale_)
+                                           rng=recalibration_seed, label_scale=self.label_scale_,
+                                           names=list(self.targets_))
         if self.device == "cpu":
             self.networks_ = [net.to("cpu") for net in self.networks_]
         return self
@@ -751,7 +752,8 @@ class GalaxyPosterior(ParamsMixin):
     def residual_scales_(self) -> dict[str, np.ndarray]:
         """Per target, its width factor in each ensemble member (equal for all): how the recalibration widens its spread.
 
-        See ``recalibrate``.
+        The factor is the one its group's map gives it (the ratio of its
+        spreads with and without the map; see ``recalibrate``).
         """
         return self._per_member("residual_scale")
 

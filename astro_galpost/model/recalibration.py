@@ -126,12 +126,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import kstest
+from scipy.stats import kstest, norm
 
 from .network import PosteriorNetwork
 
 __all__ = ["fit_recalibration", "fit_ensemble_recalibration", "fit_width_factor", "fit_width_map", "narrow_mixture",
-           "central_coverage_error", "LEVELS", "SCALE_GRID", "MIN_MEMBER_FACTOR", "N_BOOTSTRAP"]
+           "central_coverage_error", "RecalibrationWarning", "LEVELS", "SCALE_GRID", "MIN_MEMBER_FACTOR",
+           "N_BOOTSTRAP"]
 
 #: Credibility levels whose central-interval coverage is matched.
 LEVELS = np.array([0.2, 0.4, 0.5, 0.6, 0.68, 0.8, 0.9, 0.95])
@@ -144,6 +145,10 @@ MIN_MEMBER_FACTOR = 0.5
 
 #: Bootstrap resamples of the held-out rows behind each factor's interval.
 N_BOOTSTRAP = 200
+
+
+class RecalibrationWarning(UserWarning):
+    """A shift or width the recalibration could not fit as the held-out rows ask: too few rows, or a factor at the grid's edge."""
 
 
 def central_coverage_error(pit: np.ndarray, levels: np.ndarray = LEVELS) -> float:
@@ -174,9 +179,15 @@ def _covered(pit: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return (np.abs(np.asarray(pit)[:, None] - 0.5) <= np.asarray(levels)[None, :] / 2).astype(np.float32)
 
 
-def _best_shift(resid: np.ndarray, offset: np.ndarray) -> float:
-    """The median of ``offset`` (N,) = truth − mean minus each row's median residual draw (S, N)."""
-    return float(np.median(offset - np.median(resid, axis=0)))
+def _best_shift(resid: np.ndarray, offset: np.ndarray, min_rows: int = 1) -> float:
+    """The median of ``offset`` (N,) = truth − mean minus each row's median residual draw (S, N).
+
+    Rows with a non-finite draw or offset are left out; NaN where fewer than
+    ``min_rows`` rows are left.
+    """
+    rows = offset - np.median(resid, axis=0)
+    rows = rows[np.isfinite(rows)]
+    return float(np.median(rows)) if len(rows) >= max(min_rows, 1) else float("nan")
 
 
 def fit_width_factor(
@@ -188,6 +199,7 @@ def fit_width_factor(
     levels: np.ndarray = LEVELS,
     n_bootstrap: int = N_BOOTSTRAP,
     rng: int | np.random.Generator | None = 0,
+    name: str = "the held-out rows",
 ) -> tuple[float, np.ndarray]:
     """The width factor whose draws best cover the truths, and its bootstrap 16th-84th percentiles.
 
@@ -199,7 +211,12 @@ def fit_width_factor(
     spans about ±0.85/√N (±0.05 for 300 rows), as the factor itself scatters
     between draws of the rows (``benchmarks/width_factor_noise.py``), and
     other estimators of it are hardly steadier: a noisy factor needs more
-    held-out rows.
+    held-out rows. A factor at either end of ``grid`` is where the choice
+    stopped, not necessarily where the rows ask for: where the rows' coverage
+    there asks to go further (for normal draws), it warns
+    (`RecalibrationWarning`) that the posterior stays too narrow (largest
+    factor) or too wide (smallest), with the coverage the rows still get and
+    the factor they ask for beyond the grid.
 
     Parameters
     ----------
@@ -215,12 +232,20 @@ def fit_width_factor(
         Resamples of the rows for the interval (0: no interval, NaN).
     rng : int, `~numpy.random.Generator` or None
         Seeds the resamples (it draws nothing else).
+    name : str
+        What the rows are of (a target, a difference of two), for the warning.
 
     Returns
     -------
     factor : float
     interval : `~numpy.ndarray`
         (2,) the 16th and 84th percentiles of the factor over the resamples.
+
+    Warns
+    -----
+    RecalibrationWarning
+        Where the factor is the first or last of ``grid`` and the rows ask to
+        go further.
 
     Examples
     --------
@@ -236,7 +261,10 @@ def fit_width_factor(
     levels = np.asarray(levels)
     # (G, N, L): which rows each factor's intervals cover, level by level
     covered = np.stack([_covered(np.mean(centre + tau * (resid - centre) < offset, axis=0), levels) for tau in grid])
-    factor = float(grid[int(np.argmin(_coverage_error(covered.mean(axis=1), levels)))])
+    best = int(np.argmin(_coverage_error(covered.mean(axis=1), levels)))
+    factor = float(grid[best])
+    if factor in (np.min(grid), np.max(grid)):
+        _warn_at_edge(name, factor, factor == np.max(grid), covered[best], levels)
     if n_bootstrap < 1:
         return factor, np.full(2, np.nan)
     n = covered.shape[1]
@@ -244,6 +272,29 @@ def fit_width_factor(
     boot = np.tensordot(weights, covered, axes=([1], [1]))  # (B, G, L) coverages of each resample
     factors = grid[np.argmin(_coverage_error(boot, levels), axis=1)]
     return factor, np.percentile(factors, [16, 84])
+
+
+def _warn_at_edge(name: str, factor: float, largest: bool, covered: np.ndarray, levels: np.ndarray) -> None:
+    """Warn that ``name``'s factor stopped at the grid's edge, where ``covered`` (N, L) says which rows each level covers.
+
+    For normal draws the factor that covers a level's share of the rows is
+    ``factor`` times the ratio of the level's and the coverage's normal
+    quantiles; the median over the levels says how far beyond the grid the
+    rows ask to go. Where it is not beyond (rows that ask for the edge
+    itself), nothing is said.
+    """
+    coverage = covered.mean(axis=0)
+    clipped = np.clip(coverage, 0.5 / len(covered), 1 - 0.5 / len(covered))
+    asked = factor * float(np.median(norm.ppf((1 + levels) / 2) / norm.ppf((1 + clipped) / 2)))
+    if (asked <= factor) if largest else (asked >= factor):
+        return
+    level = int(np.argmin(np.abs(levels - 0.68)))
+    side, beyond = ("narrow", "above") if largest else ("wide", "below")
+    warnings.warn(f"{name}: the width factor stopped at {factor:.2f}, the {'largest' if largest else 'smallest'} of "
+                  f"the grid, so the posterior stays too {side}: its central {levels[level]:.0%} intervals cover "
+                  f"{coverage[level]:.1%} of the rows, which ask for a factor {beyond} {factor:.2f} (about "
+                  f"{asked:.2f} for normal draws); the factor's interval is cut at the edge too",
+                  RecalibrationWarning, stacklevel=3)
 
 
 def fit_width_map(
@@ -256,6 +307,7 @@ def fit_width_map(
     grid: np.ndarray = SCALE_GRID,
     n_bootstrap: int = N_BOOTSTRAP,
     rng: int | np.random.Generator | None = 0,
+    names: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The linear map of a group's residual draws that gives each target and each difference of two their width.
 
@@ -268,7 +320,10 @@ def fit_width_map(
     centres: with the covariance ``M`` those variances fix, ``T Σ T^T = M``
     and ``T`` is the symmetric map between them (the optimal transport map
     between two Gaussians), whose factors along the principal directions of
-    ``Σ^{-1/2} M Σ^{-1/2}`` are kept within ``grid``. One factor for all of a
+    ``Σ^{-1/2} M Σ^{-1/2}`` are kept within ``grid``. Where keeping them
+    changes the width of a target or a difference by more than a step of
+    ``grid`` (a factor of 1.65 asked for, 1.34 given), the map is not used.
+    One factor for all of a
     group's targets would be right for none where they ask for different
     widths, and a factor per target alone would change the width of their
     differences by chance: this map does neither. A combination with fewer
@@ -303,13 +358,17 @@ def fit_width_map(
         Resamples of the rows behind each target's interval.
     rng : int, `~numpy.random.Generator` or None
         Seeds the resamples.
+    names : sequence of str, optional
+        (D,) the targets' names, for the warnings (default ``target 0``, ...).
 
     Returns
     -------
     width_map : `~numpy.ndarray`
         (D, D) the map ``T``, applied as ``centre + T (resid − centre)``.
     factors : `~numpy.ndarray`
-        (D,) each target's factor (1 where it was not fitted).
+        (D,) each target's factor as ``T`` gives it, ``sqrt(diag(T Σ T^T) /
+        diag Σ)``: the one fitted for it, or 1 where it was not fitted, to
+        within a step of ``grid`` (and round-off).
     interval : `~numpy.ndarray`
         (2, D) each target's factor's bootstrap 16th-84th percentiles (NaN
         where it was not fitted).
@@ -338,33 +397,52 @@ def fit_width_map(
     factors, interval = np.ones(dim), np.full((2, dim), np.nan)
     if not fitted:
         return np.eye(dim), factors, interval
+    names = [f"target {i}" for i in range(dim)] if names is None else list(names)
 
     def factor(direction: np.ndarray, rows: np.ndarray, bootstrap: int = 0) -> tuple[float, np.ndarray]:
+        name = " − ".join(names[i] for i in np.flatnonzero(direction))
         return fit_width_factor(resid[:, rows] @ direction, centre[:, rows] @ direction, offset[rows] @ direction,
-                                grid=grid, n_bootstrap=bootstrap, rng=rng)
+                                grid=grid, n_bootstrap=bootstrap, rng=rng, name=name)
 
     # one factor for the group, fitted on the held-out rows of all its targets together
     shared, shared_interval = fit_width_factor(np.concatenate([resid[:, labelled[:, i], i] for i in fitted], axis=1),
                                                np.concatenate([centre[:, labelled[:, i], i] for i in fitted], axis=1),
                                                np.concatenate([offset[labelled[:, i], i] for i in fitted]),
-                                               grid=grid, n_bootstrap=n_bootstrap, rng=rng)
+                                               grid=grid, n_bootstrap=n_bootstrap, rng=rng,
+                                               name=", ".join(names[i] for i in fitted) + (" together" if dim > 1 else ""))
     factors[fitted], interval[:, fitted] = shared, np.asarray(shared_interval)[:, None]
     if dim == 1:
         return np.diag(factors), factors, interval
     own, own_interval = np.ones(dim), np.full((2, dim), np.nan)
     for i in fitted:
         own[i], own_interval[:, i] = factor(np.eye(dim)[i], labelled[:, i], n_bootstrap)
-    pairs = [(direction, factor(direction, rows)[0]) for direction, rows in combinations
-             if np.count_nonzero(direction) == 2]
+    asked = [(np.eye(dim)[i], own[i]) for i in range(dim)] + [
+        (direction, factor(direction, rows)[0]) for direction, rows in combinations if np.count_nonzero(direction) == 2]
     spread = resid - centre
     covariance = np.einsum("snt,snu->tu", spread - spread.mean(0), spread - spread.mean(0)) / np.prod(spread.shape[:2])
-    width_map = _transport_map(covariance, _mapped_covariance(covariance, own, pairs), grid)
-    # the map mixes the targets; where that moves a combination the rows know better than its targets
-    # (a line ratio), one factor for the group is the better choice, and the held-out rows say which
-    if _largest_ks(resid, centre, offset, combinations, width_map) >= _largest_ks(
+    width_map = _transport_map(covariance, _mapped_covariance(covariance, own, asked[dim:]), grid)
+    # a map whose principal factors were kept within the grid may no longer give the combinations their factors;
+    # the map mixes the targets, and where that moves a combination the rows know better than its targets
+    # (a line ratio) one factor for the group is the better choice: the held-out rows say which
+    if not _gives_factors(covariance, width_map, asked, grid) or _largest_ks(
+            resid, centre, offset, combinations, width_map) >= _largest_ks(
             resid, centre, offset, combinations, np.diag(factors)):
         return np.diag(factors), factors, interval
-    return width_map, own, own_interval
+    return width_map, _map_factors(covariance, width_map, np.eye(dim)), own_interval
+
+
+def _map_factors(covariance: np.ndarray, width_map: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """The factor ``sqrt(a^T T Σ T^T a / a^T Σ a)`` by which ``T`` scales the spread of each row ``a`` of ``directions``."""
+    mapped = width_map @ covariance @ width_map.T
+    return np.sqrt(np.einsum("kt,tu,ku->k", directions, mapped, directions)
+                   / np.einsum("kt,tu,ku->k", directions, covariance, directions))
+
+
+def _gives_factors(covariance: np.ndarray, width_map: np.ndarray, asked: list, grid: np.ndarray) -> bool:
+    """Whether ``T`` gives each combination ``a`` of ``asked``, ``(a, f)``, its factor ``f`` to within a step of ``grid``."""
+    directions, factors = np.stack([a for a, _ in asked]), np.array([f for _, f in asked])
+    step = np.max(np.diff(np.log(np.sort(grid)))) if len(grid) > 1 else 0.0
+    return bool(np.all(np.abs(np.log(_map_factors(covariance, width_map, directions) / factors)) <= step + 1e-9))
 
 
 def _mapped_covariance(covariance: np.ndarray, factors: np.ndarray, pairs: list) -> np.ndarray:
@@ -430,6 +508,7 @@ def fit_recalibration(
     min_rows: int = 30,
     rng: int | np.random.Generator | None = 0,
     label_scale: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit and set ``net.residual_shift`` (one-target groups) and each group's map; return shifts, factors, intervals.
 
@@ -456,7 +535,7 @@ def fit_recalibration(
         A target with fewer labelled held-out rows keeps shift 0 and factor 1.
     rng : int, `~numpy.random.Generator` or None
         Seeds the bootstrap of the factors' intervals (`fit_width_factor`).
-    label_scale : `~numpy.ndarray`, optional
+    label_scale, names : optional
         As in `fit_ensemble_recalibration`.
 
     Returns
@@ -469,7 +548,7 @@ def fit_recalibration(
         it was not fitted).
     """
     shifts, scales, interval = fit_ensemble_recalibration([net], [(x, y, valid, held_out)], n_samples, min_rows, rng,
-                                                          label_scale)
+                                                          label_scale, names)
     return shifts[0], scales, interval
 
 
@@ -481,6 +560,7 @@ def fit_ensemble_recalibration(
     min_rows: int = 30,
     rng: int | np.random.Generator | None = 0,
     label_scale: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit each member's shifts (of one-target groups) and one width map per group shared by the members; set them.
 
@@ -502,7 +582,8 @@ def fit_ensemble_recalibration(
         Samples per galaxy for the PIT values.
     min_rows : int
         A target with fewer labelled held-out rows over all members keeps shift 0
-        and factor 1 in every member.
+        and factor 1 in every member; a member with fewer labelled rows (with
+        finite draws) of a one-target group keeps its shift 0.
     rng : int, `~numpy.random.Generator` or None
         Seeds the bootstrap of the factors' intervals (`fit_width_factor`); it
         draws nothing that the factors depend on.
@@ -510,6 +591,8 @@ def fit_ensemble_recalibration(
         (n_labels,) the catalog-unit size of each standardised unit, which
         makes the differences whose widths a map fits those of the catalog's
         units (default 1).
+    names : sequence of str, optional
+        (n_labels,) the targets' names, for the warnings (default ``label 0``, ...).
 
     Returns
     -------
@@ -523,8 +606,15 @@ def fit_ensemble_recalibration(
         (2, n_labels) each factor's bootstrap 16th-84th percentiles over the
         held-out rows (NaN where it was not fitted), now in every network's
         ``residual_scale_interval`` (0 where it was not fitted).
+
+    Warns
+    -----
+    RecalibrationWarning
+        For a group with too few labelled held-out rows, a member with too few
+        labelled rows for its shift, and a factor at the edge of the grid.
     """
     rng = np.random.default_rng(rng)
+    names = [f"label {j}" for j in range(len(nets[0].residual_scale))] if names is None else list(names)
     interval = np.full((2, len(nets[0].residual_scale)), np.nan)
     rows = [(x, y, valid, np.ones(len(x), bool) if held_out is None else np.asarray(held_out, bool))
             for x, y, valid, held_out in rows]
@@ -543,20 +633,32 @@ def fit_ensemble_recalibration(
         if max(labelled) < min_rows:
             warnings.warn(f"the {g.name} group has {max(labelled)} labelled held-out row(s), fewer than the "
                           f"{min_rows} its recalibration needs: its widths stay the network's own (more labelled "
-                          "galaxies, or a larger validation_fraction, would recalibrate it)", UserWarning, stacklevel=5)
+                          "galaxies, or a larger validation_fraction, would recalibrate it)", RecalibrationWarning,
+                          stacklevel=5)
             continue
         if len(g.targets) == 1:  # a shift per target would move a group's targets against each other
-            j = g.targets[0]
-            for net, (_, _, valid, _), draw in zip(nets, rows, draws):
-                net.residual_shift[j] = _best_shift(draw[0][:, valid[:, j], 0], draw[2][valid[:, j], 0])
+            _set_shifts(nets, rows, draws, g.targets[0], names[g.targets[0]], min_rows)
         resid, centre, offset = _held_out_draws(nets, rows, g, draws, n_samples)
         scale = None if label_scale is None else np.asarray(label_scale)[g.targets]
         width_map, factors, interval[:, g.targets] = fit_width_map(resid, centre, offset, scale, min_rows=min_rows,
-                                                                   rng=rng)
+                                                                   rng=rng, names=[names[j] for j in g.targets])
         for net in nets:
             _set_width_map(net, g.targets, width_map, factors, interval[:, g.targets])
     shifts = np.stack([net.residual_shift.cpu().numpy() for net in nets])
     return shifts, nets[0].residual_scale.cpu().numpy().copy(), interval
+
+
+def _set_shifts(nets: Sequence[PosteriorNetwork], rows: list, draws: list, target: int, name: str, min_rows: int) -> None:
+    """Set each member's shift of a one-target group's ``target``; 0, with a warning, where it has too few rows for one."""
+    for member, (net, (_, _, valid, _), draw) in enumerate(zip(nets, rows, draws)):
+        labelled = valid[:, target]
+        shift = _best_shift(draw[0][:, labelled, 0], draw[2][labelled, 0], min_rows)
+        if np.isnan(shift):
+            warnings.warn(f"{name}: ensemble member {member} has {int(labelled.sum())} labelled row(s), fewer than "
+                          f"the {min_rows} with finite draws its shift needs: its shift stays 0", RecalibrationWarning,
+                          stacklevel=6)
+            shift = 0.0
+        net.residual_shift[target] = shift
 
 
 def _held_out_draws(nets: Sequence[PosteriorNetwork], rows: list, group, draws: list,
@@ -628,8 +730,13 @@ def narrow_mixture(draws: Sequence[torch.Tensor], min_factor: float = MIN_MEMBER
     not collapsed onto the means, and a direction is never widened. For one
     target this is :math:`c = \\sqrt{1 - 2B/W}`. Targets whose draws never vary
     (columns of no group) are left as they are. The estimate is noisy with few
-    draws per member: members that agree are narrowed by 2% of their variance
-    on average with 20 draws each, 0.2% with 200.
+    draws per member, and its noise narrows members that agree, the more the
+    more targets vary (each direction of noise that would widen is cut at 1):
+    on average each target loses, of its variance, 2-2.5% with 20 draws per
+    member and 0.2-0.3% with 200 for one target, 3-3.5% and 0.3% for three,
+    and 5% and 0.5% for nine (three or five members of identical normal
+    draws, 2,000 galaxies). For the nine targets of a full model, ask for a
+    few hundred draws per member.
 
     Parameters
     ----------
