@@ -67,6 +67,17 @@ class TestArrays:
         data, mask = as_image_array(Masked(_cube() * u.nmgy, mask=bad))
         assert mask[1, 0, 2, 3] and mask.sum() == 1 and data[1, 0, 2, 3] == 0
 
+    def test_usable_images_need_their_centre(self):
+        from astro_galpost.images import usable_images
+
+        images, mask = np.ones((4, 3, 40, 40)), np.zeros((4, 3, 40, 40), bool)
+        mask[1, :, :, :8] = True  # the frame's edge 12 pixels from the centre: the galaxy is whole
+        mask[2, 1, :, :20] = True  # half of the r band off the frame
+        images[3] = 0.0  # nothing measured
+        assert usable_images(images, mask).tolist() == [True, True, False, False]
+        # NaN pixels count as masked
+        assert not usable_images(np.where(mask, np.nan, images), np.zeros_like(mask))[2]
+
     def test_magnitude_images_refused(self):
         # 20 mag per pixel is 10 nmgy, not the 8e9 a linear scaling of the unit gave
         with pytest.raises(u.UnitConversionError, match="logarithmic units .*not magnitudes"):

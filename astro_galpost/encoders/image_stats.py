@@ -348,9 +348,11 @@ class ImageStatsEncoder(Encoder):
 
     @staticmethod
     def _measure(array: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from ..images import usable_images
+
         out = np.zeros((len(array), len(STAT_NAMES)))
         usable = np.zeros(len(array), bool)
-        for i in range(len(array)):
+        for i in np.flatnonzero(usable_images(array, mask)):
             stats = image_statistics(array[i], mask[i])
             if stats is not None and np.all(np.isfinite(stats)):
                 out[i], usable[i] = stats, True

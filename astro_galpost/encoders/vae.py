@@ -44,10 +44,10 @@ _LOGVAR_RANGE = (-30.0, 20.0)
 
 
 def _images_api():
-    """`as_image_array`, `ImagePreprocessor` and `SCALINGS`, imported on first use (no import cycle with the registry)."""
-    from ..images import SCALINGS, ImagePreprocessor, as_image_array
+    """The `astro_galpost.images` subpackage, imported on first use (no import cycle with the registry)."""
+    from .. import images
 
-    return as_image_array, ImagePreprocessor, SCALINGS
+    return images
 
 
 class GalaxyVAE(nn.Module):
@@ -430,15 +430,8 @@ class VAEEncoder(Encoder):
                 "the 'vae' encoder needs images: pass images=... (one gri cutout per table row: "
                 "an (N, 3, H, W) array, a list of NDData/CCDData or FITS cube paths)"
             )
-        as_image_array, _, _ = _images_api()
-        array, mask = as_image_array(_as_batch(images), n_rows=n_rows)
+        array, mask = _images_api().as_image_array(_as_batch(images), n_rows=n_rows)
         return array, np.asarray(mask, dtype=bool)
-
-    @staticmethod
-    def _usable(array: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Rows with at least one unmasked, finite, non-zero pixel."""
-        good = ~mask & np.isfinite(array) & (array != 0)
-        return good.reshape(len(array), -1).any(axis=1)
 
     def _torch_device(self) -> torch.device:
         return torch.device(self.device)
@@ -483,9 +476,8 @@ class VAEEncoder(Encoder):
         for name in ("latent_dim", "batch_size", "max_epochs"):
             check_int(name, getattr(self, name), 1)
         check_int("patience", self.patience, 0)
-        _, _, scalings = _images_api()
-        if self.scaling not in scalings:
-            raise ValueError(f"scaling must be one of {', '.join(scalings)}; got {self.scaling!r}")
+        if self.scaling not in _images_api().SCALINGS:
+            raise ValueError(f"scaling must be one of {', '.join(_images_api().SCALINGS)}; got {self.scaling!r}")
         check_float("kl_weight", self.kl_weight)
         check_float("free_bits", self.free_bits)
         check_float("learning_rate", self.learning_rate, low_open=True)
@@ -524,12 +516,11 @@ class VAEEncoder(Encoder):
 
     def _fit_arrays(self, array: np.ndarray, mask: np.ndarray) -> VAEEncoder:
         """Fit the preprocessor, train the VAE and the feature standardisation on the usable images."""
-        _, ImagePreprocessor, _ = _images_api()
-        usable = self._usable(array, mask)
+        usable = _images_api().usable_images(array, mask)
         if not usable.any():
             raise ValueError("no training image has an unmasked, non-empty pixel: nothing to train the VAE on")
         array, mask = array[usable], mask[usable]
-        self.preprocessor_ = ImagePreprocessor(size=int(self.image_size), scaling=self.scaling).fit(array, mask)
+        self.preprocessor_ = _images_api().ImagePreprocessor(size=int(self.image_size), scaling=self.scaling).fit(array, mask)
         x = np.concatenate(
             [self._preprocess(array[s:s + 256], mask[s:s + 256]) for s in range(0, len(array), 256)], axis=0
         )
@@ -649,7 +640,7 @@ class VAEEncoder(Encoder):
         """
         self._check_fitted()
         array, mask = self._read(images, None if table is None else len(table))
-        usable = self._usable(array, mask)
+        usable = _images_api().usable_images(array, mask)
         mu, std = self._encode_arrays(array, mask)
         features = np.concatenate([mu, std], axis=1).astype(np.float64)
         if getattr(self, "feature_mean_", None) is not None:
@@ -725,7 +716,6 @@ class VAEEncoder(Encoder):
     @classmethod
     def from_config(cls, config: dict, arrays: dict[str, np.ndarray]) -> VAEEncoder:
         """Rebuild a fitted encoder (on the CPU) from :meth:`get_config` and :meth:`get_arrays`."""
-        _, ImagePreprocessor, _ = _images_api()
         params = dict(config["params"])
         params["channels"] = tuple(params["channels"])
         params["device"] = "cpu"
@@ -736,7 +726,7 @@ class VAEEncoder(Encoder):
         params.setdefault("standardize", "features.mean" in arrays)
         enc = cls(**params)
         pre_arrays = {k[len("preprocessor."):]: v for k, v in arrays.items() if k.startswith("preprocessor.")}
-        enc.preprocessor_ = ImagePreprocessor.from_config(config["preprocessor"], pre_arrays)
+        enc.preprocessor_ = _images_api().ImagePreprocessor.from_config(config["preprocessor"], pre_arrays)
         model = GalaxyVAE(int(enc.image_size), int(enc.latent_dim), enc.channels)
         state = {k[len("vae."):]: torch.as_tensor(np.array(v)) for k, v in arrays.items() if k.startswith("vae.")}
         model.load_state_dict(state, strict=True)

@@ -9,7 +9,7 @@ resizes and rescales them for a network.
 """
 
 from .cutouts import make_cutouts
-from .inputs import DEFAULT_BANDS, as_image_array, colour_composites, load_images
+from .inputs import DEFAULT_BANDS, as_image_array, colour_composites, load_images, usable_images
 from .preprocess import SCALINGS, ImagePreprocessor
 from .resampling import resample_images
 
@@ -22,4 +22,5 @@ __all__ = [
     "load_images",
     "make_cutouts",
     "resample_images",
+    "usable_images",
 ]

