@@ -949,8 +949,8 @@ class GalaxyPosterior(ParamsMixin):
         bad = int((~usable).sum())
         if bad:
             warnings.warn(
-                f"{bad} of {len(usable)} rows have unusable inputs (too few measured bands, or empty "
-                f"or fully masked images); their posteriors are {outcome}",
+                f"{bad} of {len(usable)} rows have unusable inputs (too few measured bands, or images "
+                f"empty or masked over half their centre); their posteriors are {outcome}",
                 UnusableRowsWarning, stacklevel=3,
             )
 
