@@ -120,3 +120,91 @@ def test_hats_catalog_needs_lsdb(setup, tmp_path):
             read_catalog(hats)
     else:  # pragma: no cover - only where lsdb is installed
         pytest.skip("lsdb is installed; reading a real HATS catalog is not tested here")
+
+
+# ------------------------------------------------ audit 2: dataset folders, CLI output, lock, replace-columns
+def test_parquet_dataset_folder_keeps_every_row(client, setup, tmp_path):
+    """dask fuses the files of a dataset when one column is read: lengths taken that way lost rows."""
+    from astro_galpost.io import predict_dask
+
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    frame = setup["catalog"].to_pandas()
+    for k in range(4):  # 4 files of 100 rows
+        frame.iloc[100 * k:100 * (k + 1)].to_parquet(folder / f"part.{k}.parquet")
+    out = predict_dask(setup["model"], folder, n_samples=N_SAMPLES, random_state=SEED, batch_size=BATCH,
+                       client=client).compute()
+    assert len(out) == len(setup["ref"]) == 400
+    assert list(out["objID"]) == list(frame["objID"])
+    assert_matches(setup["ref"], out)
+
+
+def dask_catalog(setup, root):
+    """The catalog with a description, table meta, a bytes column and an integer column masked in one row."""
+    from astropy.table import MaskedColumn
+
+    catalog = QTable(setup["catalog"], copy=True)
+    catalog = catalog[["objID", "ra"] + [c for c in catalog.colnames if c.startswith(("modelMag", "extinction"))]]
+    catalog["ra"].info.description = "Right ascension"
+    catalog["tag"] = np.array([f"b{i % 7}".encode() for i in range(len(catalog))], dtype="S")
+    catalog["mint"] = MaskedColumn(np.arange(len(catalog), dtype=np.int32), mask=np.arange(len(catalog)) == 5)
+    catalog.meta = {"origin": "test"}
+    path = root / "described.parquet"
+    catalog.write(path)
+    return catalog, path
+
+
+def cli_args(setup, source, out, *extra):
+    return ["predict", str(setup["model"]), str(source), str(out), "--n-samples", str(N_SAMPLES), "--seed",
+            str(SEED), "--batch-size", str(BATCH), "--no-progress", *extra]
+
+
+@pytest.mark.filterwarnings("ignore::astro_galpost.UnusableRowsWarning")
+def test_cli_dask_output_equals_serial_output(client, setup, tmp_path):
+    """Units, descriptions, masks, bytes and meta of the carried and output columns, as the serial command."""
+    from astro_galpost.cli import main
+
+    _, source = dask_catalog(setup, tmp_path)
+    serial, dask_out = tmp_path / "serial.parquet", tmp_path / "dask.parquet"
+    assert main(cli_args(setup, source, serial)) == 0
+    assert main(cli_args(setup, source, dask_out, "--dask", client.scheduler.address)) == 0
+    a, b = QTable.read(serial), QTable.read(dask_out)
+    assert a.colnames == b.colnames and "mint.mask" not in b.colnames
+    assert a.meta == b.meta == {"origin": "test"}
+    for name in a.colnames:
+        x, y = a[name], b[name]
+        assert type(x) is type(y) and x.dtype == y.dtype, name
+        assert getattr(x, "unit", None) == getattr(y, "unit", None), name
+        assert x.info.description == y.info.description, name
+        assert np.array_equal(np.ma.getmaskarray(x), np.ma.getmaskarray(y)), name
+        keep = ~np.ma.getmaskarray(x)
+        xv, yv = (np.asarray(getattr(getattr(c, "unmasked", c), "value", getattr(c, "unmasked", c))) for c in (x, y))
+        assert np.array_equal(xv[keep], yv[keep], equal_nan=xv.dtype.kind == "f"), name
+    assert b["ra"].info.description == "Right ascension" and b["tag"].dtype.kind == "S"
+    assert list(np.flatnonzero(b["mint"].mask)) == [5]
+
+
+@pytest.mark.filterwarnings("ignore::astro_galpost.UnusableRowsWarning")
+def test_cli_dask_holds_the_output_lock_and_replaces_columns(client, setup, tmp_path, capsys):
+    from astro_galpost.cli import main
+    from astro_galpost.utils.atomic import output_lock
+
+    _, source = dask_catalog(setup, tmp_path)
+    out = tmp_path / "out.parquet"
+    address = client.scheduler.address
+    with output_lock(out):  # as a running `galpost predict` holds it
+        assert main(cli_args(setup, source, out, "--dask", address)) == 2
+    assert "another process is writing" in capsys.readouterr().err and not out.exists()
+    clash = tmp_path / "clash.parquet"
+    predicted = QTable.read(source)
+    predicted["redshift_p50"] = np.full(len(predicted), 9.0)
+    predicted.write(clash)
+    assert main(cli_args(setup, clash, out, "--dask", address)) == 2
+    assert "--replace-columns" in capsys.readouterr().err
+    assert main(cli_args(setup, clash, out, "--dask", address, "--replace-columns")) == 0
+    got = QTable.read(out)
+    assert got.colnames.count("redshift_p50") == 1
+    ref = setup["ref"]["redshift_p50"]
+    assert np.array_equal(got["redshift_p50"].mask, ref.mask)
+    assert np.array_equal(got["redshift_p50"].unmasked.value[~ref.mask], ref.unmasked.value[~ref.mask])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clash.parquet", "described.parquet", "out.parquet"]

@@ -345,3 +345,96 @@ def test_write_table_atomic_passes_an_hdf5_dataset_path(tmp_path):
 
     write_table_atomic(Table({"a": [1, 2]}), tmp_path / "t.h5", path="posteriors", serialize_meta=True)
     assert list(Table.read(tmp_path / "t.h5", path="posteriors")["a"]) == [1, 2]
+
+
+# ------------------------------------------------ audit 2: CSV integers, ECSV masks, Parquet types, multi-line CSV
+def test_csv_integer_column_with_an_empty_field_stays_exact(tmp_path):
+    """One empty field made pandas read 19-digit IDs as float64, rounding them; they stay exact and masked."""
+    pytest.importorskip("pandas")
+    n = 10
+    ids = [1237648720693755918 + i for i in range(n)]
+    big = [2**63 + 7 * i for i in range(n)]
+    lines = ["id,big,x"] + [f"{a},{b},{i}.0" for i, (a, b) in enumerate(zip(ids, big))]
+    lines[4] = f",{big[3]},"  # data row 3: id and x missing
+    lines[8] = f"{ids[7]},,7.0"  # data row 7: big missing (in the second chunk)
+    source = tmp_path / "ids.csv"
+    source.write_text("\n".join(lines) + "\n")
+    chunks = list(iter_table_chunks(source, 4))
+    assert [c["id"].dtype for c in chunks] == [np.dtype(np.int64)] * 3
+    assert [c["big"].dtype for c in chunks] == [np.dtype(np.uint64)] * 3
+    assert all(isinstance(c["id"], MaskedColumn) and isinstance(c["big"], MaskedColumn) for c in chunks)
+    got = np.ma.concatenate([c["id"] for c in chunks])
+    assert list(np.flatnonzero(got.mask)) == [3]
+    assert [int(v) for v in got.data[~got.mask]] == [v for i, v in enumerate(ids) if i != 3]
+    got = np.ma.concatenate([c["big"] for c in chunks])
+    assert list(np.flatnonzero(got.mask)) == [7]
+    assert [int(v) for v in got.data[~got.mask]] == [v for i, v in enumerate(big) if i != 7]
+    assert chunks[0]["x"].dtype == np.float64  # written "1.0": a float, whole or not
+    assert np.isnan(chunks[0]["x"][3])
+
+
+def test_ecsv_column_masked_after_the_first_chunk_is_masked_in_every_chunk(tmp_path):
+    """An ECSV column whose first missing value is after the first chunk made Parquet/HDF5/FITS output fail."""
+    n = 300
+    t = Table()
+    t["id"] = np.arange(n)
+    t["flag"] = MaskedColumn(np.arange(n, dtype=np.int32), mask=np.arange(n) == 200)
+    t["flag"].info.description = "a flag"
+    source = tmp_path / "in.ecsv"
+    t.write(source)
+    chunks = list(iter_table_chunks(source, 128))
+    assert all(isinstance(c["flag"], MaskedColumn) for c in chunks)
+    assert all(c["flag"].info.description == "a flag" for c in chunks)
+    assert not isinstance(chunks[0]["id"], MaskedColumn)
+    formats = ["parquet", "fits", "ecsv"] + (["h5"] if _has("h5py") else [])
+    for suffix in formats:
+        out = tmp_path / f"out.{suffix}"
+        writer = open_chunked_writer(out)
+        for chunk in chunks:
+            writer.write(chunk)
+        writer.close()
+        got = Table.read(out, **({"path": "data"} if suffix == "h5" else {}))
+        assert list(np.flatnonzero(np.ma.getmaskarray(got["flag"]))) == [200], suffix
+        assert list(np.asarray(got["flag"])[:200]) == list(range(200)), suffix
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def test_parquet_categoricals_are_read_and_odd_types_refused_up_front(setup, tmp_path, capsys):
+    """pandas' categorical, datetime and list columns failed after the first chunk with an Arrow traceback."""
+    pd = pytest.importorskip("pandas")
+    from astro_galpost.cli import main
+
+    frame = setup["catalog"][["objID"] + [c for c in setup["catalog"].colnames
+                                          if c.startswith(("modelMag", "extinction"))]].to_pandas()
+    frame["cat"] = pd.Categorical(["a", "bb"] * (len(frame) // 2))
+    frame.to_parquet(tmp_path / "cat.parquet")
+    chunks = list(iter_table_chunks(tmp_path / "cat.parquet", CHUNK))
+    assert all(c["cat"].dtype.kind == "U" for c in chunks)
+    assert list(np.concatenate([np.asarray(c["cat"]) for c in chunks])[:3]) == ["a", "bb", "a"]
+    for name, values in {"ts": pd.date_range("2020", periods=len(frame), freq="h"),
+                         "lst": [[1, 2]] * len(frame)}.items():
+        odd = frame.drop(columns="cat").assign(**{name: values})
+        path = tmp_path / f"{name}.parquet"
+        odd.to_parquet(path)
+        with pytest.raises(TableFormatError, match=f"column '{name}' .* cannot be read"):
+            next(iter_table_chunks(path, CHUNK))
+        assert len(next(iter_table_chunks(path, CHUNK, columns=["objID"]))) == CHUNK  # left out: fine
+        out = tmp_path / f"{name}_out.parquet"
+        assert main(["predict", str(setup["model"]), str(path), str(out), "--n-samples", "4",
+                     "--batch-size", str(BATCH), "--no-progress"]) == 2
+        assert f"column '{name}'" in capsys.readouterr().err and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.parquet", "lst.parquet", "ts.parquet"]
+
+
+def test_csv_multiline_values_are_refused(tmp_path):
+    """A quoted line break made a resumed run (rows skipped by lines) duplicate rows: refused, naming the row."""
+    pytest.importorskip("pandas")
+    source = tmp_path / "multi.csv"
+    source.write_text('id,note\n1,plain\n2,"line1\nline2"\n3,plain\n')
+    with pytest.raises(TableFormatError, match="'note' field of data row 2 holds a line break"):
+        next(iter_table_chunks(source, 2))

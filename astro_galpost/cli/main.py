@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..io import write_table_atomic
-from ..utils.atomic import check_output, write_text_atomic
+from ..utils.atomic import check_output, output_lock, write_text_atomic
 from ..utils.threads import default_threads
 
 __all__ = ["main"]
@@ -129,8 +129,12 @@ def _cmd_predict(args) -> int:
 
 
 def _predict_with_dask(args) -> int:
-    """``galpost predict --dask``: partitions computed on a cluster, written here in order."""
-    from ..io import detect_format, open_chunked_writer
+    """``galpost predict --dask``: partitions computed on a cluster, written here in order.
+
+    The output's lock is held throughout, as by the serial command: a second
+    run writing the same output (serial or not) stops with an error.
+    """
+    from ..io import detect_format
 
     if args.samples:
         raise ValueError("--samples is not available with --dask")
@@ -143,18 +147,33 @@ def _predict_with_dask(args) -> int:
         from distributed import Client, LocalCluster
     except ImportError as err:  # pragma: no cover - distributed is a dependency of the [dask] extra
         raise ValueError("--dask needs dask.distributed (pip install 'dask[distributed]')") from err
+    t0 = time.perf_counter()
+    with output_lock(out):
+        cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None) \
+            if args.dask == "local" else None
+        client = Client(cluster if cluster is not None else args.dask)
+        try:
+            rows = _write_dask_output(args, out, client)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    print(f"wrote posterior summaries of {rows} galaxies to {out} in {time.perf_counter() - t0:.1f} s "
+          f"(dask: {args.dask}; seed {args.seed})")
+    return 0
+
+
+def _write_dask_output(args, out: Path, client) -> int:
+    """Compute `predict_dask` on ``client`` and write its partitions to ``out`` in order; the rows written."""
     from tqdm.auto import tqdm
 
-    from ..io import frame_to_table, predict_dask
+    from ..io import frame_to_table, open_chunked_writer, predict_dask
 
-    t0 = time.perf_counter()
-    cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None) \
-        if args.dask == "local" else None
-    client = Client(cluster if cluster is not None else args.dask)
     writer = None
     try:
         ddf = predict_dask(args.model, args.table, n_samples=args.n_samples, random_state=args.seed,
-                           client=client, batch_size=args.batch_size, columns=args.columns, device=args.device)
+                           client=client, batch_size=args.batch_size, columns=args.columns, device=args.device,
+                           replace_columns=args.replace_columns)
         futures = client.compute(ddf.to_delayed())
         writer = open_chunked_writer(out)
         rows = 0
@@ -162,7 +181,7 @@ def _predict_with_dask(args) -> int:
             for future in futures:  # in order; the cluster computes ahead
                 frame = future.result()
                 future.release()
-                writer.write(frame_to_table(frame, ddf._meta.attrs["units"]))
+                writer.write(frame_to_table(frame))  # units, descriptions, header: frame.attrs
                 rows += len(frame)
                 bar.update()
         writer.close(overwrite=args.overwrite)
@@ -170,13 +189,7 @@ def _predict_with_dask(args) -> int:
         if writer is not None:
             writer.discard()
         raise
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    print(f"wrote posterior summaries of {rows} galaxies to {out} in {time.perf_counter() - t0:.1f} s "
-          f"(dask: {args.dask}; seed {args.seed})")
-    return 0
+    return rows
 
 
 def _markdown(report) -> str:

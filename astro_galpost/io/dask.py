@@ -8,8 +8,10 @@ lazy Dask DataFrame whose values equal those of one in-process
 How results stay identical
     `GalaxyPosterior.predict` seeds each batch of ``batch_size`` rows from the
     seed and the batch's first row in the whole catalog. `predict_dask` first
-    computes the partition lengths (one pass over one column), then gives each
-    partition its ``row_offset``. Partition lengths must be multiples of
+    computes the length of each partition the tasks will read (one pass over
+    the catalog; a one-column projection could be partitioned otherwise by
+    dask's optimiser), then gives each partition its ``row_offset``; a
+    partition read later with another length raises an error. Partition lengths must be multiples of
     ``batch_size`` (the last may be shorter); when they are not, the rows are
     regrouped into aligned partitions of ``partition_rows`` rows, each built
     from slices of the original partitions. The regrouping changes only the
@@ -33,8 +35,11 @@ Output columns
     was unusable (where `~GalaxyPosterior.predict` masks). Units are recorded in
     the pandas ``attrs`` of the result (``df.attrs["units"]``, a dict of unit
     strings, e.g. ``"dex(solMass)"`` for stellar mass, whose values are log10
-    M*/M☉), returned by `prediction_units`, and restored by `frame_to_table`,
-    which gives back the masked Quantity table of `~GalaxyPosterior.predict`.
+    M*/M☉), returned by `prediction_units`, with the columns' descriptions
+    (``df.attrs["descriptions"]``) and the input's astropy header
+    (``df.attrs["header"]``: units, descriptions and masks of the carried
+    columns, table metadata). `frame_to_table` restores them all, giving back
+    the masked Quantity table of `~GalaxyPosterior.predict`.
 
 Running on a cluster
     The same call runs on any ``dask.distributed`` cluster; pass its client (or
@@ -71,9 +76,9 @@ from typing import Any
 import numpy as np
 
 from ..utils.columns import column_data
-from .formats import apply_table_header, parse_table_header
+from .formats import apply_table_header, logical_column_names, parse_table_header, stored_column_names
 from .read import pandas_to_table
-from .streaming import free_table_cycles, model_checksum, required_columns, resolve_seed
+from .streaming import check_output_clash, free_table_cycles, model_checksum, required_columns, resolve_seed
 
 __all__ = ["ModelPayload", "frame_to_table", "predict_dask", "prediction_units", "read_catalog"]
 
@@ -218,8 +223,13 @@ def _units_of(result, new: Sequence[str]) -> dict[str, str]:
     return units
 
 
-def _predict_frame(model, frame, *, header, offset, n_samples, seed, batch_size, percentiles, carried):
-    """Predict one pandas partition; returns the output partition (carried columns + predictions)."""
+def _predict_frame(model, frame, *, header, offset, n_samples, seed, batch_size, percentiles, carried,
+                   replace_columns):
+    """Predict one pandas partition; returns the output partition (carried columns + predictions).
+
+    Its ``attrs`` hold the prediction columns' ``units`` and ``descriptions``
+    and the input's astropy ``header`` (see `frame_to_table`).
+    """
     import pandas as pd
 
     from ..model.estimator import UnusableRowsWarning
@@ -230,19 +240,29 @@ def _predict_frame(model, frame, *, header, offset, n_samples, seed, batch_size,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusableRowsWarning)
         result = model.predict(table, n_samples=n_samples, percentiles=percentiles, random_state=seed,
-                               batch_size=batch_size, row_offset=offset)
-    new = [c for c in result.colnames if c not in table.colnames]
+                               batch_size=batch_size, row_offset=offset, replace_columns=replace_columns)
+    new = model.output_columns(percentiles)
     pred = _prediction_frame(result, new)
     pred.index = frame.index
     out = pd.concat([frame[list(carried)], pred], axis=1)
     out.attrs["units"] = _units_of(result, new)
+    out.attrs["descriptions"] = {name: result[name].info.description for name in new}
+    out.attrs["header"] = header
     return out
 
 
-def _predict_pieces(payload, frames, bounds, offset, options, meta):
-    """Task body: join slices of input partitions, predict, return one output partition."""
+def _predict_pieces(payload, frames, lengths, bounds, offset, options, meta):
+    """Task body: join slices of input partitions, predict, return one output partition.
+
+    ``lengths`` are the rows each of ``frames`` had when the plan was made; a
+    partition read with other rows now raises `RuntimeError` (never a silent
+    loss or shift of rows).
+    """
     import pandas as pd
 
+    for frame, n in zip(frames, lengths):
+        if len(frame) != n:
+            raise RuntimeError(f"an input partition has {len(frame)} rows, but {n} when the rows were planned")
     pieces = [f.iloc[lo:hi] if (lo, hi) != (None, None) else f for f, (lo, hi) in zip(frames, bounds)]
     frame = pieces[0] if len(pieces) == 1 else pd.concat(pieces)
     if len(frame) == 0:
@@ -275,28 +295,33 @@ def frame_to_table(frame, units: dict[str, str] | None = None):
     """A computed result partition (pandas) → the masked-Quantity `~astropy.table.QTable` of ``predict``.
 
     Prediction columns (those in ``units``, default ``frame.attrs["units"]``)
-    become Quantities with their unit (`~astropy.units.Dex` for dex units),
-    masked where the galaxy was unusable (``ood_score`` is NaN); other columns
-    are kept as plain columns.
+    become Quantities with their unit (`~astropy.units.Dex` for dex units) and
+    ``ood_flag`` a masked boolean column, masked where the galaxy was unusable
+    (``ood_score`` is NaN), with the descriptions in
+    ``frame.attrs["descriptions"]``. The carried input columns get the units,
+    descriptions, masks and table metadata of the input's astropy header
+    (``frame.attrs["header"]``), as `~GalaxyPosterior.predict` keeps them.
     """
     import astropy.units as u
-    from astropy.table import QTable
+    from astropy.table import MaskedColumn, QTable
     from astropy.utils.masked import Masked
 
     units = dict(frame.attrs.get("units", {}) if units is None else units)
+    descriptions = frame.attrs.get("descriptions", {})
     predicted = [c for c in frame.columns if c in units or c == "ood_flag"]
-    table = QTable(pandas_to_table(frame[[c for c in frame.columns if c not in predicted]].reset_index(drop=True)))
+    carried = pandas_to_table(frame[[c for c in frame.columns if c not in predicted]].reset_index(drop=True))
+    table = QTable(apply_table_header(carried, frame.attrs.get("header")))
     unusable = np.isnan(frame["ood_score"].to_numpy(dtype=float)) if "ood_score" in frame.columns else None
-    for name in frame.columns:
-        if name not in predicted:
-            continue
+    for name in predicted:
         values = frame[name].to_numpy()
         if name in units:
             q = values.astype(float) << (u.Unit(units[name]) if units[name] else u.dimensionless_unscaled)
             table[name] = Masked(q, mask=unusable) if unusable is not None else q
         else:
-            table[name] = values
-    return table[[c for c in frame.columns]]
+            table[name] = MaskedColumn(values, mask=unusable, fill_value=False) if unusable is not None else values
+        if descriptions.get(name):
+            table[name].info.description = descriptions[name]
+    return table
 
 
 def _output_meta(model, ddf_meta, header, options):
@@ -310,20 +335,61 @@ def _output_meta(model, ddf_meta, header, options):
     return meta
 
 
-def _compute(client, obj):
+def _compute_all(client, objs: list) -> list:
+    """The values of the dask objects ``objs``, computed on ``client`` (or the default scheduler)."""
+    import dask
+
     if client is not None:
-        return client.compute(obj).result()
-    return obj.compute()
+        return client.gather(client.compute(objs))
+    return list(dask.compute(*objs))
 
 
-def _select_columns(model, ddf, columns):
-    """``(carried columns, ddf with only the columns to read)``; raises `KeyError` for missing columns."""
+def _partition_lengths(client, parts: list, expected_rows: int | None) -> list[int]:
+    """Rows of each delayed partition in ``parts``: the partitions the prediction tasks read.
+
+    Lengths computed on another form of the DataFrame (e.g. a one-column
+    projection) can describe other partitions: dask's optimiser may fuse the
+    files of a Parquet dataset into fewer partitions when fewer columns are
+    read. Raises `RuntimeError` when the lengths do not match ``parts`` or do
+    not sum to ``expected_rows`` (when known).
+    """
+    import dask
+
+    lengths = [int(n) for n in _compute_all(client, [dask.delayed(len, pure=True)(part) for part in parts])]
+    if len(lengths) != len(parts):
+        raise RuntimeError(f"got {len(lengths)} partition lengths for {len(parts)} partitions")
+    if expected_rows is not None and sum(lengths) != expected_rows:
+        raise RuntimeError(f"the partitions hold {sum(lengths)} rows but the catalog has {expected_rows}")
+    return lengths
+
+
+def _parquet_rows(path) -> int | None:
+    """Rows of a Parquet file or dataset folder from its metadata (None for other inputs)."""
+    path = Path(path)
+    if _is_hats(path):
+        return None
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(path), format="parquet").count_rows()
+
+
+def _select_columns(model, ddf, columns, header, outputs, replace_columns):
+    """``(carried columns, ddf with only the columns to read)``; raises `KeyError` for missing columns.
+
+    ``columns`` are named as astropy shows them (a masked column ``m`` is
+    stored as ``m`` and ``m.mask``, both carried). Input columns named like the
+    ``outputs`` raise `ValueError` unless ``replace_columns``; then they (and
+    their stored companions) are not carried.
+    """
     available = list(ddf.columns)
+    logical = logical_column_names(header, available)
+    check_output_clash(outputs, logical, replace_columns, "the catalog")
     if columns is not None:
-        missing = [c for c in columns if c not in available]
+        missing = [c for c in columns if c not in logical and c not in available]
         if missing:
-            raise KeyError(f"columns {missing} are not in the catalog (columns: {', '.join(map(str, available))})")
-    carried = list(columns) if columns is not None else available
+            raise KeyError(f"columns {missing} are not in the catalog (columns: {', '.join(map(str, logical))})")
+    carried = stored_column_names(header, available, columns)
+    carried = [c for c in carried if c not in outputs and c.split(".")[0] not in outputs]
     required = required_columns(model, available)
     if required is None:
         return carried, ddf
@@ -384,6 +450,7 @@ def predict_dask(
     percentiles: Iterable[float] = (16, 50, 84),
     partition_rows: int | None = None,
     device: str = "cpu",
+    replace_columns: bool = False,
 ):
     """Posterior summaries for every row of a Dask DataFrame, computed on its partitions.
 
@@ -407,8 +474,9 @@ def predict_dask(
     batch_size : int, optional
         Galaxies sampled at once (as in `GalaxyPosterior.predict`).
     columns : sequence of str, optional
-        Input columns to carry into the output; default all. Columns the model
-        needs are read anyway.
+        Input columns to carry into the output, as astropy names them (a masked
+        column's stored ``<name>.mask`` comes with it); default all. Columns the
+        model needs are read anyway.
     percentiles : iterable of float, optional
         Percentiles per target.
     partition_rows : int, optional
@@ -418,6 +486,9 @@ def predict_dask(
         ``batch_size``.
     device : str, optional
         Torch device on the workers.
+    replace_columns : bool, optional
+        Replace input columns named like output columns (a catalog predicted
+        before); without it such an input raises `ValueError` before any work.
 
     Returns
     -------
@@ -429,8 +500,9 @@ def predict_dask(
 
     Notes
     -----
-    Computing the partition lengths reads the catalog once (one column only,
-    for Parquet). The index of the input rows is kept.
+    Computing the partition lengths reads every partition once (the very
+    partitions the prediction tasks read, so that the row offsets are theirs),
+    before the prediction reads them again. The index of the input rows is kept.
 
     Examples
     --------
@@ -458,31 +530,36 @@ def predict_dask(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
+    expected_rows = None
     if isinstance(dataframe_or_path, (str, os.PathLike)):
         ddf, header = read_catalog(dataframe_or_path)
+        expected_rows = _parquet_rows(dataframe_or_path)
     elif isinstance(dataframe_or_path, dd.DataFrame):
         ddf, header = dataframe_or_path, None
     else:
         raise TypeError(f"expected a dask DataFrame or a path, got {type(dataframe_or_path).__name__}")
 
-    carried, ddf = _select_columns(model, ddf, columns)
+    levels = [float(p) for p in percentiles]
+    carried, ddf = _select_columns(model, ddf, columns, header, model.output_columns(levels), replace_columns)
 
     options = dict(header=header, n_samples=int(n_samples), seed=seed, batch_size=batch_size,
-                   percentiles=[float(p) for p in percentiles], carried=carried)
+                   percentiles=levels, carried=carried, replace_columns=bool(replace_columns))
     meta = _output_meta(model, ddf._meta, header, options)
     meta.attrs["seed"] = seed
 
     # partition lengths → row offsets (aligned to batch_size for exact reproducibility)
-    lengths = [int(n) for n in _compute(client, ddf[ddf.columns[0]].map_partitions(len))]
-    plan = _partition_plan(lengths, batch_size, partition_rows)
     parts = ddf.to_delayed()
+    lengths = _partition_lengths(client, parts, expected_rows)
+    plan = _partition_plan(lengths, batch_size, partition_rows)
 
     if client is not None:
         shipped = client.scatter(payload, broadcast=True, hash=False)
     else:
         shipped = dask.delayed(payload, pure=True)
     tasks = [
-        dask.delayed(_predict_pieces, pure=True)(shipped, [parts[i] for i in ids], bounds, offset, options, meta)
+        dask.delayed(_predict_pieces, pure=True)(shipped, [parts[i] for i in ids], [lengths[i] for i in ids],
+                                                 bounds, offset, options, meta)
         for ids, bounds, offset in plan
     ]
-    return dd.from_delayed(tasks, meta=meta, verify_meta=False)
+    with dask.config.set({"dataframe.convert-string": False}):  # bytes columns stay bytes, as in the input
+        return dd.from_delayed(tasks, meta=meta, verify_meta=False)

@@ -121,6 +121,7 @@ class _ParquetReader(_Reader):
         import pyarrow as pa
 
         names = stored_column_names(self.header, self.stored, columns)
+        self._check_types(names)
         rg_rows = [self.file.metadata.row_group(i).num_rows for i in range(self.file.num_row_groups)]
         first, skip = 0, start
         while first < len(rg_rows) and skip >= rg_rows[first]:
@@ -150,6 +151,17 @@ class _ParquetReader(_Reader):
         if n_pending:
             yield self._convert(pa.Table.from_batches(pending, schema=schema), names)
 
+    def _check_types(self, names: Sequence[str]) -> None:
+        """Refuse, before any row is read, columns whose Parquet type has no astropy column (naming them)."""
+        schema = self.file.schema_arrow
+        for name in names:
+            t = schema.field(name).type
+            if not _readable_type(t):
+                raise TableFormatError(
+                    f"column {name!r} of {self.path} has the Parquet type {t}, which cannot be read (supported: "
+                    "numbers, booleans, strings, bytes, fixed-size lists of numbers and categoricals of these); "
+                    "leave it out (columns=, --columns) or convert it")
+
     def _convert(self, arrow, names):
         import pyarrow as pa
         from astropy.table import Column, MaskedColumn, Table
@@ -158,6 +170,8 @@ class _ParquetReader(_Reader):
         for name in names:
             col = arrow.column(name)
             t = col.type
+            if pa.types.is_dictionary(t):  # pandas categoricals: their values
+                col, t = col.cast(t.value_type), t.value_type
             string = pa.types.is_string(t) or pa.types.is_large_string(t)
             binary = pa.types.is_binary(t) or pa.types.is_large_binary(t)
             nulls = col.null_count
@@ -182,6 +196,19 @@ class _ParquetReader(_Reader):
                 data = col.to_numpy(zero_copy_only=False)
             table[name] = MaskedColumn(data, mask=mask) if mask is not None else Column(data)
         return apply_table_header(table, self.header)
+
+
+def _readable_type(t) -> bool:
+    """Whether `_ParquetReader` reads columns of the Arrow type ``t``."""
+    import pyarrow as pa
+
+    plain = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string,
+             pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+    if pa.types.is_dictionary(t):
+        return _readable_type(t.value_type)
+    if isinstance(t, pa.FixedSizeListType):
+        return any(test(t.value_type) for test in plain[:3])
+    return any(test(t) for test in plain)
 
 
 class _FITSReader(_Reader):
@@ -347,19 +374,71 @@ class _CSVReader(_Reader):
         missing: set[str] = set()
         with open(self.path, newline="", encoding="utf-8") as f:
             f.readline()
+            row = 0
             for frame in self._read_csv(f, usecols=list(columns) if columns is not None else None,
                                         chunksize=1 << 16):
                 for name in frame.columns:
                     values = frame[name]
-                    kind = values.dtype.kind
-                    if kind == "f" and (values.dropna() % 1 != 0).any():
-                        kind = "F"  # not integers with missing values: floats
-                    kinds.setdefault(name, set()).add(kind)
-                    if kind in "ifF" and (values < 0).any():
+                    kind = self._chunk_kind(values, name, row)
+                    text = values.dtype.kind == "O"
+                    absent = values.isna() | (values.astype(str).str.strip() == "") if text else values.isna()
+                    found = kinds.setdefault(name, set())
+                    found.add(kind)
+                    if text and kind in "iu" and absent.any():
+                        found.add("f")  # integers with missing values, as pandas reads them as numbers
+                    if kind in "ifF" and not text and (values < 0).any() or \
+                            kind == "i" and text and values.astype(str).str.strip().str.startswith("-").any():
                         negative.add(name)
-                    if values.isna().any():
+                    if absent.any():
                         missing.add(name)
+                row += len(frame)
+        # whole floats with missing values: integers only if their text says so (float64 rounds 19-digit IDs)
+        unsure = [name for name, found in kinds.items() if name in missing and found <= {"i", "u", "f"}]
+        for name, found in self._text_kinds(unsure).items():
+            kinds[name] |= found
         return {name: _csv_dtype(found, name in negative) for name, found in kinds.items()}, missing
+
+    def _chunk_kind(self, values, name: str, row: int) -> str:
+        """The dtype kind of one chunk's column as the first pass records it.
+
+        ``"F"`` for floats that are not all whole; for text (pandas reads
+        integers above 2**63 with an empty field as text), the integer kind of
+        the text if it is all integers, after refusing line breaks.
+        """
+        kind = values.dtype.kind
+        if kind == "f" and (values.dropna() % 1 != 0).any():
+            return "F"  # not integers with missing values: floats
+        if kind == "O":
+            self._check_single_line(values, name, row)
+            return _integer_kind(values) or "O"
+        return kind
+
+    def _check_single_line(self, values, name: str, row: int) -> None:
+        """Refuse a text column with a quoted line break: rows are counted by lines to resume a run."""
+        broken = np.flatnonzero(values.astype(str).str.contains("[\r\n]", regex=True).to_numpy(dtype=bool))
+        if len(broken):
+            raise TableFormatError(
+                f"{self.path}: the {name!r} field of data row {row + int(broken[0]) + 1} holds a line break "
+                "(a quoted multi-line value); CSV files with multi-line values cannot be read chunk by chunk: "
+                "remove the line breaks or convert the catalog to Parquet, FITS or HDF5")
+
+    def _text_kinds(self, names: Sequence[str]) -> dict[str, set[str]]:
+        """For columns ``names``, ``{"F"}`` when a value is not written as an integer, else the integer
+        kinds their text needs (``"i"``, or ``"u"`` above the int64 range; none when all are missing).
+
+        A second pass over the file, reading only these columns, as text.
+        """
+        if not names:
+            return {}
+        found: dict[str, set[str]] = {name: set() for name in names}
+        with open(self.path, newline="", encoding="utf-8") as f:
+            f.readline()
+            for frame in self._read_csv(f, usecols=list(names), dtype=str, chunksize=1 << 16):
+                for name in names:
+                    kind = _integer_kind(frame[name])
+                    if kind != "":  # "": all missing in this chunk
+                        found[name].add(kind or "F")
+        return found
 
     def chunks(self, chunk_size, start, columns):
         import pandas as pd
@@ -383,6 +462,26 @@ class _CSVReader(_Reader):
                 return
             except (pd.errors.ParserError, UnicodeDecodeError) as err:
                 raise _unreadable(self.path, self.fmt, err) from err
+
+
+def _integer_kind(text) -> str | None:
+    """``"i"`` (int64) or ``"u"`` (uint64, above the int64 range) when every non-empty value of the text
+    Series ``text`` is written as an integer in that range; ``""`` when all are empty; else None."""
+    text = text.dropna().astype(str).str.strip()
+    text = text[text != ""]
+    if len(text) == 0:
+        return ""
+    if not text.str.fullmatch(r"[+-]?\d+").all():
+        return None
+    digits = text.str.lstrip("+-").str.lstrip("0")
+
+    def above(limit) -> bool:
+        bound = str(limit)
+        return bool(((digits.str.len() > len(bound)) | ((digits.str.len() == len(bound)) & (digits > bound))).any())
+
+    if above(np.iinfo(np.uint64).max) or (above(np.iinfo(np.int64).max) and text.str.startswith("-").any()):
+        return None
+    return "u" if above(np.iinfo(np.int64).max) else "i"
 
 
 def _csv_dtype(kinds: set[str], negative: bool) -> str:
@@ -438,9 +537,17 @@ def pandas_to_table(frame, masked: Collection[str] = ()):
             data = s.to_numpy(dtype=s.dtype.numpy_dtype, na_value=0)
             table[name] = MaskedColumn(data, mask=missing) if missing.any() or name in masked else Column(data)
         else:
-            data = np.asarray(["" if m else str(v) for v, m in zip(s.to_numpy(), missing)], dtype=str)
+            data = _object_strings(s.to_numpy(), missing)
             table[name] = MaskedColumn(data, mask=missing) if missing.any() or name in masked else Column(data)
     return table
+
+
+def _object_strings(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Object values as a ``U`` array, or an ``S`` array when they are all bytes (Parquet binary columns)."""
+    present = [v for v, m in zip(values, missing) if not m]
+    if present and all(isinstance(v, bytes) for v in present):
+        return np.asarray([b"" if m else v for v, m in zip(values, missing)], dtype=bytes)
+    return np.asarray(["" if m else str(v) for v, m in zip(values, missing)], dtype=str)
 
 
 def _count_lines(path) -> int:
@@ -473,6 +580,8 @@ class _ECSVReader(_Reader):
         if not self.header_lines or not self.header_lines[0].startswith("# %ECSV"):
             raise TableFormatError(f"{self.path} is not an ECSV file (no '# %ECSV' first line)")
         self._header_size = len(self.header_lines) + 1
+        header = parse_table_header(line[2:] for line in self.header_lines[2:]) or {}
+        self.delimiter = header.get("delimiter", " ")
 
     def colnames(self):
         return list(self._read([]).colnames)
@@ -488,28 +597,51 @@ class _ECSVReader(_Reader):
         except Exception as err:  # noqa: BLE001 - astropy raises several types
             raise _unreadable(self.path, self.fmt, err) from err
 
-    def chunks(self, chunk_size, start, columns):
+    def _data_lines(self, f) -> Iterator[str]:
+        """The non-blank data lines of the open file ``f``."""
+        for _ in range(self._header_size):
+            f.readline()
+        return (line.rstrip("\n") for line in f if line.strip())
+
+    def _masked_columns(self) -> set[str]:
+        """Columns with an empty field anywhere in the file (astropy masks those): a first pass, so
+        that every chunk of them is masked alike, as the CSV and Parquet readers do."""
+        names = next(csv.reader([self.names_line], delimiter=self.delimiter))
+        empty: set[int] = set()
         with open(self.path, encoding="utf-8") as f:
-            for _ in range(self._header_size):
-                f.readline()
-            skipped = 0
+            for fields in csv.reader(self._data_lines(f), delimiter=self.delimiter):
+                if "" in fields:
+                    empty.update(i for i, v in enumerate(fields) if v == "")
+        return {names[i] for i in empty if i < len(names)}
+
+    def chunks(self, chunk_size, start, columns):
+        masked = self._masked_columns()
+        with open(self.path, encoding="utf-8") as f:
             lines: list[str] = []
-            for line in f:
-                if not line.strip():
+            for i, line in enumerate(self._data_lines(f)):
+                if i < start:
                     continue
-                if skipped < start:
-                    skipped += 1
-                    continue
-                lines.append(line.rstrip("\n"))
+                lines.append(line)
                 if len(lines) == chunk_size:
-                    yield self._select(self._read(lines), columns)
+                    yield self._select(_mask_columns(self._read(lines), masked), columns)
                     lines = []
             if lines:
-                yield self._select(self._read(lines), columns)
+                yield self._select(_mask_columns(self._read(lines), masked), columns)
 
     @staticmethod
     def _select(table, columns):
         return table if columns is None else table[list(columns)]
+
+
+def _mask_columns(table, names: Collection[str]):
+    """``table`` with its plain columns among ``names`` made masked columns (nothing masked)."""
+    from astropy.table import Column, MaskedColumn
+
+    for name in names:
+        col = table.columns.get(name)
+        if isinstance(col, Column) and not isinstance(col, MaskedColumn):
+            table[name] = MaskedColumn(col, mask=np.zeros(len(col), bool))
+    return table
 
 
 _READERS = {"parquet": _ParquetReader, "fits": _FITSReader, "hdf5": _HDF5Reader, "csv": _CSVReader,

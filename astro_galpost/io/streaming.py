@@ -33,6 +33,7 @@ from .write import open_chunked_writer
 __all__ = [
     "DEFAULT_CHUNK_BATCHES",
     "CatalogPrediction",
+    "check_output_clash",
     "free_table_cycles",
     "model_checksum",
     "predict_catalog",
@@ -170,6 +171,31 @@ def required_columns(model, available: Sequence[str]) -> list[str] | None:
     return needed
 
 
+def check_output_clash(outputs: Sequence[str], available: Sequence[str], replace_columns: bool, source) -> None:
+    """Refuse, before any work, an input that has columns named like the ``outputs`` (a previous prediction).
+
+    Parameters
+    ----------
+    outputs : sequence of str
+        The columns the prediction adds (`GalaxyPosterior.output_columns`).
+    available : sequence of str
+        The input's columns.
+    replace_columns : bool
+        Replace such columns instead (nothing is raised).
+    source : str or path-like
+        The input, named in the error.
+
+    Raises
+    ------
+    ValueError
+        Naming the clashing columns.
+    """
+    clash = [c for c in outputs if c in available]
+    if clash and not replace_columns:
+        raise ValueError(f"{source} already has the output columns {clash} (a previous prediction?); "
+                         "pass replace_columns=True (--replace-columns) to replace them")
+
+
 def resolve_seed(random_state, model) -> int:
     """The integer seed of a catalog run: ``random_state``, else the model's, else a fresh one.
 
@@ -277,10 +303,7 @@ def _plan_columns(gp, input_path: Path, in_fmt: str, columns, levels: list[float
         if missing:
             raise KeyError(f"columns {missing} are not in {input_path} (columns: {', '.join(available)})")
     outputs = gp.output_columns(levels)
-    clash = [c for c in outputs if c in available]
-    if clash and not replace_columns:
-        raise ValueError(f"{input_path} already has the output columns {clash} (a previous prediction?); "
-                         "pass replace_columns=True (--replace-columns) to replace them")
+    check_output_clash(outputs, available, replace_columns, input_path)
     carried = [c for c in (columns if columns is not None else available) if c not in outputs]
     required = required_columns(gp, available)
     if required is None:
