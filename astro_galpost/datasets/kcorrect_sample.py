@@ -49,9 +49,9 @@ def load_kcorrect_sample(deredden: bool = False) -> Table:
     Read from the test data of the ``kcorrect`` package (Blanton & Roweis 2007),
     whose ``MODELFLUX`` (nanomaggies) and inverse variances are converted to
     SDSS CAS-style columns, following the CAS convention: ``modelMag_u`` …
-    ``modelMag_z`` (SDSS asinh magnitudes on the SDSS photometric system,
-    which departs from AB by about -0.04 mag in u and +0.02 in z, as CAS's
-    do; *not* corrected for Galactic extinction), their errors ``modelMagErr_u`` …, the extinctions
+    ``modelMag_z`` (SDSS asinh magnitudes on the SDSS photometric system, as
+    CAS's: nearly AB, with u_AB ≈ u − 0.04 and z_AB ≈ z + 0.02; *not*
+    corrected for Galactic extinction), their errors ``modelMagErr_u`` …, the extinctions
     ``extinction_u`` … (mag), ``z`` (redshift), ``ra``, ``dec``. Like CAS's,
     the asinh magnitudes of faint and negative fluxes are finite; fluxes
     without an inverse variance give masked magnitudes.
