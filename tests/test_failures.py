@@ -94,13 +94,15 @@ def test_interrupted_overwrite_leaves_the_old_model(fitted, tmp_path, monkeypatc
 
 def test_leftovers_of_killed_saves_are_removed_by_the_next_save(fitted, tmp_path):
     fitted.save(tmp_path / "m")
-    (tmp_path / ".m.k1ll3d.tmp").mkdir()
-    (tmp_path / ".m.k1ll3d.tmp" / WEIGHTS).write_bytes(b"half")
-    (tmp_path / ".m.0123456789ab.old").mkdir()
+    (tmp_path / ".m.galpost-0123456789ab.tmp").mkdir()
+    (tmp_path / ".m.galpost-0123456789ab.tmp" / WEIGHTS).write_bytes(b"half")
+    (tmp_path / ".m.galpost-ba9876543210.old").mkdir()
     (tmp_path / ".m.user.tmp").mkdir()
     (tmp_path / ".m.user.tmp" / "mine.txt").write_text("not ours")
+    # a user's backup of a model beside it, named like a leftover, holding only a model's files
+    fitted.save(tmp_path / ".m.mybackup.old")
     fitted.save(tmp_path / "m", overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.user.tmp", "m"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.mybackup.old", ".m.user.tmp", "m"]
 
 
 def test_writes_are_fsynced_before_the_rename(tmp_path, monkeypatch):
@@ -173,3 +175,60 @@ def test_replace_folder_recognises_its_own_folders(tmp_path):
     assert (tmp_path / "m" / "mark").read_text() == "2"
     assert not is_model_folder(tmp_path / "m")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+# ------------------------------------------------------------- fits that fail or diverge
+def test_a_failed_refit_leaves_an_unfitted_model(mock_table, tiny, one_torch_thread):
+    """A refit that fails must not leave the old networks under the new targets' names (log_sfr_p50 held
+    the redshifts of the first fit, with no warning)."""
+    from astro_galpost import NotFittedError
+
+    gp = GalaxyPosterior(random_state=0, **tiny(["redshift", "log_mstar"])).fit(mock_table[:200])
+    no_sfr = mock_table[:200].copy()
+    no_sfr["sfr_tot_p50"] = np.nan
+    gp.set_params(targets=["log_sfr"], flows=tiny(["log_sfr"])["flows"])
+    with pytest.raises(ValueError, match="log_sfr"):
+        gp.fit(no_sfr)
+    assert not hasattr(gp, "targets_") and not hasattr(gp, "networks_")
+    with pytest.raises(NotFittedError):
+        gp.predict(mock_table[:5])
+
+
+def test_a_diverged_fit_is_refused_not_kept(mock_table, tiny, one_torch_thread):
+    """learning_rate=3 kept the loss finite but of order 1e24 (medians of 1e22): refused, and the model is
+    left unfitted, so it can be neither used nor saved."""
+    from astro_galpost import NotFittedError
+
+    gp = GalaxyPosterior(random_state=0, **tiny(["redshift"], learning_rate=3.0, max_epochs=8))
+    with pytest.raises(FloatingPointError, match="diverged|became"):
+        gp.fit(mock_table[:300])
+    with pytest.raises(NotFittedError):
+        gp.save("never-written")
+    assert not os.path.exists("never-written")
+
+
+def test_a_fitted_encoder_is_kept_by_clone(mock_table, tiny, one_torch_thread):
+    """A fitted encoder given to the estimator is used as it is; its clones (cross_val_samples' folds) too."""
+    from sklearn.base import clone
+
+    from astro_galpost.encoders import PhotometryEncoder
+
+    enc = PhotometryEncoder([f"modelMag_{b}" for b in "ugriz"]).fit(mock_table[:200])
+    gp = GalaxyPosterior(encoder=[enc], **tiny(["redshift"]))
+    assert clone(gp).encoder[0] is enc
+    fresh = PhotometryEncoder([f"modelMag_{b}" for b in "ugriz"])
+    twin = clone(fresh)
+    assert twin is not fresh and not twin.is_fitted and twin.get_params() == fresh.get_params()
+
+
+def test_pandas_tables_and_numpy_parameters(mock_table, tiny, one_torch_thread, tmp_path):
+    """A DataFrame is a table, as docs/training.rst says; array-like parameters and a torch.device save."""
+    pytest.importorskip("pandas")
+    frame = mock_table[:200][["modelMag_u", "modelMag_g", "modelMag_r", "modelMag_i", "modelMag_z", "z"]].to_pandas()
+    options = tiny(["redshift"])
+    gp = GalaxyPosterior(**{**options, "targets": np.array(["redshift"]), "device": torch.device("cpu")})
+    gp.fit(frame)
+    gp.save(tmp_path / "m")
+    loaded = GalaxyPosterior.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict(frame[:5], n_samples=20, random_state=1)["redshift_p50"],
+                                  gp.predict(frame[:5], n_samples=20, random_state=1)["redshift_p50"])

@@ -102,3 +102,16 @@ class Encoder(ParamsMixin, ABC):
     @property
     def is_fitted(self) -> bool:
         return hasattr(self, "n_features_")
+
+    def __sklearn_clone__(self) -> Encoder:
+        """`sklearn.base.clone` of this encoder: itself when fitted, else an unfitted copy of its parameters.
+
+        A fitted encoder given to `~astro_galpost.GalaxyPosterior` is used as it
+        is, so a clone of that estimator (as `~astro_galpost.evaluation.cross_val_samples`
+        makes for each fold) must use it as it is too, not retrain it.
+        """
+        if self.is_fitted:
+            return self
+        from sklearn.base import clone
+
+        return type(self)(**{key: clone(value, safe=False) for key, value in self.get_params(deep=False).items()})

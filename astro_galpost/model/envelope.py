@@ -51,7 +51,8 @@ def file_sha256(path) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with numpy scalars as Python numbers and tuples as lists, ready for `json.dumps`.
+    """``value`` with numpy scalars as Python numbers, tuples, arrays and pandas sequences as lists and
+    torch devices as strings, ready for `json.dumps`.
 
     A `~numpy.random.Generator` becomes its bit generator's exact state (see
     `restore_generator`), so sampling after loading continues as it would have;
@@ -62,9 +63,11 @@ def jsonable(value: Any) -> Any:
         return {"generator": type(bits).__name__, "state": bits.state}
     if isinstance(value, np.random.SeedSequence):
         return {"seed_sequence": jsonable(value.entropy), "spawn_key": list(value.spawn_key)}
-    if isinstance(value, (np.integer, np.floating)):
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, torch.device):
+        return str(value)
+    if isinstance(value, (list, tuple, np.ndarray)) or type(value).__module__.startswith("pandas"):
         return [jsonable(v) for v in value]
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}

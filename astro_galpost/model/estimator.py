@@ -105,6 +105,8 @@ def _as_table(table: Any, what: str = "table") -> Table:
     if isinstance(table, Table):
         return table
     try:
+        if type(table).__module__.startswith("pandas") and hasattr(table, "columns"):
+            return Table.from_pandas(table)
         return Table(table)
     except Exception as err:  # noqa: BLE001 - re-raised with context
         raise TypeError(f"{what} must be an astropy Table (or convertible to one), got {type(table).__name__}") from err
@@ -644,8 +646,18 @@ class GalaxyPosterior(ParamsMixin):
             warnings.warn(f"validation_fraction=0 holds out no rows, so {' and '.join(needs_held_out)} "
                           "cannot work and will not: the posterior widths are the network's own",
                           UserWarning, stacklevel=2)
-        with torch_threads(self.n_threads):
-            return self._fit(table, images)
+        self._forget_fit()  # a fit that fails leaves an unfitted model, not one fit's networks under another's names
+        try:
+            with torch_threads(self.n_threads):
+                return self._fit(table, images)
+        except BaseException:
+            self._forget_fit()
+            raise
+
+    def _forget_fit(self) -> None:
+        """Remove every fitted attribute (the names ending in ``_``)."""
+        for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("_")]:
+            delattr(self, name)
 
     def _fit(self, table: Table, images: Any) -> GalaxyPosterior:
         table, images = self._check_input(table, images, "training table")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingHistory", "fit_module", "train_network", "refine_group_heads", "split_indices"]
+__all__ = ["TrainingHistory", "fit_module", "train_network", "refine_group_heads", "split_indices", "DIVERGED_LOSS"]
 
 
 @dataclass
@@ -56,6 +56,11 @@ class TrainingHistory:
             "final_learning_rate": self.final_learning_rate,
             "refined": self.refined,
         }
+
+
+
+#: A best loss above this, per target and galaxy, is a diverged fit (`train_network` raises).
+DIVERGED_LOSS = 1000.0
 
 
 def split_indices(
@@ -298,11 +303,28 @@ def train_network(
     options = dict(learning_rate=learning_rate, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
                    progress=progress)
     history = fit_module(net, batch_losses(), val_loss(), description=description, **options)
+    _check_converged(history, y.shape[1], description)
     if refine_heads and len(xv) and len(getattr(net, "groups", ())) > 1:
         # the refinement continues the optimisation: at the learning rate the joint fit ended with
         options["learning_rate"] = history.final_learning_rate
         history.refined = refine_group_heads(net, batch_losses, val_loss, description=description, **options)
     return history
+
+
+def _check_converged(history: TrainingHistory, n_targets: int, description: str) -> None:
+    """Refuse a fit whose best loss is that of no posterior: above `DIVERGED_LOSS` per target and galaxy.
+
+    The loss is the negative log-likelihood of standardised labels, about 1.4
+    per target for a standard normal; a learning rate far too large can keep
+    it finite yet of order 1e24 (predictions of 1e22), which no early stopping
+    notices.
+    """
+    best = history.val_loss[history.best_epoch] if history.val_loss else math.nan
+    if best > DIVERGED_LOSS * max(n_targets, 1):
+        raise FloatingPointError(
+            f"{description}: the loss of the best epoch is {best:.3g} per galaxy, over {DIVERGED_LOSS:g} per target: "
+            "the training diverged; try a smaller learning_rate"
+        )
 
 
 def refine_group_heads(net, batch_losses, val_loss, description: str = "training", **options) -> dict[str, int]:

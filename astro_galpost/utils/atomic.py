@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -256,7 +257,8 @@ def replace_folder(
         _check_replaceable(path, is_ours, allowed)
     with output_lock(path):  # one writer at a time, so leftovers of killed writers can go
         _remove_leftovers(path, allowed)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = _folder_temp_name(path, "tmp")
+        tmp.mkdir(mode=0o700)
         try:
             yield tmp
             for child in tmp.iterdir():
@@ -270,15 +272,21 @@ def replace_folder(
             raise
 
 
+def _folder_temp_name(path: Path, kind: str) -> Path:
+    """``.<name>.galpost-<12 hex>.<kind>`` beside ``path``: the only names `_remove_leftovers` removes."""
+    return path.parent / f".{path.name}.galpost-{uuid.uuid4().hex[:12]}.{kind}"
+
+
 def _remove_leftovers(path: Path, allowed: Collection[str] | None) -> None:
-    """Remove ``.<name>.*.tmp``/``.old`` folders of killed writers (only if they hold only ``allowed`` names)."""
+    """Remove the ``.tmp``/``.old`` folders that killed writers of ``path`` left: only names of
+    `_folder_temp_name`'s form, holding only ``allowed`` names (a user's ``.m.backup.old`` stays)."""
     if allowed is None:
         return
-    for pattern in (f".{path.name}.*.tmp", f".{path.name}.*.old"):
-        for leftover in path.parent.glob(pattern):
-            if leftover.is_dir() and not leftover.is_symlink() and \
-                    all(p.name in allowed for p in leftover.iterdir()):
-                shutil.rmtree(leftover, ignore_errors=True)
+    form = re.compile(rf"\.{re.escape(path.name)}\.galpost-[0-9a-f]{{12}}\.(tmp|old)")
+    for leftover in path.parent.iterdir():
+        if form.fullmatch(leftover.name) and leftover.is_dir() and not leftover.is_symlink() and \
+                all(p.name in allowed for p in leftover.iterdir()):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _swap_in(tmp: Path, path: Path, is_ours, allowed, overwrite: bool) -> None:
@@ -287,7 +295,7 @@ def _swap_in(tmp: Path, path: Path, is_ours, allowed, overwrite: bool) -> None:
         if not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
         _check_replaceable(path, is_ours, allowed)  # again: it may have changed while we wrote
-        old = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.old"
+        old = _folder_temp_name(path, "old")
         os.rename(path, old)
     try:
         os.rename(tmp, path)
