@@ -145,7 +145,7 @@ def test_nan_weights_are_rejected_even_with_a_valid_checksum(fitted, tmp_path):
 def test_generator_seed_survives_save_and_load(fitted, mock_table, tmp_path):
     gp = GalaxyPosterior(**{**fitted.get_params(), "random_state": np.random.default_rng(5)})
     for name in ("targets_", "member_encoders_", "ood_", "label_mean_", "label_scale_", "groups_", "flows_",
-                 "networks_", "history_", "n_features_in_", "n_train_"):
+                 "networks_", "history_", "n_features_in_", "n_train_", "recalibrated_"):
         setattr(gp, name, getattr(fitted, name))
     gp.save(tmp_path / "m")
     loaded = GalaxyPosterior.load(tmp_path / "m")
@@ -232,3 +232,16 @@ def test_pandas_tables_and_numpy_parameters(mock_table, tiny, one_torch_thread, 
     loaded = GalaxyPosterior.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict(frame[:5], n_samples=20, random_state=1)["redshift_p50"],
                                   gp.predict(frame[:5], n_samples=20, random_state=1)["redshift_p50"])
+
+
+def test_parameters_set_after_a_fit_do_not_change_its_predictions(mock_table, tiny, one_torch_thread, tmp_path):
+    """Whether an ensemble's mixture is narrowed is decided when it is fitted (set_params(recalibrate=False)
+    after the fit widened its 68% intervals by 2.5%) and saved with it."""
+    gp = GalaxyPosterior(random_state=0, n_ensemble=2, **tiny(["redshift"])).fit(mock_table[:300])
+    before = gp.predict(mock_table[300:330], n_samples=50, random_state=1)
+    gp.set_params(recalibrate=False, validation_fraction=0)
+    after = gp.predict(mock_table[300:330], n_samples=50, random_state=1)
+    np.testing.assert_array_equal(after["redshift_p84"], before["redshift_p84"])
+    gp.save(tmp_path / "m")
+    loaded = GalaxyPosterior.load(tmp_path / "m").predict(mock_table[300:330], n_samples=50, random_state=1)
+    np.testing.assert_array_equal(loaded["redshift_p84"], before["redshift_p84"])

@@ -709,6 +709,7 @@ class GalaxyPosterior(ParamsMixin):
             self.history_.append(history)
             if rows is not None:
                 recalibration_rows.append(rows)
+        self.recalibrated_ = bool(recalibration_rows)
         if recalibration_rows:
             # one map per group from the held-out rows of every member (each scored by its own member)
             with _torch_seed(recalibration_seed):
@@ -873,8 +874,9 @@ class GalaxyPosterior(ParamsMixin):
             yield rows, self._unstandardise(out, "catalog"), probs, usable, ood
 
     def _narrows_mixture(self) -> bool:
-        """Whether the mixture is narrowed (`narrow_mixture`): an ensemble whose members were recalibrated."""
-        return len(self.networks_) > 1 and bool(self.recalibrate) and self.validation_fraction > 0
+        """Whether the mixture is narrowed (`narrow_mixture`): an ensemble whose members were recalibrated
+        when it was fitted (``set_params`` after the fit changes nothing until the next fit)."""
+        return len(self.networks_) > 1 and self.recalibrated_
 
     def sample_members(
         self,
@@ -1142,7 +1144,7 @@ class GalaxyPosterior(ParamsMixin):
             member_encoders=member_encoders,
             ood=self.ood_.get_config(), n_features_in=self.n_features_in_, n_train=self.n_train_,
             label_mean=self.label_mean_.tolist(), label_scale=self.label_scale_.tolist(),
-            history=[h.to_dict() for h in self.history_],
+            history=[h.to_dict() for h in self.history_], recalibrated=self.recalibrated_,
         )
         write_model_folder(path, tensors, config, overwrite=overwrite)
 
@@ -1189,6 +1191,8 @@ class GalaxyPosterior(ParamsMixin):
         model.networks_ = [model._load_network(_arrays(tensors, f"network{k}.", numpy=False), path)
                            for k in range(len(config["history"]))]
         model.n_ensemble_ = len(model.networks_)
+        # saved before it was recorded: the recalibration ran where these parameters asked for it
+        model.recalibrated_ = bool(config.get("recalibrated", model.recalibrate and model.validation_fraction > 0))
         model.member_encoders_ = _load_encoders(config, tensors, len(model.networks_))
         return model
 
