@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingHistory", "fit_module", "train_network", "refine_group_heads", "split_indices", "DIVERGED_LOSS"]
+__all__ = ["TrainingHistory", "fit_module", "train_network", "refine_group_heads", "split_indices"]
 
 
 @dataclass
