@@ -199,3 +199,48 @@ def test_works_on_a_fitted_model(mock_table, tiny, one_torch_thread):
     assert res["n"][mbh] == np.sum(np.asarray(test["velDisp"]) > 0)
     local = local_calibration(post, test, "modelMag_r", targets=["log_ssfr"])
     assert np.sum(local["n"]) == len(test) and local["lo"].unit == u.mag
+
+
+def small_posteriors(n: int = 400, seed: int = 7):
+    """Calibrated Gaussian posteriors of stellar mass for ``n`` galaxies: (samples, truths)."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(10.0, 0.5, n)
+    samples = {"log_mstar": centre[:, None] + 0.2 * rng.standard_normal((n, 100))}
+    return samples, centre + 0.2 * rng.standard_normal(n)
+
+
+def test_local_calibration_leaves_catalogue_sentinels_out():
+    samples, mass = small_posteriors()
+    mag = np.random.default_rng(8).uniform(14.0, 17.7, len(mass))
+    mag[:30], mag[30:40], mag[40:50] = -9999.0, -999.0, -99.0  # SDSS "not measured"
+    truth = Table({"lgm_tot_p50": mass, "modelMag_r": mag * u.mag})
+    res = local_calibration(samples, truth, "modelMag_r")
+    np.testing.assert_array_equal(res["n"], 70)  # quintiles of the 350 measured galaxies
+    assert res["lo"][0] == mag[50:].min() * u.mag and res["hi"][-1] == mag[50:].max() * u.mag
+    wide = local_calibration(samples, truth, mag, bins=[-1e4, 0.0, 20.0])
+    assert list(wide["n"]) == [0, 350]
+
+
+def test_local_calibration_bins_in_the_unit_of_by():
+    samples, mass = small_posteriors()
+    size = np.linspace(1.0, 2.0, len(mass)) * u.kpc
+    res = local_calibration(samples, {"log_mstar": mass}, size, bins=[1000.0, 1500.0, 2000.0] * u.pc)
+    assert list(res["n"]) == [200, 200] and res["lo"].unit == u.kpc
+    np.testing.assert_allclose(res["hi"].to_value(u.kpc), [1.5, 2.0])
+    with pytest.raises(u.UnitConversionError, match="bins are in 'mag'.*'kpc'"):
+        local_calibration(samples, {"log_mstar": mass}, size, bins=[14, 15] * u.mag)
+    with pytest.raises(u.UnitConversionError, match="bins are in 'mag'.*'no unit'"):
+        local_calibration(samples, {"log_mstar": mass}, size.value, bins=[14, 15] * u.mag)
+
+
+def test_local_calibration_by_a_target_has_its_unit():
+    samples, mass = small_posteriors()
+    plain = local_calibration(samples, {"log_mstar": mass}, "log_mstar", bins=[9.0, 10.0, 11.0])
+    assert plain["lo"].unit == u.dex(u.Msun) and plain["hi"].unit == u.dex(u.Msun)
+    assert list(plain["n"]) == [np.sum((mass >= 9) & (mass < 10)), np.sum((mass >= 10) & (mass <= 11))]
+    np.testing.assert_allclose(plain["hi"].value, [10.0, 11.0])
+    for bins in ([9.0, 10.0, 11.0] * u.dex(u.Msun), [1e9, 1e10, 1e11] * u.Msun):
+        res = local_calibration(samples, {"log_mstar": mass}, "log_mstar", bins=bins)
+        assert list(res["n"]) == list(plain["n"])
+    with pytest.raises(u.UnitConversionError, match="bins are in 'mag'"):
+        local_calibration(samples, {"log_mstar": mass}, "log_mstar", bins=[14, 15] * u.mag)

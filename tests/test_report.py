@@ -163,7 +163,7 @@ def test_to_markdown_and_writers(tmp_path):
     t = Table({"method": ["ours", "a|b"], "z": [0.81234, np.nan], "n": [3, 4]})
     md = to_markdown(t, title="Table 1")
     assert md.splitlines() == ["### Table 1", "", "| method | z | n |", "| --- | --- | --- |",
-                               "| ours | 0.812 | 3 |", "| a\\|b | N/A | 4 |"]
+                               "| ours | 0.8123 | 3 |", "| a\\|b | N/A | 4 |"]
     q = QTable({"quantity": ["sigma_ale"], "log_mstar": [0.2] * u.dex})
     q.meta["space"] = {"log_mstar": "as catalog"}
     q.meta["n"] = np.int64(3)
@@ -186,6 +186,40 @@ def test_to_markdown_and_writers(tmp_path):
         write_report({"a": t, "b": t}, tmp_path / "two.ecsv")
     with pytest.raises(ValueError, match="no tables"):
         write_report({}, tmp_path / "none")
+
+
+def test_markdown_keeps_small_values_and_honours_column_formats(tmp_path):
+    t = QTable({"target": ["redshift"], "bias": [6.4e-06], "r2": [0.987654], "rmse": [0.0123456],
+                "crps": [1234.5678], "n": [300]})
+    t["r2"].info.format = ".2f"
+    t["rmse"].info.format = "{:.1e}"
+    t["crps"].info.format = "%.1f"
+    row = "| redshift | 6.4e-06 | 0.99 | 1.2e-02 | 1234.6 | 300 |"  # bias: not 0.000
+    assert to_markdown(t).splitlines()[-1] == row
+    assert to_markdown(t, floatfmt=".2e").splitlines()[-1] == "| redshift | 6.40e-06 | 0.99 | 1.2e-02 | 1234.6 | 300 |"
+    (md,) = write_report({"metrics": t}, tmp_path / "r.md")
+    assert row in md.read_text().splitlines()
+    write_report({"metrics": t}, tmp_path / "folder")
+    assert row in (tmp_path / "folder" / "report.md").read_text().splitlines()
+
+
+def test_write_report_to_a_folder_is_all_or_nothing(tmp_path):
+    t = Table({"x": [1.0]})
+    folder = tmp_path / "rep"
+    write_report({"metrics": t, "table2": t}, folder)
+    (folder / "report.md").unlink()
+    with pytest.raises(FileExistsError, match="metrics.ecsv"):
+        write_report({"metrics": t, "table2": t}, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["metrics.ecsv", "table2.ecsv"]  # no report.md written
+
+
+def test_write_report_refuses_titles_that_give_one_file_name(tmp_path):
+    t = Table({"x": [1.0]})
+    with pytest.raises(ValueError, match="tables 'a b' and 'a_b' would both be written to a_b.ecsv"):
+        write_report({"a b": t, "a_b": t}, tmp_path / "clash", overwrite=True)
+    with pytest.raises(ValueError, match="'Metrics' and 'metrics'"):
+        write_report({"Metrics": t, "metrics": t}, tmp_path / "clash")
+    assert not (tmp_path / "clash").exists()
 
 
 @pytest.fixture(scope="module")

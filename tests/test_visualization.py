@@ -198,3 +198,49 @@ def test_pca_embedding_known_axes():
     np.testing.assert_allclose(embed_latents(latents, method="pca", standardize=False), coords, atol=1e-9)
     with pytest.raises(ValueError, match="n_components must be between 1 and 6"):
         embed_latents(latents, method="pca", n_components=7)
+
+
+def _masked_pits():
+    """200 uniform PIT values, then 50 masked entries whose raw value is 0."""
+    values = np.random.default_rng(0).uniform(size=200)
+    mask = np.r_[np.zeros(200, bool), np.ones(50, bool)]
+    return values, np.r_[values, np.zeros(50)], mask
+
+
+@pytest.mark.parametrize("kind", ["MaskedColumn", "Masked", "numpy.ma"])
+def test_pit_histogram_leaves_masked_values_out(kind):
+    from astropy.table import MaskedColumn
+    from astropy.utils.masked import Masked
+    from scipy import stats
+
+    values, raw, mask = _masked_pits()
+    masked = {"MaskedColumn": MaskedColumn, "Masked": Masked, "numpy.ma": np.ma.MaskedArray}[kind](raw, mask=mask)
+    for fig in (plot_pit_histogram(masked), plot_pit_histogram({"log_mstar": masked})):
+        ax = fig.axes[0]
+        expected = f"KS = {stats.kstest(values, 'uniform').statistic:.3f}\nN = 200"
+        assert [t.get_text() for t in ax.texts] == [expected]  # KS = 0.080, not 0.207 with N = 250
+        heights = [b.get_height() for b in ax.containers[0]]
+        assert heights[0] == pytest.approx(np.mean(values < 0.05) * 20)  # no pile of masked zeros in bin 0
+
+
+def test_coverage_plot_does_not_draw_masked_levels():
+    levels = np.linspace(0.05, 0.95, 19)
+    covered = np.ma.MaskedArray(np.where(levels > 0.8, 0.0, levels), mask=levels > 0.8)
+    for cov in (covered, {"log_mstar": covered}):
+        curve = plot_coverage(levels, cov, n=100).axes[0].get_lines()[-1]
+        y = np.asarray(curve.get_ydata(), dtype=float)
+        assert np.all(np.isnan(y[levels > 0.8])) and np.array_equal(y[levels <= 0.8], levels[levels <= 0.8])
+
+
+def test_predicted_vs_true_r2_is_na_when_undefined():
+    import warnings
+
+    c = np.array([10.0, 10.5, 11.0])
+    pred = Table({"log_mstar_p16": c - 0.1, "log_mstar_p50": c + 0.1, "log_mstar_p84": c + 0.2, "lgm_tot_p50": c})
+    flat = pred.copy()
+    flat["lgm_tot_p50"] = 10.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from 0/0
+        texts = [plot_predicted_vs_true(t).axes[0].texts[0].get_text() for t in (pred, pred[:1], flat)]
+    # R² = 1 - 3 × 0.01 / 0.5 = 0.94 for three galaxies; undefined for one, or for equal truths
+    assert texts == ["$R^2$ = 0.94\nN = 3", "$R^2$ = n/a\nN = 1", "$R^2$ = n/a\nN = 3"]

@@ -198,7 +198,7 @@ def _markdown(report) -> str:
 
     meta = ", ".join(f"{k} = {report.meta[k]}" for k in ("n_rows", "n_unusable", "n_samples", "seed")
                      if k in report.meta)
-    return to_markdown(report, floatfmt=".4g") + f"\n\n{meta}\n"
+    return to_markdown(report) + f"\n\n{meta}\n"
 
 
 _REPORT_SUFFIXES = (".md", ".markdown", ".ecsv", ".csv", ".fits", ".parquet")

@@ -323,19 +323,37 @@ def derived_calibration(
 
 
 def _bin_values(truth: Any, by: Any, columns: Mapping[str, str]) -> tuple[np.ndarray, u.UnitBase | None]:
-    """Values to bin on: a column of ``truth``, a target's truth, or an array/Quantity."""
+    """Values to bin on and their unit: a column of ``truth``, a target's truth (in its catalog
+    unit), or an array/Quantity; masked values and SDSS "not measured" sentinels are NaN."""
+    from ..sdss.catalog import SENTINELS
+
     if isinstance(by, str):
         if isinstance(truth, Table) and by in truth.colnames:
             by = truth[by]
         elif by in TARGETS:
-            return TARGETS[by].from_model(model_space_truth(truth, by, columns.get(by))), None
+            return TARGETS[by].from_model(model_space_truth(truth, by, columns.get(by))), TARGETS[by].unit
         else:
             raise KeyError(f"cannot bin by {by!r}: it is neither a column of the truth table "
                            "nor a registered target")
     data, mask, unit = column_data(by)
     if data.ndim != 1:
         raise ValueError(f"values to bin by must be one-dimensional (N,), got shape {data.shape}")
-    return np.where(mask, np.nan, data), unit
+    return np.where(mask | np.isin(data, SENTINELS), np.nan, data), unit
+
+
+def _plain_edges(bins: Any, unit: u.UnitBase | None) -> Any:
+    """``bins`` with Quantity edges converted to ``unit``, the unit of the values binned (None: no unit)."""
+    if not isinstance(bins, u.Quantity) or bins.ndim == 0:
+        return bins
+    unit = u.dimensionless_unscaled if unit is None else unit
+    # a unit on one side only is refused: astropy would turn edges in mag into flux ratios
+    if (unit == u.dimensionless_unscaled) == (bins.unit == u.dimensionless_unscaled):
+        try:
+            return bins.to_value(unit)
+        except u.UnitsError:
+            pass
+    raise u.UnitConversionError(f"bins are in {bins.unit.to_string() or 'no unit'!r}, which does not convert "
+                                f"to the unit of the values binned by ({unit.to_string() or 'no unit'!r})")
 
 
 def _bin_index(values: np.ndarray, bins: int | Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -388,10 +406,13 @@ def local_calibration(
         Labelled table or ``{target: values}``.
     by : str, array-like or `~astropy.units.Quantity`
         What to bin on: a column of ``truth`` (e.g. ``"modelMag_r"``), a
-        registered target (its true value, e.g. ``"redshift"``) or ``(N,)``
-        values (e.g. a colour). Galaxies with a missing value are left out.
-    bins : int or sequence of float, optional
-        Number of quantile bins (default 5, quintiles) or explicit bin edges.
+        registered target (its true value in the target's catalog unit, e.g.
+        ``"redshift"``) or ``(N,)`` values (e.g. a colour). Galaxies with a
+        missing value (masked, NaN, or an SDSS "not measured" sentinel,
+        ``astro_galpost.sdss.catalog.SENTINELS``: -9999, -999, -99) are left out.
+    bins : int, sequence of float or `~astropy.units.Quantity`, optional
+        Number of quantile bins (default 5, quintiles) or explicit bin edges,
+        plain numbers in the unit of ``by`` or a Quantity converted to it.
         Quantile bins are those of the galaxies with a usable truth of each
         target or derived quantity, so that each bin holds its share of them:
         a target labelled in a fifth of the galaxies (metallicity, mostly in
@@ -410,9 +431,15 @@ def local_calibration(
     -------
     `~astropy.table.QTable`
         One row per target and bin: ``target``, ``bin`` (0 = lowest), ``lo`` and
-        ``hi`` (bin edges, with the unit of ``by`` where it has one), ``n``
+        ``hi`` (bin edges, with the unit of ``by`` where it has one, the
+        target's unit when binning by a target), ``n``
         (galaxies in the bin with a usable truth), ``coverage_<level>`` and
         ``pit_ks``. ``meta["by"]`` names what was binned on.
+
+    Raises
+    ------
+    astropy.units.UnitConversionError
+        When Quantity ``bins`` do not convert to the unit of ``by``.
 
     Examples
     --------
@@ -429,6 +456,7 @@ def local_calibration(
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     columns = dict(columns or {})
     values, unit = _bin_values(truth, by, columns)
+    bins = _plain_edges(bins, unit)
     names = [n for n in samples if n in TARGETS] if targets is None else list(targets)
     rows = []
     for name in names:

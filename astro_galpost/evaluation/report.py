@@ -24,7 +24,7 @@ import numpy as np
 from astropy.table import QTable, Table
 
 from ..model.targets import CORE, LINES, TARGETS
-from ..utils.atomic import write_text_atomic
+from ..utils.atomic import check_output, write_text_atomic
 from .arrays import unpack
 from .calibration import (
     calibration_summary,
@@ -667,28 +667,47 @@ def table2(
 # ----------------------------------------------------------------------------
 # Writers
 # ----------------------------------------------------------------------------
-def _cell(value: Any, floatfmt: str) -> str:
+def _float_text(value: float, fmt: Any) -> str:
+    """``value`` in an astropy column format: a format spec (``".4g"``), a ``"{:.4g}"`` or
+    ``"%.4g"`` string, or a callable."""
+    if callable(fmt):
+        return str(fmt(value))
+    if "{" in fmt:
+        return fmt.format(value)
+    if fmt.startswith("%"):
+        return fmt % value
+    return format(value, fmt)
+
+
+def _cell(value: Any, fmt: Any) -> str:
+    """One Markdown cell; floats in ``fmt`` (see `_float_text`), NaN and masked as ``N/A``."""
     value = getattr(value, "value", value)
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        return "N/A" if not np.isfinite(value) else format(float(value), floatfmt)
+        return "N/A" if not np.isfinite(value) else _float_text(float(value), fmt).strip()
     if value is np.ma.masked:
         return "N/A"
     return str(value).replace("|", "\\|")
 
 
-def to_markdown(table: Table, *, floatfmt: str = ".3f", title: str | None = None) -> str:
+def to_markdown(table: Table, *, floatfmt: str = ".4g", title: str | None = None) -> str:
     """A table as a GitHub-flavoured Markdown table (NaN shown as ``N/A``).
+
+    The one Markdown formatter of the package: `write_report` and ``galpost
+    evaluate --report *.md`` use it.
 
     Parameters
     ----------
     table : `~astropy.table.Table`
         Any table of scalar columns.
     floatfmt : str, optional
-        Format spec of float cells.
+        Format spec of the float cells of columns without a format of their
+        own (``table[name].info.format``, which is honoured); default 4
+        significant digits, so that small metrics (a bias of 6.4e-06) keep
+        their value.
     title : str, optional
         A ``### title`` line above the table.
 
@@ -700,22 +719,25 @@ def to_markdown(table: Table, *, floatfmt: str = ".3f", title: str | None = None
     --------
     >>> from astropy.table import Table
     >>> from astro_galpost.evaluation import to_markdown
-    >>> print(to_markdown(Table({"method": ["a"], "z": [0.81234]})))
-    | method | z |
-    | --- | --- |
-    | a | 0.812 |
+    >>> t = Table({"method": ["a"], "z": [0.81234], "bias": [6.4e-06]})
+    >>> t["z"].info.format = ".2f"
+    >>> print(to_markdown(t))
+    | method | z | bias |
+    | --- | --- | --- |
+    | a | 0.81 | 6.4e-06 |
     """
     header = []
     for name in table.colnames:
         unit = getattr(table[name], "unit", None)
         header.append(f"{name} [{unit}]" if unit not in (None, "") and str(unit) else name)
+    formats = [table[name].info.format or floatfmt for name in table.colnames]
     lines = []
     if title:
         lines += [f"### {title}", ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("| " + " | ".join("---" for _ in header) + " |")
     for row in table:
-        lines.append("| " + " | ".join(_cell(row[name], floatfmt) for name in table.colnames) + " |")
+        lines.append("| " + " | ".join(_cell(row[name], fmt) for name, fmt in zip(table.colnames, formats)) + " |")
     return "\n".join(lines)
 
 
@@ -736,12 +758,39 @@ def _ecsv_safe(table: Table) -> Table:
     return out
 
 
+def _safe_name(title: str) -> str:
+    """A file name stem from a table title: letters, digits, ``-_.``; others become ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in title) or "table"
+
+
+def _ecsv_files(tables: Mapping[str, Table], folder: Path) -> dict[Path, Table]:
+    """``{folder/<safe title>.ecsv: table}``, refusing titles whose file names coincide."""
+    files: dict[Path, Table] = {}
+    titles: dict[str, str] = {}
+    for title, table in tables.items():
+        name = _safe_name(title)
+        if name.lower() in titles:  # the same file on a case-insensitive file system too
+            raise ValueError(f"tables {titles[name.lower()]!r} and {title!r} would both be written to "
+                             f"{name}.ecsv: give them titles that differ in letters or digits")
+        titles[name.lower()] = title
+        files[folder / f"{name}.ecsv"] = _ecsv_safe(table)
+    return files
+
+
+def _report_markdown(tables: Mapping[str, Table], floatfmt: str) -> str:
+    """The Markdown report: a heading and one section (`to_markdown`) per table."""
+    parts = ["# astro_galpost evaluation report", ""]
+    for title, table in tables.items():
+        parts += [to_markdown(table, floatfmt=floatfmt, title=title), ""]
+    return "\n".join(parts)
+
+
 def write_report(
     tables: Mapping[str, Table],
     path: str | os.PathLike,
     *,
     overwrite: bool = False,
-    floatfmt: str = ".3f",
+    floatfmt: str = ".4g",
 ) -> list[Path]:
     """Write evaluation tables as Markdown and/or ECSV, each file atomically.
 
@@ -753,18 +802,30 @@ def write_report(
     path : str or path-like
         ``*.md``: one Markdown file with a section per table; ``*.ecsv``: one
         ECSV file (``tables`` must then hold a single table); anything else is
-        a folder that receives ``report.md`` and ``<title>.ecsv`` per table.
-        ECSV files are written with `astro_galpost.io.write_table_atomic`, so
-        an interrupted run never leaves a partial file.
+        a folder that receives ``report.md`` and ``<title>.ecsv`` per table
+        (characters other than letters, digits and ``-_.`` of a title become
+        ``_``). ECSV files are written with
+        `astro_galpost.io.write_table_atomic`, so an interrupted run never
+        leaves a partial file, and every file of a folder is checked before
+        the first is written, so a refused report writes none.
     overwrite : bool, optional
         Replace existing files.
     floatfmt : str, optional
-        Format spec of float cells in Markdown.
+        Format spec of float cells in Markdown, for columns without a format
+        of their own (see `to_markdown`).
 
     Returns
     -------
     list of `~pathlib.Path`
         The files written.
+
+    Raises
+    ------
+    FileExistsError
+        A file exists and ``overwrite`` is False (nothing is written).
+    ValueError
+        No tables; several tables for one ``.ecsv`` file; or two titles that
+        give the same file name (``"a b"`` and ``"a_b"``), naming both.
     """
     from ..io import write_table_atomic
 
@@ -772,25 +833,18 @@ def write_report(
         raise ValueError("no tables to write")
     path = Path(path)
     suffix = path.suffix.lower()
-
-    def markdown() -> str:
-        parts = ["# astro_galpost evaluation report", ""]
-        for title, table in tables.items():
-            parts += [to_markdown(table, floatfmt=floatfmt, title=title), ""]
-        return "\n".join(parts)
-
-    def safe_name(title: str) -> str:
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in title) or "table"
-
     if suffix == ".md":
-        return [write_text_atomic(path, markdown(), overwrite=overwrite)]
+        return [write_text_atomic(path, _report_markdown(tables, floatfmt), overwrite=overwrite)]
     if suffix == ".ecsv":
         if len(tables) != 1:
             raise ValueError(f"an .ecsv file holds one table, got {len(tables)}: give a folder instead")
         (table,) = tables.values()
         return [write_table_atomic(_ecsv_safe(table), path, overwrite=overwrite, format="ascii.ecsv")]
-    written = [write_text_atomic(path / "report.md", markdown(), overwrite=overwrite)]
-    for title, table in tables.items():
-        written.append(write_table_atomic(_ecsv_safe(table), path / f"{safe_name(title)}.ecsv",
-                                          overwrite=overwrite, format="ascii.ecsv"))
+    files = _ecsv_files(tables, path)
+    text = _report_markdown(tables, floatfmt)
+    for target in [path / "report.md", *files]:
+        check_output(target, overwrite=overwrite)
+    written = [write_text_atomic(path / "report.md", text, overwrite=overwrite)]
+    for target, table in files.items():
+        written.append(write_table_atomic(table, target, overwrite=overwrite, format="ascii.ecsv"))
     return written

@@ -75,7 +75,10 @@ _MEASUREMENTS = frozenset(
      *(f"petroR{k}_{b}" for k in (50, 90) for b in BANDS), *_MPA_PROPERTIES,
      *(f"{line}_{s}" for line in _MPA_LINES for s in ("flux", "flux_err")), "log_mbh"}
 )
-_SENTINELS = (-9999.0, -999.0, -99.0)
+#: SDSS "not measured" values of measurements (magnitudes, redshift, MPA-JHU properties, line
+#: fluxes): masked by `read_catalog` and left out by
+#: `~astro_galpost.evaluation.local_calibration`. Other float columns use the first, -9999, only.
+SENTINELS = (-9999.0, -999.0, -99.0)
 _OH_SENTINELS = (-99.9,)  # seen in some MPA-JHU metallicity releases
 
 
@@ -284,7 +287,7 @@ def _mask_sentinels(table: Table) -> None:
         col = _float_column(col)
         values = np.ma.getdata(col)
         bad = ~np.isfinite(values)
-        sentinels = _SENTINELS if name in _MEASUREMENTS else _SENTINELS[:1]
+        sentinels = SENTINELS if name in _MEASUREMENTS else SENTINELS[:1]
         if name.startswith("oh_"):
             sentinels = sentinels + _OH_SENTINELS
         for sentinel in sentinels:

@@ -75,10 +75,20 @@ def axis_label(name: str, words: bool = True) -> str:
 
 
 def _values(col) -> np.ndarray:
+    """Float values of a column, Quantity or array (masked or not), masked entries as NaN."""
     from ..utils.columns import column_data
 
     data, mask, _ = column_data(col)
     return np.where(mask, np.nan, data)
+
+
+def _fit_text(predicted: np.ndarray, true: np.ndarray) -> str:
+    """R² (`~astro_galpost.evaluation.r2_score`; "n/a" for fewer than two galaxies or constant truths) and N."""
+    from ..evaluation import r2_score
+
+    r2 = r2_score(predicted, true)
+    score = f"{r2:.2f}" if np.isfinite(r2) else "n/a"
+    return f"$R^2$ = {score}\nN = {true.size}"
 
 
 def _square_limits(ax, values: np.ndarray) -> None:
@@ -104,7 +114,9 @@ def plot_predicted_vs_true(
     The layout of the seed paper's Figure 2, with the 1:1 line dashed in red
     and a legend in the first panel. Axis labels name the quantity and its unit
     (`axis_label`); the limits hold every point. Emission-line fluxes are
-    shown in log10, as they are modelled.
+    shown in log10, as they are modelled. Each panel gives N and R²
+    (`~astro_galpost.evaluation.r2_score`), "n/a" where it is undefined
+    (one galaxy, or truths all equal).
 
     Parameters
     ----------
@@ -157,9 +169,7 @@ def plot_predicted_vs_true(
         ax.scatter(true[ok], p50[ok], s=4, alpha=0.6, zorder=2, label="posterior median")
         if ok.any():
             _square_limits(ax, np.concatenate([true[ok], p50[ok]]))
-            resid = p50[ok] - true[ok]
-            r2 = 1 - np.sum(resid**2) / np.sum((true[ok] - true[ok].mean()) ** 2)
-            ax.text(0.04, 0.96, f"$R^2$ = {r2:.2f}\nN = {ok.sum()}", transform=ax.transAxes, va="top", fontsize=8)
+            ax.text(0.04, 0.96, _fit_text(p50[ok], true[ok]), transform=ax.transAxes, va="top", fontsize=8)
         quantity = axis_label(name, words=False)
         ax.set_xlabel(f"true {quantity}", fontsize=8)
         ax.set_ylabel(f"predicted {quantity}", fontsize=8)
@@ -290,9 +300,10 @@ def plot_corner(
 # Calibration plots
 # ----------------------------------------------------------------------------
 def _panels(values: Any) -> dict[str, np.ndarray]:
+    """``{name: float values}`` of one array or a mapping of them, masked entries as NaN ("" names a lone array)."""
     if isinstance(values, Mapping):
-        return {str(k): np.asarray(v, dtype=float) for k, v in values.items()}
-    return {"": np.asarray(values, dtype=float)}
+        return {str(k): _values(v) for k, v in values.items()}
+    return {"": _values(values)}
 
 
 def plot_pit_histogram(
@@ -315,7 +326,9 @@ def plot_pit_histogram(
     ----------
     pit_values : array-like or dict
         PIT values (e.g. `~astro_galpost.evaluation.pit`), or ``{target: values}``
-        for one panel per target. NaNs are ignored.
+        for one panel per target; masked (`~astropy.table.MaskedColumn`,
+        `~astropy.utils.masked.Masked`, `numpy.ma`) and NaN values are left out
+        of the histogram, the KS distance and N.
     bins : int, optional
         Number of equal-width bins on [0, 1].
     ncols : int, optional
@@ -381,7 +394,8 @@ def plot_coverage(
         Nominal credibility levels (e.g. ``np.linspace(0.05, 0.95, 19)``).
     coverage : array-like or dict
         Empirical coverage at ``levels`` (`~astro_galpost.evaluation.coverage`),
-        or ``{target: coverage}`` for one curve per target.
+        or ``{target: coverage}`` for one curve per target; masked or NaN
+        levels are not drawn.
     n : int, optional
         Number of galaxies: adds the ±2σ binomial band expected from a finite
         sample around the diagonal.
