@@ -81,3 +81,16 @@ def test_plugins_work_in_the_estimator(plugin, mock_table, tiny, tmp_path):
         again.sample(mock_table[400:410], n_samples=10, random_state=1)["redshift"].distribution,
         gp.sample(mock_table[400:410], n_samples=10, random_state=1)["redshift"].distribution,
     )
+
+
+def test_a_model_needing_a_missing_plugin_names_it(plugin, mock_table, tiny, tmp_path):
+    """Loading a model whose flow comes from a plugin not installed says so (it said the config had no entry)."""
+    from astro_galpost import ModelFormatError
+
+    options = tiny(["log_mstar", "redshift"])
+    options["flows"]["core"] = "small_realnvp"
+    GalaxyPosterior(random_state=0, **options).fit(mock_table[:300]).save(tmp_path / "m")
+    FLOWS.unregister("small_realnvp")
+    with pytest.raises(ModelFormatError, match="needs the flow 'small_realnvp'.*install the plugin"):
+        GalaxyPosterior.load(tmp_path / "m")
+    FLOWS.register("small_realnvp", sys.modules["galpost_test_plugin"].small_realnvp)

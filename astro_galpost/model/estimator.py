@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..encoders import ENCODERS, Encoder
 from ..utils.params import ParamsMixin, check_float, check_int, tuples_as_defaults
+from ..utils.registry import UnknownEntryError
 from ..utils.threads import torch_threads
 from .layout import check_layout, target_space
 from .network import GroupSpec, PosteriorNetwork
@@ -1167,6 +1168,9 @@ class GalaxyPosterior(ParamsMixin):
         check_layout(config, path)
         try:
             return cls._from_config(config, tensors, path, device)
+        except UnknownEntryError as err:  # a plugin's flow, encoder or target, not installed here
+            raise ModelFormatError(f"{path} needs the {err.kind} {err.name!r}, which no installed package "
+                                   f"registers (registered: {err.known}): install the plugin that provides it") from err
         except KeyError as err:  # a config edited by hand (its checksum recomputed)
             raise ModelFormatError(f"{path} is not a complete saved model: its config has no entry "
                                    f"{err.args[0]!r}") from err

@@ -6,9 +6,28 @@ from collections.abc import Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "UnknownEntryError"]
 
 T = TypeVar("T")
+
+
+class UnknownEntryError(KeyError):
+    """A name that no built-in entry or installed plugin of a registry has.
+
+    Parameters
+    ----------
+    kind, name : str
+        The registry's kind ("flow") and the name asked for.
+    known : str
+        The names it has, comma-separated.
+    """
+
+    def __init__(self, kind: str, name: str, known: str) -> None:
+        super().__init__(kind, name)
+        self.kind, self.name, self.known = kind, name, known
+
+    def __str__(self) -> str:
+        return f"unknown {self.kind} {self.name!r}; registered: {self.known}"
 
 
 class Registry(Generic[T]):
@@ -74,7 +93,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
-            raise KeyError(f"unknown {self.kind} {name!r}; registered: {known}") from None
+            raise UnknownEntryError(self.kind, name, known) from None
 
     __getitem__ = get
 
