@@ -300,8 +300,10 @@ def test_params_clone_and_repr(vae, monkeypatch):
     with pytest.raises(ValueError, match="'latent_size' is not a parameter of VAEEncoder"):
         enc.set_params(latent_size=8)
     clone = pytest.importorskip("sklearn.base").clone
-    copied = clone(vae)
-    assert type(copied) is VAEEncoder and not copied.is_fitted and vae.is_fitted
+    assert clone(vae) is vae and vae.is_fitted  # a fitted encoder is used as it is, by clones too
+    unfitted = VAEEncoder(**vae.get_params())
+    copied = clone(unfitted)
+    assert type(copied) is VAEEncoder and copied is not unfitted and not copied.is_fitted
     assert copied.get_params() == vae.get_params()
 
     def no_registry(*args, **kwargs):
