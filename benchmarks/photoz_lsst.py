@@ -19,6 +19,9 @@ Nothing is chosen on the test rows. The last line printed is one JSON object.
 
     python benchmarks/photoz_lsst.py [--quick] [--n-train 20000] [--n-test 10000] [--no-pzflow]
 
+The galaxies come with pzflow, so it must be installed (the ``peers`` extra) even with
+``--no-pzflow``, which only skips fitting the pzflow peer.
+
 One torch thread and one jax/XLA thread on the CPU (set here unless the
 environment already sets them).
 """
