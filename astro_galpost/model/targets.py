@@ -23,6 +23,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 from astropy.uncertainty import Distribution
+from scipy import stats
 
 from ..physics.lines import FLUX_UNIT
 from ..utils.columns import column_data
@@ -319,19 +320,12 @@ _LINEAR_SKEW_DROP = 1.0
 _FLUX_MEDIAN_MIN = 1e-10
 
 
-def _skewness(x: np.ndarray) -> float:
-    """Sample skewness (0 for constant values)."""
-    d = x - x.mean()
-    m2 = np.mean(d**2)
-    return float(np.mean(d**3) / m2**1.5) if m2 > 0 else 0.0
-
-
 def _looks_linear(values: np.ndarray) -> bool:
     """Whether values given as log10 look like linear ones: all positive, strongly right-skewed, their log10 not."""
-    if values.size < _LINEAR_MIN_VALUES or np.any(values <= 0):
+    if values.size < _LINEAR_MIN_VALUES or np.any(values <= 0) or np.ptp(values) == 0:
         return False
-    skew = _skewness(values)
-    return skew > _LINEAR_SKEW and skew - _skewness(np.log10(values)) > _LINEAR_SKEW_DROP
+    skew = stats.skew(values)
+    return bool(skew > _LINEAR_SKEW and skew - stats.skew(np.log10(values)) > _LINEAR_SKEW_DROP)
 
 
 @dataclass(frozen=True)
